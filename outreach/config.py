@@ -1,0 +1,151 @@
+"""The one settings object.
+
+Read once at each entry point (CLI, web app, Celery worker, sandbox) and passed down;
+no other module reads ``os.environ``. Secrets are ``SecretStr`` so ``repr`` masks them.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The federal window for telephone solicitations; our configured window may be narrower, never wider.
+FEDERAL_WINDOW = (time(8, 0), time(21, 0))
+
+DEFAULT_TREATMENT_WORDS = (
+    "ketamine",
+    "esketamine",
+    "spravato",
+    "infusion",
+    "infusions",
+    "depression",
+    "depressive",
+    "ptsd",
+    "anxiety",
+    "suicidal",
+    "psychiatric",
+    "psychiatry",
+    "mental health",
+    "antidepressant",
+    "medication",
+    "dose",
+    "phq",
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="OUTREACH_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # Storage and transport.
+    database_url: str = "sqlite:///outreach.sqlite"
+    broker_url: str = "sqla+sqlite:///outreach-broker.sqlite"
+    # Redis for the global send-rate limiter; empty means an in-database limiter (embedded mode).
+    redis_url: str = ""
+
+    # The clinic. Display name may differ from the legal name, for discretion.
+    clinic_name: str = "Bay Area Ketamine Clinic"
+    clinic_display_name: str = "Bay Area Wellness"
+    clinic_phone: str = "+19252891430"
+    clinic_address: str = "100 Main Street, Walnut Creek, CA 94596"
+    clinic_timezone: str = "America/Los_Angeles"
+    clinic_email: str = "frontdesk@clinic.example.org"
+
+    public_base_url: str = "http://127.0.0.1:8000"
+    secret_key: SecretStr = SecretStr("dev-insecure-change-me")
+    templates_dir: Path = Path("templates")
+
+    # When automated messages may go out, in the recipient's local time.
+    send_window_start: time = time(8, 0)
+    send_window_end: time = time(20, 0)
+    no_weekends: bool = False
+    # Frequency cap for automated education and marketing messages, per contact.
+    cap_per_day: int = 1
+    cap_per_week: int = 3
+    # Care messages (reminders) are exempt from the cap above but never more than this per local day.
+    care_cap_per_day: int = 2
+    # Words that must not appear in SMS bodies or email subjects unless a template is reviewed for them.
+    treatment_words: list[str] = Field(default_factory=lambda: list(DEFAULT_TREATMENT_WORDS))
+
+    # Twilio. The account credentials use Twilio's standard names, without our prefix.
+    twilio_account_sid: str = Field(
+        default="ACsandbox00000000000000000000000000",
+        validation_alias=AliasChoices("TWILIO_ACCOUNT_SID", "OUTREACH_TWILIO_ACCOUNT_SID"),
+    )
+    twilio_auth_token: SecretStr = Field(
+        default=SecretStr("sandbox-auth-token"),
+        validation_alias=AliasChoices("TWILIO_AUTH_TOKEN", "OUTREACH_TWILIO_AUTH_TOKEN"),
+    )
+    twilio_messaging_service_sid: str = ""
+    twilio_from: str = "+15005550006"
+    # Where the twilio client sends requests; the sandbox by default so nothing leaves the laptop.
+    twilio_api_base_url: str = "http://127.0.0.1:8025"
+    # Twilio auto-replies to STOP itself on long codes; we then send no confirmation of our own.
+    twilio_handles_opt_out: bool = True
+    max_mps: float = 1.0
+
+    # SMTP.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8026
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_tls: Literal["none", "starttls", "ssl"] = "none"
+    email_from: str = "Bay Area Wellness <care@clinic.example.org>"
+
+    # People to alert when a patient's reply reads as a crisis (comma-separated in the environment).
+    oncall_sms: list[str] = Field(default_factory=list)
+    oncall_email: list[str] = Field(default_factory=list)
+
+    # The sandbox (a local Twilio-compatible API and SMTP sink).
+    sandbox_http_port: int = 8025
+    sandbox_smtp_port: int = 8026
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
+
+    @field_validator("treatment_words", "oncall_sms", "oncall_email", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("clinic_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _window_within_federal(self) -> Settings:
+        if not self.send_window_start < self.send_window_end:
+            raise ValueError("send_window_start must be before send_window_end")
+        if self.send_window_start < FEDERAL_WINDOW[0] or self.send_window_end > FEDERAL_WINDOW[1]:
+            raise ValueError("the send window may not be wider than 08:00-21:00 (federal limit)")
+        return self
+
+    @cached_property
+    def clinic_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.clinic_timezone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Entry points call this once; tests pass overrides instead of touching the environment."""
+    return Settings(**overrides)  # type: ignore[arg-type]

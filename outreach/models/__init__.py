@@ -1,0 +1,61 @@
+"""All tables, imported together so metadata (and Alembic) sees every one."""
+
+from outreach.models.appointments import Appointment, AppointmentStatus
+from outreach.models.base import Base, UTCDateTime, utcnow
+from outreach.models.campaigns import Campaign, CampaignStep, Closure, Enrollment, EnrollmentState
+from outreach.models.contacts import (
+    Category,
+    Channel,
+    Consent,
+    ConsentEvent,
+    ConsentSource,
+    ConsentState,
+    Contact,
+    ContactTag,
+    Suppression,
+)
+from outreach.models.inbound import InboundClass, InboundMessage, InboxItem, InboxState
+from outreach.models.messages import (
+    PENDING_STATES,
+    TERMINAL_STATES,
+    Message,
+    MessageAttempt,
+    MessageEvent,
+    MessageKind,
+    MessageState,
+    RateSlot,
+)
+
+__all__ = [
+    "PENDING_STATES",
+    "TERMINAL_STATES",
+    "Appointment",
+    "AppointmentStatus",
+    "Base",
+    "Campaign",
+    "CampaignStep",
+    "Category",
+    "Channel",
+    "Closure",
+    "Consent",
+    "ConsentEvent",
+    "ConsentSource",
+    "ConsentState",
+    "Contact",
+    "ContactTag",
+    "Enrollment",
+    "EnrollmentState",
+    "InboundClass",
+    "InboundMessage",
+    "InboxItem",
+    "InboxState",
+    "Message",
+    "MessageAttempt",
+    "MessageEvent",
+    "MessageKind",
+    "MessageState",
+    "RateSlot",
+    "Suppression",
+    "UTCDateTime",
+    "utcnow",
+]

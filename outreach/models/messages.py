@@ -1,0 +1,162 @@
+"""The outbox: every message we will send, are sending or have sent, with its delivery log."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from outreach.models.base import Base, utcnow
+
+
+class MessageState(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+
+# States from which nothing more will happen without a human.
+TERMINAL_STATES = frozenset(
+    {
+        MessageState.DELIVERED,
+        MessageState.UNDELIVERED,
+        MessageState.FAILED,
+        MessageState.CANCELLED,
+        MessageState.SKIPPED,
+        MessageState.EXPIRED,
+    }
+)
+# Not yet handed to a provider: an opt-out or a reschedule can still cancel these.
+PENDING_STATES = frozenset({MessageState.SCHEDULED, MessageState.QUEUED})
+
+
+class MessageKind(enum.StrEnum):
+    AUTOMATED = "automated"  # campaign steps and reminders: window and caps apply
+    CONVERSATIONAL = "conversational"  # staff replies to a patient's own recent message
+    SYSTEM = "system"  # HELP, opt-out confirmation, crisis reply: sent at once, any hour
+    ALERT = "alert"  # to on-call staff, not to a patient
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key"),
+        # The claim query's ORDER BY, restricted to the rows it can match.
+        Index(
+            "ix_messages_due",
+            "due_at",
+            "id",
+            postgresql_where=text("state = 'scheduled'"),
+            sqlite_where=text("state = 'scheduled'"),
+        ),
+        Index("ix_messages_contact_state", "contact_id", "state"),
+        Index("ix_messages_provider_id", "provider_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    # Null for alerts to on-call staff, who are not contacts.
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(8))
+    category: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16), default=MessageKind.AUTOMATED)
+    template: Mapped[str | None] = mapped_column(String(200))
+    # Extra template variables fixed at materialisation (ids and plain values, never a body).
+    context: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    # For messages with no template (staff replies, alerts), the text itself.
+    body_override: Mapped[str | None] = mapped_column(Text)
+    # Address snapshot for recipients who are not contacts (on-call alerts).
+    to_override: Mapped[str | None] = mapped_column(String(254))
+
+    enrollment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enrollments.id", ondelete="CASCADE"), index=True
+    )
+    step_key: Mapped[str | None] = mapped_column(String(64))
+    appointment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("appointments.id", ondelete="CASCADE"), index=True
+    )
+    appointment_version: Mapped[int | None]
+    reminder_key: Mapped[str | None] = mapped_column(String(64))
+
+    due_at: Mapped[datetime]
+    # Never send after this instant (a reminder after its appointment is pointless).
+    not_after: Mapped[datetime | None]
+    state: Mapped[str] = mapped_column(String(16), default=MessageState.SCHEDULED)
+    state_reason: Mapped[str | None] = mapped_column(String(300))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    # A claimed or sending message past its lease is rescued by a sweep.
+    lease_until: Mapped[datetime | None]
+
+    # Filled at send time.
+    to_address: Mapped[str | None] = mapped_column(String(254))
+    subject: Mapped[str | None] = mapped_column(String(300))
+    body: Mapped[str | None] = mapped_column(Text)
+    segments: Mapped[int | None]
+    provider_id: Mapped[str | None] = mapped_column(String(64))
+    provider_status: Mapped[str | None] = mapped_column(String(24))
+    # Opaque id put in the per-message StatusCallback URL, linking a callback to this row even
+    # when the create response was lost.
+    correlation_id: Mapped[str | None] = mapped_column(String(40), unique=True)
+    error_code: Mapped[str | None] = mapped_column(String(16))
+    price: Mapped[str | None] = mapped_column(String(16))
+    sent_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    attempts_log: Mapped[list[MessageAttempt]] = relationship(
+        order_by="MessageAttempt.id", lazy="selectin", cascade="all, delete-orphan"
+    )
+    events: Mapped[list[MessageEvent]] = relationship(
+        order_by="MessageEvent.id", lazy="selectin", cascade="all, delete-orphan"
+    )
+
+
+class MessageAttempt(Base):
+    """One row per provider call, written before the call and completed after it."""
+
+    __tablename__ = "message_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    # accepted | retry | permanent | unknown | skipped
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(16))
+    # Classified, patient-free description of a failure.
+    detail: Mapped[str | None] = mapped_column(String(300))
+    provider_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class MessageEvent(Base):
+    """Every provider status callback, kept as received."""
+
+    __tablename__ = "message_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(24))
+    error_code: Mapped[str | None] = mapped_column(String(16))
+    payload: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RateSlot(Base):
+    """Embedded-mode global rate limiter: one row per sender, the next free send instant."""
+
+    __tablename__ = "rate_slots"
+
+    sender: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_free_at: Mapped[datetime]

@@ -1,0 +1,1 @@
+"""The beat schedule (filled in by the delivery work)."""

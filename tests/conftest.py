@@ -1,0 +1,99 @@
+"""Shared fixtures: real PostgreSQL and SQLite databases, settings, sessions.
+
+Database tests take the ``db_url`` fixture (directly or through ``session``) and so run
+once on SQLite and once on PostgreSQL. ``pg_url`` is for tests that need PostgreSQL only
+(the Celery end-to-end tests: SQLite does not serve several worker processes well).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from outreach.config import Settings, load_settings
+from outreach.db import make_engine, make_session_factory
+from outreach.migrate import upgrade
+from outreach.models import Base
+from tests.support import services
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATES = REPO / "templates"
+
+
+def _fail_or_skip(reason: str) -> None:
+    if services.IN_CI:
+        pytest.fail(f"{reason}, and CI=true: the suite needs it", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_template_url() -> Iterator[str]:
+    """A migrated PostgreSQL database for this test run, dropped at the end."""
+    problem = services.ensure_postgres()
+    if problem:
+        _fail_or_skip(problem)
+    url = services.create_pg_database()
+    upgrade(url)
+    yield url
+    services.drop_pg_database(url)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that each test copies, so migrations run once."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.sqlite"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+def _truncate_postgres(url: str) -> None:
+    engine = make_engine(url)
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_url(postgres_template_url: str) -> Iterator[str]:
+    _truncate_postgres(postgres_template_url)
+    yield postgres_template_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "outreach.sqlite"
+        shutil.copyfile(template, path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return load_settings(database_url=db_url, templates_dir=TEMPLATES)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    with session_factory() as session:
+        yield session
