@@ -1,13 +1,15 @@
-"""The `outreach` command: one Typer app with a sub-app per area."""
+"""The `outreach` command: one Typer app; each area registers its own commands."""
 
 from __future__ import annotations
 
 import typer
 
-from outreach.cli import db
+from outreach.cli import appointments, campaigns, contacts, db, inbox, messages, sandbox, service
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Clinic Outreach")
-app.add_typer(db.app, name="db")
+
+for area in (db, contacts, campaigns, messages, appointments, inbox, sandbox, service):
+    area.register(app)
 
 
 def main() -> None:

@@ -16,3 +16,7 @@ def upgrade() -> None:
     """Create or update the schema to the newest version (safe to run again)."""
     run_upgrade(settings().database_url)
     console.print("database is up to date")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="db")

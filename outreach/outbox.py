@@ -1,0 +1,117 @@
+"""The outbox's shared moves: insert idempotently, change state conditionally, cancel pending.
+
+Every state change is ``UPDATE ... WHERE id = :id AND state IN (:expected)``: a duplicate
+task, a second beat or a second dispatcher finds nothing to change and stops there.
+
+Locking protocol (what makes "never to someone who said stop" hold under races): whoever
+changes a contact's consent, and whoever is about to hand a message for that contact to a
+provider, first locks the contact row with ``lock_contacts``. The provider call happens while
+the lock is held, so an opt-out that commits was either stored before the send began (and
+the send sees it) or waited until the provider had answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import CursorResult, Select, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from outreach.models import PENDING_STATES, Contact, Message, MessageState, utcnow
+
+
+def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert outbox rows, silently keeping the existing row for a known idempotency key.
+
+    Returns how many rows were new. Enrolling or booking twice therefore creates nothing.
+    """
+    if not rows:
+        return 0
+    now = utcnow()
+    values = [
+        {
+            "state": MessageState.SCHEDULED,
+            "kind": "automated",
+            "context": {},
+            "attempts": 0,
+            "max_attempts": 5,
+            "created_at": now,
+            "updated_at": now,
+            **row,
+        }
+        for row in rows
+    ]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(Message).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    result: CursorResult[Any] = session.execute(stmt, values)  # type: ignore[assignment]
+    return max(result.rowcount, 0)
+
+
+def transition(
+    session: Session,
+    message_id: int,
+    expected: Iterable[MessageState | str],
+    to: MessageState,
+    reason: str | None = None,
+    **values: Any,
+) -> bool:
+    """Move one message from one of ``expected`` to ``to``; False when someone else got there first."""
+    stmt = (
+        update(Message)
+        .where(Message.id == message_id, Message.state.in_([str(s) for s in expected]))
+        .values(state=str(to), updated_at=utcnow(), **values)
+    )
+    if reason is not None:
+        stmt = stmt.values(state_reason=reason)
+    result: CursorResult[Any] = session.execute(stmt)  # type: ignore[assignment]
+    return result.rowcount == 1
+
+
+def cancel_pending(
+    session: Session,
+    reason: str,
+    *,
+    contact_id: int | None = None,
+    channel: str | None = None,
+    categories: Iterable[str] | None = None,
+    enrollment_id: int | None = None,
+    step_keys: Iterable[str] | None = None,
+    appointment_id: int | None = None,
+    kinds: Iterable[str] | None = None,
+) -> int:
+    """Cancel every not-yet-sent message matching all the filters given. Returns the count."""
+    stmt = update(Message).where(Message.state.in_([str(s) for s in PENDING_STATES]))
+    if contact_id is not None:
+        stmt = stmt.where(Message.contact_id == contact_id)
+    if channel is not None:
+        stmt = stmt.where(Message.channel == channel)
+    if categories is not None:
+        stmt = stmt.where(Message.category.in_(list(categories)))
+    if enrollment_id is not None:
+        stmt = stmt.where(Message.enrollment_id == enrollment_id)
+    if step_keys is not None:
+        stmt = stmt.where(Message.step_key.in_(list(step_keys)))
+    if appointment_id is not None:
+        stmt = stmt.where(Message.appointment_id == appointment_id)
+    if kinds is not None:
+        stmt = stmt.where(Message.kind.in_(list(kinds)))
+    stmt = stmt.values(state=MessageState.CANCELLED, state_reason=reason, updated_at=utcnow())
+    result: CursorResult[Any] = session.execute(stmt.execution_options(synchronize_session=False))  # type: ignore[assignment]
+    return max(result.rowcount, 0)
+
+
+def lock_contacts(session: Session, contact_ids: Iterable[int]) -> list[Contact]:
+    """Lock contact rows (in id order, so two lockers never deadlock) for the transaction.
+
+    On SQLite the transaction already holds the database's write lock (BEGIN IMMEDIATE).
+    """
+    ids = sorted(set(contact_ids))
+    if not ids:
+        return []
+    query: Select[Contact] = select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return list(session.scalars(query))
