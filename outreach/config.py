@@ -103,6 +103,15 @@ class Settings(BaseSettings):
     smtp_tls: Literal["none", "starttls", "ssl"] = "none"
     email_from: str = "Bay Area Wellness <care@clinic.example.org>"
 
+    # Channel timeouts and per-sender send rates (channels and rate limiter).
+    # Seconds to wait for Twilio's API (connect and read); a read timeout leaves the message unknown.
+    twilio_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Seconds to wait for each SMTP step; a timeout after the message data leaves it unknown.
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Per-sender overrides of max_mps (JSON), keyed like the limiter's sender: the Messaging
+    # Service SID or From number for SMS, "smtp" for email. E.g. {"MGxxxx": 10}.
+    max_mps_overrides: dict[str, float] = Field(default_factory=dict)
+
     # People to alert when a patient's reply reads as a crisis (comma-separated in the environment).
     oncall_sms: list[str] = Field(default_factory=list)
     oncall_email: list[str] = Field(default_factory=list)
