@@ -119,6 +119,14 @@ class Settings(BaseSettings):
     # The sandbox (a local Twilio-compatible API and SMTP sink).
     sandbox_http_port: int = 8025
     sandbox_smtp_port: int = 8026
+    # Sandbox behaviour (issue 4, sandbox area): the interface it listens on, the pause between
+    # the queued -> sent -> delivered status callbacks (0 in tests), a switch to send no callbacks
+    # at all (throughput benchmarks: messages then jump straight to their final status), and
+    # whether it answers STOP/START/HELP with Twilio's default auto-replies like a long code does.
+    sandbox_host: str = "127.0.0.1"
+    sandbox_callback_delay: float = 0.2
+    sandbox_status_callbacks: bool = True
+    sandbox_opt_out_auto_reply: bool = True
     web_host: str = "127.0.0.1"
     web_port: int = 8000
 
