@@ -1,1 +1,16 @@
-"""The beat schedule (filled in by the delivery work)."""
+"""The beat schedule: entries only. Run exactly one beat; a second one is harmless but useless,
+because every entry only ticks work that claims rows with exclusive, conditional updates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    # Claim due messages and enqueue sends; each run keeps polling ~0.9 s for low lag.
+    # Expires so a backlog of ticks after an outage collapses instead of piling up.
+    "dispatch-due": {"task": "outreach.dispatch_due", "schedule": 1.0, "options": {"expires": 2.0}},
+    # Return lost claims to the schedule and turn sends stuck past their lease into "unknown".
+    "rescue-stuck": {"task": "outreach.rescue_stuck", "schedule": 30.0, "options": {"expires": 30.0}},
+    # Ask the provider about "unknown" sends instead of resending blindly.
+    "reconcile-unknown": {"task": "outreach.reconcile_unknown", "schedule": 60.0, "options": {"expires": 60.0}},
+}

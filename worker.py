@@ -1,1 +1,25 @@
-"""The Celery app (filled in by the delivery work)."""
+"""The Celery app: `celery -A worker worker` and `celery -A worker beat`.
+
+Settings are read here, at the entry point. The broker carries message ids only; the
+database is the schedule, so no task is ever given an ETA or countdown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.signals import worker_process_init
+
+from outreach import runtime
+from outreach.celeryapp import make_celery
+from outreach.config import load_settings
+
+settings = load_settings()
+app = make_celery(settings)
+runtime.install(settings)
+
+
+@worker_process_init.connect
+def _rebuild_after_fork(**_: Any) -> None:
+    # Pooled database connections must never cross a fork.
+    runtime.install(settings)

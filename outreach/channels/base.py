@@ -86,6 +86,9 @@ class DeliveryError(Exception):
 
 class Provider(Protocol):
     channel: str
+    # False when the provider keeps no record we can query (SMTP): an ambiguous send then
+    # ends as failed-with-reason instead of being resent, because a resend may duplicate.
+    can_reconcile: bool
 
     def send(self, outgoing: Outgoing) -> SendResult:
         """Hand one message to the provider or raise ``DeliveryError``."""

@@ -14,3 +14,7 @@ for area in (db, contacts, campaigns, messages, appointments, inbox, sandbox, se
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

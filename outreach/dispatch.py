@@ -1,0 +1,85 @@
+"""Claiming due messages and rescuing stranded ones.
+
+The claim is one statement that moves due ``scheduled`` rows to ``queued`` and returns their
+ids. On PostgreSQL it locks with ``FOR UPDATE SKIP LOCKED`` inside a CTE (so the planner cannot
+update more rows than the LIMIT); on SQLite, where SQLAlchemy silently drops FOR UPDATE, the
+transaction already holds the single write lock (BEGIN IMMEDIATE), so a plain
+``UPDATE ... WHERE id IN (subquery) RETURNING id`` is exclusive. Either way two dispatchers
+never claim the same row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from outreach.models import Message, MessageState
+
+CLAIM_LEASE = timedelta(minutes=5)
+SEND_LEASE = timedelta(minutes=2)
+
+
+def claim_due(session: Session, now: datetime, batch_size: int = 500) -> list[int]:
+    """Move up to ``batch_size`` due messages to ``queued`` and return their ids, oldest first."""
+    due = (
+        select(Message.id)
+        .where(Message.state == MessageState.SCHEDULED, Message.due_at <= now)
+        .order_by(Message.due_at, Message.id)
+        .limit(batch_size)
+    )
+    values = {"state": MessageState.QUEUED, "lease_until": now + CLAIM_LEASE, "updated_at": now}
+    if session.get_bind().dialect.name == "postgresql":
+        locked = due.with_for_update(skip_locked=True).cte("due")
+        stmt = update(Message).where(Message.id == locked.c.id)
+    else:
+        stmt = update(Message).where(Message.id.in_(due.scalar_subquery()))
+    ids = session.scalars(
+        stmt.values(**values).returning(Message.id).execution_options(synchronize_session=False)
+    ).all()
+    return sorted(ids)
+
+
+def next_due_at(session: Session) -> datetime | None:
+    """When the earliest scheduled message falls due (for a dispatcher deciding how long to wait)."""
+    return session.scalar(
+        select(Message.due_at)
+        .where(Message.state == MessageState.SCHEDULED)
+        .order_by(Message.due_at, Message.id)
+        .limit(1)
+    )
+
+
+def release_stale_claims(session: Session, now: datetime) -> Sequence[int]:
+    """Queued messages whose send task never ran (lost enqueue, broker restart) go back to
+    ``scheduled``. Safe: ``queued`` means no provider call has begun."""
+    return session.scalars(
+        update(Message)
+        .where(Message.state == MessageState.QUEUED, Message.lease_until < now)
+        .values(
+            state=MessageState.SCHEDULED,
+            lease_until=None,
+            updated_at=now,
+            state_reason="re-queued: send task was lost",
+        )
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+
+
+def mark_stuck_sends_unknown(session: Session, now: datetime) -> Sequence[int]:
+    """Messages stuck in ``sending`` past their lease may or may not have reached the provider
+    (the worker died mid-call): they become ``unknown`` and are reconciled, never resent blindly."""
+    return session.scalars(
+        update(Message)
+        .where(Message.state == MessageState.SENDING, Message.lease_until < now)
+        .values(
+            state=MessageState.UNKNOWN,
+            updated_at=now,
+            state_reason="worker lost during the provider call; reconciling with the provider",
+        )
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    ).all()

@@ -1,0 +1,38 @@
+"""Per-process services for the worker: built from settings at the entry point, rebuilt after
+a fork (pooled database connections must never be shared between processes)."""
+
+from __future__ import annotations
+
+from outreach.channels.smtp_email import SmtpEmail
+from outreach.channels.twilio_sms import TwilioSms
+from outreach.config import Settings
+from outreach.db import make_engine, make_session_factory
+from outreach.ratelimit import limiter_from_settings
+from outreach.sending import Services
+
+_current: Services | None = None
+
+
+def build(settings: Settings) -> Services:
+    factory = make_session_factory(make_engine(settings.database_url))
+    return Services(
+        settings=settings,
+        session_factory=factory,
+        providers={
+            "sms": TwilioSms.from_settings(settings),
+            "email": SmtpEmail.from_settings(settings),
+        },
+        limiter=limiter_from_settings(settings, factory),
+    )
+
+
+def install(settings: Settings) -> Services:
+    global _current
+    _current = build(settings)
+    return _current
+
+
+def current() -> Services:
+    if _current is None:
+        raise RuntimeError("outreach.runtime.install(settings) was not called by the entry point")
+    return _current

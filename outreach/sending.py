@@ -1,0 +1,278 @@
+"""Send one claimed message: re-check, render, record the attempt, call the provider, record.
+
+Two short transactions around the provider call, following healthchecks' ledger pattern:
+
+1. *prepare*: lock the contact, re-check everything that may have changed since the message
+   was scheduled (``checks.decide``), render, then ``queued -> sending`` with an attempt row,
+   committed **before** the provider is called, so a crash mid-call leaves a visible
+   ``sending`` row that the rescue sweep turns into ``unknown`` (reconciled, never resent).
+2. *call*: lock the contact again, confirm the message is still ours and consent still holds
+   (an opt-out may have committed in between), call the provider while holding the lock, and
+   record the outcome. An opt-out therefore either happened before the call (and we do not
+   send) or waited for the provider's answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from outreach import checks
+from outreach.channels import DeliveryError, Outgoing, Provider, SendResult
+from outreach.config import Settings
+from outreach.dispatch import SEND_LEASE
+from outreach.effects import apply_effect
+from outreach.models import Message, MessageAttempt, MessageKind, MessageState, utcnow
+from outreach.outbox import lock_contacts, transition
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_CAP = timedelta(hours=1)
+# A rate-limit wait longer than this is better spent rescheduling than holding a worker.
+MAX_RATE_WAIT_SECONDS = 5.0
+
+
+class RateLimiter(Protocol):
+    def acquire(self, sender: str, now: datetime) -> float:
+        """Reserve the sender's next slot; seconds to wait before using it (0 = now)."""
+        ...
+
+
+class NoLimit:
+    """For channels with no provider rate (email) and for tests of other behaviour."""
+
+    def acquire(self, sender: str, now: datetime) -> float:
+        return 0.0
+
+
+@dataclass
+class Services:
+    """What sending needs, built once per process at the entry point."""
+
+    settings: Settings
+    session_factory: sessionmaker[Session]
+    providers: Mapping[str, Provider]
+    limiter: RateLimiter
+    clock: Callable[[], datetime] = utcnow
+    sleep: Callable[[float], None] = time.sleep
+
+
+def backoff(attempt: int, retry_after: float | None = None) -> timedelta:
+    """Exponential backoff with full jitter, never shorter than the provider's hint."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** max(attempt - 1, 0)))
+    delay = timedelta(seconds=random.uniform(ceiling.total_seconds() / 2, ceiling.total_seconds()))
+    if retry_after is not None:
+        delay = max(delay, timedelta(seconds=retry_after))
+    return delay
+
+
+def send_message(services: Services, message_id: int) -> str:
+    """Process one message id; returns the state it ended in (for logs and tests)."""
+    prepared = _prepare(services, message_id)
+    if isinstance(prepared, str):
+        return prepared
+    outgoing, sender = prepared
+    wait = services.limiter.acquire(sender, services.clock())
+    if wait > 0:
+        if wait > MAX_RATE_WAIT_SECONDS:
+            return _requeue_for_rate(services, message_id, wait)
+        services.sleep(wait)
+    return _call(services, message_id, outgoing)
+
+
+def _prepare(services: Services, message_id: int) -> str | tuple[Outgoing, str]:
+    settings = services.settings
+    with services.session_factory() as session, session.begin():
+        message = session.get(Message, message_id)
+        if message is None:
+            return "missing"
+        if message.state != MessageState.QUEUED:
+            return str(message.state)  # a duplicate task: someone else has it
+        if message.contact_id is not None:
+            lock_contacts(session, [message.contact_id])
+        now = services.clock()
+        decision = checks.decide(session, settings, message, now)
+        if isinstance(decision, checks.Hold):
+            transition(
+                session,
+                message_id,
+                [MessageState.QUEUED],
+                MessageState.SCHEDULED,
+                reason=decision.reason,
+                due_at=decision.until,
+                lease_until=None,
+            )
+            return MessageState.SCHEDULED
+        if isinstance(decision, checks.Stop):
+            transition(session, message_id, [MessageState.QUEUED], decision.state, reason=decision.reason)
+            return decision.state
+        try:
+            outgoing = checks.build_outgoing(session, settings, message, decision.to, now)
+        except checks.RenderFailure as exc:
+            transition(session, message_id, [MessageState.QUEUED], MessageState.FAILED, reason=str(exc))
+            return MessageState.FAILED
+        attempt = message.attempts + 1
+        moved = transition(
+            session,
+            message_id,
+            [MessageState.QUEUED],
+            MessageState.SENDING,
+            reason=None,
+            attempts=attempt,
+            lease_until=now + SEND_LEASE,
+            to_address=outgoing.to,
+            subject=outgoing.subject,
+            body=outgoing.body,
+            correlation_id=outgoing.correlation_id,
+        )
+        if not moved:
+            return "lost-race"
+        session.add(MessageAttempt(message_id=message_id, number=attempt, started_at=now))
+        return outgoing, decision.sender
+
+
+def _requeue_for_rate(services: Services, message_id: int, wait: float) -> str:
+    """Hand the message back to the schedule instead of blocking a worker for long."""
+    with services.session_factory() as session, session.begin():
+        now = services.clock()
+        transition(
+            session,
+            message_id,
+            [MessageState.SENDING],
+            MessageState.SCHEDULED,
+            reason="waiting for the sender's rate limit",
+            due_at=now + timedelta(seconds=wait),
+            attempts=Message.attempts - 1,
+            lease_until=None,
+        )
+        _finish_attempt(session, message_id, now, outcome="deferred", detail="rate limit")
+    return MessageState.SCHEDULED
+
+
+def _call(services: Services, message_id: int, outgoing: Outgoing) -> str:
+    with services.session_factory() as session, session.begin():
+        message = session.get(Message, message_id)
+        if message is None or message.state != MessageState.SENDING:
+            return "lost-race"
+        if message.contact_id is not None:
+            lock_contacts(session, [message.contact_id])
+            session.refresh(message)
+            if message.state != MessageState.SENDING:
+                return "lost-race"
+            reason = checks.consent_problem(session, message)
+            if reason:
+                now = services.clock()
+                transition(session, message_id, [MessageState.SENDING], MessageState.CANCELLED, reason=reason)
+                _finish_attempt(session, message_id, now, outcome="skipped", detail=reason)
+                return MessageState.CANCELLED
+        provider = services.providers[outgoing.channel]
+        try:
+            result = provider.send(outgoing)
+        except DeliveryError as error:
+            return _record_failure(session, services, message, error)
+        except Exception:
+            # An adapter bug after the request may have left: we cannot know, so reconcile.
+            log.exception("provider adapter raised unexpectedly (message id %s)", message_id)
+            return _record_failure(
+                session,
+                services,
+                message,
+                DeliveryError("unexpected adapter error", permanent=False, ambiguous=True),
+            )
+        return _record_accept(session, services, message_id, result)
+
+
+def _record_accept(session: Session, services: Services, message_id: int, result: SendResult) -> str:
+    now = services.clock()
+    values = {
+        "provider_id": result.provider_id,
+        "provider_status": result.status,
+        "sent_at": now,
+        "segments": result.segments,
+        "price": result.price,
+        "lease_until": None,
+    }
+    if not transition(session, message_id, [MessageState.SENDING], MessageState.SENT, **values):
+        # A status callback overtook us (it found the row by correlation id and moved it
+        # forward already); keep its state, fill in what only we know.
+        session.execute(
+            update(Message)
+            .where(Message.id == message_id, Message.provider_id.is_(None))
+            .values(provider_id=result.provider_id, sent_at=now, segments=result.segments)
+        )
+    _finish_attempt(session, message_id, now, outcome="accepted", provider_id=result.provider_id)
+    return MessageState.SENT
+
+
+def _record_failure(session: Session, services: Services, message: Message, error: DeliveryError) -> str:
+    now = services.clock()
+    message_id = message.id
+    if error.ambiguous:
+        transition(session, message_id, [MessageState.SENDING], MessageState.UNKNOWN, reason=error.detail,
+                   error_code=error.code)
+        _finish_attempt(session, message_id, now, outcome="unknown", error=error)
+        return MessageState.UNKNOWN
+    if error.permanent or message.attempts >= message.max_attempts:
+        reason = error.detail if error.permanent else f"gave up after {message.attempts} attempts: {error.detail}"
+        transition(session, message_id, [MessageState.SENDING], MessageState.FAILED, reason=reason,
+                   error_code=error.code, lease_until=None)
+        _finish_attempt(session, message_id, now, outcome="permanent" if error.permanent else "retry", error=error)
+        if error.effect is not None:
+            apply_effect(session, message, error.effect, error.code, now)
+        return MessageState.FAILED
+    retry_at = now + backoff(message.attempts, error.retry_after)
+    if message.not_after is not None and retry_at > message.not_after:
+        transition(session, message_id, [MessageState.SENDING], MessageState.EXPIRED,
+                   reason=f"could not send before it stopped being useful: {error.detail}", error_code=error.code)
+        _finish_attempt(session, message_id, now, outcome="retry", error=error)
+        return MessageState.EXPIRED
+    transition(session, message_id, [MessageState.SENDING], MessageState.SCHEDULED,
+               reason=f"retrying: {error.detail}", due_at=retry_at, error_code=error.code, lease_until=None)
+    _finish_attempt(session, message_id, now, outcome="retry", error=error)
+    return MessageState.SCHEDULED
+
+
+def _finish_attempt(
+    session: Session,
+    message_id: int,
+    now: datetime,
+    *,
+    outcome: str,
+    error: DeliveryError | None = None,
+    detail: str | None = None,
+    provider_id: str | None = None,
+) -> None:
+    attempt = session.scalars(
+        select(MessageAttempt)
+        .where(MessageAttempt.message_id == message_id, MessageAttempt.finished_at.is_(None))
+        .order_by(MessageAttempt.id.desc())
+        .limit(1)
+    ).first()
+    if attempt is None:
+        return
+    attempt.finished_at = now
+    attempt.outcome = outcome
+    attempt.provider_id = provider_id
+    if error is not None:
+        attempt.error_code = error.code
+        attempt.detail = error.detail[:300]
+    elif detail is not None:
+        attempt.detail = detail[:300]
+
+
+def new_correlation_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_patient_message(message: Message) -> bool:
+    return message.kind != MessageKind.ALERT

@@ -1,0 +1,44 @@
+"""Twilio webhook signatures, checked against the public URL Twilio called.
+
+Behind a TLS-terminating proxy the app sees ``http://internal:8000/...`` while Twilio signed
+``https://clinic.example.org/...``; so the URL is rebuilt from OUTREACH_PUBLIC_BASE_URL plus
+the request's path and raw query string, never taken from the request as seen here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from starlette.requests import Request
+from twilio.request_validator import RequestValidator
+
+from outreach.config import Settings
+
+SIGNATURE_HEADER = "X-Twilio-Signature"
+
+
+def public_url(settings: Settings, request: Request) -> str:
+    url = settings.public_base_url.rstrip("/") + request.url.path
+    if request.url.query:
+        url += "?" + request.url.query
+    return url
+
+
+def is_signed_by_twilio(settings: Settings, request: Request, form: Mapping[str, Sequence[str]]) -> bool:
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if not signature:
+        return False
+    validator = RequestValidator(settings.twilio_auth_token.get_secret_value())
+    # The validator compares in constant time and accepts the URL with or without the port.
+    return bool(validator.validate(public_url(settings, request), _MultiDict(form), signature))
+
+
+class _MultiDict(dict[str, str]):
+    """What RequestValidator expects of a form: ``getlist`` for repeated keys."""
+
+    def __init__(self, form: Mapping[str, Sequence[str]]) -> None:
+        super().__init__({key: values[-1] for key, values in form.items() if values})
+        self._lists = {key: list(values) for key, values in form.items()}
+
+    def getlist(self, key: str) -> list[str]:
+        return self._lists.get(key, [])

@@ -1,0 +1,44 @@
+"""Delivery tasks: ids in, one outreach call, nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from celery import shared_task
+
+from outreach import dispatch, reconcile, relay, runtime, sending
+from outreach.models import utcnow
+
+SEND_TASK = "outreach.send_messages"
+
+
+def _enqueue(ids: Sequence[int]) -> None:
+    send_messages.delay(list(ids))
+
+
+@shared_task(name="outreach.dispatch_due", ignore_result=True)
+def dispatch_due(run_for: float = 0.9) -> int:
+    return relay.dispatch_due(runtime.current(), _enqueue, run_for=run_for)
+
+
+# acks_late + reject_on_worker_lost: a worker killed mid-task gets the ids redelivered; each
+# message's conditional state change makes the redelivery a no-op for what was already done.
+@shared_task(name=SEND_TASK, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def send_messages(message_ids: list[int]) -> None:
+    services = runtime.current()
+    for message_id in message_ids:
+        sending.send_message(services, message_id)
+
+
+@shared_task(name="outreach.rescue_stuck", ignore_result=True)
+def rescue_stuck() -> None:
+    services = runtime.current()
+    with services.session_factory() as session, session.begin():
+        now = utcnow()
+        dispatch.release_stale_claims(session, now)
+        dispatch.mark_stuck_sends_unknown(session, now)
+
+
+@shared_task(name="outreach.reconcile_unknown", ignore_result=True)
+def reconcile_unknown() -> None:
+    reconcile.reconcile_unknown(runtime.current())

@@ -1,0 +1,19 @@
+"""Inbound-reply tasks: ids in, one outreach call."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from outreach import runtime
+from outreach.celeryapp import DISPATCH_DUE, PROCESS_INBOUND
+from outreach.models import utcnow
+from outreach.replies.inbound import process_inbound as process
+
+
+@shared_task(name=PROCESS_INBOUND, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def process_inbound(inbound_id: int) -> None:
+    services = runtime.current()
+    with services.session_factory() as session, session.begin():
+        process(session, services.settings, inbound_id, utcnow())
+    # Replies (HELP, crisis) were written to the outbox due now: claim them without waiting a tick.
+    process_inbound.app.send_task(DISPATCH_DUE, kwargs={"run_for": 0.0})
