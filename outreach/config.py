@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     oncall_sms: list[str] = Field(default_factory=list)
     oncall_email: list[str] = Field(default_factory=list)
 
+    # Two-way messaging (issue 5, replies area). Staff replies ("conversational") may go outside
+    # the automated window for this many hours after the patient's own last message. The
+    # unsubscribe mailbox is the mailto: in List-Unsubscribe (empty: clinic_email).
+    conversational_window_hours: float = 4.0
+    unsubscribe_mailbox: str = ""
+
     # The sandbox (a local Twilio-compatible API and SMTP sink).
     sandbox_http_port: int = 8025
     sandbox_smtp_port: int = 8026
