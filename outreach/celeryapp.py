@@ -19,6 +19,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
     return {
         "broker_url": settings.broker_url,
+        "task_default_queue": settings.celery_queue,
         "task_ignore_result": True,
         "task_serializer": "json",
         "accept_content": ["json"],

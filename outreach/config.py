@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 8000
 
+    # Delivery pipeline (lead). The Celery queue name lets several deployments (or test runs)
+    # share one broker without taking each other's tasks.
+    celery_queue: str = "outreach"
+
     @field_validator("treatment_words", "oncall_sms", "oncall_email", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:

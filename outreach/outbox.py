@@ -45,9 +45,13 @@ def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     ]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(Message).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    result: CursorResult[Any] = session.execute(stmt, values)  # type: ignore[assignment]
-    return max(result.rowcount, 0)
+    stmt = (
+        insert(Message)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(Message.id)
+    )
+    # RETURNING counts exactly the new rows on both databases (executemany rowcounts do not).
+    return len(session.connection().execute(stmt, values).all())
 
 
 def transition(
