@@ -12,5 +12,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Return lost claims to the schedule and turn sends stuck past their lease into "unknown".
     "rescue-stuck": {"task": "outreach.rescue_stuck", "schedule": 30.0, "options": {"expires": 30.0}},
     # Ask the provider about "unknown" sends instead of resending blindly.
-    "reconcile-unknown": {"task": "outreach.reconcile_unknown", "schedule": 60.0, "options": {"expires": 60.0}},
+    "reconcile-unknown": {
+        "task": "outreach.reconcile_unknown",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
 }

@@ -16,7 +16,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outreach import consent
-from outreach.channels import Outgoing
 from outreach.config import Settings
 from outreach.models import (
     Appointment,
@@ -36,9 +35,6 @@ from outreach.sendpolicy import policy_for
 
 # How often a message held for a crisis pause looks again (staff may clear the pause any time).
 PAUSE_RECHECK = timedelta(hours=1)
-# Twilio's bounds for ValidityPeriod, in seconds.
-VALIDITY_MIN, VALIDITY_MAX = 60, 36_000
-NON_AUTOMATED_VALIDITY = 4 * 3600
 
 
 @dataclass(frozen=True)
@@ -62,10 +58,6 @@ class Stop:
 Decision = Go | Hold | Stop
 
 
-class RenderFailure(Exception):
-    """A template could not be rendered; the message fails rather than reach a patient half-blank."""
-
-
 def decide(session: Session, settings: Settings, message: Message, now: datetime) -> Decision:
     if message.not_after is not None and now > message.not_after:
         return Stop(MessageState.EXPIRED, "its time passed before it could be sent")
@@ -85,7 +77,10 @@ def decide(session: Session, settings: Settings, message: Message, now: datetime
         return Stop(MessageState.SKIPPED, problem)
     to = message.to_override or (contact.phone if message.channel == Channel.SMS else contact.email)
     if not to:
-        return Stop(MessageState.SKIPPED, f"the contact has no {'phone number' if message.channel == Channel.SMS else 'email address'}")
+        return Stop(
+            MessageState.SKIPPED,
+            f"the contact has no {'phone number' if message.channel == Channel.SMS else 'email address'}",
+        )
     suppressed = session.scalar(
         select(Suppression.reason).where(Suppression.channel == message.channel, Suppression.address == to)
     )
@@ -135,7 +130,9 @@ def consent_problem(session: Session, message: Message) -> str | None:
     return None
 
 
-def _timing(session: Session, settings: Settings, message: Message, contact: Contact, now: datetime) -> Decision | None:
+def _timing(
+    session: Session, settings: Settings, message: Message, contact: Contact, now: datetime
+) -> Decision | None:
     if message.kind == MessageKind.SYSTEM:
         return None  # HELP, crisis and opt-out replies go at once, at any hour
     if message.kind == MessageKind.AUTOMATED and contact.automation_paused_at is not None:
@@ -148,7 +145,9 @@ def _timing(session: Session, settings: Settings, message: Message, contact: Con
     if not policy.allows(now, zone):
         opening = policy.next_opening(now, zone)
         if message.not_after is not None and opening > message.not_after:
-            return Stop(MessageState.SKIPPED, "the allowed window opens only after the message stops being useful")
+            return Stop(
+                MessageState.SKIPPED, "the allowed window opens only after the message stops being useful"
+            )
         return Hold(opening, "outside the allowed sending window; moved to the next opening")
     if message.kind == MessageKind.AUTOMATED:
         later = policy.cap_deferral(session, settings, message, zone, now)
@@ -161,9 +160,9 @@ def _campaign_of(session: Session, message: Message) -> Campaign | None:
     if message.enrollment_id is None:
         return None
     return session.scalar(
-        select(Campaign).join(Enrollment, Enrollment.campaign_id == Campaign.id).where(
-            Enrollment.id == message.enrollment_id
-        )
+        select(Campaign)
+        .join(Enrollment, Enrollment.campaign_id == Campaign.id)
+        .where(Enrollment.id == message.enrollment_id)
     )
 
 
@@ -185,21 +184,3 @@ def sender_for(settings: Settings, channel: str) -> str:
     if channel == Channel.SMS:
         return settings.twilio_messaging_service_sid or settings.twilio_from
     return "email"
-
-
-def validity_period(settings: Settings, message: Message, zone: ZoneInfo | None, now: datetime) -> int:
-    """How long Twilio may hold an SMS in its queue: for automated messages, only until the
-    recipient's window closes, so a queued message cannot drift into the night."""
-    if message.kind != MessageKind.AUTOMATED or zone is None:
-        return NON_AUTOMATED_VALIDITY
-    local = now.astimezone(zone)
-    closes = datetime.combine(local.date(), settings.send_window_end, tzinfo=zone)
-    seconds = int((closes - now).total_seconds())
-    return max(VALIDITY_MIN, min(VALIDITY_MAX, seconds))
-
-
-def build_outgoing(session: Session, settings: Settings, message: Message, to: str, now: datetime) -> Outgoing:
-    """Render the message and wrap it for the provider."""
-    from outreach.outgoing import build  # rendering pulls in Jinja; keep this module light
-
-    return build(session, settings, message, to, now)

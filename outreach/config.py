@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import time
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The federal window for telephone solicitations; our configured window may be narrower, never wider.
 FEDERAL_WINDOW = (time(8, 0), time(21, 0))
@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     # Care messages (reminders) are exempt from the cap above but never more than this per local day.
     care_cap_per_day: int = 2
     # Words that must not appear in SMS bodies or email subjects unless a template is reviewed for them.
-    treatment_words: list[str] = Field(default_factory=lambda: list(DEFAULT_TREATMENT_WORDS))
+    treatment_words: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_TREATMENT_WORDS))
 
     # Twilio. The account credentials use Twilio's standard names, without our prefix.
     twilio_account_sid: str = Field(
@@ -113,8 +113,8 @@ class Settings(BaseSettings):
     max_mps_overrides: dict[str, float] = Field(default_factory=dict)
 
     # People to alert when a patient's reply reads as a crisis (comma-separated in the environment).
-    oncall_sms: list[str] = Field(default_factory=list)
-    oncall_email: list[str] = Field(default_factory=list)
+    oncall_sms: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    oncall_email: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Two-way messaging (issue 5, replies area). Staff replies ("conversational") may go outside
     # the automated window for this many hours after the patient's own last message. The

@@ -32,18 +32,24 @@ def apply_effect(session: Session, message: Message, effect: Effect, code: str |
                 occurred_at=now,
             ),
         )
-        cancel_pending(session, "the contact opted out of SMS", contact_id=message.contact_id, channel=Channel.SMS)
+        cancel_pending(
+            session, "the contact opted out of SMS", contact_id=message.contact_id, channel=Channel.SMS
+        )
     elif effect == Effect.SUPPRESS_ADDRESS and address:
         suppress(session, message.channel, address, f"provider error {code}", code, now)
 
 
-def suppress(session: Session, channel: str, address: str, reason: str, code: str | None, now: datetime) -> None:
+def suppress(
+    session: Session, channel: str, address: str, reason: str, code: str | None, now: datetime
+) -> None:
     """Stop using an address on a channel, and cancel what is pending to it."""
     exists = session.scalar(
         select(Suppression.id).where(Suppression.channel == channel, Suppression.address == address)
     )
     if exists is None:
-        session.add(Suppression(channel=channel, address=address, reason=reason, error_code=code, created_at=now))
+        session.add(
+            Suppression(channel=channel, address=address, reason=reason, error_code=code, created_at=now)
+        )
         session.flush()
     column = Contact.phone if channel == Channel.SMS else Contact.email
     for contact_id in session.scalars(select(Contact.id).where(column == address)):

@@ -42,38 +42,61 @@ def _reconcile_one(session: Session, services: Services, message_id: int) -> str
     message = session.get(Message, message_id)
     if message is None or message.state != MessageState.UNKNOWN:
         return "waiting"
-    started = session.scalar(
-        select(MessageAttempt.started_at)
-        .where(MessageAttempt.message_id == message_id)
-        .order_by(MessageAttempt.id.desc())
-        .limit(1)
-    ) or message.updated_at
+    started = (
+        session.scalar(
+            select(MessageAttempt.started_at)
+            .where(MessageAttempt.message_id == message_id)
+            .order_by(MessageAttempt.id.desc())
+            .limit(1)
+        )
+        or message.updated_at
+    )
     if now - started < SETTLE_AFTER:
         return "waiting"
     provider = services.providers[message.channel]
     if not provider.can_reconcile:
         transition(
-            session, message_id, [MessageState.UNKNOWN], MessageState.FAILED,
+            session,
+            message_id,
+            [MessageState.UNKNOWN],
+            MessageState.FAILED,
             reason="outcome unknown (connection lost during the send); not resent to avoid a duplicate",
         )
         return "closed"
     try:
-        found = provider.find_accepted(message.to_address or "", started - CLOCK_SKEW, message.correlation_id or "")
+        found = provider.find_accepted(
+            message.to_address or "", started - CLOCK_SKEW, message.correlation_id or ""
+        )
     except DeliveryError:
         return "waiting"  # the provider could not be asked; the next sweep asks again
     if found is not None:
         transition(
-            session, message_id, [MessageState.UNKNOWN], MessageState.SENT,
+            session,
+            message_id,
+            [MessageState.UNKNOWN],
+            MessageState.SENT,
             reason="reconciled: the provider had accepted it",
-            provider_id=found.provider_id, provider_status=found.status, sent_at=started,
+            provider_id=found.provider_id,
+            provider_status=found.status,
+            sent_at=started,
         )
         return "sent"
     if message.attempts >= message.max_attempts:
-        transition(session, message_id, [MessageState.UNKNOWN], MessageState.FAILED,
-                   reason=f"never reached the provider after {message.attempts} attempts")
+        transition(
+            session,
+            message_id,
+            [MessageState.UNKNOWN],
+            MessageState.FAILED,
+            reason=f"never reached the provider after {message.attempts} attempts",
+        )
         return "closed"
     transition(
-        session, message_id, [MessageState.UNKNOWN], MessageState.SCHEDULED,
-        reason="reconciled: the provider never received it; sending again", due_at=now, lease_until=None,
+        session,
+        message_id,
+        [MessageState.UNKNOWN],
+        MessageState.SCHEDULED,
+        reason="reconciled: the provider never received it; sending again",
+        due_at=now,
+        lease_until=None,
     )
     return "resend"

@@ -20,13 +20,14 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach import checks
+from outreach import outgoing as outgoing_builder
 from outreach.channels import DeliveryError, Outgoing, Provider, SendResult
 from outreach.config import Settings
 from outreach.dispatch import SEND_LEASE
@@ -117,8 +118,8 @@ def _prepare(services: Services, message_id: int) -> str | tuple[Outgoing, str]:
             transition(session, message_id, [MessageState.QUEUED], decision.state, reason=decision.reason)
             return decision.state
         try:
-            outgoing = checks.build_outgoing(session, settings, message, decision.to, now)
-        except checks.RenderFailure as exc:
+            outgoing = outgoing_builder.build(session, settings, message, decision.to, now)
+        except outgoing_builder.RenderFailure as exc:
             transition(session, message_id, [MessageState.QUEUED], MessageState.FAILED, reason=str(exc))
             return MessageState.FAILED
         attempt = message.attempts + 1
@@ -218,26 +219,57 @@ def _record_failure(session: Session, services: Services, message: Message, erro
     now = services.clock()
     message_id = message.id
     if error.ambiguous:
-        transition(session, message_id, [MessageState.SENDING], MessageState.UNKNOWN, reason=error.detail,
-                   error_code=error.code)
+        transition(
+            session,
+            message_id,
+            [MessageState.SENDING],
+            MessageState.UNKNOWN,
+            reason=error.detail,
+            error_code=error.code,
+        )
         _finish_attempt(session, message_id, now, outcome="unknown", error=error)
         return MessageState.UNKNOWN
     if error.permanent or message.attempts >= message.max_attempts:
-        reason = error.detail if error.permanent else f"gave up after {message.attempts} attempts: {error.detail}"
-        transition(session, message_id, [MessageState.SENDING], MessageState.FAILED, reason=reason,
-                   error_code=error.code, lease_until=None)
-        _finish_attempt(session, message_id, now, outcome="permanent" if error.permanent else "retry", error=error)
+        reason = (
+            error.detail if error.permanent else f"gave up after {message.attempts} attempts: {error.detail}"
+        )
+        transition(
+            session,
+            message_id,
+            [MessageState.SENDING],
+            MessageState.FAILED,
+            reason=reason,
+            error_code=error.code,
+            lease_until=None,
+        )
+        _finish_attempt(
+            session, message_id, now, outcome="permanent" if error.permanent else "retry", error=error
+        )
         if error.effect is not None:
             apply_effect(session, message, error.effect, error.code, now)
         return MessageState.FAILED
     retry_at = now + backoff(message.attempts, error.retry_after)
     if message.not_after is not None and retry_at > message.not_after:
-        transition(session, message_id, [MessageState.SENDING], MessageState.EXPIRED,
-                   reason=f"could not send before it stopped being useful: {error.detail}", error_code=error.code)
+        transition(
+            session,
+            message_id,
+            [MessageState.SENDING],
+            MessageState.EXPIRED,
+            reason=f"could not send before it stopped being useful: {error.detail}",
+            error_code=error.code,
+        )
         _finish_attempt(session, message_id, now, outcome="retry", error=error)
         return MessageState.EXPIRED
-    transition(session, message_id, [MessageState.SENDING], MessageState.SCHEDULED,
-               reason=f"retrying: {error.detail}", due_at=retry_at, error_code=error.code, lease_until=None)
+    transition(
+        session,
+        message_id,
+        [MessageState.SENDING],
+        MessageState.SCHEDULED,
+        reason=f"retrying: {error.detail}",
+        due_at=retry_at,
+        error_code=error.code,
+        lease_until=None,
+    )
     _finish_attempt(session, message_id, now, outcome="retry", error=error)
     return MessageState.SCHEDULED
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from celery import shared_task
+from outreach.replies.inbound import process_inbound as process
 
 from outreach import runtime
 from outreach.celeryapp import DISPATCH_DUE, PROCESS_INBOUND
 from outreach.models import utcnow
-from outreach.replies.inbound import process_inbound as process
 
 
 @shared_task(name=PROCESS_INBOUND, ignore_result=True, acks_late=True, reject_on_worker_lost=True)

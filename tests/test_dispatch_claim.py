@@ -33,8 +33,14 @@ def test_two_dispatchers_never_claim_the_same_message(session_factory: sessionma
     with session_factory.begin() as session:
         contact = make_contact(session)
         rows = [
-            {"idempotency_key": f"race:{i}", "contact_id": contact.id, "channel": "sms", "category": "care",
-             "due_at": now - timedelta(seconds=1), "body_override": "x"}
+            {
+                "idempotency_key": f"race:{i}",
+                "contact_id": contact.id,
+                "channel": "sms",
+                "category": "care",
+                "due_at": now - timedelta(seconds=1),
+                "body_override": "x",
+            }
             for i in range(600)
         ]
         insert_messages(session, rows)
@@ -60,8 +66,14 @@ def test_two_dispatchers_never_claim_the_same_message(session_factory: sessionma
 
 def test_insert_is_idempotent_on_the_key(session: Session) -> None:
     contact = make_contact(session)
-    row = {"idempotency_key": "enrollment:1:step:a", "contact_id": contact.id, "channel": "sms",
-           "category": "care", "due_at": utcnow(), "body_override": "x"}
+    row = {
+        "idempotency_key": "enrollment:1:step:a",
+        "contact_id": contact.id,
+        "channel": "sms",
+        "category": "care",
+        "due_at": utcnow(),
+        "body_override": "x",
+    }
     assert insert_messages(session, [row]) == 1
     assert insert_messages(session, [row]) == 0
     assert session.query(Message).count() == 1
@@ -78,8 +90,20 @@ def test_rescue_returns_lost_claims_and_marks_stuck_sends_unknown(session: Sessi
     contact = make_contact(session)
     lost = make_message(session, contact)
     stuck = make_message(session, contact)
-    transition(session, lost.id, [MessageState.SCHEDULED], MessageState.QUEUED, lease_until=now - timedelta(seconds=1))
-    transition(session, stuck.id, [MessageState.SCHEDULED], MessageState.SENDING, lease_until=now - timedelta(seconds=1))
+    transition(
+        session,
+        lost.id,
+        [MessageState.SCHEDULED],
+        MessageState.QUEUED,
+        lease_until=now - timedelta(seconds=1),
+    )
+    transition(
+        session,
+        stuck.id,
+        [MessageState.SCHEDULED],
+        MessageState.SENDING,
+        lease_until=now - timedelta(seconds=1),
+    )
     assert list(release_stale_claims(session, now)) == [lost.id]
     assert list(mark_stuck_sends_unknown(session, now)) == [stuck.id]
     session.expire_all()

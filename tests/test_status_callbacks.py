@@ -14,13 +14,22 @@ from tests.support.factories import make_contact, make_message
 
 def _sent_message(session: Session) -> Message:
     message = make_message(session, make_contact(session), kind="automated")
-    transition(session, message.id, [MessageState.SCHEDULED], MessageState.SENT, provider_id="SM" + "a" * 32,
-               to_address="+14155550100", correlation_id="c" * 32)
+    transition(
+        session,
+        message.id,
+        [MessageState.SCHEDULED],
+        MessageState.SENT,
+        provider_id="SM" + "a" * 32,
+        to_address="+14155550100",
+        correlation_id="c" * 32,
+    )
     session.expire_all()
     return message
 
 
-def _callback(session: Session, status_text: str, error: str | None = None, correlation: str | None = None) -> None:
+def _callback(
+    session: Session, status_text: str, error: str | None = None, correlation: str | None = None
+) -> None:
     form = {"MessageSid": "SM" + "a" * 32, "MessageStatus": status_text}
     if error:
         form["ErrorCode"] = error

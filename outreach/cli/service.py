@@ -46,10 +46,30 @@ def run() -> None:
     commands = {
         "sandbox": [python, "-m", "outreach.cli.app", "sandbox"],
         "web": [python, "-m", "outreach.cli.app", "serve"],
-        "worker": [python, "-m", "celery", "-A", "worker", "worker", "--loglevel", "warning",
-                   "--concurrency", "2"],
-        "beat": [python, "-m", "celery", "-A", "worker", "beat", "--loglevel", "warning",
-                 "--schedule", str(RUN_DIR / "celerybeat-schedule")],
+        "worker": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "worker",
+            "--loglevel",
+            "warning",
+            "--concurrency",
+            "2",
+        ],
+        "beat": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "beat",
+            "--loglevel",
+            "warning",
+            "--schedule",
+            str(RUN_DIR / "celerybeat-schedule"),
+        ],
     }
     processes: dict[str, subprocess.Popen[bytes]] = {}
     for name, command in commands.items():

@@ -1,0 +1,131 @@
+"""Real processes for end-to-end tests: Celery worker(s), beat and the web app.
+
+Each runs as its own OS process from the repository root, configured only through
+OUTREACH_* environment variables (as in production), with its output in a log file that a
+failing test prints. Readiness is waited for on a condition, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.support.waiting import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    """The processes of one test, and the environment they share."""
+
+    env: dict[str, str]
+    log_dir: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so a SIGKILL reaches the whole worker, children included
+        )
+        self.processes[name] = process
+        return process
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start_worker(self, name: str = "worker", concurrency: int = 2) -> None:
+        self._spawn(
+            name,
+            [
+                "-m",
+                "celery",
+                "-A",
+                "worker",
+                "worker",
+                "--loglevel",
+                "info",
+                "--concurrency",
+                str(concurrency),
+                "--hostname",
+                f"{name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+        )
+        wait_for(lambda: " ready." in self.log(name), timeout=60, what=f"{name} to be ready")
+
+    def start_beat(self, name: str = "beat") -> None:
+        self._spawn(
+            name,
+            [
+                "-m",
+                "celery",
+                "-A",
+                "worker",
+                "beat",
+                "--loglevel",
+                "info",
+                "--schedule",
+                str(self.log_dir / f"{name}-schedule"),
+            ],
+        )
+        wait_for(lambda: "Starting..." in self.log(name), timeout=30, what=f"{name} to start")
+
+    def start_web(self, port: int, name: str = "web") -> None:
+        self._spawn(name, ["-m", "outreach.cli.app", "serve", "--port", str(port)])
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, timeout=30, what="the web app to answer /healthz")
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        process = self.processes.pop(name)
+        os.killpg(process.pid, sig)
+        process.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            process = self.processes.pop(name)
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=10)
+
+
+@contextmanager
+def stack(env: Mapping[str, str], log_dir: Path) -> Iterator[Stack]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OUTREACH_", "TWILIO_"))}
+    running = Stack({**base, **env}, log_dir)
+    try:
+        yield running
+    finally:
+        running.stop_all()
