@@ -29,6 +29,8 @@ class Campaign(Base):
     # Optional send window narrower than the global one, "HH:MM" local.
     window_start: Mapped[str | None] = mapped_column(String(5))
     window_end: Mapped[str | None] = mapped_column(String(5))
+    # True/False overrides Settings.no_weekends for this campaign; None follows it.
+    no_weekends: Mapped[bool | None]
     # The file's content hash at the last sync, so an unchanged file re-syncs as a no-op.
     definition_hash: Mapped[str] = mapped_column(String(64), default="")
     active: Mapped[bool] = mapped_column(default=True)
@@ -69,6 +71,8 @@ class Enrollment(Base):
     started_at: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Set while paused; resuming moves started_at forward by the time spent paused.
+    paused_at: Mapped[datetime | None]
     # Channels whose steps are stopped for this enrollment (e.g. ["sms"] after an opt-out).
     stopped_channels: Mapped[list[str]] = mapped_column(JSON, default=list)
 

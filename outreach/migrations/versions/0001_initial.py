@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 16:16:18.220983
+Create Date: 2026-11-26 16:23:02.409681
 """
 
 from collections.abc import Sequence
@@ -27,6 +27,7 @@ def upgrade() -> None:
     sa.Column('category', sa.String(length=16), nullable=False),
     sa.Column('window_start', sa.String(length=5), nullable=True),
     sa.Column('window_end', sa.String(length=5), nullable=True),
+    sa.Column('no_weekends', sa.Boolean(), nullable=True),
     sa.Column('definition_hash', sa.String(length=64), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('synced_at', sa.DateTime(timezone=True), nullable=False),
@@ -162,6 +163,7 @@ def upgrade() -> None:
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('paused_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('stopped_channels', sa.JSON(), nullable=False),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], name=op.f('fk_enrollments_campaign_id_campaigns'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_enrollments_contact_id_contacts'), ondelete='CASCADE'),
