@@ -237,7 +237,7 @@ def test_find_accepted_matches_by_body_when_several_candidates(
 
     with pytest.raises(DeliveryError) as caught:
         provider.find_accepted(PATIENT, since, "c2")
-    assert caught.value.ambiguous and caught.value.code == "reconcile-ambiguous"
+    assert caught.value.ambiguous and caught.value.code == "reconcile-multi"
 
     found = provider.find_accepted(PATIENT, since, "c2", body="second")
     assert found is not None and found.provider_id == stub.messages[1].sid

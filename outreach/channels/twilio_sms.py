@@ -196,7 +196,7 @@ class TwilioSmsProvider:
                 f"{len(candidates)} messages to this number since the attempt; cannot tell which is ours",
                 permanent=False,
                 ambiguous=True,
-                code="reconcile-ambiguous",
+                code="reconcile-multi",
             )
         candidates.sort(key=lambda m: m.date_created)
         return _result(candidates[0])
