@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     # Seconds to wait for each SMTP step; a timeout after the message data leaves it unknown.
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
     # Per-sender overrides of max_mps (JSON), keyed like the limiter's sender: the Messaging
-    # Service SID or From number for SMS, "smtp" for email. E.g. {"MGxxxx": 10}.
+    # Service SID or From number for SMS, "email" for email. E.g. {"MGxxxx": 10}.
     max_mps_overrides: dict[str, float] = Field(default_factory=dict)
 
     # People to alert when a patient's reply reads as a crisis (comma-separated in the environment).

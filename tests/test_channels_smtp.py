@@ -17,7 +17,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from outreach.channels import Attachment, DeliveryError, Effect, Outgoing
 from outreach.channels.classify_smtp import Stage, classify_smtp_failure, enhanced_status
-from outreach.channels.smtp_email import SmtpEmailProvider, build_email, message_id_for
+from outreach.channels.smtp_email import SmtpEmail, build_email, message_id_for
 from outreach.config import Settings, load_settings
 
 PATIENT = "pat.doe@example.net"
@@ -104,8 +104,8 @@ def _settings(port: int, **overrides: object) -> Settings:
 
 
 @pytest.fixture
-def provider(sink: tuple[SinkHandler, int]) -> Iterator[SmtpEmailProvider]:
-    provider = SmtpEmailProvider.from_settings(_settings(sink[1]))
+def provider(sink: tuple[SinkHandler, int]) -> Iterator[SmtpEmail]:
+    provider = SmtpEmail.from_settings(_settings(sink[1]))
     yield provider
     provider.close()
 
@@ -136,7 +136,7 @@ def _parse(raw: bytes) -> EmailMessage:
 
 
 def test_email_arrives_as_text_and_html_with_one_click_unsubscribe(
-    sink: tuple[SinkHandler, int], provider: SmtpEmailProvider
+    sink: tuple[SinkHandler, int], provider: SmtpEmail
 ) -> None:
     result = provider.send(_outgoing())
 
@@ -161,7 +161,7 @@ def test_email_arrives_as_text_and_html_with_one_click_unsubscribe(
 
 
 def test_calendar_attachment_makes_a_mixed_message(
-    sink: tuple[SinkHandler, int], provider: SmtpEmailProvider
+    sink: tuple[SinkHandler, int], provider: SmtpEmail
 ) -> None:
     invite = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n"
     provider.send(
@@ -182,7 +182,7 @@ def test_calendar_attachment_makes_a_mixed_message(
     assert "List-Unsubscribe" not in mail
 
 
-def test_text_only_email_is_a_single_part(sink: tuple[SinkHandler, int], provider: SmtpEmailProvider) -> None:
+def test_text_only_email_is_a_single_part(sink: tuple[SinkHandler, int], provider: SmtpEmail) -> None:
     provider.send(_outgoing(html=None, body="Ünïcode körper\n"))
 
     mail = _parse(sink[0].received[0])
@@ -191,7 +191,7 @@ def test_text_only_email_is_a_single_part(sink: tuple[SinkHandler, int], provide
 
 
 def test_one_connection_serves_consecutive_messages(
-    sink: tuple[SinkHandler, int], provider: SmtpEmailProvider
+    sink: tuple[SinkHandler, int], provider: SmtpEmail
 ) -> None:
     provider.send(_outgoing())
     provider.send(_outgoing(correlation_id="second"))
@@ -202,10 +202,10 @@ def test_one_connection_serves_consecutive_messages(
 
 
 def test_login_with_the_configured_credentials(sink: tuple[SinkHandler, int]) -> None:
-    good = SmtpEmailProvider.from_settings(_settings(sink[1], smtp_username="clinic", smtp_password="s3cret"))
+    good = SmtpEmail.from_settings(_settings(sink[1], smtp_username="clinic", smtp_password="s3cret"))
     good.send(_outgoing())
     good.close()
-    bad = SmtpEmailProvider.from_settings(_settings(sink[1], smtp_username="clinic", smtp_password="wrong"))
+    bad = SmtpEmail.from_settings(_settings(sink[1], smtp_username="clinic", smtp_password="wrong"))
 
     with pytest.raises(DeliveryError) as caught:
         bad.send(_outgoing())
@@ -251,7 +251,7 @@ SERVER_FAILURES = [
 @pytest.mark.parametrize(("mood", "permanent", "ambiguous", "effect", "code"), SERVER_FAILURES)
 def test_server_failures_are_classified(
     sink: tuple[SinkHandler, int],
-    provider: SmtpEmailProvider,
+    provider: SmtpEmail,
     mood: ServerMood,
     permanent: bool,
     ambiguous: bool,
@@ -276,7 +276,7 @@ def test_server_failures_are_classified(
 
 
 def test_after_a_refusal_the_next_message_goes_out(
-    sink: tuple[SinkHandler, int], provider: SmtpEmailProvider
+    sink: tuple[SinkHandler, int], provider: SmtpEmail
 ) -> None:
     handler, _ = sink
     handler.rcpt_reply = "451 4.3.0 later"
@@ -290,7 +290,7 @@ def test_after_a_refusal_the_next_message_goes_out(
 
 
 def test_unreachable_server_is_transient() -> None:
-    provider = SmtpEmailProvider.from_settings(_settings(_free_port()))
+    provider = SmtpEmail.from_settings(_settings(_free_port()))
     with pytest.raises(DeliveryError) as caught:
         provider.send(_outgoing())
 
@@ -299,9 +299,9 @@ def test_unreachable_server_is_transient() -> None:
 
 
 def test_email_cannot_be_reconciled() -> None:
-    provider = SmtpEmailProvider(lambda: pytest.fail("must not connect"), email_from=FROM)
+    provider = SmtpEmail(lambda: pytest.fail("must not connect"), email_from=FROM)
 
-    assert provider.reconcilable is False
+    assert provider.can_reconcile is False
     assert provider.find_accepted(PATIENT, NOW, "5e1dc0de5e1dc0de") is None
 
 
@@ -324,7 +324,7 @@ def test_message_id_is_stable_per_correlation_id() -> None:
 
 def test_from_without_an_address_is_refused_at_start() -> None:
     with pytest.raises(ValueError, match="OUTREACH_EMAIL_FROM"):
-        SmtpEmailProvider(lambda: pytest.fail("unused"), email_from="Clinic")
+        SmtpEmail(lambda: pytest.fail("unused"), email_from="Clinic")
 
 
 # The pure table: stage and reply code (None = connection lost or timed out).

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from outreach.channels import DeliveryError, Effect, Outgoing
-from outreach.channels.twilio_sms import TwilioSmsProvider, make_client, status_callback_url
+from outreach.channels.twilio_sms import TwilioSms, make_client, status_callback_url
 from outreach.config import Settings, load_settings
 from tests.support.twilio_stub import ACCOUNT_SID, Behaviour, TwilioStub, running_stub, sent_long_ago
 
@@ -37,8 +37,8 @@ def _settings(base_url: str, **overrides: object) -> Settings:
 
 
 @pytest.fixture
-def provider(stub: TwilioStub) -> TwilioSmsProvider:
-    return TwilioSmsProvider.from_settings(_settings(stub.base_url))
+def provider(stub: TwilioStub) -> TwilioSms:
+    return TwilioSms.from_settings(_settings(stub.base_url))
 
 
 def _outgoing(**overrides: object) -> Outgoing:
@@ -56,7 +56,7 @@ def _outgoing(**overrides: object) -> Outgoing:
 
 
 def test_send_posts_the_message_with_callback_and_validity(
-    stub: TwilioStub, provider: TwilioSmsProvider
+    stub: TwilioStub, provider: TwilioSms
 ) -> None:
     result = provider.send(_outgoing())
 
@@ -72,7 +72,7 @@ def test_send_posts_the_message_with_callback_and_validity(
 
 
 def test_send_uses_from_number_without_a_messaging_service(stub: TwilioStub) -> None:
-    provider = TwilioSmsProvider.from_settings(
+    provider = TwilioSms.from_settings(
         _settings(stub.base_url, twilio_messaging_service_sid="", twilio_from="+15005550006")
     )
     result = provider.send(_outgoing(validity_period=None))
@@ -88,7 +88,7 @@ def test_send_uses_from_number_without_a_messaging_service(stub: TwilioStub) -> 
 def test_provider_without_any_sender_is_refused() -> None:
     settings = _settings("http://127.0.0.1:9", twilio_messaging_service_sid="", twilio_from="")
     with pytest.raises(ValueError, match="OUTREACH_TWILIO_FROM"):
-        TwilioSmsProvider.from_settings(settings)
+        TwilioSms.from_settings(settings)
 
 
 def test_correlation_id_is_url_encoded_in_the_callback() -> None:
@@ -123,7 +123,7 @@ CREATE_ERRORS = [
 )
 def test_create_errors_are_classified(
     stub: TwilioStub,
-    provider: TwilioSmsProvider,
+    provider: TwilioSms,
     behaviour: Behaviour,
     permanent: bool,
     ambiguous: bool,
@@ -148,7 +148,7 @@ def test_create_errors_are_classified(
 
 
 def test_read_timeout_after_the_request_left_is_ambiguous(
-    stub: TwilioStub, provider: TwilioSmsProvider
+    stub: TwilioStub, provider: TwilioSms
 ) -> None:
     stub.next(Behaviour(delay=1.5))
     with pytest.raises(DeliveryError) as caught:
@@ -160,7 +160,7 @@ def test_read_timeout_after_the_request_left_is_ambiguous(
 
 
 def test_connection_dropped_after_the_request_is_ambiguous(
-    stub: TwilioStub, provider: TwilioSmsProvider
+    stub: TwilioStub, provider: TwilioSms
 ) -> None:
     stub.next(Behaviour(drop=True))
     with pytest.raises(DeliveryError) as caught:
@@ -178,7 +178,7 @@ def _closed_port() -> int:
 
 
 def test_connection_refused_is_transient_and_safe_to_retry() -> None:
-    provider = TwilioSmsProvider.from_settings(_settings(f"http://127.0.0.1:{_closed_port()}"))
+    provider = TwilioSms.from_settings(_settings(f"http://127.0.0.1:{_closed_port()}"))
     with pytest.raises(DeliveryError) as caught:
         provider.send(_outgoing())
 
@@ -195,7 +195,7 @@ def test_region_in_the_environment_does_not_redirect_the_client(monkeypatch: pyt
 
 
 def test_find_accepted_finds_a_queued_message_whose_create_answer_was_lost(
-    stub: TwilioStub, provider: TwilioSmsProvider
+    stub: TwilioStub, provider: TwilioSms
 ) -> None:
     since = datetime.now(UTC)
     stub.next(Behaviour(drop=True))
@@ -210,7 +210,7 @@ def test_find_accepted_finds_a_queued_message_whose_create_answer_was_lost(
 
 
 def test_find_accepted_returns_none_when_nothing_arrived(
-    stub: TwilioStub, provider: TwilioSmsProvider
+    stub: TwilioStub, provider: TwilioSms
 ) -> None:
     stub.add_message(sent_long_ago(PATIENT, body="older", minutes=30, messaging_service_sid=SERVICE_SID))
     stub.add_message(
@@ -221,7 +221,7 @@ def test_find_accepted_returns_none_when_nothing_arrived(
 
 
 def test_find_accepted_ignores_messages_from_other_senders(
-    stub: TwilioStub, provider: TwilioSmsProvider
+    stub: TwilioStub, provider: TwilioSms
 ) -> None:
     stub.add_message(sent_long_ago(PATIENT, body="x", minutes=0, from_="+15550001111"))
 
@@ -229,7 +229,7 @@ def test_find_accepted_ignores_messages_from_other_senders(
 
 
 def test_find_accepted_matches_by_body_when_several_candidates(
-    stub: TwilioStub, provider: TwilioSmsProvider
+    stub: TwilioStub, provider: TwilioSms
 ) -> None:
     since = datetime.now(UTC) - timedelta(seconds=5)
     provider.send(_outgoing(body="first"))
@@ -244,7 +244,7 @@ def test_find_accepted_matches_by_body_when_several_candidates(
 
 
 def test_find_accepted_when_twilio_is_down_asks_again_later() -> None:
-    provider = TwilioSmsProvider.from_settings(_settings(f"http://127.0.0.1:{_closed_port()}"))
+    provider = TwilioSms.from_settings(_settings(f"http://127.0.0.1:{_closed_port()}"))
     with pytest.raises(DeliveryError) as caught:
         provider.find_accepted(PATIENT, datetime.now(UTC), "c1")
 
@@ -252,7 +252,7 @@ def test_find_accepted_when_twilio_is_down_asks_again_later() -> None:
 
 
 def test_no_phone_number_reaches_the_logs(
-    stub: TwilioStub, provider: TwilioSmsProvider, caplog: pytest.LogCaptureFixture
+    stub: TwilioStub, provider: TwilioSms, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     provider.send(_outgoing())

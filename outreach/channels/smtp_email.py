@@ -34,8 +34,8 @@ EMAIL_POLICY = policy.SMTP.clone(max_line_length=998, cte_type="7bit")
 # Headers the adapter owns; Outgoing.headers may not override them.
 RESERVED_HEADERS = frozenset({"from", "to", "cc", "bcc", "subject", "date", "message-id", "mime-version"})
 
-# The rate limiter's key for email; override its rate with max_mps_overrides["smtp"].
-SMTP_SENDER = "smtp"
+# The rate limiter's key for email; override its rate with max_mps_overrides["email"].
+SMTP_SENDER = "email"
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
@@ -136,10 +136,10 @@ def _wire_data(message: EmailMessage) -> bytes:
     return data + b".\r\n"
 
 
-class SmtpEmailProvider:
+class SmtpEmail:
     channel = "email"
     # An SMTP server cannot be asked afterwards whether it queued a message.
-    reconcilable = False
+    can_reconcile = False
     sender = SMTP_SENDER
 
     def __init__(
@@ -155,7 +155,7 @@ class SmtpEmailProvider:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SmtpEmailProvider:
+    def from_settings(cls, settings: Settings) -> SmtpEmail:
         return cls(connection_factory(settings), email_from=settings.email_from)
 
     def send(self, outgoing: Outgoing) -> SendResult:
@@ -205,9 +205,9 @@ class SmtpEmailProvider:
     def find_accepted(self, to: str, since: datetime, correlation_id: str) -> SendResult | None:
         """SMTP has no way to ask whether a message was queued: always None.
 
-        Dispatch must read ``reconcilable = False`` and leave an ambiguous email ``unknown``
-        for staff rather than resend it (the stable Message-ID lets mail systems spot a
-        duplicate if staff do resend).
+        ``can_reconcile = False`` tells reconciliation not to read this None as "never
+        arrived": an ambiguous email is closed with a reason for staff, not resent (the
+        stable Message-ID lets mail systems spot a duplicate if staff do resend).
         """
         return None
 

@@ -90,10 +90,10 @@ def _result(message: Any) -> SendResult:
     )
 
 
-class TwilioSmsProvider:
+class TwilioSms:
     channel = "sms"
     # Twilio can be asked whether an ambiguous send arrived (see find_accepted).
-    reconcilable = True
+    can_reconcile = True
 
     def __init__(
         self,
@@ -113,7 +113,7 @@ class TwilioSmsProvider:
         self._from = from_number
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TwilioSmsProvider:
+    def from_settings(cls, settings: Settings) -> TwilioSms:
         return cls(
             make_client(settings),
             public_base_url=settings.public_base_url,
