@@ -1,0 +1,227 @@
+"""What ``process_inbound`` does for each classification. Each handler returns action names.
+
+Consent changes and the crisis pause already happened in the webhook (``effects``); handlers
+only write replies and alerts (outbox rows) and staff inbox items, so running one twice adds
+nothing new (outbox keys are unique; the task claims the message once). A crisis message that
+is also an opt-out ("stop texting me, I want to die") was opted out in the webhook, so the
+crisis handler finds the number opted out and the alert asks staff to phone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from outreach import consent
+from outreach.config import Settings
+from outreach.models import ConsentEvent, ConsentState, Contact, InboundClass, InboundMessage
+from outreach.replies import appointments_hook, effects, responses, staff
+from outreach.replies.classify import (
+    BARE_CANCEL,
+    NATURAL_LANGUAGE,
+    TWILIO_KEYWORD,
+    Classification,
+)
+from outreach.replies.staff import ItemKind
+
+log = logging.getLogger(__name__)
+
+CANCEL_TASK_TEXT = (
+    "The patient replied CANCEL, which opts them out of all texts. They may have meant to "
+    "cancel an appointment: call them."
+)
+CRISIS_OPT_OUT_TASK_TEXT = (
+    "A patient whose automation is paused after a crisis reply has opted out of SMS: phone them."
+)
+NOTHING_TO_RESTORE_TASK_TEXT = (
+    "The patient asked to receive texts again, but there is no earlier SMS consent on record to "
+    "restore: confirm consent with them before texting."
+)
+
+Handler = Callable[
+    [Session, Settings, InboundMessage, Sequence[Contact], Classification, datetime], list[str]
+]
+
+
+def handle(
+    session: Session,
+    settings: Settings,
+    inbound: InboundMessage,
+    contacts: Sequence[Contact],
+    result: Classification,
+    now: datetime,
+) -> list[str]:
+    handler = HANDLERS.get(result.classification, _other)
+    return handler(session, settings, inbound, contacts, result, now)
+
+
+def _crisis(
+    session: Session,
+    settings: Settings,
+    inbound: InboundMessage,
+    contacts: Sequence[Contact],
+    result: Classification,
+    now: datetime,
+) -> list[str]:
+    actions = [f"paused:{cid}" for cid in effects.pause_for_crisis(session, contacts, inbound, now)]
+    # An opted-out number cannot be texted (Twilio 21610): a human must phone instead.
+    reply_possible = not any(effects.sms_opted_out(session, c.id) for c in contacts)
+    if reply_possible:
+        responses.insert_reply(
+            session, inbound, contacts, responses.CRISIS_REPLY_TEMPLATE, "crisis_reply", now
+        )
+        actions.append("crisis_reply")
+    text = inbound.body if reply_possible else f"[PHONE THE PATIENT: no SMS reply possible] {inbound.body}"
+    item = staff.open_item(
+        session, inbound, contacts, ItemKind.CRISIS, InboundClass.CRISIS, text, urgent=True
+    )
+    actions.append(f"inbox:crisis:{item.id}")
+    alerts = responses.insert_alerts(session, settings, inbound, contacts, item, reply_possible, now)
+    if not alerts:
+        log.warning("crisis reply %s: no on-call contacts configured (OUTREACH_ONCALL_SMS / "
+                    "OUTREACH_ONCALL_EMAIL); only the inbox item was raised", inbound.id)
+        actions.append("no_oncall_configured")
+    actions.extend(alerts)
+    return actions
+
+
+def _opt_out(
+    session: Session,
+    settings: Settings,
+    inbound: InboundMessage,
+    contacts: Sequence[Contact],
+    result: Classification,
+    now: datetime,
+) -> list[str]:
+    actions: list[str] = []
+    newly_opted_out = _consent_events(session, inbound, ConsentState.REVOKED)
+    # Twilio answers its own keywords when it handles opt-out; a second text would break the
+    # one-confirmation rule. It does not answer opt-outs in the patient's own words.
+    twilio_replied = settings.twilio_handles_opt_out and result.has(TWILIO_KEYWORD)
+    if newly_opted_out and not twilio_replied:
+        responses.insert_reply(
+            session,
+            inbound,
+            contacts,
+            responses.OPT_OUT_CONFIRMATION_TEMPLATE,
+            "opt_out_confirmation",
+            now,
+            # Dispatch lets exactly this message through after the opt-out.
+            context={"after_opt_out": True},
+            not_after=now + responses.OPT_OUT_CONFIRMATION_WINDOW,
+        )
+        actions.append("opt_out_confirmation")
+    if result.has(BARE_CANCEL):
+        item = staff.open_item(
+            session, inbound, contacts, ItemKind.TASK, InboundClass.OPT_OUT, CANCEL_TASK_TEXT
+        )
+        actions.append(f"inbox:task:{item.id}")
+    if any(c.automation_paused_at is not None for c in contacts):
+        item = staff.open_item(
+            session, inbound, contacts, ItemKind.TASK, InboundClass.OPT_OUT, CRISIS_OPT_OUT_TASK_TEXT,
+            urgent=True,
+        )
+        actions.append(f"inbox:task:{item.id}")
+    if result.has(NATURAL_LANGUAGE) or not contacts:
+        # The patient's own words may say more ("wrong number", "I moved"): staff read them.
+        item = staff.add_to_conversation(session, inbound, contacts, InboundClass.OPT_OUT)
+        actions.append(f"inbox:message:{item.id}")
+    return actions
+
+
+def _opt_in(
+    session: Session,
+    settings: Settings,
+    inbound: InboundMessage,
+    contacts: Sequence[Contact],
+    result: Classification,
+    now: datetime,
+) -> list[str]:
+    actions: list[str] = []
+    restored = _consent_events(session, inbound, ConsentState.GRANTED)
+    twilio_replied = settings.twilio_handles_opt_out and result.has(TWILIO_KEYWORD)
+    if restored and not twilio_replied:
+        responses.insert_reply(
+            session, inbound, contacts, responses.OPT_IN_CONFIRMATION_TEMPLATE, "opt_in_confirmation", now
+        )
+        actions.append("opt_in_confirmation")
+    if not contacts:
+        item = staff.add_to_conversation(session, inbound, contacts, InboundClass.OPT_IN)
+        actions.append(f"inbox:message:{item.id}")
+    elif not restored and any(effects.sms_opted_out(session, c.id) or
+                              not _any_sms_granted(session, c.id) for c in contacts):
+        item = staff.open_item(
+            session, inbound, contacts, ItemKind.TASK, InboundClass.OPT_IN, NOTHING_TO_RESTORE_TASK_TEXT
+        )
+        actions.append(f"inbox:task:{item.id}")
+    return actions
+
+
+def _help(
+    session: Session,
+    settings: Settings,
+    inbound: InboundMessage,
+    contacts: Sequence[Contact],
+    result: Classification,
+    now: datetime,
+) -> list[str]:
+    if any(effects.sms_opted_out(session, c.id) for c in contacts):
+        return ["help_not_sent:opted_out"]
+    responses.insert_reply(session, inbound, contacts, responses.HELP_TEMPLATE, "help", now)
+    return ["help_reply"]
+
+
+def _appointment(
+    session: Session,
+    settings: Settings,
+    inbound: InboundMessage,
+    contacts: Sequence[Contact],
+    result: Classification,
+    now: datetime,
+) -> list[str]:
+    if appointments_hook.appointment_reply(session, settings, inbound, contacts, result, now):
+        return [f"appointment:{result.classification}"]
+    return _other(session, settings, inbound, contacts, result, now)
+
+
+def _other(
+    session: Session,
+    settings: Settings,
+    inbound: InboundMessage,
+    contacts: Sequence[Contact],
+    result: Classification,
+    now: datetime,
+) -> list[str]:
+    item = staff.add_to_conversation(session, inbound, contacts, result.classification)
+    return [f"inbox:message:{item.id}"]
+
+
+def _consent_events(session: Session, inbound: InboundMessage, state: ConsentState) -> bool:
+    """Whether this very message changed consent that way (at webhook time)."""
+    return (
+        session.scalar(
+            select(ConsentEvent.id)
+            .where(ConsentEvent.inbound_message_id == inbound.id, ConsentEvent.state == state)
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def _any_sms_granted(session: Session, contact_id: int) -> bool:
+    return "granted" in consent.summary(session, contact_id)["sms"].values()
+
+
+HANDLERS: dict[InboundClass, Handler] = {
+    InboundClass.CRISIS: _crisis,
+    InboundClass.OPT_OUT: _opt_out,
+    InboundClass.OPT_IN: _opt_in,
+    InboundClass.HELP: _help,
+    InboundClass.CONFIRM: _appointment,
+    InboundClass.RESCHEDULE: _appointment,
+    InboundClass.OTHER: _other,
+}

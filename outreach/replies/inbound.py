@@ -1,0 +1,194 @@
+"""Inbound SMS: stored once by the webhook, then processed by a Celery task.
+
+``store_inbound`` runs inside the webhook's transaction: it validates the form, stores the
+message once (deduplicated on MessageSid), classifies it and applies what must hold at once
+(opt-out, opt-in, crisis pause; see ``effects``). ``process_inbound`` runs in a task, by id,
+and writes the consequences: replies and alerts as outbox rows, staff inbox items.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import phonenumbers
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from outreach import outbox
+from outreach.config import Settings
+from outreach.errors import OutreachError
+from outreach.models import Contact, InboundClass, InboundMessage, utcnow
+from outreach.replies import effects, handlers
+from outreach.replies.classify import ALSO_OPT_OUT, Classification, classify
+
+log = logging.getLogger(__name__)
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+REQUIRED_FIELDS = ("MessageSid", "From", "To", "Body")
+# Column sizes in outreach.models.inbound, so an oversized field is a clear 400, not a 500.
+FIELD_LIMITS = {"MessageSid": 64, "From": 32, "To": 32, "OptOutType": 16}
+
+
+class MalformedInbound(OutreachError):
+    """The webhook payload lacks a field or has one we cannot store. Names the field only."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"inbound SMS: field {field} {problem}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    status: Literal["stored", "duplicate"]
+    inbound_id: int
+    classification: str
+    contact_ids: tuple[int, ...]
+    # True while the message still waits for process_inbound: enqueue it (again, harmlessly).
+    needs_processing: bool
+    # What the webhook answers Twilio. Replies go through the outbox, never inline TwiML.
+    twiml: str = EMPTY_TWIML
+
+
+def store_inbound(
+    session: Session, settings: Settings, form: Mapping[str, str], now: datetime | None = None
+) -> StoreResult:
+    """Store one inbound SMS and apply its immediate effects. Raises ``MalformedInbound``."""
+    now = now or utcnow()
+    _validate(form)
+    sender = normalise_phone(form["From"])
+    contacts = outbox.lock_contacts(session, contacts_with_phone_ids(session, sender))
+    inbound_id = _insert_once(session, form, sender, now)
+    if inbound_id is None:
+        existing = session.scalars(
+            select(InboundMessage).where(InboundMessage.provider_sid == form["MessageSid"].strip())
+        ).one()
+        return StoreResult(
+            "duplicate",
+            existing.id,
+            existing.classification or "",
+            tuple(c.id for c in contacts),
+            needs_processing=existing.processed_at is None,
+        )
+    inbound = session.get_one(InboundMessage, inbound_id)
+    opted_out = any(effects.sms_opted_out(session, c.id) for c in contacts)
+    result = classify(inbound.body, inbound.opt_out_type, sender_opted_out=opted_out)
+    inbound.classification = result.classification
+    if result.classification == InboundClass.OPT_OUT or result.has(ALSO_OPT_OUT):
+        effects.opt_out(session, contacts, inbound, now)
+    elif result.classification == InboundClass.OPT_IN:
+        effects.opt_in(session, contacts, inbound, now)
+    if result.classification == InboundClass.CRISIS:
+        effects.pause_for_crisis(session, contacts, inbound, now)
+    session.flush()
+    log.info("inbound %s stored: %s (%s)", inbound.id, result.classification, result.rule)
+    return StoreResult(
+        "stored", inbound.id, str(result.classification), tuple(c.id for c in contacts), True
+    )
+
+
+def process_inbound(session: Session, settings: Settings, inbound_id: int, now: datetime) -> list[str]:
+    """Write the replies, alerts and inbox items for one stored message. Idempotent: the first
+    run marks it processed; later runs (duplicate tasks, the sweep) return an empty list.
+    Returns what was done, e.g. ``["crisis_reply", "inbox:crisis:7", "alert:sms"]``."""
+    claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(InboundMessage)
+        .where(InboundMessage.id == inbound_id, InboundMessage.processed_at.is_(None))
+        .values(processed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        return []
+    inbound = session.get_one(InboundMessage, inbound_id, populate_existing=True)
+    contacts = outbox.lock_contacts(session, contacts_with_phone_ids(session, inbound.from_address))
+    result = reclassify(inbound)
+    actions = handlers.handle(session, settings, inbound, contacts, result, now)
+    log.info("inbound %s processed: %s", inbound.id, ", ".join(actions) or "nothing to do")
+    return actions
+
+
+def reclassify(inbound: InboundMessage) -> Classification:
+    """The stored message's classification with its rule and flags.
+
+    The class stored at webhook time wins (it depended on whether the number was opted out
+    then); the rule and flags are recomputed from the body, which is deterministic.
+    """
+    stored = InboundClass(inbound.classification) if inbound.classification else None
+    result = classify(
+        inbound.body, inbound.opt_out_type, sender_opted_out=stored == InboundClass.OPT_IN
+    )
+    if stored is not None and stored != result.classification:
+        return Classification(stored, f"stored:{stored}")
+    return result
+
+
+def unprocessed_inbound_ids(session: Session, received_before: datetime, limit: int = 100) -> list[int]:
+    """Messages whose task never ran (lost enqueue, broker down): for a periodic sweep."""
+    return list(
+        session.scalars(
+            select(InboundMessage.id)
+            .where(InboundMessage.processed_at.is_(None), InboundMessage.received_at < received_before)
+            .order_by(InboundMessage.id)
+            .limit(limit)
+        )
+    )
+
+
+def normalise_phone(raw: str) -> str:
+    """E.164 for anything that parses as a phone number (US default region), else as given
+    (short codes, alphanumeric senders)."""
+    text = raw.strip()
+    try:
+        parsed = phonenumbers.parse(text, "US")
+    except phonenumbers.NumberParseException:
+        return text
+    if not phonenumbers.is_possible_number(parsed):
+        return text
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def contacts_with_phone_ids(session: Session, phone: str) -> list[int]:
+    return list(session.scalars(select(Contact.id).where(Contact.phone == phone).order_by(Contact.id)))
+
+
+def contacts_with_phone(session: Session, phone: str) -> Sequence[Contact]:
+    return session.scalars(select(Contact).where(Contact.phone == phone).order_by(Contact.id)).all()
+
+
+def _validate(form: Mapping[str, str]) -> None:
+    for field in REQUIRED_FIELDS:
+        if field not in form:
+            raise MalformedInbound(field, "is missing")
+    for field in ("MessageSid", "From", "To"):
+        if not form[field].strip():
+            raise MalformedInbound(field, "is empty")
+    for field, limit in FIELD_LIMITS.items():
+        if len(form.get(field) or "") > limit:
+            raise MalformedInbound(field, f"is longer than {limit} characters")
+
+
+def _insert_once(session: Session, form: Mapping[str, str], sender: str, now: datetime) -> int | None:
+    """Insert the message unless its MessageSid is known; the new id, or None for a duplicate.
+
+    ON CONFLICT DO NOTHING rather than check-then-insert: two deliveries racing each other
+    cannot both insert, and neither aborts its transaction.
+    """
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = (
+        insert(InboundMessage)
+        .values(
+            provider_sid=form["MessageSid"].strip(),
+            from_address=sender,
+            to_address=form["To"].strip(),
+            body=form["Body"],
+            opt_out_type=(form.get("OptOutType") or "").strip().upper() or None,
+            received_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["provider_sid"])
+        .returning(InboundMessage.id)
+    )
+    return session.scalars(stmt).first()
