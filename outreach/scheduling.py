@@ -49,6 +49,14 @@ class Window:
         return Window(start, end)
 
 
+# Callers may pass a plain ``(start, end)`` pair wherever a Window is expected.
+WindowLike = Window | tuple[time, time]
+
+
+def as_window(window: WindowLike) -> Window:
+    return window if isinstance(window, Window) else Window(window[0], window[1])
+
+
 @dataclass(frozen=True)
 class FrequencyCap:
     """At most ``per_day`` counted messages per local day and ``per_week`` in any 7 consecutive
@@ -119,7 +127,7 @@ def is_open_day(day: date, *, no_weekends: bool, closures: frozenset[date] | set
 def next_allowed(
     instant: datetime,
     zone: ZoneInfo,
-    window: Window,
+    window: WindowLike,
     *,
     no_weekends: bool = False,
     closures: frozenset[date] | set[date] = frozenset(),
@@ -130,6 +138,7 @@ def next_allowed(
     closure (and not a Saturday or Sunday when ``no_weekends``). A message outside the window
     moves to the next opening; it is never dropped here.
     """
+    window = as_window(window)
     instant = instant.astimezone(UTC)
     local = instant.astimezone(zone)
     day = local.date()
@@ -148,7 +157,7 @@ def next_allowed(
 def is_allowed(
     instant: datetime,
     zone: ZoneInfo,
-    window: Window,
+    window: WindowLike,
     *,
     no_weekends: bool = False,
     closures: frozenset[date] | set[date] = frozenset(),
