@@ -1,0 +1,51 @@
+"""Contacts: validation, the service functions, CSV import and export.
+
+What other areas call::
+
+    add_contact(session, ContactInput(...), clinic_timezone=...) -> Contact
+    update_contact(session, contact, ContactInput(...)) -> Contact
+    get_contact(session, 12 | "ext:MRN") -> Contact
+    find_contacts(session, search=..., tag=..., phone=..., email=..., limit=..., offset=...)
+    contact_json(session, contact) / contacts_json(session, contacts)
+    shared_phones(session, phones) -> set[str]
+    change_consent(session, contact_id, channel, categories, grant=..., wording=..., recorded_by=...)
+    import_contacts_csv(session, path, clinic_timezone=...) -> ImportReport
+    export_contacts_csv(session, path) -> int
+"""
+
+from outreach.contacts.export import export_contacts_csv
+from outreach.contacts.fields import FieldError, normalize_phone, resolve_timezone
+from outreach.contacts.importer import ImportReport, import_contacts_csv
+from outreach.contacts.reader import CsvUnusable
+from outreach.contacts.service import (
+    ContactInput,
+    InvalidContact,
+    add_contact,
+    change_consent,
+    contact_json,
+    contacts_json,
+    find_contacts,
+    get_contact,
+    shared_phones,
+    update_contact,
+)
+
+__all__ = [
+    "ContactInput",
+    "CsvUnusable",
+    "FieldError",
+    "ImportReport",
+    "InvalidContact",
+    "add_contact",
+    "change_consent",
+    "contact_json",
+    "contacts_json",
+    "export_contacts_csv",
+    "find_contacts",
+    "get_contact",
+    "import_contacts_csv",
+    "normalize_phone",
+    "resolve_timezone",
+    "shared_phones",
+    "update_contact",
+]

@@ -1,0 +1,104 @@
+"""Fast bulk writes for imports: ids allocated up front, rows inserted in one go per table.
+
+PostgreSQL gets ``COPY ... FROM STDIN`` on the session's own psycopg connection (same
+transaction); SQLite gets one ``executemany``. Allocating ids first lets contacts, their tags,
+consent events and consent rows all be written without a round trip per row to learn ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    TypeDecorator,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
+
+
+class BulkWriter:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.postgres = session.get_bind().dialect.name == "postgresql"
+        self._sequences: dict[str, str] = {}
+
+    def allocate_ids(self, table: Table, count: int) -> list[int]:
+        """``count`` fresh primary keys for ``table``, unused by anyone else."""
+        if count == 0:
+            return []
+        if self.postgres:
+            sequence = self._sequence(table)
+            ids: list[int] = self.session.execute(
+                text("SELECT array_agg(nextval(:seq)) FROM generate_series(1, :n)"),
+                {"seq": sequence, "n": count},
+            ).scalar_one()
+            return ids
+        # SQLite: this transaction holds the database's write lock (BEGIN IMMEDIATE), so
+        # nobody else can take ids between reading the maximum and inserting.
+        current = self.session.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
+        return list(range(current + 1, current + 1 + count))
+
+    def is_in(self, column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
+        """``column IN values``; on PostgreSQL one array parameter instead of thousands."""
+        if self.postgres:
+            return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+        return column.in_(values)
+
+    def insert(self, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        if self.postgres:
+            self._copy(table, columns, rows)
+        else:
+            self.session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+
+    def _sequence(self, table: Table) -> str:
+        if table.name not in self._sequences:
+            name = self.session.execute(
+                text("SELECT pg_get_serial_sequence(:table, 'id')"), {"table": table.name}
+            ).scalar_one()
+            self._sequences[table.name] = name
+        return self._sequences[table.name]
+
+    def _copy(self, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        connection = self.session.connection().connection.driver_connection
+        assert connection is not None
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        # Binary COPY with declared types: psycopg then encodes rows in C, ~7x cheaper than text.
+        with connection.cursor() as cursor, cursor.copy(
+            f'COPY "{table.name}" ({quoted}) FROM STDIN (FORMAT BINARY)'
+        ) as copy:
+            copy.set_types([_pg_type(table.c[name].type) for name in columns])
+            for row in rows:
+                copy.write_row(row)
+
+
+def _pg_type(column_type: TypeEngine[Any]) -> str:
+    if isinstance(column_type, TypeDecorator):
+        column_type = column_type.impl_instance
+    if isinstance(column_type, BigInteger):
+        return "int8"
+    if isinstance(column_type, Integer):
+        return "int4"
+    if isinstance(column_type, DateTime):
+        return "timestamptz" if column_type.timezone else "timestamp"
+    if isinstance(column_type, Boolean):
+        return "bool"
+    if isinstance(column_type, String):  # Text too; varchar reads text's binary form
+        return "text"
+    raise TypeError(f"no COPY type for {column_type!r}")

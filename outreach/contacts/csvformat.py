@@ -1,0 +1,239 @@
+"""The contacts CSV format: columns, header matching, consent cells and one row's validation.
+
+Shared by import and export so the two cannot drift apart. ``validate_row`` is pure and
+picklable-friendly: the importer runs it in worker processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, TypeVar
+
+from outreach.contacts.fields import (
+    DEFAULT_LANGUAGE,
+    FieldError,
+    normalize_email,
+    normalize_external_id,
+    normalize_language,
+    normalize_name,
+    normalize_phone,
+    normalize_tags,
+    normalize_timezone,
+    split_list,
+    zone_from_phone,
+)
+from outreach.models import Category
+
+COLUMNS = (
+    "external_id",
+    "first_name",
+    "last_name",
+    "phone",
+    "email",
+    "timezone",
+    "language",
+    "tags",
+    "sms_consent",
+    "email_consent",
+)
+CONSENT_COLUMNS = {"sms_consent": "sms", "email_consent": "email"}
+ALL_CATEGORIES = tuple(str(c) for c in Category)
+# "yes" is consent to care and education messages only: marketing always needs its own word.
+YES_CATEGORIES = (str(Category.CARE), str(Category.EDUCATION))
+_YES = frozenset({"yes", "y", "true", "1"})
+_NO = frozenset({"no", "n", "false", "0"})
+# Spreadsheets run cells starting with these as formulas; export prefixes such cells with an
+# apostrophe and import removes it again (OWASP's advice on CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+T = TypeVar("T")
+
+GRANT = "granted"
+REVOKE = "revoked"
+
+
+class ConsentCell(NamedTuple):
+    """What one consent cell asks for: grant these categories, or revoke every category."""
+
+    state: str
+    categories: tuple[str, ...]
+    text: str  # the cell as written, trimmed: it is the evidence's wording
+
+
+class ContactRow(NamedTuple):
+    """One accepted CSV row, normalised. ``None`` means the cell was blank."""
+
+    line: int
+    external_id: str | None
+    first_name: str | None
+    last_name: str | None
+    phone: str | None
+    email: str | None
+    timezone: str | None  # given in the file
+    derived_timezone: str | None  # from the phone, when unambiguous
+    language: str | None
+    tags: tuple[str, ...] | None
+    sms_consent: ConsentCell | None
+    email_consent: ConsentCell | None
+    # Phone (else email) plus name, ignoring case: how a row without a known external_id
+    # finds its contact. Computed once, in the worker that validates the row.
+    key: tuple[str, str, str] | None
+
+    def consent(self, channel: str) -> ConsentCell | None:
+        return self.sms_consent if channel == "sms" else self.email_consent
+
+
+class RowError(NamedTuple):
+    line: int
+    reason: str
+
+
+def header_key(name: str) -> str:
+    """Header names match ignoring case, spaces, underscores and hyphens: "First Name" = first_name."""
+    return "".join(ch for ch in name.casefold() if ch not in " _-\t")
+
+
+_KNOWN = {header_key(c): c for c in COLUMNS}
+
+
+class Header(NamedTuple):
+    positions: dict[str, int]  # column name -> index in each row
+    ignored: list[str]  # header cells that are not ours
+    width: int
+
+
+class HeaderError(ValueError):
+    pass
+
+
+def parse_header(cells: Sequence[str]) -> Header:
+    positions: dict[str, int] = {}
+    ignored: list[str] = []
+    for index, cell in enumerate(cells):
+        column = _KNOWN.get(header_key(cell))
+        if column is None:
+            if cell.strip():
+                ignored.append(cell.strip())
+            continue
+        if column in positions:
+            raise HeaderError(f"column {column} appears twice in the header")
+        positions[column] = index
+    if "phone" not in positions and "email" not in positions:
+        if len(cells) == 1 and any(sep in cells[0] for sep in ";\t|"):
+            raise HeaderError("the file is not comma-separated (save it as CSV, comma delimited)")
+        raise HeaderError("the header has no phone or email column")
+    return Header(positions, ignored, len(cells))
+
+
+def unescape_cell(cell: str) -> str:
+    if len(cell) > 1 and cell[0] == "'" and cell[1] in FORMULA_STARTS:
+        return cell[1:]
+    return cell
+
+
+def escape_cell(cell: str) -> str:
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
+def parse_consent_cell(cell: str, column: str) -> ConsentCell | None:
+    """Blank: no change. yes/no (true/false, y/n, 1/0), or a ``;``-list of categories."""
+    text = cell.strip()
+    if not text:
+        return None
+    words = [w.casefold() for w in split_list(text)]
+    if len(words) == 1 and words[0] in _NO:
+        return ConsentCell(REVOKE, ALL_CATEGORIES, text)
+    granted: set[str] = set()
+    for word in words:
+        if word in _YES:
+            granted.update(YES_CATEGORIES)
+        elif word in ALL_CATEGORIES:
+            granted.add(word)
+        else:
+            raise FieldError(f"unknown {column} value (use yes, no, or categories "
+                             f"{', '.join(ALL_CATEGORIES)} separated by ;)")
+    return ConsentCell(GRANT, tuple(c for c in ALL_CATEGORIES if c in granted), text)
+
+
+def validate_row(line: int, cells: Sequence[str], header: Header) -> ContactRow | RowError:
+    """Normalise one data row, or say every reason it cannot go in."""
+    if len(cells) > header.width and any(c.strip() for c in cells[header.width:]):
+        return RowError(line, f"{len(cells)} fields, but the header has {header.width}")
+    problems: list[str] = []
+    values: dict[str, str] = {}
+    for column, index in header.positions.items():
+        values[column] = unescape_cell(cells[index]).strip() if index < len(cells) else ""
+
+    def field(column: str, check: Callable[[str], T]) -> T | None:
+        raw = values.get(column, "")
+        if not raw:
+            return None
+        try:
+            return check(raw)
+        except FieldError as exc:
+            problems.append(str(exc))
+            return None
+
+    external_id = field("external_id", normalize_external_id)
+    first_name = field("first_name", lambda v: normalize_name(v, "first_name"))
+    last_name = field("last_name", lambda v: normalize_name(v, "last_name"))
+    phone = field("phone", normalize_phone)
+    email = field("email", normalize_email)
+    timezone = field("timezone", normalize_timezone)
+    language = field("language", normalize_language)
+    tags = field("tags", lambda v: normalize_tags(split_list(v)))
+    sms = field("sms_consent", lambda v: parse_consent_cell(v, "sms_consent"))
+    mail = field("email_consent", lambda v: parse_consent_cell(v, "email_consent"))
+    if not values.get("phone") and not values.get("email"):
+        problems.append("no phone and no email")
+    if problems:
+        return RowError(line, "; ".join(problems))
+    return ContactRow(
+        line=line,
+        external_id=external_id,
+        first_name=first_name,
+        last_name=last_name,
+        phone=phone.e164 if phone else None,
+        email=email,
+        timezone=timezone,
+        derived_timezone=zone_from_phone(phone),
+        language=language,
+        tags=tags,
+        sms_consent=sms,
+        email_consent=mail,
+        key=match_key(phone.e164 if phone else email, first_name, last_name),
+    )
+
+
+def match_key(address: str | None, first_name: str | None, last_name: str | None
+              ) -> tuple[str, str, str] | None:
+    if address is None:
+        return None
+    return (address, (first_name or "").casefold(), (last_name or "").casefold())
+
+
+def consent_cell_for(states: dict[str, str]) -> str:
+    """The export cell for one channel's current states (category -> granted/revoked/none)."""
+    granted = [c for c in ALL_CATEGORIES if states.get(c) == GRANT]
+    if granted:
+        return ";".join(granted)
+    if any(states.get(c) == REVOKE for c in ALL_CATEGORIES):
+        return "no"
+    return ""
+
+
+__all__ = [
+    "COLUMNS",
+    "CONSENT_COLUMNS",
+    "DEFAULT_LANGUAGE",
+    "ConsentCell",
+    "ContactRow",
+    "Header",
+    "HeaderError",
+    "RowError",
+    "consent_cell_for",
+    "escape_cell",
+    "parse_consent_cell",
+    "parse_header",
+    "validate_row",
+]

@@ -1,0 +1,296 @@
+"""Contacts: add, update, find, show as JSON, and change consent on staff's word.
+
+Every function takes the session it works in; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from outreach import consent
+from outreach.contacts.fields import (
+    DEFAULT_LANGUAGE,
+    FieldError,
+    Phone,
+    normalize_email,
+    normalize_external_id,
+    normalize_language,
+    normalize_name,
+    normalize_phone,
+    normalize_tags,
+    normalize_timezone,
+    resolve_timezone,
+)
+from outreach.errors import NotFound, OutreachError
+from outreach.models import Category, Channel, Consent, ConsentSource, ConsentState, Contact, ContactTag
+from outreach.outbox import cancel_pending, lock_contacts
+
+
+class InvalidContact(OutreachError):
+    """The fields given for a contact are not acceptable; the message names each problem."""
+
+
+@dataclass(frozen=True)
+class ContactInput:
+    """Fields as a person typed them. ``None`` leaves a field alone on update; for phone and
+    email an empty string removes it."""
+
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    timezone: str | None = None
+    language: str | None = None
+    external_id: str | None = None
+    tags: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
+class _Clean:
+    values: dict[str, Any]
+    phone: Phone | None
+    tags: tuple[str, ...] | None
+
+
+def _clean(data: ContactInput) -> _Clean:
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    phone: Phone | None = None
+    tags: tuple[str, ...] | None = None
+
+    def attempt(name: str, raw: str | None, check: Any) -> None:
+        if raw is None:
+            return
+        try:
+            values[name] = check(raw)
+        except FieldError as exc:
+            problems.append(str(exc))
+
+    attempt("first_name", data.first_name, lambda v: normalize_name(v, "first_name"))
+    attempt("last_name", data.last_name, lambda v: normalize_name(v, "last_name"))
+    attempt("email", data.email, lambda v: normalize_email(v) if v.strip() else None)
+    attempt("timezone", data.timezone, lambda v: normalize_timezone(v) if v.strip() else None)
+    attempt("language", data.language, lambda v: normalize_language(v) if v.strip() else None)
+    attempt("external_id", data.external_id, normalize_external_id)
+    if data.phone is not None:
+        if data.phone.strip():
+            try:
+                phone = normalize_phone(data.phone)
+                values["phone"] = phone.e164
+            except FieldError as exc:
+                problems.append(str(exc))
+        else:
+            values["phone"] = None
+    if data.tags is not None:
+        try:
+            tags = normalize_tags(data.tags)
+        except FieldError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise InvalidContact("; ".join(problems))
+    return _Clean(values, phone, tags)
+
+
+def _check_external_id(session: Session, external_id: str | None, contact_id: int | None) -> None:
+    if external_id is None:
+        return
+    owner = session.scalar(select(Contact.id).where(Contact.external_id == external_id))
+    if owner is not None and owner != contact_id:
+        # The identifier itself is not repeated: an MRN is patient data.
+        raise InvalidContact(f"that external_id already belongs to contact {owner}")
+
+
+def add_contact(session: Session, data: ContactInput, *, clinic_timezone: str) -> Contact:
+    """Create a contact; it needs a phone or an email. The zone is the one given, else the
+    phone's when its area code is unambiguous, else the clinic's."""
+    clean = _clean(data)
+    values = clean.values
+    if not values.get("phone") and not values.get("email"):
+        raise InvalidContact("a contact needs a phone or an email")
+    _check_external_id(session, values.get("external_id"), None)
+    contact = Contact(
+        external_id=values.get("external_id"),
+        first_name=values.get("first_name") or "",
+        last_name=values.get("last_name") or "",
+        phone=values.get("phone"),
+        email=values.get("email"),
+        timezone=resolve_timezone(values.get("timezone"), clean.phone, clinic_timezone),
+        language=values.get("language") or DEFAULT_LANGUAGE,
+        tags=[ContactTag(tag=tag) for tag in clean.tags or ()],
+    )
+    session.add(contact)
+    session.flush()
+    return contact
+
+
+def update_contact(session: Session, contact: Contact, data: ContactInput) -> Contact:
+    """Change the fields given (``None`` leaves a field alone). A new phone does not move the
+    contact's time zone: pass ``timezone`` too when it should."""
+    clean = _clean(data)
+    values = clean.values
+    phone = values.get("phone", contact.phone)
+    email = values.get("email", contact.email)
+    if not phone and not email:
+        raise InvalidContact("a contact needs a phone or an email")
+    if "external_id" in values:
+        _check_external_id(session, values["external_id"], contact.id)
+    for name in ("external_id", "first_name", "last_name", "phone", "email"):
+        if name in values:
+            setattr(contact, name, values[name])
+    for name in ("timezone", "language"):
+        if values.get(name):
+            setattr(contact, name, values[name])
+    if clean.tags is not None:
+        contact.tags = [ContactTag(tag=tag) for tag in clean.tags]
+    session.flush()
+    return contact
+
+
+def get_contact(session: Session, ref: str | int) -> Contact:
+    """A contact by id (``12``) or by external id (``ext:MRN-1234``)."""
+    if isinstance(ref, str) and ref.startswith("ext:"):
+        contact = session.scalar(select(Contact).where(Contact.external_id == ref[4:]))
+    else:
+        try:
+            contact = session.get(Contact, int(ref))
+        except ValueError:
+            raise NotFound("a contact is named by its id or ext:EXTERNAL_ID") from None
+    if contact is None:
+        raise NotFound("no such contact")
+    return contact
+
+
+def find_contacts(
+    session: Session,
+    *,
+    search: str | None = None,
+    tag: str | None = None,
+    phone: str | None = None,
+    email: str | None = None,
+    limit: int | None = 100,
+    offset: int = 0,
+) -> list[Contact]:
+    """Contacts in id order. ``search`` matches names, email or phone (substring, any case);
+    ``phone`` and ``email`` match exactly after normalisation."""
+    query = select(Contact).order_by(Contact.id)
+    if search:
+        pattern = f"%{search.strip().lower()}%"
+        query = query.where(
+            or_(
+                func.lower(Contact.first_name + " " + Contact.last_name).like(pattern),
+                func.lower(Contact.email).like(pattern),
+                Contact.phone.like(pattern),
+                func.lower(Contact.external_id).like(pattern),
+            )
+        )
+    if tag:
+        query = query.where(Contact.tags.any(ContactTag.tag == tag.strip().lower()))
+    try:
+        if phone:
+            query = query.where(Contact.phone == normalize_phone(phone).e164)
+        if email:
+            query = query.where(Contact.email == normalize_email(email))
+    except FieldError as exc:
+        raise InvalidContact(str(exc)) from None
+    query = query.offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def shared_phones(session: Session, phones: Iterable[str | None]) -> set[str]:
+    """Which of these numbers belong to more than one contact (families often share one)."""
+    wanted = sorted({p for p in phones if p})
+    if not wanted:
+        return set()
+    query = (
+        select(Contact.phone)
+        .where(Contact.phone.in_(wanted))
+        .group_by(Contact.phone)
+        .having(func.count() > 1)
+    )
+    return {phone for phone in session.scalars(query) if phone}
+
+
+def _as_json(contact: Contact, shared: bool, consent_view: dict[str, dict[str, str]]) -> dict[str, Any]:
+    return {
+        "id": contact.id,
+        "external_id": contact.external_id,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "phone": contact.phone,
+        "email": contact.email,
+        "timezone": contact.timezone,
+        "language": contact.language,
+        "tags": [t.tag for t in contact.tags],
+        "shared_phone": shared,
+        "consent": consent_view,
+        "automation_paused": contact.automation_paused_at is not None,
+    }
+
+
+def contact_json(session: Session, contact: Contact) -> dict[str, Any]:
+    """The contact as the CLI's and API's JSON show it."""
+    shared = contact.phone in shared_phones(session, [contact.phone])
+    view: dict[str, dict[str, str]] = dict(consent.summary(session, contact.id))  # type: ignore[arg-type]
+    return _as_json(contact, shared, view)
+
+
+def contacts_json(session: Session, contacts: Sequence[Contact]) -> list[dict[str, Any]]:
+    """``contact_json`` for many contacts in three queries instead of two per contact."""
+    shared = shared_phones(session, (c.phone for c in contacts))
+    views: dict[int, dict[str, dict[str, str]]] = {
+        c.id: {str(ch): {str(cat): "none" for cat in Category} for ch in Channel} for c in contacts
+    }
+    if contacts:
+        rows = session.scalars(select(Consent).where(Consent.contact_id.in_(list(views))))
+        for row in rows:
+            state = "granted" if row.state == ConsentState.GRANTED else "revoked"
+            views[row.contact_id][row.channel][row.category] = state
+    return [_as_json(c, c.phone in shared, views[c.id]) for c in contacts]
+
+
+def change_consent(
+    session: Session,
+    contact_id: int,
+    channel: str,
+    categories: Sequence[str],
+    *,
+    grant: bool,
+    wording: str,
+    recorded_by: str,
+) -> list[str]:
+    """Record staff's grant or revocation with its evidence. A revocation also cancels what is
+    already scheduled on that channel for those categories. Returns the categories recorded."""
+    try:
+        channel = str(Channel(channel))
+        wanted = [str(Category(c)) for c in categories]
+    except ValueError:
+        raise OutreachError(
+            "channel is sms or email; category is care, education or marketing"
+        ) from None
+    if not wanted:
+        raise OutreachError("name at least one category")
+    if not wording.strip():
+        raise OutreachError("consent needs evidence: what the patient said or signed, and how")
+    if not recorded_by.strip():
+        raise OutreachError("consent needs the name of whoever records it")
+    if not lock_contacts(session, [contact_id]):
+        raise NotFound("no such contact")
+    evidence = consent.Evidence(
+        source=ConsentSource.STAFF, wording=wording.strip(), recorded_by=recorded_by.strip()
+    )
+    if grant:
+        consent.grant(session, contact_id, channel, wanted, evidence)
+    else:
+        consent.revoke(session, contact_id, channel, wanted, evidence)
+        cancel_pending(
+            session, "consent revoked by staff", contact_id=contact_id, channel=channel, categories=wanted
+        )
+    session.flush()
+    return wanted
