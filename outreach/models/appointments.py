@@ -22,7 +22,10 @@ class AppointmentStatus(enum.StrEnum):
 
 class Appointment(Base):
     __tablename__ = "appointments"
-    __table_args__ = (Index("ix_appointments_starts_at", "starts_at"),)
+    __table_args__ = (
+        Index("ix_appointments_starts_at", "starts_at"),
+        Index("ix_appointments_contact_starts_at", "contact_id", "starts_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
@@ -39,5 +42,10 @@ class Appointment(Base):
     # When a "Reply 1 to confirm" request last went out for this visit (binds replies to it).
     confirmation_requested_at: Mapped[datetime | None]
     confirmed_at: Mapped[datetime | None]
+    # When the patient replied "2" (or staff recorded a request to move the visit).
+    reschedule_requested_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    # When staff marked the visit completed or no-show (post-visit steps start from this).
+    closed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

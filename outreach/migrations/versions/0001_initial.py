@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 16:23:02.409681
+Create Date: 2026-11-26 16:25:11.389261
 """
 
 from collections.abc import Sequence
@@ -103,6 +103,9 @@ def upgrade() -> None:
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('confirmation_requested_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('confirmed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('reschedule_requested_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('cancelled_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_appointments_contact_id_contacts'), ondelete='CASCADE'),
@@ -111,6 +114,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('appointments', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_appointments_contact_id'), ['contact_id'], unique=False)
+        batch_op.create_index('ix_appointments_contact_starts_at', ['contact_id', 'starts_at'], unique=False)
         batch_op.create_index('ix_appointments_starts_at', ['starts_at'], unique=False)
 
     op.create_table('campaign_steps',
@@ -324,6 +328,7 @@ def downgrade() -> None:
     op.drop_table('campaign_steps')
     with op.batch_alter_table('appointments', schema=None) as batch_op:
         batch_op.drop_index('ix_appointments_starts_at')
+        batch_op.drop_index('ix_appointments_contact_starts_at')
         batch_op.drop_index(batch_op.f('ix_appointments_contact_id'))
 
     op.drop_table('appointments')

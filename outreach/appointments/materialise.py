@@ -1,0 +1,242 @@
+"""Turning plans into outbox rows, and keeping a patient's rows in line with their plan.
+
+Each change to a patient's visits re-plans *all* their upcoming visits (``sync_contact``):
+the planner is deterministic, so rows already right are left alone, new rows are inserted
+(idempotently: the key carries the visit's version), rows the combining rules now drop are
+skipped with a ``combined:`` reason, and rows skipped that way earlier come back when the
+reason went away (a visit of the series was cancelled). Only rows that were never handed to
+a provider are ever touched. The caller holds the contact lock (``outbox.lock_contacts``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from outreach.appointments import planning
+from outreach.appointments.planning import COMBINED, Planned, Visit
+from outreach.appointments.policy import ReminderPolicy, load_policies
+from outreach.config import Settings
+from outreach.models import Appointment, Category, Contact, Message, MessageKind, MessageState
+from outreach.outbox import insert_messages
+from outreach.scheduling import SendPolicy, count_days
+from outreach.sendpolicy import policy_for
+
+# The patient's automated messages that count towards the daily limit.
+COUNTED_STATES = frozenset(
+    str(s)
+    for s in (
+        MessageState.SCHEDULED,
+        MessageState.QUEUED,
+        MessageState.SENDING,
+        MessageState.SENT,
+        MessageState.DELIVERED,
+        MessageState.UNKNOWN,
+    )
+)
+REVIVABLE_STATES = frozenset({str(MessageState.SKIPPED)})
+PENDING = (str(MessageState.SCHEDULED), str(MessageState.QUEUED))
+
+
+@dataclass
+class Outcome:
+    """What a change materialised: new or revived rows due to send, and what was skipped."""
+
+    message_ids: list[int] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def merge(self, other: Outcome) -> None:
+        self.message_ids.extend(i for i in other.message_ids if i not in self.message_ids)
+        self.skipped.extend(other.skipped)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What planning needs from the database and settings for one patient."""
+
+    settings: Settings
+    policies: dict[str, ReminderPolicy]
+    zone: ZoneInfo
+    send: SendPolicy
+
+    @classmethod
+    def load(cls, session: Session, settings: Settings, contact: Contact) -> Context:
+        return cls(
+            settings,
+            load_policies(settings.templates_dir),
+            ZoneInfo(contact.timezone),
+            policy_for(session, settings, None),
+        )
+
+
+def visit_of(appointment: Appointment) -> Visit:
+    return Visit(
+        id=appointment.id,
+        version=appointment.version,
+        type=appointment.type,
+        starts_at=appointment.starts_at,
+        timezone=appointment.timezone,
+        status=appointment.status,
+        location=appointment.location,
+    )
+
+
+def row_for(plan: Planned, contact_id: int, now: datetime) -> dict[str, Any]:
+    context: dict[str, Any] = dict(plan.context)
+    if plan.confirms:
+        # Which visits a "1" answering this message confirms (see appointments.replies).
+        context["confirms"] = [[aid, version] for aid, version in plan.confirms]
+    return {
+        "idempotency_key": plan.idempotency_key,
+        "contact_id": contact_id,
+        "channel": plan.step.channel,
+        "category": str(Category.CARE),
+        "kind": str(MessageKind.AUTOMATED),
+        "template": plan.step.template,
+        "context": context,
+        "appointment_id": plan.visit.id,
+        "appointment_version": plan.visit.version,
+        "reminder_key": plan.step.key,
+        "due_at": plan.due_at,
+        "not_after": plan.not_after,
+        "state": str(MessageState.SCHEDULED) if plan.sends else str(MessageState.SKIPPED),
+        "state_reason": plan.skip_reason,
+    }
+
+
+def insert_plans(session: Session, plans: Iterable[Planned], contact_id: int, now: datetime) -> Outcome:
+    """Insert rows for plans (existing keys keep their row). Returns the due ones' ids."""
+    listed = list(plans)
+    insert_messages(session, [row_for(p, contact_id, now) for p in listed])
+    return _outcome(session, listed)
+
+
+def _outcome(session: Session, plans: Sequence[Planned]) -> Outcome:
+    outcome = Outcome()
+    keys = [p.idempotency_key for p in plans]
+    rows = dict(
+        session.execute(
+            select(Message.idempotency_key, Message.id).where(Message.idempotency_key.in_(keys))
+        ).tuples()
+    ) if keys else {}
+    for plan in plans:
+        if plan.sends and plan.idempotency_key in rows:
+            outcome.message_ids.append(rows[plan.idempotency_key])
+        elif plan.skip_reason is not None:
+            outcome.skipped.append({"key": plan.idempotency_key, "reason": plan.skip_reason})
+    return outcome
+
+
+def live_visits(session: Session, contact_id: int, now: datetime) -> list[Visit]:
+    rows = session.scalars(
+        select(Appointment).where(
+            Appointment.contact_id == contact_id,
+            Appointment.status.in_(sorted(planning.LIVE_STATUSES)),
+            Appointment.starts_at > now,
+        )
+    )
+    return [visit_of(a) for a in rows]
+
+
+def other_days(session: Session, contact_id: int, zone: ZoneInfo, *, exclude_keys: set[str]) -> Counter[date]:
+    """The patient's automated messages per local day, except the rows the plan decides."""
+    instant = func.coalesce(Message.sent_at, Message.due_at)
+    rows = session.execute(
+        select(Message.idempotency_key, instant).where(
+            Message.contact_id == contact_id,
+            Message.kind == str(MessageKind.AUTOMATED),
+            Message.state.in_(sorted(COUNTED_STATES)),
+        )
+    )
+    instants = [
+        at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        for key, at in rows
+        if key not in exclude_keys
+    ]
+    return count_days(instants, zone)
+
+
+def pre_visit_keys(visits: Iterable[Visit], policies: dict[str, ReminderPolicy]) -> set[str]:
+    return {
+        planning.reminder_key(v.id, step, v.version)
+        for v in visits
+        if v.type in policies
+        for step in policies[v.type].pre_visit
+    }
+
+
+def sync_contact(session: Session, ctx: Context, contact_id: int, now: datetime) -> Outcome:
+    """Re-plan every upcoming visit of one patient and bring their pending rows in line."""
+    visits = live_visits(session, contact_id, now)
+    busy = other_days(session, contact_id, ctx.zone, exclude_keys=pre_visit_keys(visits, ctx.policies))
+    plans = planning.plan_pre_visit(
+        visits, ctx.policies, ctx.zone, ctx.send, now, day_limit=ctx.settings.care_cap_per_day, other_days=busy
+    )
+    keys = [p.idempotency_key for p in plans]
+    existing = {
+        m.idempotency_key: m
+        for m in session.scalars(select(Message).where(Message.idempotency_key.in_(keys)))
+    } if keys else {}
+    fresh = [p for p in plans if p.idempotency_key not in existing]
+    outcome = insert_plans(session, fresh, contact_id, now)
+    for plan in plans:
+        message = existing.get(plan.idempotency_key)
+        if message is None:
+            continue
+        _align(session, message, plan, contact_id, now, outcome)
+    return outcome
+
+
+def _align(
+    session: Session, message: Message, plan: Planned, contact_id: int, now: datetime, outcome: Outcome
+) -> None:
+    """One existing row against its plan; conditional updates, so a sender that claimed the
+    row meanwhile keeps it (the sender also takes the contact lock we hold)."""
+    wanted = row_for(plan, contact_id, now)
+    if plan.sends:
+        if message.state in PENDING and message.context != wanted["context"]:
+            _update(session, message.id, PENDING, context=wanted["context"])
+        elif (
+            message.state in REVIVABLE_STATES
+            and (message.state_reason or "").startswith(COMBINED)
+            and plan.due_at > now
+        ):
+            # Dropped earlier only because of another visit that has since changed: back it comes.
+            if _update(
+                session,
+                message.id,
+                REVIVABLE_STATES,
+                state=str(MessageState.SCHEDULED),
+                state_reason=None,
+                lease_until=None,
+                due_at=plan.due_at,
+                context=wanted["context"],
+            ):
+                outcome.message_ids.append(message.id)
+    elif plan.skip_reason is not None and plan.skip_reason.startswith(COMBINED) and message.state in PENDING:
+        if _update(
+            session,
+            message.id,
+            PENDING,
+            state=str(MessageState.SKIPPED),
+            state_reason=plan.skip_reason,
+            lease_until=None,
+        ):
+            outcome.skipped.append({"key": plan.idempotency_key, "reason": plan.skip_reason})
+
+
+def _update(session: Session, message_id: int, expected: Iterable[str], **values: Any) -> bool:
+    result = session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.state.in_(sorted(expected)))
+        .values(updated_at=datetime.now(UTC), **values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)

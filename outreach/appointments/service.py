@@ -1,0 +1,513 @@
+"""Appointment use cases: book, reschedule, cancel, complete, no-show, confirm, upsert.
+
+Service functions a CLI, a JSON API or a booking-system integration call alike. Each works in
+the caller's transaction (the caller commits) and first locks the patient's contact row
+(``outbox.lock_contacts``): the sender holds the same lock across its provider call, so a
+reschedule that commits was either seen by a send (which then does not go) or waited for the
+provider's answer — the patient never gets a reminder with the old time after it committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from outreach import outbox
+from outreach.appointments import planning
+from outreach.appointments.materialise import Context, Outcome, insert_plans, sync_contact, visit_of
+from outreach.appointments.planning import Planned
+from outreach.appointments.policy import ReminderPolicy, Step, policy_for
+from outreach.config import Settings
+from outreach.errors import NotFound, OutreachError
+from outreach.models import Appointment, AppointmentStatus, Contact, Message, MessageState, utcnow
+from outreach.rendering import appointment_context
+
+EXTERNAL_ID_MAX = 64
+LOCATION_MAX = 200
+LIVE = planning.LIVE_STATUSES
+CLOSED = frozenset({str(AppointmentStatus.COMPLETED), str(AppointmentStatus.NO_SHOW)})
+
+
+class AppointmentError(OutreachError):
+    """A change that cannot be made (wrong status, time in the past, unknown type)."""
+
+
+@dataclass
+class Change:
+    """What a service call did. ``message_ids``: outbox rows it made due (new or revived)."""
+
+    appointment: Appointment
+    action: str
+    message_ids: list[int] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    cancelled_messages: int = 0
+
+    def absorb(self, outcome: Outcome) -> Change:
+        self.message_ids.extend(i for i in outcome.message_ids if i not in self.message_ids)
+        self.skipped.extend(outcome.skipped)
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "appointment": describe(self.appointment),
+            "message_ids": self.message_ids,
+            "skipped": self.skipped,
+            "cancelled_messages": self.cancelled_messages,
+        }
+
+
+def describe(appointment: Appointment) -> dict[str, Any]:
+    """An appointment as plain JSON-able values (ids, times, codes; no patient names)."""
+    local = appointment.starts_at.astimezone(ZoneInfo(appointment.timezone))
+    return {
+        "id": appointment.id,
+        "contact_id": appointment.contact_id,
+        "external_id": appointment.external_id,
+        "type": appointment.type,
+        "starts_at": appointment.starts_at.isoformat(),
+        "local_starts_at": local.isoformat(),
+        "timezone": appointment.timezone,
+        "duration_minutes": appointment.duration_minutes,
+        "location": appointment.location,
+        "status": appointment.status,
+        "version": appointment.version,
+        "confirmed_at": appointment.confirmed_at.isoformat() if appointment.confirmed_at else None,
+        "reschedule_requested_at": (
+            appointment.reschedule_requested_at.isoformat() if appointment.reschedule_requested_at else None
+        ),
+    }
+
+
+# ---------------------------------------------------------------- lookups and validation
+
+
+def get(session: Session, appointment_id: int) -> Appointment:
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None:
+        raise NotFound(f"appointment {appointment_id} not found")
+    return appointment
+
+
+def lock_appointment(session: Session, appointment_id: int) -> tuple[Appointment, Contact]:
+    """The appointment, re-read after locking its contact (a concurrent change is then visible)."""
+    contact_id = get(session, appointment_id).contact_id
+    contact = outbox.lock_contacts(session, [contact_id])[0]
+    appointment = session.scalars(
+        select(Appointment).where(Appointment.id == appointment_id).execution_options(populate_existing=True)
+    ).one()
+    return appointment, contact
+
+
+def _lock_contact(session: Session, contact_id: int) -> Contact:
+    locked = outbox.lock_contacts(session, [contact_id])
+    if not locked:
+        raise NotFound(f"contact {contact_id} not found")
+    return locked[0]
+
+
+def check_time(starts_at: datetime, now: datetime) -> datetime:
+    if starts_at.tzinfo is None:
+        raise AppointmentError("the start time needs a time zone")
+    if starts_at <= now:
+        raise AppointmentError("the start time is in the past")
+    return starts_at
+
+
+def check_fields(duration_minutes: int, location: str, external_id: str | None) -> None:
+    if not 5 <= duration_minutes <= 24 * 60:
+        raise AppointmentError("duration must be between 5 and 1440 minutes")
+    if len(location) > LOCATION_MAX:
+        raise AppointmentError(f"location longer than {LOCATION_MAX} characters")
+    if external_id is not None and not 0 < len(external_id) <= EXTERNAL_ID_MAX:
+        raise AppointmentError(f"external_id must be 1 to {EXTERNAL_ID_MAX} characters")
+
+
+def _zone_name(settings: Settings, timezone: str | None) -> str:
+    name = timezone or settings.clinic_timezone
+    try:
+        ZoneInfo(name)
+    except (KeyError, ValueError) as exc:
+        raise AppointmentError("unknown time zone") from exc
+    return name
+
+
+# ---------------------------------------------------------------- booking
+
+
+def book(
+    session: Session,
+    settings: Settings,
+    *,
+    contact_id: int,
+    starts_at: datetime,
+    type: str,
+    duration_minutes: int | None = None,
+    location: str = "",
+    external_id: str | None = None,
+    timezone: str | None = None,
+    now: datetime | None = None,
+) -> Change:
+    """Book one visit and materialise its reminders; returns the appointment and message ids."""
+    changes = book_series(
+        session,
+        settings,
+        contact_id=contact_id,
+        starts=[starts_at],
+        type=type,
+        duration_minutes=duration_minutes,
+        location=location,
+        external_ids=[external_id],
+        timezone=timezone,
+        now=now,
+    )
+    return changes[0]
+
+
+def book_series(
+    session: Session,
+    settings: Settings,
+    *,
+    contact_id: int,
+    starts: Sequence[datetime],
+    type: str,
+    duration_minutes: int | None = None,
+    location: str = "",
+    external_ids: Sequence[str | None] | None = None,
+    timezone: str | None = None,
+    now: datetime | None = None,
+) -> list[Change]:
+    """Book several visits of one patient at once (a course of infusions): one booking
+    confirmation lists them all, and the combining rules apply across them."""
+    at = now or utcnow()
+    if not starts:
+        raise AppointmentError("no start times given")
+    policy = policy_for(settings.templates_dir, type)
+    duration = duration_minutes if duration_minutes is not None else policy.default_duration_minutes
+    ids = list(external_ids) if external_ids is not None else [None] * len(starts)
+    for external_id in ids:
+        check_fields(duration, location, external_id)
+    zone_name = _zone_name(settings, timezone)
+    contact = _lock_contact(session, contact_id)
+    appointments = []
+    for start, external_id in zip(starts, ids, strict=True):
+        appointment = Appointment(
+            contact_id=contact.id,
+            external_id=external_id,
+            starts_at=check_time(start, at),
+            timezone=zone_name,
+            duration_minutes=duration,
+            type=type,
+            location=location,
+            status=str(AppointmentStatus.BOOKED),
+            version=1,
+            created_at=at,
+            updated_at=at,
+        )
+        session.add(appointment)
+        appointments.append(appointment)
+    session.flush()
+    ctx = Context.load(session, settings, contact)
+    changes = [Change(a, "booked") for a in appointments]
+    for step in policy.at_booking:
+        changes[0].absorb(_notice(session, ctx, contact, policy, step, appointments, at))
+    outcome = sync_contact(session, ctx, contact.id, at)
+    for change in changes:
+        mine = _belonging_to(session, outcome, change.appointment.id)
+        change.absorb(mine)
+    return changes
+
+
+def _belonging_to(session: Session, outcome: Outcome, appointment_id: int) -> Outcome:
+    if not outcome.message_ids and not outcome.skipped:
+        return Outcome()
+    ids = set(
+        session.scalars(
+            select(Message.id).where(Message.id.in_(outcome.message_ids), Message.appointment_id == appointment_id)
+        )
+    ) if outcome.message_ids else set()
+    prefix = f"appointment:{appointment_id}:"
+    return Outcome(
+        [i for i in outcome.message_ids if i in ids],
+        [s for s in outcome.skipped if s["key"].startswith(prefix)],
+    )
+
+
+def _notice(
+    session: Session,
+    ctx: Context,
+    contact: Contact,
+    policy: ReminderPolicy,
+    step: Step,
+    appointments: Sequence[Appointment],
+    now: datetime,
+) -> Outcome:
+    """A one-off message (booking confirmation, reschedule notice) for visits booked together.
+
+    A booking confirmation still waiting to go out (booked at night, or an import in one
+    transaction) absorbs a later booking of the same patient and type instead of stacking a
+    second one: the waiting row's list of visits grows, and the new one is recorded skipped.
+    """
+    visits = [visit_of(a) for a in appointments]
+    plan = planning.plan_notice(visits, policy, step, ctx.zone, ctx.send, now)
+    waiting = _waiting_notice(session, contact.id, step, policy.type, now) if plan.sends else None
+    if waiting is not None:
+        return _extend_notice(session, waiting, plan, now)
+    return insert_plans(session, [plan], contact.id, now)
+
+
+def _waiting_notice(session: Session, contact_id: int, step: Step, kind: str, now: datetime) -> Message | None:
+    candidates = session.scalars(
+        select(Message)
+        .join(Appointment, Appointment.id == Message.appointment_id)
+        .where(
+            Message.contact_id == contact_id,
+            Message.reminder_key == step.key,
+            Message.state == str(MessageState.SCHEDULED),
+            Message.due_at > now,
+            Appointment.type == kind,
+            Appointment.status.in_(sorted(LIVE)),
+        )
+        .order_by(Message.due_at, Message.id)
+    ).all()
+    return candidates[0] if candidates else None
+
+
+def _extend_notice(session: Session, waiting: Message, plan: Planned, now: datetime) -> Outcome:
+    context = dict(waiting.context or {})
+    labels = list(context.get("series_visits") or [])  # type: ignore[call-overload]
+    confirms = list(context.get("confirms") or [])  # type: ignore[call-overload]
+    labels.extend(plan.context.get("series_visits", []))
+    confirms.extend([aid, version] for aid, version in plan.confirms)
+    context.update(series_visits=labels, confirms=confirms)
+    waiting.context = context
+    skipped = plan.skipped(f"{planning.COMBINED}included in the message of appointment #{waiting.appointment_id}")
+    outcome = insert_plans(session, [skipped], waiting.contact_id or 0, now)
+    outcome.message_ids.append(waiting.id)
+    return outcome
+
+
+# ---------------------------------------------------------------- changes
+
+
+def reschedule(
+    session: Session,
+    settings: Settings,
+    appointment_id: int,
+    starts_at: datetime,
+    *,
+    timezone: str | None = None,
+    notify: bool = True,
+    now: datetime | None = None,
+) -> Change:
+    """Move a visit: new version, old reminders cancelled, new ones materialised (and a
+    notice asking the patient to confirm the new time, when the policy has one)."""
+    at = now or utcnow()
+    appointment, contact = lock_appointment(session, appointment_id)
+    if appointment.status not in LIVE:
+        raise AppointmentError(f"appointment {appointment_id} is {appointment.status}; it cannot be rescheduled")
+    check_time(starts_at, at)
+    if starts_at == appointment.starts_at and (timezone is None or timezone == appointment.timezone):
+        return Change(appointment, "unchanged")
+    return move(session, settings, appointment, contact, starts_at, timezone, notify, at)
+
+
+def move(
+    session: Session,
+    settings: Settings,
+    appointment: Appointment,
+    contact: Contact,
+    starts_at: datetime,
+    timezone: str | None,
+    notify: bool,
+    now: datetime,
+    *,
+    new_type: str | None = None,
+) -> Change:
+    policy = policy_for(settings.templates_dir, new_type or appointment.type)
+    change = Change(appointment, "rescheduled")
+    change.cancelled_messages = outbox.cancel_pending(
+        session, "the appointment was rescheduled", appointment_id=appointment.id
+    )
+    appointment.starts_at = starts_at
+    appointment.type = policy.type
+    if timezone is not None:
+        appointment.timezone = _zone_name(settings, timezone)
+    appointment.version += 1
+    appointment.status = str(AppointmentStatus.BOOKED)
+    appointment.confirmed_at = None
+    appointment.reschedule_requested_at = None
+    appointment.updated_at = now
+    session.flush()
+    ctx = Context.load(session, settings, contact)
+    notice = policy.notices.get("rescheduled")
+    if notify and notice is not None:
+        change.absorb(_notice(session, ctx, contact, policy, notice, [appointment], now))
+    return change.absorb(sync_contact(session, ctx, contact.id, now))
+
+
+def cancel(
+    session: Session,
+    settings: Settings,
+    appointment_id: int,
+    *,
+    notify: bool = False,
+    now: datetime | None = None,
+) -> Change:
+    """Cancel a visit and its pending reminders; with ``notify``, tell the patient."""
+    at = now or utcnow()
+    appointment, contact = lock_appointment(session, appointment_id)
+    if appointment.status == AppointmentStatus.CANCELLED:
+        return Change(appointment, "unchanged")
+    if appointment.status in CLOSED:
+        raise AppointmentError(f"appointment {appointment_id} is {appointment.status}; it cannot be cancelled")
+    change = Change(appointment, "cancelled")
+    change.cancelled_messages = outbox.cancel_pending(
+        session, "the appointment was cancelled", appointment_id=appointment.id
+    )
+    appointment.status = str(AppointmentStatus.CANCELLED)
+    appointment.cancelled_at = at
+    appointment.updated_at = at
+    session.flush()
+    ctx = Context.load(session, settings, contact)
+    notice = ctx.policies[appointment.type].notices.get("cancelled") if appointment.type in ctx.policies else None
+    if notify and notice is not None and appointment.starts_at > at:
+        change.absorb(_cancellation_notice(session, ctx, appointment, notice, at))
+    # Freed days and series: reminders of the patient's other visits dropped because of this
+    # one come back.
+    return change.absorb(sync_contact(session, ctx, contact.id, at))
+
+
+def _cancellation_notice(
+    session: Session, ctx: Context, appointment: Appointment, step: Step, now: datetime
+) -> Outcome:
+    # The send-time check cancels any message of a cancelled appointment, so the notice is not
+    # tied to it: it carries the visit's date and time as plain values instead.
+    plan = planning.plan_step(visit_of(appointment), ctx.policies[appointment.type], step, ctx.zone, ctx.send, now)
+    row_context = {**plan.context, **appointment_context(appointment)}
+    if not plan.sends:
+        return Outcome(skipped=[{"key": plan.idempotency_key, "reason": plan.skip_reason or ""}])
+    outbox.insert_messages(
+        session,
+        [
+            {
+                "idempotency_key": plan.idempotency_key,
+                "contact_id": appointment.contact_id,
+                "channel": step.channel,
+                "category": "care",
+                "kind": "automated",
+                "template": step.template,
+                "context": row_context,
+                "reminder_key": step.key,
+                "due_at": plan.due_at,
+                "not_after": plan.not_after,
+            }
+        ],
+    )
+    message_id = session.scalar(select(Message.id).where(Message.idempotency_key == plan.idempotency_key))
+    return Outcome([message_id] if message_id is not None else [])
+
+
+def complete(session: Session, settings: Settings, appointment_id: int, *, now: datetime | None = None) -> Change:
+    """The visit happened: stop anything still pending before it, start the post-visit steps."""
+    return _close(session, settings, appointment_id, str(AppointmentStatus.COMPLETED), now or utcnow())
+
+
+def no_show(session: Session, settings: Settings, appointment_id: int, *, now: datetime | None = None) -> Change:
+    """The patient did not come: pre-visit and "completed" steps stop, "no_show" steps start."""
+    return _close(session, settings, appointment_id, str(AppointmentStatus.NO_SHOW), now or utcnow())
+
+
+def _close(session: Session, settings: Settings, appointment_id: int, outcome: str, now: datetime) -> Change:
+    appointment, contact = lock_appointment(session, appointment_id)
+    if appointment.status == outcome:
+        return Change(appointment, "unchanged")
+    if appointment.status == AppointmentStatus.CANCELLED:
+        raise AppointmentError(f"appointment {appointment_id} is cancelled")
+    if appointment.starts_at > now:
+        raise AppointmentError(f"appointment {appointment_id} has not started yet")
+    change = Change(appointment, outcome)
+    # Switching completed <-> no_show (a correction) also stops the other outcome's steps.
+    change.cancelled_messages = outbox.cancel_pending(
+        session, f"the appointment was marked {outcome}", appointment_id=appointment.id
+    )
+    appointment.status = outcome
+    appointment.closed_at = now
+    appointment.updated_at = now
+    session.flush()
+    ctx = Context.load(session, settings, contact)
+    policy = ctx.policies.get(appointment.type)
+    if policy is not None:
+        others = [visit_of(a) for a in _contact_appointments(session, contact.id) if a.id != appointment.id]
+        plans = planning.plan_post_visit(
+            visit_of(appointment), policy, outcome, ctx.zone, ctx.send, now, other_visits=others
+        )
+        change.absorb(insert_plans(session, plans, contact.id, now))
+    return change
+
+
+def _contact_appointments(session: Session, contact_id: int) -> list[Appointment]:
+    return list(session.scalars(select(Appointment).where(Appointment.contact_id == contact_id)))
+
+
+def confirm(
+    session: Session, settings: Settings, appointment_id: int, *, now: datetime | None = None
+) -> Change:
+    """The patient confirmed (a "1" reply, or staff on the phone). Pending requests to confirm
+    this visit are no longer needed and are cancelled."""
+    at = now or utcnow()
+    appointment, _contact = lock_appointment(session, appointment_id)
+    if appointment.status == AppointmentStatus.CONFIRMED:
+        return Change(appointment, "unchanged")
+    if appointment.status not in LIVE:
+        raise AppointmentError(f"appointment {appointment_id} is {appointment.status}; it cannot be confirmed")
+    appointment.status = str(AppointmentStatus.CONFIRMED)
+    appointment.confirmed_at = at
+    appointment.reschedule_requested_at = None
+    appointment.updated_at = at
+    change = Change(appointment, "confirmed")
+    change.cancelled_messages = _cancel_confirmation_requests(session, appointment)
+    return change
+
+
+def _cancel_confirmation_requests(session: Session, appointment: Appointment) -> int:
+    rows = session.scalars(
+        select(Message).where(
+            Message.appointment_id == appointment.id,
+            Message.state.in_([str(MessageState.SCHEDULED), str(MessageState.QUEUED)]),
+        )
+    ).all()
+    cancelled = 0
+    for message in rows:
+        confirms = (message.context or {}).get("confirms") or []
+        if confirms and all(pair[0] == appointment.id for pair in confirms):  # type: ignore[union-attr, index]
+            if outbox.transition(
+                session, message.id, [MessageState.SCHEDULED, MessageState.QUEUED], MessageState.CANCELLED,
+                reason="the appointment is already confirmed",
+            ):
+                cancelled += 1
+    return cancelled
+
+
+def request_reschedule(
+    session: Session, settings: Settings, appointment_id: int, *, now: datetime | None = None
+) -> Change:
+    """The patient asked to move the visit ("2"): staff call them; reminders stay until staff
+    reschedule or cancel it, so a patient who then keeps the slot is still reminded."""
+    at = now or utcnow()
+    appointment, _contact = lock_appointment(session, appointment_id)
+    if appointment.status not in LIVE:
+        raise AppointmentError(f"appointment {appointment_id} is {appointment.status}")
+    if appointment.status == AppointmentStatus.RESCHEDULE_REQUESTED:
+        return Change(appointment, "unchanged")
+    appointment.status = str(AppointmentStatus.RESCHEDULE_REQUESTED)
+    appointment.reschedule_requested_at = at
+    appointment.confirmed_at = None
+    appointment.updated_at = at
+    return Change(appointment, "reschedule_requested")
