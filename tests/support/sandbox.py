@@ -223,7 +223,7 @@ def webhook_receiver(auth_token: str = TEST_AUTH_TOKEN) -> Iterator[WebhookRecei
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield receiver
