@@ -138,7 +138,7 @@ def list_items(
     if assigned_to is not None:
         query = query.where(InboxItem.assigned_to == assigned_to)
     query = query.order_by(InboxItem.urgent.desc(), InboxItem.created_at.desc(), InboxItem.id.desc())
-    return [_summary(item, contact) for item, contact in session.execute(query.limit(limit)).tuples()]
+    return [_summary(item, contact) for item, contact in session.execute(query.limit(limit)).all()]
 
 
 def show_item(session: Session, item_id: int, *, mark_read: bool = True) -> ItemDetail:
