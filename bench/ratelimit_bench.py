@@ -1,0 +1,172 @@
+"""Rate-limit precision: many processes and threads hammer one sender's limiter.
+
+Each worker loops: take a slot (``acquire``), sleep until it, record the instant it would
+have called the provider. The figures are the busiest 1-second window (must not exceed the
+configured MPS) and the share of capacity used (goal: >= 95%).
+
+    .venv/bin/python -m bench.ratelimit_bench --backend redis --mps 20 --seconds 5
+    .venv/bin/python -m bench.ratelimit_bench --backend postgresql --database-url postgresql+psycopg://...
+    .venv/bin/python -m bench.ratelimit_bench --backend sqlite --database-url sqlite:///bench.sqlite
+
+Prints one JSON document. ``run(...)`` returns the same figures for bench/__main__.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import itertools
+import json
+import threading
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+
+import redis
+
+from outreach.db import make_engine, make_session_factory
+from outreach.models.base import utcnow
+from outreach.ratelimit import DatabaseRateLimiter, RateLimiter, RedisRateLimiter
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    backend: str  # "redis" | "database"
+    url: str  # Redis URL or database URL
+    sender: str
+    mps: float
+    start_at: float  # wall-clock instant every worker starts (processes spawn at different speeds)
+    stop_at: float
+    threads: int
+    max_wait: float = 1.0
+    key_prefix: str = "outreach:bench:"
+
+
+def _limiter(spec: LoadSpec) -> RateLimiter:
+    def rate_for(_sender: str) -> float:
+        return spec.mps
+
+    if spec.backend == "redis":
+        return RedisRateLimiter(redis.Redis.from_url(spec.url), rate_for, key_prefix=spec.key_prefix)
+    engine = make_engine(spec.url, pool_size=spec.threads + 1)
+    return DatabaseRateLimiter(make_session_factory(engine), rate_for)
+
+
+def hammer(spec: LoadSpec) -> list[float]:
+    """One process's share of the load: ``spec.threads`` threads; returns send instants (epoch s)."""
+    limiter = _limiter(spec)
+    sent: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        time.sleep(max(0.0, spec.start_at - time.time()))
+        while time.time() < spec.stop_at:
+            wait = limiter.acquire(spec.sender, utcnow(), max_wait=spec.max_wait)
+            if wait > spec.max_wait:
+                time.sleep(min(wait - spec.max_wait, 0.25))  # a real caller would reschedule
+                continue
+            if wait > 0:
+                time.sleep(wait)
+            instant = time.time()
+            with lock:
+                sent.append(instant)
+
+    threads = [threading.Thread(target=worker) for _ in range(spec.threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sent
+
+
+@dataclass(frozen=True)
+class Precision:
+    mps: float
+    seconds: float
+    sends: int
+    busiest_window: int  # most sends in any 1-second window [t, t+1)
+    utilisation: float  # sends in the measured span / (mps x span)
+    gap_min_ms: float
+    gap_p50_ms: float
+
+
+def analyse(instants: list[float], mps: float, start: float, stop: float) -> Precision:
+    """Figures over sends in [start, stop); the window check slides over every send."""
+    times = sorted(t for t in instants if start <= t < stop)
+    busiest = 0
+    for i, t in enumerate(times):
+        busiest = max(busiest, bisect.bisect_left(times, t + 1.0) - i)
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
+    span = stop - start
+    return Precision(
+        mps=mps,
+        seconds=span,
+        sends=len(times),
+        busiest_window=busiest,
+        utilisation=len(times) / (mps * span) if span > 0 else 0.0,
+        gap_min_ms=gaps[0] * 1000 if gaps else 0.0,
+        gap_p50_ms=gaps[len(gaps) // 2] * 1000 if gaps else 0.0,
+    )
+
+
+def run(
+    backend: str,
+    url: str,
+    *,
+    mps: float = 20.0,
+    seconds: float = 3.0,
+    processes: int = 2,
+    threads: int = 3,
+    warmup: float = 2.5,
+    settle: float = 0.5,
+) -> Precision:
+    """Spawn ``processes`` x ``threads`` callers on one fresh sender and measure them.
+
+    The first ``settle`` seconds of load are not measured (processes connecting, first
+    queries), then ``seconds`` are.
+    """
+    start_at = time.time() + warmup
+    measured_from = start_at + settle
+    spec = LoadSpec(
+        backend=backend,
+        url=url,
+        sender=f"bench-{uuid.uuid4().hex[:12]}",
+        mps=mps,
+        start_at=start_at,
+        stop_at=measured_from + seconds,
+        threads=threads,
+    )
+    with ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn")) as pool:
+        results = list(pool.map(hammer, [spec] * processes))
+    instants = [t for result in results for t in result]
+    return analyse(instants, mps, measured_from, measured_from + seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--backend", choices=["redis", "postgresql", "sqlite"], default="redis")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--mps", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=3)
+    args = parser.parse_args()
+    if args.backend == "redis":
+        backend, url = "redis", args.redis_url
+    else:
+        if not args.database_url:
+            parser.error("--database-url is required for the database backends (a migrated database)")
+        backend, url = "database", args.database_url
+    figures = run(
+        backend, url, mps=args.mps, seconds=args.seconds, processes=args.processes, threads=args.threads
+    )
+    print(json.dumps({"benchmark": "ratelimit", "backend": args.backend, **asdict(figures)}))
+
+
+if __name__ == "__main__":
+    main()

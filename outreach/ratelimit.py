@@ -1,0 +1,192 @@
+"""A global per-sender send rate, shared by every worker process on every machine.
+
+Celery's ``rate_limit`` is per worker instance, so it cannot keep a Twilio long code at one
+message per second once two workers run. Both limiters here hand out send *slots*: each
+sender has one "next free instant"; a caller takes the slot at ``max(next_free, now)`` and
+moves the mark one interval on (GCRA, the generic cell rate algorithm, without a burst).
+
+- ``RedisRateLimiter`` (production): one atomic Lua script, timed by the Redis server's own
+  clock (``TIME``), so workers on machines whose clocks disagree still share one schedule.
+- ``DatabaseRateLimiter`` (embedded mode, no Redis): the ``rate_slots`` row of the sender,
+  locked (``FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serialises writers).
+
+``acquire`` only takes a slot it can use soon (``max_wait``). A caller told to wait longer
+takes nothing and reschedules, so a backlog never books slots nobody will use.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from outreach.config import Settings
+from outreach.models.messages import RateSlot
+
+# Slots are spaced this much wider than 1/rate. Callers sleep until their slot, and a busy
+# machine wakes them late; a margin m keeps every 1-second window at or under the limit as
+# long as one send is no more than m seconds later than the send one second after it (30 ms
+# here, at any rate), at a cost of m of the throughput.
+SAFETY_MARGIN = 0.03
+# Longest wait a caller takes a slot for; beyond it, reschedule instead of holding a worker.
+DEFAULT_MAX_WAIT = 5.0
+
+
+class RateLimitUnavailable(Exception):
+    """The limiter's store (Redis) could not be reached. Do not send; try again shortly."""
+
+
+class RateLimiter(Protocol):
+    def acquire(self, sender: str, now: datetime, *, max_wait: float = DEFAULT_MAX_WAIT) -> float:
+        """Seconds to wait before sending (0.0 = now).
+
+        When the result is at most ``max_wait``, the slot is yours: sleep that long and send.
+        When it is larger, nothing was taken; the result says when to come back.
+        """
+        ...
+
+
+def interval_seconds(mps: float) -> float:
+    if mps <= 0:
+        raise ValueError("a send rate must be positive (OUTREACH_MAX_MPS / OUTREACH_MAX_MPS_OVERRIDES)")
+    return (1.0 / mps) * (1.0 + SAFETY_MARGIN)
+
+
+def rates_from_settings(settings: Settings) -> Callable[[str], float]:
+    """Messages per second for a sender: its override, else ``max_mps``."""
+    overrides: Mapping[str, float] = dict(settings.max_mps_overrides)
+    default = settings.max_mps
+    for value in (default, *overrides.values()):
+        interval_seconds(value)  # refuse a zero or negative rate at start-up
+
+    def rate_for(sender: str) -> float:
+        return overrides.get(sender, default)
+
+    return rate_for
+
+
+# KEYS[1]: the sender's key. ARGV[1]: interval, ARGV[2]: max wait, both in microseconds.
+# Returns {taken (0/1), wait in microseconds}. Microseconds since the epoch (~1.7e15) are
+# exact in Lua's doubles (< 2^53).
+_GCRA_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local next_free = tonumber(redis.call('GET', KEYS[1]) or '0')
+if next_free < now then next_free = now end
+local wait = next_free - now
+if wait > tonumber(ARGV[2]) then
+  return {0, wait}
+end
+local after = next_free + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%.0f', after), 'PX', math.ceil((after - now) / 1000) + 1000)
+return {1, wait}
+"""
+
+
+class RedisRateLimiter:
+    """GCRA in Redis. ``now`` is ignored: the Redis server's clock is the one clock."""
+
+    def __init__(
+        self,
+        client: redis.Redis[bytes],
+        rate_for: Callable[[str], float],
+        *,
+        key_prefix: str = "outreach:rate:",
+    ) -> None:
+        self._client = client
+        self._rate_for = rate_for
+        self._prefix = key_prefix
+        self._script = client.register_script(_GCRA_SCRIPT)
+
+    def acquire(self, sender: str, now: datetime, *, max_wait: float = DEFAULT_MAX_WAIT) -> float:
+        interval_us = round(interval_seconds(self._rate_for(sender)) * 1_000_000)
+        max_wait_us = round(max_wait * 1_000_000)
+        try:
+            _taken, wait_us = self._script(keys=[self._prefix + sender], args=[interval_us, max_wait_us])
+        except redis.RedisError as exc:
+            raise RateLimitUnavailable(f"rate limiter store unreachable ({type(exc).__name__})") from None
+        return max(0.0, int(wait_us) / 1_000_000)
+
+
+class DatabaseRateLimiter:
+    """GCRA on the ``rate_slots`` table, for a single machine without Redis.
+
+    Uses the callers' clocks (``now``), which agree on one machine; across machines whose
+    clocks may drift, use Redis.
+    """
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        rate_for: Callable[[str], float],
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session_factory = session_factory
+        self._rate_for = rate_for
+        self._monotonic = monotonic
+
+    def acquire(self, sender: str, now: datetime, *, max_wait: float = DEFAULT_MAX_WAIT) -> float:
+        called = self._monotonic()
+        interval = timedelta(seconds=interval_seconds(self._rate_for(sender)))
+        with self._session_factory() as session, session.begin():
+            slot = _locked_slot(session, sender, now)
+            # ``now`` was read before we queued for the row lock; a slot computed from it
+            # could lie in the past and be used late, crowding the next one.
+            locked = self._monotonic()
+            now_at_lock = now + timedelta(seconds=locked - called)
+            start = max(slot.next_free_at, now_at_lock)
+            wait = (start - now_at_lock).total_seconds()
+            if wait > max_wait:
+                return wait
+            slot.next_free_at = start + interval
+        # The commit took time the caller need not wait again.
+        return max(0.0, wait - (self._monotonic() - locked))
+
+
+def _locked_slot(session: Session, sender: str, now: datetime) -> RateSlot:
+    query = select(RateSlot).where(RateSlot.sender == sender).with_for_update()
+    slot = session.execute(query).scalar_one_or_none()
+    if slot is not None:
+        return slot
+    # First use of this sender: create the row unless a concurrent caller just did.
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(insert(RateSlot).values(sender=sender, next_free_at=now).on_conflict_do_nothing())
+    return session.execute(query).scalar_one()
+
+
+def limiter_from_settings(settings: Settings, session_factory: sessionmaker[Session]) -> RateLimiter:
+    """Redis when ``OUTREACH_REDIS_URL`` is set, else the database."""
+    rate_for = rates_from_settings(settings)
+    if settings.redis_url:
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30
+        )
+        return RedisRateLimiter(client, rate_for)
+    return DatabaseRateLimiter(session_factory, rate_for)
+
+
+def wait_for_slot(
+    limiter: RateLimiter,
+    sender: str,
+    clock: Callable[[], datetime],
+    *,
+    max_wait: float = DEFAULT_MAX_WAIT,
+    sleep: Callable[[float], None] = time.sleep,
+) -> float | None:
+    """Take a slot and sleep until it; None (nothing taken) when it is further than ``max_wait``.
+
+    Returns the seconds slept. For callers that do not reschedule themselves.
+    """
+    wait = limiter.acquire(sender, clock(), max_wait=max_wait)
+    if wait > max_wait:
+        return None
+    if wait > 0:
+        sleep(wait)
+    return wait

@@ -1,0 +1,190 @@
+"""The global per-sender rate limit: slot semantics, and precision under load from several processes."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from sqlalchemy.orm import Session, sessionmaker
+
+from bench.ratelimit_bench import analyse, run
+from outreach.config import load_settings
+from outreach.ratelimit import (
+    DatabaseRateLimiter,
+    RateLimitUnavailable,
+    RedisRateLimiter,
+    interval_seconds,
+    limiter_from_settings,
+    rates_from_settings,
+    wait_for_slot,
+)
+from tests.support import services
+
+NOW = datetime(2025, 3, 10, 17, 0, tzinfo=UTC)
+SLOT = interval_seconds(20.0)  # 20 MPS, with the safety margin
+
+
+def _twenty(_sender: str) -> float:
+    return 20.0
+
+
+@pytest.fixture
+def redis_url() -> str:
+    problem = services.ensure_redis()
+    if problem:
+        if services.IN_CI:
+            pytest.fail(problem)
+        pytest.skip(problem)
+    return services.REDIS_URL
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis[bytes]]:
+    client: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def test_database_limiter_spaces_slots_and_takes_only_usable_ones(
+    session_factory: sessionmaker[Session],
+) -> None:
+    limiter = DatabaseRateLimiter(session_factory, _twenty, monotonic=lambda: 0.0)
+
+    assert limiter.acquire("MGclinic", NOW) == 0.0
+    assert limiter.acquire("MGclinic", NOW) == pytest.approx(SLOT)
+    # Too far off for this caller: nothing is taken, the answer says when to come back.
+    assert limiter.acquire("MGclinic", NOW, max_wait=0.01) == pytest.approx(2 * SLOT)
+    assert limiter.acquire("MGclinic", NOW) == pytest.approx(2 * SLOT)
+    assert limiter.acquire("MGclinic", NOW) == pytest.approx(3 * SLOT)
+
+
+def test_database_limiter_gives_no_burst_after_idle_time(session_factory: sessionmaker[Session]) -> None:
+    limiter = DatabaseRateLimiter(session_factory, _twenty, monotonic=lambda: 0.0)
+    limiter.acquire("MGclinic", NOW)
+    later = NOW + timedelta(minutes=10)
+
+    assert limiter.acquire("MGclinic", later) == 0.0
+    assert limiter.acquire("MGclinic", later) == pytest.approx(SLOT)
+
+
+def test_database_limiter_keeps_senders_apart(session_factory: sessionmaker[Session]) -> None:
+    limiter = DatabaseRateLimiter(session_factory, _twenty, monotonic=lambda: 0.0)
+    limiter.acquire("+15005550006", NOW)
+
+    assert limiter.acquire("email", NOW) == 0.0
+    assert limiter.acquire("+15005550006", NOW) == pytest.approx(SLOT)
+
+
+def test_database_limiter_subtracts_its_own_delay_from_the_wait(
+    session_factory: sessionmaker[Session],
+) -> None:
+    # The second call queues 10 ms for the row lock, then spends 5 ms committing.
+    ticks = iter([0.0, 0.0, 0.0, 10.0, 10.01, 10.015])
+    limiter = DatabaseRateLimiter(session_factory, _twenty, monotonic=lambda: next(ticks))
+    limiter.acquire("MGclinic", NOW)
+
+    assert limiter.acquire("MGclinic", NOW) == pytest.approx(SLOT - 0.015)
+
+
+def test_database_limiter_never_hands_out_a_slot_in_the_past(session_factory: sessionmaker[Session]) -> None:
+    # The caller read the clock, then queued 100 ms for the lock: its slot starts when it got it.
+    ticks = iter([0.0, 0.0, 0.0, 10.0, 10.1, 10.1])
+    limiter = DatabaseRateLimiter(session_factory, _twenty, monotonic=lambda: next(ticks))
+    limiter.acquire("MGclinic", NOW)  # next free: NOW + SLOT, already past when the lock is held
+    assert limiter.acquire("MGclinic", NOW) == 0.0
+    ticks = iter([0.0, 0.0, 0.0])
+    assert limiter.acquire("MGclinic", NOW + timedelta(seconds=0.1)) == pytest.approx(SLOT)
+
+
+def test_redis_limiter_spaces_slots_by_the_server_clock(redis_client: redis.Redis[bytes]) -> None:
+    limiter = RedisRateLimiter(redis_client, lambda _s: 1.0, key_prefix=f"test:{uuid.uuid4().hex}:")
+    one = interval_seconds(1.0)
+
+    assert limiter.acquire("MGclinic", NOW) == 0.0
+    assert one - 0.2 < limiter.acquire("MGclinic", NOW) <= one
+    assert 2 * one - 0.2 < limiter.acquire("MGclinic", NOW, max_wait=0.5) <= 2 * one  # not taken
+    assert 2 * one - 0.2 < limiter.acquire("MGclinic", NOW) <= 2 * one
+    assert limiter.acquire("another sender", NOW) == 0.0
+
+
+def test_redis_limiter_key_expires_once_idle(redis_client: redis.Redis[bytes]) -> None:
+    prefix = f"test:{uuid.uuid4().hex}:"
+    RedisRateLimiter(redis_client, _twenty, key_prefix=prefix).acquire("MGclinic", NOW)
+
+    ttl_ms = redis_client.pttl(prefix + "MGclinic")
+    assert 0 < ttl_ms <= 1000 + SLOT * 1000 + 1
+
+
+def test_unreachable_redis_raises_rate_limit_unavailable() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client: redis.Redis[bytes] = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
+    limiter = RedisRateLimiter(client, _twenty)
+
+    with pytest.raises(RateLimitUnavailable):
+        limiter.acquire("MGclinic", NOW)
+
+
+def test_per_sender_override_and_default_rate() -> None:
+    rate_for = rates_from_settings(load_settings(max_mps=1.0, max_mps_overrides={"MGshortcode": 30.0}))
+
+    assert rate_for("MGshortcode") == 30.0
+    assert rate_for("+15005550006") == 1.0
+
+
+def test_zero_rate_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="OUTREACH_MAX_MPS"):
+        rates_from_settings(load_settings(max_mps_overrides={"email": 0}))
+
+
+def test_settings_choose_redis_or_the_database(
+    session_factory: sessionmaker[Session], redis_url: str
+) -> None:
+    assert isinstance(
+        limiter_from_settings(load_settings(redis_url=""), session_factory), DatabaseRateLimiter
+    )
+    assert isinstance(
+        limiter_from_settings(load_settings(redis_url=redis_url), session_factory), RedisRateLimiter
+    )
+
+
+def test_wait_for_slot_sleeps_until_the_slot_or_declines(session_factory: sessionmaker[Session]) -> None:
+    limiter = DatabaseRateLimiter(session_factory, lambda _s: 1.0, monotonic=lambda: 0.0)
+    slept: list[float] = []
+
+    assert wait_for_slot(limiter, "s", lambda: NOW, sleep=slept.append) == 0.0
+    assert wait_for_slot(limiter, "s", lambda: NOW, max_wait=0.5, sleep=slept.append) is None
+    assert wait_for_slot(limiter, "s", lambda: NOW, sleep=slept.append) == pytest.approx(
+        interval_seconds(1.0)
+    )
+    assert slept == [pytest.approx(interval_seconds(1.0))]
+
+
+def test_window_analysis_counts_the_busiest_second() -> None:
+    figures = analyse([0.0, 0.5, 0.99, 1.0, 1.2, 5.0], mps=2, start=0.0, stop=2.0)
+
+    assert figures.busiest_window == 4  # 0.5, 0.99, 1.0, 1.2 inside [0.5, 1.5)
+    assert figures.sends == 5
+    assert figures.utilisation == pytest.approx(5 / 4)
+
+
+# Under load: two processes x three threads take slots for one sender at 20 MPS; 3 s measured.
+
+
+def test_redis_limiter_holds_the_rate_across_processes(redis_url: str) -> None:
+    figures = run("redis", redis_url, mps=20, seconds=3.0, processes=2, threads=3)
+
+    assert figures.busiest_window <= 20
+    assert figures.utilisation >= 0.95
+
+
+def test_database_limiter_holds_the_rate_across_processes(db_url: str) -> None:
+    figures = run("database", db_url, mps=20, seconds=3.0, processes=2, threads=3)
+
+    assert figures.busiest_window <= 20
+    assert figures.utilisation >= 0.95
