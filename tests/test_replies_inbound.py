@@ -197,15 +197,19 @@ def test_crisis_at_3am_gets_reply_urgent_item_oncall_alerts_and_pause(
         "crisis", True, contact.id, "I want to end it all"
     )
     alerts = _messages(session, kind=MessageKind.ALERT)
-    assert {(a.channel, a.to_override) for a in alerts} == {
-        ("sms", "+19255550199"), ("email", "oncall@clinic.example.org"),
+    assert {(a.channel, a.to_override, a.template) for a in alerts} == {
+        ("sms", "+19255550199", "sms/system/oncall_alert"),
+        ("email", "oncall@clinic.example.org", "email/system/oncall_alert"),
     }
     for alert in alerts:
-        text = alert.body_override or ""
-        assert "end it all" not in text  # the patient's words stay out of alerts
-        assert f"#{contact.id} Ana" in text and "1234" in text and "+15105551234" not in text
-        assert f"https://outreach.clinic.example.org/inbox/{item.id}" in text
-        assert alert.contact_id is None and alert.due_at == NIGHT
+        # No patient data in an alert: the item's link, and whether staff must phone.
+        assert alert.context == {
+            "inbound_id": alert.context["inbound_id"],
+            "inbox_item_id": item.id,
+            "inbox_url": f"https://outreach.clinic.example.org/inbox/{item.id}",
+            "patient_opted_out": False,
+        }
+        assert alert.contact_id is None and alert.body_override is None and alert.due_at == NIGHT
     session.expire_all()
     paused = session.get_one(Contact, contact.id)
     assert paused.automation_paused_at == NIGHT
@@ -233,7 +237,7 @@ def test_crisis_from_an_opted_out_patient_sends_no_sms_and_the_alert_says_phone_
 
     assert _messages(session, template="sms/system/crisis_reply") == []
     alerts = _messages(session, kind=MessageKind.ALERT)
-    assert alerts and all("PHONE THEM" in (a.body_override or "") for a in alerts)
+    assert len(alerts) == 2 and all(a.context["patient_opted_out"] is True for a in alerts)
     [item] = [i for i in _items(session) if i.kind == "crisis"]
     assert item.urgent and "PHONE THE PATIENT" in item.text
 
@@ -247,7 +251,8 @@ def test_crisis_that_also_says_stop_texting_opts_out_and_asks_staff_to_phone(
     session.expire_all()
     assert consent.state_of(session, contact.id, "sms", "care") == "revoked"
     assert _messages(session, template="sms/system/crisis_reply") == []
-    assert all("PHONE THEM" in (a.body_override or "") for a in _messages(session, kind="alert"))
+    alerts = _messages(session, kind="alert")
+    assert alerts and all(a.context["patient_opted_out"] is True for a in alerts)
 
 
 def test_crisis_from_an_unknown_number_still_gets_the_crisis_reply(
@@ -384,3 +389,28 @@ def test_pending_messages_of_other_states_are_untouched_by_stop(
     store(session_factory, settings, form("STOP"), NOW)
     session.expire_all()
     assert message(session, "already-sent").state == MessageState.SENT
+
+
+def test_every_reply_and_alert_row_renders_with_the_clinic_templates(
+    session: Session, session_factory: sessionmaker[Session], quiet_settings: Settings
+) -> None:
+    from outreach.rendering import render_message
+
+    add_contact(session)
+    receive(session_factory, quiet_settings, form("HELP"), NOW)
+    receive(session_factory, quiet_settings, form("I want to end it all"), NOW)
+    receive(session_factory, quiet_settings, form("STOP"), NOW)
+    receive(session_factory, quiet_settings, form("START"), NOW)
+    receive(session_factory, quiet_settings, form("suicide", "+14155550100"), NOW)
+
+    rows = _messages(session)
+    assert {m.template for m in rows} == {
+        "sms/system/help", "sms/system/crisis_reply", "sms/system/opt_out_confirmation",
+        "sms/system/opt_in_confirmation", "sms/system/oncall_alert", "email/system/oncall_alert",
+    }
+    for row in rows:
+        rendered = render_message(session, quiet_settings, row)
+        assert rendered.text
+    crisis = next(m for m in rows if m.template == "sms/system/crisis_reply")
+    text = render_message(session, quiet_settings, crisis).text
+    assert "988" in text and "911" in text and "24/7" in text

@@ -80,7 +80,7 @@ def _crisis(
         session, inbound, contacts, ItemKind.CRISIS, InboundClass.CRISIS, text, urgent=True
     )
     actions.append(f"inbox:crisis:{item.id}")
-    alerts = responses.insert_alerts(session, settings, inbound, contacts, item, reply_possible, now)
+    alerts = responses.insert_alerts(session, settings, inbound, item, reply_possible, now)
     if not alerts:
         log.warning("crisis reply %s: no on-call contacts configured (OUTREACH_ONCALL_SMS / "
                     "OUTREACH_ONCALL_EMAIL); only the inbox item was raised", inbound.id)
