@@ -51,6 +51,9 @@ class SandboxServer:
             log_level="warning",
             access_log=False,  # request lines carry phone numbers (list filters, phone pages)
             timeout_graceful_shutdown=2,
+            # Long keep-alive, like Twilio's edge: with uvicorn's 5 s a client's pooled connection
+            # can close just as a POST goes out, which the app would have to treat as ambiguous.
+            timeout_keep_alive=75,
             backlog=4096,
         )
         self._http = uvicorn.Server(config)
