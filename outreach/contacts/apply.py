@@ -228,7 +228,7 @@ class BatchApplier:
             statement = (
                 update(CONTACTS)
                 .where(c.id == bindparam("_id"))
-                .values({name: bindparam(f"_{name}") for name in UPDATABLE}, updated_at=self.now)
+                .values({name: bindparam(f"_{name}") for name in UPDATABLE} | {"updated_at": self.now})
             )
             self.session.execute(statement, updates)
         if retag:

@@ -1,0 +1,151 @@
+"""Field rules for contacts, as tables: phones, zones, emails, languages, consent cells."""
+
+from __future__ import annotations
+
+import pytest
+
+from outreach.contacts.csvformat import (
+    ConsentCell,
+    escape_cell,
+    header_key,
+    parse_consent_cell,
+    unescape_cell,
+)
+from outreach.contacts.fields import (
+    FieldError,
+    normalize_email,
+    normalize_language,
+    normalize_phone,
+    normalize_tags,
+    normalize_timezone,
+    resolve_timezone,
+)
+
+CLINIC = "America/Los_Angeles"
+
+
+@pytest.mark.parametrize(
+    ("raw", "e164"),
+    [
+        ("(925) 289-1430", "+19252891430"),
+        ("925.289.1430", "+19252891430"),
+        ("1-925-289-1430", "+19252891430"),
+        ("+1 925 289 1430", "+19252891430"),
+        ("9252891430", "+19252891430"),
+        ("+44 20 7946 0958", "+442079460958"),
+        ("925-289-1430 ext. 12", "+19252891430"),
+    ],
+)
+def test_phone_spellings_normalise_to_e164(raw: str, e164: str) -> None:
+    assert normalize_phone(raw).e164 == e164
+
+
+@pytest.mark.parametrize("raw", ["", "12345", "555-1234", "(000) 289-1430", "+9252891430", "call me", "+1"])
+def test_invalid_phone_is_rejected(raw: str) -> None:
+    with pytest.raises(FieldError, match="invalid phone"):
+        normalize_phone(raw)
+
+
+@pytest.mark.parametrize(
+    ("given", "phone", "zone"),
+    [
+        (None, "(925) 289-1430", "America/Los_Angeles"),  # California
+        (None, "(212) 555-0199", "America/New_York"),  # Manhattan
+        (None, "(312) 555-0199", "America/Chicago"),  # Chicago
+        (None, "(915) 555-0199", "America/Denver"),  # El Paso: Texas, but Mountain time
+        (None, "(602) 555-0199", "America/Phoenix"),  # Arizona keeps standard time
+        (None, "(808) 555-0199", "Pacific/Honolulu"),
+        (None, "+44 20 7946 0958", "Europe/London"),
+        # Idaho's 208 spans Mountain and Pacific time: ambiguous, so the clinic's zone.
+        (None, "(208) 555-0199", CLINIC),
+        # Toll-free numbers belong to no place: the clinic's zone.
+        (None, "(800) 555-0199", CLINIC),
+        # No phone at all (an email-only contact): the clinic's zone.
+        (None, None, CLINIC),
+        # A zone given always wins over the phone, spelled in any case.
+        ("america/new_york", "(925) 289-1430", "America/New_York"),
+        ("Europe/Berlin", None, "Europe/Berlin"),
+    ],
+)
+def test_time_zone_derivation(given: str | None, phone: str | None, zone: str) -> None:
+    parsed = normalize_phone(phone) if phone else None
+    assert resolve_timezone(given, parsed, CLINIC) == zone
+
+
+@pytest.mark.parametrize("raw", ["Mars/Olympus", "PST8", "localtime", "", "America/New York"])
+def test_unknown_time_zone_is_rejected(raw: str) -> None:
+    with pytest.raises(FieldError, match="unknown time zone"):
+        normalize_timezone(raw)
+
+
+def test_email_is_normalised_without_dns() -> None:
+    assert normalize_email("Ann.Lee@Clinic.Example.ORG") == "Ann.Lee@clinic.example.org"
+
+
+@pytest.mark.parametrize(
+    "raw", ["ann", "ann@", "@example.org", "ann@localhost", "a b@example.org", "ann@@x.org"]
+)
+def test_invalid_email_is_rejected(raw: str) -> None:
+    with pytest.raises(FieldError, match="invalid email"):
+        normalize_email(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "tag"), [("en", "en"), ("ES", "es"), ("en_us", "en-US"), ("zh-hant", "zh-Hant")]
+)
+def test_language_tags_are_normalised(raw: str, tag: str) -> None:
+    assert normalize_language(raw) == tag
+
+
+def test_nonsense_language_is_rejected() -> None:
+    with pytest.raises(FieldError, match="invalid language"):
+        normalize_language("english please")
+
+
+def test_tags_are_trimmed_lowercased_and_deduplicated() -> None:
+    assert normalize_tags([" VIP", "vip", "", "New  Patient"]) == ("new patient", "vip")
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ("", None),
+        ("  ", None),
+        ("yes", ConsentCell("granted", ("care", "education"), "yes")),
+        ("Y", ConsentCell("granted", ("care", "education"), "Y")),
+        ("TRUE", ConsentCell("granted", ("care", "education"), "TRUE")),
+        ("1", ConsentCell("granted", ("care", "education"), "1")),
+        ("no", ConsentCell("revoked", ("care", "education", "marketing"), "no")),
+        ("false", ConsentCell("revoked", ("care", "education", "marketing"), "false")),
+        ("0", ConsentCell("revoked", ("care", "education", "marketing"), "0")),
+        ("n", ConsentCell("revoked", ("care", "education", "marketing"), "n")),
+        ("care", ConsentCell("granted", ("care",), "care")),
+        ("marketing; Care", ConsentCell("granted", ("care", "marketing"), "marketing; Care")),
+        ("yes;marketing", ConsentCell("granted", ("care", "education", "marketing"), "yes;marketing")),
+    ],
+)
+def test_consent_cells(cell: str, expected: ConsentCell | None) -> None:
+    assert parse_consent_cell(cell, "sms_consent") == expected
+
+
+def test_yes_never_means_marketing() -> None:
+    cell = parse_consent_cell("yes", "sms_consent")
+    assert cell is not None and "marketing" not in cell.categories
+
+
+@pytest.mark.parametrize("cell", ["maybe", "care;spam", "no;care", "si"])
+def test_unknown_consent_value_is_rejected(cell: str) -> None:
+    with pytest.raises(FieldError, match="unknown sms_consent value"):
+        parse_consent_cell(cell, "sms_consent")
+
+
+@pytest.mark.parametrize("header", ["first_name", "First Name", " FIRST_NAME ", "first-name", "FirstName"])
+def test_header_names_match_ignoring_case_and_spaces(header: str) -> None:
+    assert header_key(header) == header_key("first_name")
+
+
+@pytest.mark.parametrize("cell", ["=HYPERLINK(\"x\")", "+1", "-2", "@SUM(A1)", "plain", "'quoted"])
+def test_formula_escaping_round_trips(cell: str) -> None:
+    escaped = escape_cell(cell)
+    assert not escaped.startswith(("=", "+", "-", "@"))
+    assert unescape_cell(escaped) == cell
