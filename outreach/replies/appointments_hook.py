@@ -4,7 +4,8 @@
 ``reschedule`` (digits "1"/"2", CONFIRM, Y, R, RESCHEDULE, N, NO; see
 ``outreach.replies.phrases``), after crisis, opt-out, opt-in and help have had their turn.
 
-Contract for the implementation (the appointments area replaces the body below):
+Contract for the implementation (today: ``outreach.appointments.replies.appointment_reply``,
+which binds the reply to the visit whose confirmation request went out most recently):
 
 - Called inside the inbound task's transaction, with the sender's contacts already locked
   (``outbox.lock_contacts``). ``contacts`` are every contact with the sender's phone number:
@@ -25,6 +26,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from outreach import appointments
 from outreach.config import Settings
 from outreach.models import Contact, InboundMessage
 from outreach.replies.classify import Classification
@@ -38,5 +40,5 @@ def appointment_reply(
     classification: Classification,
     now: datetime,
 ) -> bool:
-    """Default until appointments bind replies to visits: let staff handle every one."""
-    return False
+    """Bind the reply to the right visit, or return False to let staff handle it."""
+    return appointments.appointment_reply(session, settings, inbound, contacts, classification, now)
