@@ -145,3 +145,16 @@ def test_faults_can_be_removed_and_reset_clears_them(sandbox: RunningSandbox) ->
     _create(sandbox)
 
     assert sandbox.control.accepts().total == 1
+
+
+def test_refused_creates_are_kept_as_evidence_with_their_code_and_time(sandbox: RunningSandbox) -> None:
+    sandbox.control.opt_out(PATIENT)
+    opted_out_at = sandbox.control.opt_outs()[0]["monotonic"]
+
+    with pytest.raises(TwilioRestException):
+        _create(sandbox)
+
+    [rejection] = sandbox.control.rejections(to=PATIENT)
+    assert rejection["code"] == 21610
+    assert rejection["monotonic"] > opted_out_at
+    assert sandbox.control.rejections(to=OTHER) == []

@@ -217,6 +217,11 @@ class SandboxControl:
             raise SandboxControlError(f"no message {sid}")
         return SandboxMessage.from_json(data["messages"][0])
 
+    def rejections(self, to: str | None = None) -> list[dict[str, Any]]:
+        """Creates the sandbox refused: [{"to", "code", "at", "monotonic"}], oldest first."""
+        result: list[dict[str, Any]] = self._call("GET", "/rejections", to=to)["rejections"]
+        return result
+
     # Faults.
     def inject(
         self,

@@ -49,6 +49,7 @@ class ControlApi:
             Route(f"{p}/reset", self.reset, methods=["POST"]),
             Route(f"{p}/accepts", self.accepts, methods=["GET"]),
             Route(f"{p}/messages", self.messages, methods=["GET"]),
+            Route(f"{p}/rejections", self.rejections, methods=["GET"]),
             Route(f"{p}/faults", self.list_faults, methods=["GET"]),
             Route(f"{p}/faults", self.add_fault, methods=["POST"]),
             Route(f"{p}/faults", self.clear_faults, methods=["DELETE"]),
@@ -111,6 +112,10 @@ class ControlApi:
         sid = request.query_params.get("sid")
         number = request.query_params.get("number")
         return JSONResponse({"messages": self._state.control_view(sid=sid, phone=number)})
+
+    async def rejections(self, request: Request) -> Response:
+        to = request.query_params.get("to")
+        return JSONResponse({"rejections": self._state.rejection_view(to)})
 
     async def list_faults(self, request: Request) -> Response:
         with self._state.lock:

@@ -161,6 +161,19 @@ class FaultDecision:
 
 
 @dataclass
+class Rejection:
+    """A create the sandbox refused: evidence that the app tried (e.g. 21610 after a STOP)."""
+
+    to: str | None
+    code: int
+    at: datetime
+    monotonic: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"to": self.to, "code": self.code, "at": self.at.isoformat(), "monotonic": self.monotonic}
+
+
+@dataclass
 class OptOut:
     number: str
     at: datetime
@@ -183,6 +196,7 @@ class SandboxState:
         self.accepts_by_to: Counter[str] = Counter()
         self.accepts_by_to_body: Counter[tuple[str, str]] = Counter()
         self.opt_outs: dict[str, OptOut] = {}
+        self.rejections: list[Rejection] = []
         self.sms_faults: list[SmsFault] = []
         self.rng = random.Random(seed)
         self._seq = 0
@@ -274,6 +288,15 @@ class SandboxState:
             self.accepts_by_to[to] += 1
             self.accepts_by_to_body[(to, body)] += 1
             return record, record.to_resource()
+
+    def note_rejection(self, to: str | None, code: int) -> None:
+        rejection = Rejection(to, code, datetime.now(UTC), time.monotonic())
+        with self.lock:
+            self.rejections.append(rejection)
+
+    def rejection_view(self, to: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r.to_json() for r in self.rejections if to is None or r.to == to]
 
     def record_message(self, *, direction: str, to: str, from_: str, body: str, status: str) -> SmsRecord:
         """An inbound message from a fake phone, or Twilio's own auto-reply to it."""

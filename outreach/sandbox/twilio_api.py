@@ -110,15 +110,18 @@ class MessagesApi:
         form = _form(await request.body())
         problem = self._invalid(form)
         if problem is not None:
-            return problem
+            self._state.note_rejection(form.get("To"), problem)
+            return twilio_error(problem)
         to = form["To"]
         decision = self._state.decide(to)
         if decision.latency:
             await asyncio.sleep(decision.latency)
         if decision.error is not None and not decision.error.accept:
             assert decision.error.code is not None
+            self._state.note_rejection(to, decision.error.code)
             return twilio_error(decision.error.code)
         if self._state.is_opted_out(to):
+            self._state.note_rejection(to, 21610)
             return twilio_error(21610)
         validity = form.get("ValidityPeriod")
         record, resource = self._state.accept_outbound(
@@ -147,31 +150,32 @@ class MessagesApi:
             self._state.hangs.discard(released)
 
     @staticmethod
-    def _invalid(form: dict[str, str]) -> Response | None:
+    def _invalid(form: dict[str, str]) -> int | None:
+        """The Twilio error code for a malformed create, or None."""
         to = form.get("To")
         if not to:
-            return twilio_error(21604)
+            return 21604
         if not E164.match(to):
-            return twilio_error(21211)
+            return 21211
         sender = form.get("From")
         service = form.get("MessagingServiceSid")
         if not sender and not service:
-            return twilio_error(21603)
+            return 21603
         if service and not MESSAGING_SERVICE_SID.match(service):
-            return twilio_error(21701)
+            return 21701
         if sender and sender == to:
-            return twilio_error(21266)
+            return 21266
         body = form.get("Body")
         if not body:
-            return twilio_error(21602)
+            return 21602
         if len(body) > MAX_BODY_CHARS:
-            return twilio_error(21617)
+            return 21617
         callback = form.get("StatusCallback")
         if callback and not _valid_callback_url(callback):
-            return twilio_error(21609)
+            return 21609
         validity = form.get("ValidityPeriod")
         if validity and not (validity.isdigit() and 1 <= int(validity) <= MAX_VALIDITY_PERIOD):
-            return twilio_error(21624)
+            return 21624
         return None
 
     async def fetch(self, request: Request) -> Response:
