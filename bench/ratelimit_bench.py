@@ -6,7 +6,7 @@ configured MPS) and the share of capacity used (goal: >= 95%).
 
     .venv/bin/python -m bench.ratelimit_bench --backend redis --mps 20 --seconds 5
     .venv/bin/python -m bench.ratelimit_bench --backend postgresql --database-url postgresql+psycopg://...
-    .venv/bin/python -m bench.ratelimit_bench --backend sqlite --database-url sqlite:///bench.sqlite
+    .venv/bin/python -m bench.ratelimit_bench --backend sqlite   # a fresh, migrated temporary file
 
 Prints one JSON document. ``run(...)`` returns the same figures for bench/__main__.py.
 """
@@ -17,6 +17,7 @@ import argparse
 import bisect
 import itertools
 import json
+import tempfile
 import threading
 import time
 import uuid
@@ -27,6 +28,7 @@ from multiprocessing import get_context
 import redis
 
 from outreach.db import make_engine, make_session_factory
+from outreach.migrate import upgrade
 from outreach.models.base import utcnow
 from outreach.ratelimit import DatabaseRateLimiter, RateLimiter, RedisRateLimiter
 
@@ -159,9 +161,13 @@ def main() -> None:
     if args.backend == "redis":
         backend, url = "redis", args.redis_url
     else:
-        if not args.database_url:
-            parser.error("--database-url is required for the database backends (a migrated database)")
-        backend, url = "database", args.database_url
+        url = args.database_url
+        if not url and args.backend == "sqlite":
+            url = f"sqlite:///{tempfile.mkdtemp(prefix='ratelimit-bench-')}/bench.sqlite"
+            upgrade(url)
+        if not url:
+            parser.error("--database-url is required for postgresql (a migrated database)")
+        backend = "database"
     figures = run(
         backend, url, mps=args.mps, seconds=args.seconds, processes=args.processes, threads=args.threads
     )
