@@ -111,6 +111,16 @@ def row_for(plan: Planned, contact_id: int, now: datetime) -> dict[str, Any]:
     }
 
 
+def confirms_of(message: Message) -> list[tuple[int, int]]:
+    """The (appointment id, version) pairs a message asked the patient to confirm."""
+    raw: Any = (message.context or {}).get("confirms") or []
+    pairs = []
+    for item in raw if isinstance(raw, list) else []:
+        if isinstance(item, list | tuple) and len(item) == 2:
+            pairs.append((int(item[0]), int(item[1])))
+    return pairs
+
+
 def insert_plans(session: Session, plans: Iterable[Planned], contact_id: int, now: datetime) -> Outcome:
     """Insert rows for plans (existing keys keep their row). Returns the due ones' ids."""
     listed = list(plans)
@@ -121,11 +131,12 @@ def insert_plans(session: Session, plans: Iterable[Planned], contact_id: int, no
 def _outcome(session: Session, plans: Sequence[Planned]) -> Outcome:
     outcome = Outcome()
     keys = [p.idempotency_key for p in plans]
-    rows = dict(
-        session.execute(
+    rows: dict[str, int] = {}
+    if keys:
+        found = session.execute(
             select(Message.idempotency_key, Message.id).where(Message.idempotency_key.in_(keys))
-        ).tuples()
-    ) if keys else {}
+        )
+        rows = {key: message_id for key, message_id in found}
     for plan in plans:
         if plan.sends and plan.idempotency_key in rows:
             outcome.message_ids.append(rows[plan.idempotency_key])
@@ -156,9 +167,7 @@ def other_days(session: Session, contact_id: int, zone: ZoneInfo, *, exclude_key
         )
     )
     instants = [
-        at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-        for key, at in rows
-        if key not in exclude_keys
+        at if at.tzinfo is not None else at.replace(tzinfo=UTC) for key, at in rows if key not in exclude_keys
     ]
     return count_days(instants, zone)
 
@@ -177,13 +186,23 @@ def sync_contact(session: Session, ctx: Context, contact_id: int, now: datetime)
     visits = live_visits(session, contact_id, now)
     busy = other_days(session, contact_id, ctx.zone, exclude_keys=pre_visit_keys(visits, ctx.policies))
     plans = planning.plan_pre_visit(
-        visits, ctx.policies, ctx.zone, ctx.send, now, day_limit=ctx.settings.care_cap_per_day, other_days=busy
+        visits,
+        ctx.policies,
+        ctx.zone,
+        ctx.send,
+        now,
+        day_limit=ctx.settings.care_cap_per_day,
+        other_days=busy,
     )
     keys = [p.idempotency_key for p in plans]
-    existing = {
-        m.idempotency_key: m
-        for m in session.scalars(select(Message).where(Message.idempotency_key.in_(keys)))
-    } if keys else {}
+    existing = (
+        {
+            m.idempotency_key: m
+            for m in session.scalars(select(Message).where(Message.idempotency_key.in_(keys)))
+        }
+        if keys
+        else {}
+    )
     fresh = [p for p in plans if p.idempotency_key not in existing]
     outcome = insert_plans(session, fresh, contact_id, now)
     for plan in plans:
@@ -203,13 +222,12 @@ def _align(
     if plan.sends:
         if message.state in PENDING and message.context != wanted["context"]:
             _update(session, message.id, PENDING, context=wanted["context"])
+        # Dropped earlier only because of another visit that has since changed: back it comes.
         elif (
             message.state in REVIVABLE_STATES
             and (message.state_reason or "").startswith(COMBINED)
             and plan.due_at > now
-        ):
-            # Dropped earlier only because of another visit that has since changed: back it comes.
-            if _update(
+            and _update(
                 session,
                 message.id,
                 REVIVABLE_STATES,
@@ -218,18 +236,23 @@ def _align(
                 lease_until=None,
                 due_at=plan.due_at,
                 context=wanted["context"],
-            ):
-                outcome.message_ids.append(message.id)
-    elif plan.skip_reason is not None and plan.skip_reason.startswith(COMBINED) and message.state in PENDING:
-        if _update(
+            )
+        ):
+            outcome.message_ids.append(message.id)
+    elif (
+        plan.skip_reason is not None
+        and plan.skip_reason.startswith(COMBINED)
+        and message.state in PENDING
+        and _update(
             session,
             message.id,
             PENDING,
             state=str(MessageState.SKIPPED),
             state_reason=plan.skip_reason,
             lease_until=None,
-        ):
-            outcome.skipped.append({"key": plan.idempotency_key, "reason": plan.skip_reason})
+        )
+    ):
+        outcome.skipped.append({"key": plan.idempotency_key, "reason": plan.skip_reason})
 
 
 def _update(session: Session, message_id: int, expected: Iterable[str], **values: Any) -> bool:

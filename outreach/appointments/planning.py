@@ -111,7 +111,10 @@ def timed(
     """(due instant, None) or (nominal instant, why it is skipped)."""
     if nominal < now:
         local = nominal.astimezone(zone)
-        return nominal, f"its time ({local:%Y-%m-%d %H:%M} local) had passed when the visit was booked or changed"
+        return (
+            nominal,
+            f"its time ({local:%Y-%m-%d %H:%M} local) had passed when the visit was booked or changed",
+        )
     try:
         due = policy.next_opening(nominal, zone)
     except NoOpening:
@@ -228,7 +231,9 @@ def _visit_days(
                 )
         if plan.sends and plan.step.carries_next_visit:
             following = _next_in_series(plan.visit, upcoming, policies)
-            plan = replace(plan, context={**plan.context, "next_visit": following.label() if following else ""})
+            plan = replace(
+                plan, context={**plan.context, "next_visit": following.label() if following else ""}
+            )
         out.append(plan)
     return out
 
@@ -257,7 +262,9 @@ def apply_day_limit(
         if plan.sends:
             day = local_day_of(plan.due_at, zone)
             if taken[day] >= day_limit:
-                plan = plan.skipped(f"{COMBINED}at most {day_limit} automated messages per day to one patient")
+                plan = plan.skipped(
+                    f"{COMBINED}at most {day_limit} automated messages per day to one patient"
+                )
             else:
                 taken[day] += 1
         decided[plan.idempotency_key] = plan

@@ -49,12 +49,31 @@ _OFFSET = re.compile(r"^([+-])\s*(.+)$")
 POST_VISIT_OUTCOMES = frozenset({str(AppointmentStatus.COMPLETED), str(AppointmentStatus.NO_SHOW)})
 NOTICE_KINDS = frozenset({"rescheduled", "cancelled"})
 _STEP_FIELDS = frozenset(
-    {"key", "channel", "template", "at", "after", "asks_confirmation", "attach_ics",
-     "once_per_series", "quiet_on_other_visit_days", "carries_next_visit", "context"}
+    {
+        "key",
+        "channel",
+        "template",
+        "at",
+        "after",
+        "asks_confirmation",
+        "attach_ics",
+        "once_per_series",
+        "quiet_on_other_visit_days",
+        "carries_next_visit",
+        "context",
+    }
 )
 _POLICY_FIELDS = frozenset(
-    {"type", "name", "description", "default_duration_minutes", "series_gap_days", "context",
-     "steps", "notices"}
+    {
+        "type",
+        "name",
+        "description",
+        "default_duration_minutes",
+        "series_gap_days",
+        "context",
+        "steps",
+        "notices",
+    }
 )
 
 
@@ -214,7 +233,7 @@ def parse_policy(data: object, name: str) -> ReminderPolicy:
     keys = [s.key for s in steps]
     if len(set(keys)) != len(keys):
         raise PolicyError(f"{name}: step keys must be unique")
-    notices = {}
+    notices: dict[str, Step] = {}
     for notice_kind, raw in _mapping(data.get("notices"), f"{name}: notices").items():
         if notice_kind not in NOTICE_KINDS:
             raise PolicyError(f"{name}: notices may be {', '.join(sorted(NOTICE_KINDS))}")

@@ -24,13 +24,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from outreach.appointments import service
+from outreach.appointments.materialise import confirms_of
 from outreach.config import Settings
 from outreach.models import (
     Appointment,
@@ -90,14 +90,14 @@ def appointment_reply(
     if not open_:
         past = [r for r in requests if now - PAST_VISIT_LOOKBACK < r.appointment.starts_at <= now]
         if past:
-            _ambiguity_task(session, inbound, contacts, kind, past, "the visit it answers has already started")
+            _ambiguity_task(
+                session, inbound, contacts, kind, past, "the visit it answers has already started"
+            )
             return True
         return False
     latest = open_[0]  # newest first
     rivals = [
-        r
-        for r in open_
-        if r.message_id != latest.message_id and r.sent_at >= latest.sent_at - AMBIGUITY_GAP
+        r for r in open_ if r.message_id != latest.message_id and r.sent_at >= latest.sent_at - AMBIGUITY_GAP
     ]
     patients = {r.contact_id for r in open_}
     if rivals or len(patients) > 1:
@@ -130,7 +130,7 @@ def recent_requests(session: Session, contact_ids: Sequence[int], now: datetime)
     found: list[Request] = []
     seen: set[int] = set()
     for message in rows:
-        for appointment_id, version in _confirms(message):
+        for appointment_id, version in confirms_of(message):
             appointment = session.get(Appointment, appointment_id)
             if appointment is None or appointment.id in seen or appointment.version != version:
                 continue
@@ -138,15 +138,6 @@ def recent_requests(session: Session, contact_ids: Sequence[int], now: datetime)
             assert message.contact_id is not None and message.sent_at is not None
             found.append(Request(message.id, message.contact_id, message.sent_at, appointment))
     return found
-
-
-def _confirms(message: Message) -> list[tuple[int, int]]:
-    raw: Any = (message.context or {}).get("confirms") or []
-    pairs = []
-    for item in raw if isinstance(raw, list) else []:
-        if isinstance(item, list | tuple) and len(item) == 2:
-            pairs.append((int(item[0]), int(item[1])))
-    return pairs
 
 
 def _already_handled(session: Session, inbound: InboundMessage) -> bool:

@@ -20,7 +20,14 @@ from sqlalchemy.orm import Session
 
 from outreach import outbox
 from outreach.appointments import planning
-from outreach.appointments.materialise import Context, Outcome, insert_plans, sync_contact, visit_of
+from outreach.appointments.materialise import (
+    Context,
+    Outcome,
+    confirms_of,
+    insert_plans,
+    sync_contact,
+    visit_of,
+)
 from outreach.appointments.planning import Planned
 from outreach.appointments.policy import ReminderPolicy, Step, policy_for
 from outreach.config import Settings
@@ -227,11 +234,17 @@ def book_series(
 def _belonging_to(session: Session, outcome: Outcome, appointment_id: int) -> Outcome:
     if not outcome.message_ids and not outcome.skipped:
         return Outcome()
-    ids = set(
-        session.scalars(
-            select(Message.id).where(Message.id.in_(outcome.message_ids), Message.appointment_id == appointment_id)
+    ids = (
+        set(
+            session.scalars(
+                select(Message.id).where(
+                    Message.id.in_(outcome.message_ids), Message.appointment_id == appointment_id
+                )
+            )
         )
-    ) if outcome.message_ids else set()
+        if outcome.message_ids
+        else set()
+    )
     prefix = f"appointment:{appointment_id}:"
     return Outcome(
         [i for i in outcome.message_ids if i in ids],
@@ -262,7 +275,9 @@ def _notice(
     return insert_plans(session, [plan], contact.id, now)
 
 
-def _waiting_notice(session: Session, contact_id: int, step: Step, kind: str, now: datetime) -> Message | None:
+def _waiting_notice(
+    session: Session, contact_id: int, step: Step, kind: str, now: datetime
+) -> Message | None:
     candidates = session.scalars(
         select(Message)
         .join(Appointment, Appointment.id == Message.appointment_id)
@@ -270,7 +285,7 @@ def _waiting_notice(session: Session, contact_id: int, step: Step, kind: str, no
             Message.contact_id == contact_id,
             Message.reminder_key == step.key,
             Message.state == str(MessageState.SCHEDULED),
-            Message.due_at > now,
+            Message.due_at >= now,
             Appointment.type == kind,
             Appointment.status.in_(sorted(LIVE)),
         )
@@ -287,7 +302,9 @@ def _extend_notice(session: Session, waiting: Message, plan: Planned, now: datet
     confirms.extend([aid, version] for aid, version in plan.confirms)
     context.update(series_visits=labels, confirms=confirms)
     waiting.context = context
-    skipped = plan.skipped(f"{planning.COMBINED}included in the message of appointment #{waiting.appointment_id}")
+    skipped = plan.skipped(
+        f"{planning.COMBINED}included in the message of appointment #{waiting.appointment_id}"
+    )
     outcome = insert_plans(session, [skipped], waiting.contact_id or 0, now)
     outcome.message_ids.append(waiting.id)
     return outcome
@@ -311,7 +328,9 @@ def reschedule(
     at = now or utcnow()
     appointment, contact = lock_appointment(session, appointment_id)
     if appointment.status not in LIVE:
-        raise AppointmentError(f"appointment {appointment_id} is {appointment.status}; it cannot be rescheduled")
+        raise AppointmentError(
+            f"appointment {appointment_id} is {appointment.status}; it cannot be rescheduled"
+        )
     check_time(starts_at, at)
     if starts_at == appointment.starts_at and (timezone is None or timezone == appointment.timezone):
         return Change(appointment, "unchanged")
@@ -366,7 +385,9 @@ def cancel(
     if appointment.status == AppointmentStatus.CANCELLED:
         return Change(appointment, "unchanged")
     if appointment.status in CLOSED:
-        raise AppointmentError(f"appointment {appointment_id} is {appointment.status}; it cannot be cancelled")
+        raise AppointmentError(
+            f"appointment {appointment_id} is {appointment.status}; it cannot be cancelled"
+        )
     change = Change(appointment, "cancelled")
     change.cancelled_messages = outbox.cancel_pending(
         session, "the appointment was cancelled", appointment_id=appointment.id
@@ -376,7 +397,9 @@ def cancel(
     appointment.updated_at = at
     session.flush()
     ctx = Context.load(session, settings, contact)
-    notice = ctx.policies[appointment.type].notices.get("cancelled") if appointment.type in ctx.policies else None
+    notice = (
+        ctx.policies[appointment.type].notices.get("cancelled") if appointment.type in ctx.policies else None
+    )
     if notify and notice is not None and appointment.starts_at > at:
         change.absorb(_cancellation_notice(session, ctx, appointment, notice, at))
     # Freed days and series: reminders of the patient's other visits dropped because of this
@@ -389,7 +412,9 @@ def _cancellation_notice(
 ) -> Outcome:
     # The send-time check cancels any message of a cancelled appointment, so the notice is not
     # tied to it: it carries the visit's date and time as plain values instead.
-    plan = planning.plan_step(visit_of(appointment), ctx.policies[appointment.type], step, ctx.zone, ctx.send, now)
+    plan = planning.plan_step(
+        visit_of(appointment), ctx.policies[appointment.type], step, ctx.zone, ctx.send, now
+    )
     row_context = {**plan.context, **appointment_context(appointment)}
     if not plan.sends:
         return Outcome(skipped=[{"key": plan.idempotency_key, "reason": plan.skip_reason or ""}])
@@ -414,12 +439,16 @@ def _cancellation_notice(
     return Outcome([message_id] if message_id is not None else [])
 
 
-def complete(session: Session, settings: Settings, appointment_id: int, *, now: datetime | None = None) -> Change:
+def complete(
+    session: Session, settings: Settings, appointment_id: int, *, now: datetime | None = None
+) -> Change:
     """The visit happened: stop anything still pending before it, start the post-visit steps."""
     return _close(session, settings, appointment_id, str(AppointmentStatus.COMPLETED), now or utcnow())
 
 
-def no_show(session: Session, settings: Settings, appointment_id: int, *, now: datetime | None = None) -> Change:
+def no_show(
+    session: Session, settings: Settings, appointment_id: int, *, now: datetime | None = None
+) -> Change:
     """The patient did not come: pre-visit and "completed" steps stop, "no_show" steps start."""
     return _close(session, settings, appointment_id, str(AppointmentStatus.NO_SHOW), now or utcnow())
 
@@ -466,7 +495,9 @@ def confirm(
     if appointment.status == AppointmentStatus.CONFIRMED:
         return Change(appointment, "unchanged")
     if appointment.status not in LIVE:
-        raise AppointmentError(f"appointment {appointment_id} is {appointment.status}; it cannot be confirmed")
+        raise AppointmentError(
+            f"appointment {appointment_id} is {appointment.status}; it cannot be confirmed"
+        )
     appointment.status = str(AppointmentStatus.CONFIRMED)
     appointment.confirmed_at = at
     appointment.reschedule_requested_at = None
@@ -485,13 +516,19 @@ def _cancel_confirmation_requests(session: Session, appointment: Appointment) ->
     ).all()
     cancelled = 0
     for message in rows:
-        confirms = (message.context or {}).get("confirms") or []
-        if confirms and all(pair[0] == appointment.id for pair in confirms):  # type: ignore[union-attr, index]
-            if outbox.transition(
-                session, message.id, [MessageState.SCHEDULED, MessageState.QUEUED], MessageState.CANCELLED,
+        confirms = confirms_of(message)
+        if (
+            confirms
+            and all(pair[0] == appointment.id for pair in confirms)
+            and outbox.transition(
+                session,
+                message.id,
+                [MessageState.SCHEDULED, MessageState.QUEUED],
+                MessageState.CANCELLED,
                 reason="the appointment is already confirmed",
-            ):
-                cancelled += 1
+            )
+        ):
+            cancelled += 1
     return cancelled
 
 

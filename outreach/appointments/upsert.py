@@ -68,7 +68,12 @@ def find_same_visit(session: Session, data: AppointmentData) -> Appointment | No
 
 
 def upsert(
-    session: Session, settings: Settings, data: AppointmentData, *, notify: bool = True, now: datetime | None = None
+    session: Session,
+    settings: Settings,
+    data: AppointmentData,
+    *,
+    notify: bool = True,
+    now: datetime | None = None,
 ) -> Change:
     """Create or update one appointment so it matches ``data``; safe to repeat."""
     at = now or utcnow()
@@ -128,7 +133,15 @@ def _update(
             raise AppointmentError(f"the appointment is {appointment.status}; it cannot be moved")
         service.check_time(data.starts_at, now)
         change = service.move(
-            session, settings, appointment, contact, data.starts_at, data.timezone, notify, now, new_type=data.type
+            session,
+            settings,
+            appointment,
+            contact,
+            data.starts_at,
+            data.timezone,
+            notify,
+            now,
+            new_type=data.type,
         )
     elif _fields_differ(existing, data):
         if data.duration_minutes is not None:

@@ -1,0 +1,251 @@
+"""Booking, rescheduling, cancelling, upserting: service tests on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from outreach import appointments
+from outreach.appointments import AppointmentData, AppointmentError
+from outreach.appointments.planning import COMBINED
+from outreach.config import Settings
+from outreach.models import Appointment, Message, MessageState
+from tests.support.appointments import LA, la, messages_of
+from tests.support.factories import make_contact
+
+NOW = la(2025, 6, 4, 12, 0)  # a Wednesday, noon in Los Angeles
+VISIT = la(2025, 6, 10, 10, 0)  # the next Tuesday, 10:00
+
+
+def count_messages(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Message)) or 0
+
+
+def test_booking_materialises_the_policy_with_versioned_keys(session: Session, settings: Settings) -> None:
+    contact = make_contact(session)
+    change = appointments.book(
+        session, settings, contact_id=contact.id, starts_at=VISIT, type="infusion", now=NOW
+    )
+    a = change.appointment
+    rows = messages_of(session, a.id)
+    assert set(rows) == {
+        f"appointment:{a.id}:reminder:booked:v1",
+        f"appointment:{a.id}:reminder:prep:v1",
+        f"appointment:{a.id}:reminder:confirm_request:v1",
+        f"appointment:{a.id}:reminder:day_of:v1",
+    }
+    assert sorted(change.message_ids) == sorted(m.id for m in rows.values())
+    prep = rows[f"appointment:{a.id}:reminder:prep:v1"]
+    assert prep.channel == "email" and prep.context["attach_ics"] is True
+    assert prep.due_at.astimezone(LA).strftime("%a %H:%M") == "Sat 10:00"
+    for message in rows.values():
+        assert message.state == MessageState.SCHEDULED
+        assert message.category == "care" and message.kind == "automated"
+        assert message.appointment_version == 1 and message.not_after == VISIT
+    booked = rows[f"appointment:{a.id}:reminder:booked:v1"]
+    assert booked.due_at == NOW and booked.context["confirms"] == [[a.id, 1]]
+    assert a.duration_minutes == 120 and a.timezone == settings.clinic_timezone
+
+
+def test_a_reminder_whose_time_passed_is_recorded_skipped_with_a_reason(
+    session: Session, settings: Settings
+) -> None:
+    contact = make_contact(session)
+    change = appointments.book(
+        session,
+        settings,
+        contact_id=contact.id,
+        starts_at=NOW + timedelta(hours=20),
+        type="infusion",
+        now=NOW,
+    )
+    rows = messages_of(session, change.appointment.id)
+    prep = next(m for k, m in rows.items() if ":prep:" in k)
+    assert prep.state == MessageState.SKIPPED and "had passed" in (prep.state_reason or "")
+    assert {s["key"] for s in change.skipped} >= {prep.idempotency_key}
+
+
+def test_unknown_type_and_past_time_are_refused(session: Session, settings: Settings) -> None:
+    contact = make_contact(session)
+    with pytest.raises(appointments.PolicyError, match="unknown appointment type"):
+        appointments.book(session, settings, contact_id=contact.id, starts_at=VISIT, type="massage", now=NOW)
+    with pytest.raises(AppointmentError, match="in the past"):
+        appointments.book(
+            session,
+            settings,
+            contact_id=contact.id,
+            starts_at=NOW - timedelta(hours=1),
+            type="infusion",
+            now=NOW,
+        )
+
+
+def test_reschedule_cancels_the_old_reminders_and_materialises_new_ones(
+    session: Session, settings: Settings
+) -> None:
+    contact = make_contact(session)
+    a = appointments.book(session, settings, contact_id=contact.id, starts_at=VISIT, type="infusion", now=NOW)
+    later = NOW + timedelta(hours=1)
+    change = appointments.reschedule(
+        session, settings, a.appointment.id, VISIT + timedelta(days=2), now=later
+    )
+    assert change.appointment.version == 2 and change.cancelled_messages == 4
+    rows = messages_of(session, a.appointment.id)
+    old = [m for k, m in rows.items() if k.endswith(":v1")]
+    new = [m for k, m in rows.items() if k.endswith(":v2")]
+    assert all(m.state == MessageState.CANCELLED and "rescheduled" in (m.state_reason or "") for m in old)
+    assert {m.reminder_key for m in new} == {"rescheduled", "prep", "confirm_request", "day_of"}
+    assert all(m.appointment_version == 2 for m in new)
+    assert sorted(change.message_ids) == sorted(m.id for m in new if m.state == MessageState.SCHEDULED)
+
+
+def test_upsert_twice_is_idempotent_and_a_new_time_is_a_reschedule(
+    session: Session, settings: Settings
+) -> None:
+    contact = make_contact(session)
+    data = AppointmentData(contact_id=contact.id, starts_at=VISIT, type="infusion", external_id="EHR-1")
+    first = appointments.upsert(session, settings, data, now=NOW)
+    before = count_messages(session)
+    again = appointments.upsert(session, settings, data, now=NOW + timedelta(minutes=5))
+    assert again.action == "unchanged" and again.message_ids == []
+    assert count_messages(session) == before
+    assert again.appointment.id == first.appointment.id and again.appointment.version == 1
+    moved = appointments.upsert(
+        session,
+        settings,
+        AppointmentData(
+            contact_id=contact.id, starts_at=VISIT + timedelta(hours=2), type="infusion", external_id="EHR-1"
+        ),
+        now=NOW + timedelta(minutes=10),
+    )
+    assert moved.action == "rescheduled" and moved.appointment.version == 2
+    assert session.scalar(select(func.count()).select_from(Appointment)) == 1
+
+
+def test_upsert_refuses_to_move_a_visit_to_another_patient(session: Session, settings: Settings) -> None:
+    one, other = make_contact(session), make_contact(session)
+    data = AppointmentData(contact_id=one.id, starts_at=VISIT, type="infusion", external_id="EHR-2")
+    appointments.upsert(session, settings, data, now=NOW)
+    with pytest.raises(AppointmentError, match="another patient"):
+        appointments.upsert(
+            session,
+            settings,
+            AppointmentData(contact_id=other.id, starts_at=VISIT, type="infusion", external_id="EHR-2"),
+            now=NOW,
+        )
+
+
+def test_cancel_stops_reminders_and_can_notify_the_patient(session: Session, settings: Settings) -> None:
+    contact = make_contact(session)
+    a = appointments.book(session, settings, contact_id=contact.id, starts_at=VISIT, type="infusion", now=NOW)
+    change = appointments.cancel(
+        session, settings, a.appointment.id, notify=True, now=NOW + timedelta(hours=1)
+    )
+    assert change.appointment.status == "cancelled" and change.cancelled_messages == 4
+    assert all(m.state == MessageState.CANCELLED for m in messages_of(session, a.appointment.id).values())
+    [notice] = [session.get(Message, i) for i in change.message_ids]
+    assert notice is not None and notice.template == "sms/appointments/cancelled"
+    # Not tied to the (now cancelled) visit, or the send-time check would drop it.
+    assert notice.appointment_id is None and notice.context["appointment_time"] == "10:00 AM"
+    quiet = appointments.book(
+        session, settings, contact_id=contact.id, starts_at=VISIT, type="follow-up", now=NOW
+    )
+    assert appointments.cancel(session, settings, quiet.appointment.id, now=NOW).message_ids == []
+
+
+def test_complete_starts_the_checkin_and_no_show_replaces_it(session: Session, settings: Settings) -> None:
+    contact = make_contact(session)
+    a = appointments.book(session, settings, contact_id=contact.id, starts_at=VISIT, type="infusion", now=NOW)
+    after = VISIT + timedelta(hours=3)
+    with pytest.raises(AppointmentError, match="not started"):
+        appointments.complete(session, settings, a.appointment.id, now=NOW)
+    done = appointments.complete(session, settings, a.appointment.id, now=after)
+    [checkin] = [session.get(Message, i) for i in done.message_ids]
+    assert checkin is not None and checkin.reminder_key == "checkin"
+    assert checkin.due_at.astimezone(LA).strftime("%a %H:%M") == "Wed 10:00"
+    missed = appointments.no_show(session, settings, a.appointment.id, now=after)
+    session.refresh(checkin)
+    assert checkin.state == MessageState.CANCELLED
+    assert [session.get(Message, i).reminder_key for i in missed.message_ids] == ["missed"]  # type: ignore[union-attr]
+
+
+def test_a_series_booked_together_gets_one_booking_confirmation(session: Session, settings: Settings) -> None:
+    contact = make_contact(session)
+    starts = [la(2025, 6, d, 10) for d in (9, 11, 13)]
+    changes = appointments.book_series(
+        session, settings, contact_id=contact.id, starts=starts, type="infusion", now=NOW
+    )
+    booked = session.scalars(select(Message).where(Message.reminder_key == "booked")).all()
+    assert len(booked) == 1
+    ids = [c.appointment.id for c in changes]
+    assert booked[0].context["confirms"] == [[i, 1] for i in ids]
+    assert len(booked[0].context["series_visits"]) == 3  # type: ignore[arg-type]
+    preps = session.scalars(select(Message).where(Message.reminder_key == "prep")).all()
+    assert [m.state for m in sorted(preps, key=lambda m: m.id)] == ["scheduled", "skipped", "skipped"]
+
+
+def test_separate_bookings_waiting_for_the_window_share_one_confirmation(
+    session: Session, settings: Settings
+) -> None:
+    contact = make_contact(session)
+    night = la(2025, 6, 4, 22, 0)
+    first = appointments.book(
+        session, settings, contact_id=contact.id, starts_at=VISIT, type="infusion", now=night
+    )
+    second = appointments.book(
+        session,
+        settings,
+        contact_id=contact.id,
+        starts_at=VISIT + timedelta(days=2),
+        type="infusion",
+        now=night,
+    )
+    waiting = session.scalars(
+        select(Message).where(Message.reminder_key == "booked", Message.state == MessageState.SCHEDULED)
+    ).all()
+    assert len(waiting) == 1 and waiting[0].appointment_id == first.appointment.id
+    assert waiting[0].context["confirms"] == [[first.appointment.id, 1], [second.appointment.id, 1]]
+    assert waiting[0].due_at == la(2025, 6, 5, 8, 0)
+
+
+def test_cancelling_the_first_visit_of_a_series_brings_back_the_next_ones_preparation(
+    session: Session, settings: Settings
+) -> None:
+    contact = make_contact(session)
+    starts = [la(2025, 6, d, 10) for d in (9, 11, 13)]
+    changes = appointments.book_series(
+        session, settings, contact_id=contact.id, starts=starts, type="infusion", now=NOW
+    )
+    wed = changes[1].appointment.id
+    prep_key = f"appointment:{wed}:reminder:prep:v1"
+    assert (messages_of(session, wed)[prep_key].state_reason or "").startswith(COMBINED)
+    appointments.cancel(session, settings, changes[0].appointment.id, now=NOW + timedelta(hours=1))
+    prep = messages_of(session, wed)[prep_key]
+    session.refresh(prep)
+    assert prep.state == MessageState.SCHEDULED and prep.state_reason is None
+    assert prep.context["series_visits"] == ["Wed, Jun 11 at 10:00 AM", "Fri, Jun 13 at 10:00 AM"]
+
+
+def test_staff_confirmation_stops_pending_requests(session: Session, settings: Settings) -> None:
+    contact = make_contact(session)
+    a = appointments.book(session, settings, contact_id=contact.id, starts_at=VISIT, type="infusion", now=NOW)
+    change = appointments.confirm(session, settings, a.appointment.id, now=NOW)
+    assert change.appointment.status == "confirmed"
+    states = {m.reminder_key: m.state for m in messages_of(session, a.appointment.id).values()}
+    assert states["confirm_request"] == MessageState.CANCELLED and states["booked"] == MessageState.CANCELLED
+    assert states["day_of"] == MessageState.SCHEDULED
+
+
+def test_day_view_shows_confirmation_state_and_messages(session: Session, settings: Settings) -> None:
+    contact = make_contact(session)
+    a = appointments.book(session, settings, contact_id=contact.id, starts_at=VISIT, type="infusion", now=NOW)
+    appointments.book(
+        session, settings, contact_id=contact.id, starts_at=VISIT + timedelta(days=1), type="booster", now=NOW
+    )
+    [entry] = appointments.day_view(session, VISIT.astimezone(LA).date(), LA)
+    assert entry["id"] == a.appointment.id and entry["confirmation"] == "request scheduled"
+    assert {m["reminder"] for m in entry["messages"]} == {"booked", "prep", "confirm_request", "day_of"}
+    assert entry["local_starts_at"].startswith("2025-06-10T10:00")
