@@ -6,6 +6,7 @@ import logging
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -55,9 +56,7 @@ def _outgoing(**overrides: object) -> Outgoing:
     return Outgoing(**values)  # type: ignore[arg-type]
 
 
-def test_send_posts_the_message_with_callback_and_validity(
-    stub: TwilioStub, provider: TwilioSms
-) -> None:
+def test_send_posts_the_message_with_callback_and_validity(stub: TwilioStub, provider: TwilioSms) -> None:
     result = provider.send(_outgoing())
 
     assert result.provider_id.startswith("SM")
@@ -147,9 +146,7 @@ def test_create_errors_are_classified(
     assert PATIENT not in error.detail and PATIENT not in str(error)
 
 
-def test_read_timeout_after_the_request_left_is_ambiguous(
-    stub: TwilioStub, provider: TwilioSms
-) -> None:
+def test_read_timeout_after_the_request_left_is_ambiguous(stub: TwilioStub, provider: TwilioSms) -> None:
     stub.next(Behaviour(delay=1.5))
     with pytest.raises(DeliveryError) as caught:
         provider.send(_outgoing())
@@ -159,9 +156,7 @@ def test_read_timeout_after_the_request_left_is_ambiguous(
     assert len(stub.requests) == 1  # it did arrive: a blind retry would send twice
 
 
-def test_connection_dropped_after_the_request_is_ambiguous(
-    stub: TwilioStub, provider: TwilioSms
-) -> None:
+def test_connection_dropped_after_the_request_is_ambiguous(stub: TwilioStub, provider: TwilioSms) -> None:
     stub.next(Behaviour(drop=True))
     with pytest.raises(DeliveryError) as caught:
         provider.send(_outgoing())
@@ -209,9 +204,7 @@ def test_find_accepted_finds_a_queued_message_whose_create_answer_was_lost(
     assert found.status == "accepted"
 
 
-def test_find_accepted_returns_none_when_nothing_arrived(
-    stub: TwilioStub, provider: TwilioSms
-) -> None:
+def test_find_accepted_returns_none_when_nothing_arrived(stub: TwilioStub, provider: TwilioSms) -> None:
     stub.add_message(sent_long_ago(PATIENT, body="older", minutes=30, messaging_service_sid=SERVICE_SID))
     stub.add_message(
         sent_long_ago("+14155550999", body="other patient", minutes=0, messaging_service_sid=SERVICE_SID)
@@ -220,17 +213,13 @@ def test_find_accepted_returns_none_when_nothing_arrived(
     assert provider.find_accepted(PATIENT, datetime.now(UTC) - timedelta(minutes=5), "c1") is None
 
 
-def test_find_accepted_ignores_messages_from_other_senders(
-    stub: TwilioStub, provider: TwilioSms
-) -> None:
+def test_find_accepted_ignores_messages_from_other_senders(stub: TwilioStub, provider: TwilioSms) -> None:
     stub.add_message(sent_long_ago(PATIENT, body="x", minutes=0, from_="+15550001111"))
 
     assert provider.find_accepted(PATIENT, datetime.now(UTC) - timedelta(minutes=5), "c1") is None
 
 
-def test_find_accepted_matches_by_body_when_several_candidates(
-    stub: TwilioStub, provider: TwilioSms
-) -> None:
+def test_find_accepted_matches_by_body_when_several_candidates(stub: TwilioStub, provider: TwilioSms) -> None:
     since = datetime.now(UTC) - timedelta(seconds=5)
     provider.send(_outgoing(body="first"))
     provider.send(_outgoing(body="second", correlation_id="c2"))
@@ -260,3 +249,11 @@ def test_no_phone_number_reaches_the_logs(
 
     assert stub.list_queries  # the number did travel in the query string...
     assert all(PATIENT not in record.getMessage() for record in caplog.records)  # ...but not into logs
+
+
+def test_find_accepted_sends_the_date_filter_in_utc(stub: TwilioStub, provider: TwilioSms) -> None:
+    since = datetime(2025, 3, 10, 9, 0, tzinfo=ZoneInfo("America/Los_Angeles"))  # 16:00 UTC
+
+    provider.find_accepted(PATIENT, since, "c1")
+
+    assert stub.list_queries[0]["DateSent>"] == ["2025-03-10T15:58:00Z"]  # less the 2-minute clock margin

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -166,7 +166,8 @@ class TwilioSms:
         query) and the most recent messages to that number, because a message still queued
         at Twilio has no DateSent yet and a DateSent filter may hide it.
         """
-        since_utc = since - RECONCILE_CLOCK_SKEW
+        # The SDK formats the DateSent filter with strftime, ignoring the zone: convert first.
+        since_utc = (since - RECONCILE_CLOCK_SKEW).astimezone(UTC)
         try:
             found = {
                 m.sid: m
