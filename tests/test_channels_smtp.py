@@ -377,3 +377,13 @@ def test_smtp_failure_table(
 )
 def test_enhanced_status_keeps_only_the_code(text: str | bytes | None, status: str | None) -> None:
     assert enhanced_status(text) == status
+
+
+def test_starttls_required_but_not_offered_is_a_configuration_error(sink: tuple[SinkHandler, int]) -> None:
+    provider = SmtpEmail.from_settings(_settings(sink[1], smtp_tls="starttls"))
+
+    with pytest.raises(DeliveryError) as caught:
+        provider.send(_outgoing())
+
+    assert caught.value.permanent and caught.value.code == "smtp-config"
+    assert sink[0].received == []  # never sent in clear text
