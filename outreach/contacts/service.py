@@ -73,10 +73,6 @@ def _clean(data: ContactInput) -> _Clean:
 
     attempt("first_name", data.first_name, lambda v: normalize_name(v, "first_name"))
     attempt("last_name", data.last_name, lambda v: normalize_name(v, "last_name"))
-    attempt("email", data.email, lambda v: normalize_email(v) if v.strip() else None)
-    attempt("timezone", data.timezone, lambda v: normalize_timezone(v) if v.strip() else None)
-    attempt("language", data.language, lambda v: normalize_language(v) if v.strip() else None)
-    attempt("external_id", data.external_id, normalize_external_id)
     if data.phone is not None:
         if data.phone.strip():
             try:
@@ -86,6 +82,10 @@ def _clean(data: ContactInput) -> _Clean:
                 problems.append(str(exc))
         else:
             values["phone"] = None
+    attempt("email", data.email, lambda v: normalize_email(v) if v.strip() else None)
+    attempt("timezone", data.timezone, lambda v: normalize_timezone(v) if v.strip() else None)
+    attempt("language", data.language, lambda v: normalize_language(v) if v.strip() else None)
+    attempt("external_id", data.external_id, normalize_external_id)
     if data.tags is not None:
         try:
             tags = normalize_tags(data.tags)
