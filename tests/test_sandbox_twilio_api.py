@@ -9,6 +9,7 @@ import httpx
 import pytest
 from twilio.base.exceptions import TwilioRestException
 
+from outreach.config import Settings
 from tests.support.sandbox import RunningSandbox, running_sandbox
 
 PATIENT = "+14155550101"
@@ -185,3 +186,12 @@ def test_segments_follow_gsm7_and_ucs2_limits(sandbox: RunningSandbox) -> None:
     assert client.messages.create(to=PATIENT, from_=CLINIC, body="a" * 161).num_segments == "2"
     assert client.messages.create(to=PATIENT, from_=CLINIC, body="’" * 70).num_segments == "1"
     assert client.messages.create(to=PATIENT, from_=CLINIC, body="’" * 71).num_segments == "2"
+
+
+def test_the_fixture_runs_with_the_suites_settings_and_keeps_their_credentials(settings: Settings) -> None:
+    with running_sandbox(settings) as sandbox:
+        created = sandbox.twilio_client().messages.create(to=PATIENT, from_=CLINIC, body="x")
+
+        assert sandbox.settings.twilio_account_sid == settings.twilio_account_sid
+        assert sandbox.settings.twilio_api_base_url == sandbox.http_url
+        assert created.account_sid == settings.twilio_account_sid

@@ -71,15 +71,19 @@ class RunningSandbox:
 
 
 def sandbox_settings(settings: Settings | None = None, **overrides: Any) -> Settings:
-    """Test defaults: a valid account SID, instant callbacks; then the caller's overrides."""
-    defaults: dict[str, Any] = {
-        "twilio_account_sid": TEST_ACCOUNT_SID,
-        "twilio_auth_token": TEST_AUTH_TOKEN,
-        "sandbox_callback_delay": 0.0,
-    }
+    """Test defaults, then the caller's overrides.
+
+    Callbacks come without delay. Without ``settings``, a valid-looking account SID and a test
+    token too; with ``settings``, its credentials stay (the app under test must share them).
+    """
     if settings is None:
+        defaults: dict[str, Any] = {
+            "twilio_account_sid": TEST_ACCOUNT_SID,
+            "twilio_auth_token": TEST_AUTH_TOKEN,
+            "sandbox_callback_delay": 0.0,
+        }
         return load_settings(**{**defaults, **overrides})
-    return settings.model_copy(update=overrides)
+    return settings.model_copy(update={"sandbox_callback_delay": 0.0, **overrides})
 
 
 @contextmanager
