@@ -31,8 +31,8 @@ from outreach.dispatch import claim_due
 from outreach.models import Message, MessageState
 from outreach.sending import NoLimit, Services, send_message
 from tests.support.appointments import la
-from tests.support.fakes import FakeClock, FakeProvider
 from tests.support.factories import make_contact
+from tests.support.fakes import FakeClock, FakeProvider
 from tests.support.waiting import wait_for
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
