@@ -17,4 +17,10 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    # Process inbound replies whose task was lost (the webhook stored them; enqueue failed).
+    "inbound-sweep": {
+        "task": "outreach.process_unprocessed_inbound",
+        "schedule": 30.0,
+        "options": {"expires": 30.0},
+    },
 }

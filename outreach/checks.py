@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from outreach import consent
+from outreach import consent, inbox
 from outreach.config import Settings
 from outreach.models import (
     Appointment,
@@ -25,13 +25,12 @@ from outreach.models import (
     Contact,
     Enrollment,
     EnrollmentState,
-    InboundMessage,
     Message,
     MessageKind,
     MessageState,
     Suppression,
 )
-from outreach.sendpolicy import policy_for
+from outreach.sendpolicy import cap_deferral, policy_for
 
 # How often a message held for a crisis pause looks again (staff may clear the pause any time).
 PAUSE_RECHECK = timedelta(hours=1)
@@ -68,6 +67,11 @@ def decide(session: Session, settings: Settings, message: Message, now: datetime
         return Go(message.to_override, sender)
     contact = session.get(Contact, message.contact_id) if message.contact_id is not None else None
     if contact is None:
+        if message.kind == MessageKind.SYSTEM and message.to_override and message.contact_id is None:
+            # A reply to a number we have no contact for (HELP, a crisis reply to a stranger).
+            return _suppression_stop(session, message.channel, message.to_override) or Go(
+                message.to_override, sender
+            )
         return Stop(MessageState.CANCELLED, "the contact no longer exists")
     stopped = _still_wanted(session, message)
     if stopped is not None:
@@ -81,15 +85,20 @@ def decide(session: Session, settings: Settings, message: Message, now: datetime
             MessageState.SKIPPED,
             f"the contact has no {'phone number' if message.channel == Channel.SMS else 'email address'}",
         )
-    suppressed = session.scalar(
-        select(Suppression.reason).where(Suppression.channel == message.channel, Suppression.address == to)
-    )
+    suppressed = _suppression_stop(session, message.channel, to)
     if suppressed:
-        return Stop(MessageState.SKIPPED, f"address suppressed: {suppressed}")
+        return suppressed
     timing = _timing(session, settings, message, contact, now)
     if timing is not None:
         return timing
     return Go(to, sender)
+
+
+def _suppression_stop(session: Session, channel: str, address: str) -> Stop | None:
+    reason = session.scalar(
+        select(Suppression.reason).where(Suppression.channel == channel, Suppression.address == address)
+    )
+    return Stop(MessageState.SKIPPED, f"address suppressed: {reason}") if reason else None
 
 
 def _still_wanted(session: Session, message: Message) -> Stop | None:
@@ -150,7 +159,7 @@ def _timing(
             )
         return Hold(opening, "outside the allowed sending window; moved to the next opening")
     if message.kind == MessageKind.AUTOMATED:
-        later = policy.cap_deferral(session, settings, message, zone, now)
+        later = cap_deferral(policy, session, settings, message, zone, now)
         if later is not None:
             return Hold(later, "frequency cap reached; moved to the next allowed day")
     return None
@@ -170,14 +179,8 @@ def _conversation_open(session: Session, settings: Settings, contact: Contact, n
     """Staff replies may go outside the window shortly after the patient's own message."""
     if not contact.phone:
         return False
-    last = session.scalar(
-        select(InboundMessage.received_at)
-        .where(InboundMessage.from_address == contact.phone)
-        .order_by(InboundMessage.received_at.desc())
-        .limit(1)
-    )
-    hours = settings.conversational_window_hours
-    return last is not None and now - last <= timedelta(hours=hours)
+    last = inbox.last_inbound_at(session, contact.phone)
+    return inbox.conversational_window_open(last, now, settings.conversational_window_hours)
 
 
 def sender_for(settings: Settings, channel: str) -> str:

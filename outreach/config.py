@@ -76,7 +76,9 @@ class Settings(BaseSettings):
     # Care messages (reminders) are exempt from the cap above but never more than this per local day.
     care_cap_per_day: int = 2
     # Words that must not appear in SMS bodies or email subjects unless a template is reviewed for them.
-    treatment_words: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_TREATMENT_WORDS))
+    treatment_words: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_TREATMENT_WORDS)
+    )
 
     # Twilio. The account credentials use Twilio's standard names, without our prefix.
     twilio_account_sid: str = Field(

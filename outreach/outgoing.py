@@ -44,9 +44,7 @@ def build(session: Session, settings: Settings, message: Message, to: str, now: 
     headers: dict[str, str] = {}
     if message.channel == Channel.EMAIL and message.category in UNSUBSCRIBABLE and message.contact_id:
         unsubscribe_link = unsubscribe.unsubscribe_url(settings, message.contact_id, message.category)
-        mailto = unsubscribe.unsubscribe_mailto(settings, message.contact_id, message.category)
-        headers["List-Unsubscribe"] = f"<{unsubscribe_link}>, <{mailto}>"
-        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        headers = unsubscribe.list_unsubscribe_headers(settings, message.contact_id, message.category)
     if message.template:
         try:
             rendered = render_message(session, settings, message, unsubscribe_url=unsubscribe_link)

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -195,7 +195,7 @@ def _call(services: Services, message_id: int, outgoing: Outgoing) -> str:
 
 def _record_accept(session: Session, services: Services, message_id: int, result: SendResult) -> str:
     now = services.clock()
-    values = {
+    values: dict[str, Any] = {
         "provider_id": result.provider_id,
         "provider_status": result.status,
         "sent_at": now,

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
 from outreach.channels.classify_twilio import FailureAction, classify_delivery_failure
@@ -110,9 +111,10 @@ def handle(session: Session, event: StatusEvent, now: datetime) -> Message | Non
                 f" (error {event.error_code})" if event.error_code else ""
             )
         # Conditional on the state we read, so two callbacks racing cannot move it backward.
-        moved = session.execute(
+        result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             update(Message).where(Message.id == message.id, Message.state == message.state).values(**values)
-        ).rowcount
+        )
+        moved = result.rowcount
         if moved and target in (MessageState.UNDELIVERED, MessageState.FAILED):
             _after_delivery_failure(session, message, event, now)
     else:

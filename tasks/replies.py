@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from celery import shared_task
-from outreach.replies.inbound import process_inbound as process
 
 from outreach import runtime
 from outreach.celeryapp import DISPATCH_DUE, PROCESS_INBOUND
 from outreach.models import utcnow
+from outreach.replies.inbound import process_inbound as process
+from outreach.replies.inbound import unprocessed_inbound_ids
 
 
 @shared_task(name=PROCESS_INBOUND, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
@@ -17,3 +20,16 @@ def process_inbound(inbound_id: int) -> None:
         process(session, services.settings, inbound_id, utcnow())
     # Replies (HELP, crisis) were written to the outbox due now: claim them without waiting a tick.
     process_inbound.app.send_task(DISPATCH_DUE, kwargs={"run_for": 0.0})
+
+
+# Stored replies older than this with no processing are assumed to have lost their task.
+LOST_AFTER = timedelta(seconds=30)
+
+
+@shared_task(name="outreach.process_unprocessed_inbound", ignore_result=True)
+def process_unprocessed_inbound() -> None:
+    services = runtime.current()
+    with services.session_factory() as session:
+        ids = unprocessed_inbound_ids(session, received_before=utcnow() - LOST_AFTER)
+    for inbound_id in ids:
+        process_inbound.delay(inbound_id)

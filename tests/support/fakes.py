@@ -1,0 +1,46 @@
+"""A provider fake for service-level send tests (the real ones are tested against real servers)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from outreach.channels import DeliveryError, Outgoing, SendResult
+
+
+@dataclass
+class FakeProvider:
+    channel: str = "sms"
+    can_reconcile: bool = True
+    sent: list[Outgoing] = field(default_factory=list)
+    # Errors to raise on the next sends, in order; None means accept.
+    script: list[DeliveryError | None] = field(default_factory=list)
+    # What the provider "has" for reconciliation: correlation ids it accepted.
+    accepted_ids: set[str] = field(default_factory=set)
+    before_send: Callable[[Outgoing], None] | None = None
+
+    def send(self, outgoing: Outgoing) -> SendResult:
+        if self.before_send is not None:
+            self.before_send(outgoing)
+        error = self.script.pop(0) if self.script else None
+        if error is not None:
+            if error.ambiguous:
+                self.accepted_ids.add(outgoing.correlation_id)  # it did arrive, we just never heard
+            raise error
+        self.sent.append(outgoing)
+        self.accepted_ids.add(outgoing.correlation_id)
+        return SendResult(provider_id=f"SM{len(self.sent):032x}", status="queued", segments=1)
+
+    def find_accepted(self, to: str, since: datetime, correlation_id: str) -> SendResult | None:
+        if correlation_id in self.accepted_ids:
+            return SendResult(provider_id="SM" + "e" * 32, status="sent")
+        return None
+
+
+@dataclass
+class FakeClock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now

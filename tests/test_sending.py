@@ -1,0 +1,230 @@
+"""The send path, at the service layer on both databases, with a recording provider fake."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from outreach import consent
+from outreach.channels import DeliveryError, Effect
+from outreach.config import Settings
+from outreach.models import Consent, ConsentSource, Message, MessageAttempt, MessageState, utcnow
+from outreach.outbox import transition
+from outreach.reconcile import reconcile_unknown
+from outreach.sending import NoLimit, Services, send_message
+from tests.support.factories import make_contact, make_message
+from tests.support.fakes import FakeClock, FakeProvider
+
+# 18:00 UTC = 10:00 in Los Angeles (PST): inside the default 08:00-20:00 window.
+NOON_LA = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
+
+
+def _services(
+    settings: Settings, factory: sessionmaker[Session], provider: FakeProvider, now: datetime = NOON_LA
+) -> Services:
+    return Services(
+        settings=settings,
+        session_factory=factory,
+        providers={"sms": provider, "email": FakeProvider(channel="email", can_reconcile=False)},
+        limiter=NoLimit(),
+        clock=FakeClock(now),
+        sleep=lambda _s: None,
+    )
+
+
+def _queued(factory: sessionmaker[Session], **kwargs: object) -> int:
+    with factory.begin() as session:
+        contact = make_contact(session)
+        message = make_message(session, contact, due_at=NOON_LA - timedelta(minutes=1), **kwargs)  # type: ignore[arg-type]
+        transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+        return message.id
+
+
+def _get(factory: sessionmaker[Session], message_id: int) -> Message:
+    with factory() as session:
+        message = session.get(Message, message_id)
+        assert message is not None
+        return message
+
+
+def test_accepted_send_is_recorded_with_its_attempt(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    provider = FakeProvider()
+    message_id = _queued(session_factory)
+    assert send_message(_services(settings, session_factory, provider), message_id) == MessageState.SENT
+    message = _get(session_factory, message_id)
+    assert message.state == MessageState.SENT and message.provider_id and message.attempts == 1
+    assert [a.outcome for a in message.attempts_log] == ["accepted"]
+    assert provider.sent[0].body == "Test message from the clinic."
+
+
+def test_a_duplicate_task_never_sends_twice(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    provider = FakeProvider()
+    message_id = _queued(session_factory)
+    services = _services(settings, session_factory, provider)
+    send_message(services, message_id)
+    send_message(services, message_id)
+    assert len(provider.sent) == 1
+
+
+def test_automated_sms_without_consent_is_skipped_with_a_reason(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    provider = FakeProvider()
+    with session_factory.begin() as session:
+        contact = make_contact(session, sms=())
+        message = make_message(session, contact, kind="automated", category="education")
+        transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+    send_message(_services(settings, session_factory, provider), message.id)
+    row = _get(session_factory, message.id)
+    assert row.state == MessageState.SKIPPED and "no education consent for sms" in (row.state_reason or "")
+    assert provider.sent == []
+
+
+def test_transient_error_goes_back_to_the_schedule_later(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    provider = FakeProvider(
+        script=[DeliveryError("rate limited", permanent=False, code="20429", retry_after=60)]
+    )
+    message_id = _queued(session_factory)
+    assert send_message(_services(settings, session_factory, provider), message_id) == MessageState.SCHEDULED
+    row = _get(session_factory, message_id)
+    assert row.due_at >= NOON_LA + timedelta(seconds=60)
+    assert [a.outcome for a in row.attempts_log] == ["retry"]
+
+
+def test_opted_out_at_twilio_revokes_consent_and_cancels_pending_sms(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    provider = FakeProvider(
+        script=[DeliveryError("replied STOP", permanent=True, code="21610", effect=Effect.REVOKE_SMS_CONSENT)]
+    )
+    with session_factory.begin() as session:
+        contact = make_contact(session)
+        first = make_message(session, contact, kind="automated", due_at=NOON_LA - timedelta(minutes=1))
+        later = make_message(session, contact, kind="automated", due_at=NOON_LA + timedelta(days=1))
+        email = make_message(
+            session, contact, kind="automated", channel="email", due_at=NOON_LA + timedelta(days=1)
+        )
+        transition(session, first.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+    assert send_message(_services(settings, session_factory, provider), first.id) == MessageState.FAILED
+    with session_factory() as session:
+        assert session.get(Message, later.id).state == MessageState.CANCELLED  # type: ignore[union-attr]
+        assert session.get(Message, email.id).state == MessageState.SCHEDULED  # type: ignore[union-attr]
+        assert consent.summary(session, contact.id)["sms"] == {
+            "care": "revoked",
+            "education": "revoked",
+            "marketing": "revoked",
+        }
+
+
+def test_ambiguous_send_is_reconciled_not_resent(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    provider = FakeProvider(script=[DeliveryError("read timeout", permanent=False, ambiguous=True)])
+    message_id = _queued(session_factory)
+    services = _services(settings, session_factory, provider)
+    assert send_message(services, message_id) == MessageState.UNKNOWN
+    services.clock = FakeClock(NOON_LA + timedelta(minutes=5))
+    assert reconcile_unknown(services)["sent"] == 1
+    assert _get(session_factory, message_id).state == MessageState.SENT
+    assert provider.sent == [], "the provider had it already: nothing was sent again"
+
+
+def test_unknown_send_the_provider_never_saw_is_sent_again(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    provider = FakeProvider()
+    message_id = _queued(session_factory)
+    with session_factory.begin() as session:
+        transition(
+            session,
+            message_id,
+            [MessageState.QUEUED],
+            MessageState.UNKNOWN,
+            attempts=1,
+            correlation_id="never-arrived",
+        )
+    services = _services(settings, session_factory, provider, now=utcnow() + timedelta(minutes=5))
+    assert reconcile_unknown(services)["resend"] == 1
+    assert _get(session_factory, message_id).state == MessageState.SCHEDULED
+
+
+def test_ambiguous_email_is_closed_instead_of_risking_a_duplicate(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    message_id = _queued(session_factory, channel="email")
+    with session_factory.begin() as session:
+        transition(session, message_id, [MessageState.QUEUED], MessageState.UNKNOWN, attempts=1)
+    services = _services(settings, session_factory, FakeProvider(), now=utcnow() + timedelta(minutes=5))
+    assert reconcile_unknown(services)["closed"] == 1
+    row = _get(session_factory, message_id)
+    assert row.state == MessageState.FAILED and "not resent" in (row.state_reason or "")
+
+
+def test_automated_message_at_night_waits_for_the_window(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    three_am_la = datetime(2026, 1, 15, 11, 0, tzinfo=UTC)
+    provider = FakeProvider()
+    with session_factory.begin() as session:
+        contact = make_contact(session)
+        message = make_message(session, contact, kind="automated", due_at=three_am_la - timedelta(minutes=1))
+        transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+    send_message(_services(settings, session_factory, provider, now=three_am_la), message.id)
+    row = _get(session_factory, message.id)
+    assert row.state == MessageState.SCHEDULED
+    assert row.due_at == datetime(2026, 1, 15, 16, 0, tzinfo=UTC)  # 08:00 in Los Angeles
+    assert provider.sent == []
+
+
+def test_crisis_reply_goes_out_at_night(settings: Settings, session_factory: sessionmaker[Session]) -> None:
+    three_am_la = datetime(2026, 1, 15, 11, 0, tzinfo=UTC)
+    provider = FakeProvider()
+    message_id = _queued(session_factory, kind="system")
+    assert (
+        send_message(_services(settings, session_factory, provider, now=three_am_la), message_id)
+        == MessageState.SENT
+    )
+
+
+def test_expired_message_is_not_sent(settings: Settings, session_factory: sessionmaker[Session]) -> None:
+    provider = FakeProvider()
+    message_id = _queued(session_factory, not_after=NOON_LA - timedelta(seconds=1))
+    assert send_message(_services(settings, session_factory, provider), message_id) == MessageState.EXPIRED
+    assert provider.sent == []
+
+
+def test_opt_out_committed_after_prepare_stops_the_call(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """STOP lands between the attempt being recorded and the provider call: nothing is sent."""
+    provider = FakeProvider()
+    message_id = _queued(session_factory, kind="automated")
+    services = _services(settings, session_factory, provider)
+
+    def opt_out_now(_sender: str, _now: datetime) -> float:
+        with session_factory.begin() as session:
+            contact_id = session.scalar(select(Message.contact_id).where(Message.id == message_id))
+            assert contact_id is not None
+            consent.revoke(
+                session,
+                contact_id,
+                "sms",
+                ["care", "education", "marketing"],
+                consent.Evidence(source=ConsentSource.KEYWORD, wording="STOP"),
+            )
+        return 0.0
+
+    services.limiter.acquire = opt_out_now  # type: ignore[method-assign]  # runs between prepare and call
+    assert send_message(services, message_id) == MessageState.CANCELLED
+    assert provider.sent == []
+    with session_factory() as session:
+        assert session.scalars(select(MessageAttempt.outcome)).all() == ["skipped"]
+        assert session.scalars(select(Consent.state)).all()
