@@ -21,7 +21,8 @@ from twilio.request_validator import RequestValidator
 
 from outreach.sandbox.faults import SmsFault
 from outreach.sandbox.formats import API_VERSION
-from outreach.sandbox.state import CallbackAttempt, SandboxState, SmsRecord
+from outreach.sandbox.records import CallbackAttempt, SmsRecord
+from outreach.sandbox.state import SandboxState
 
 Step = tuple[str, int | None]  # (status, error code)
 

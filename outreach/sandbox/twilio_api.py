@@ -33,7 +33,8 @@ from outreach.sandbox.formats import (
     is_date_only,
     parse_date_filter,
 )
-from outreach.sandbox.state import SandboxState, SmsRecord
+from outreach.sandbox.records import SmsRecord
+from outreach.sandbox.state import SandboxState
 
 JSON = "application/json"
 DEFAULT_PAGE_SIZE = 50
