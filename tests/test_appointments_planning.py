@@ -269,3 +269,16 @@ def test_shipped_policies_cover_the_clinic_types() -> None:
     for policy in POLICIES.values():
         for step in policy.steps:
             assert step.template.startswith(f"{step.channel}/appointments/")
+
+
+def test_appointment_templates_pass_the_template_linter() -> None:
+    from outreach.config import load_settings
+    from outreach.lint import check_templates
+
+    report = check_templates(load_settings(templates_dir=TEMPLATES))
+    mine = [p for p in report.problems if "appointments/" in str(p)]
+    assert mine == []
+    checked = {c.name for c in report.checked}
+    for policy in POLICIES.values():
+        for step in (*policy.steps, *policy.notices.values()):
+            assert step.template in checked, f"{step.template} is not linted"
