@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from outreach.config import Settings
+from outreach.idsets import IdSets
 from outreach.models import Category, Contact, Message, MessageKind, MessageState
 from outreach.scheduling import FrequencyCap, cap_allows_day, count_days, local_day_of
 
@@ -71,10 +72,11 @@ def planned_instants(
     excluded = set(exclude_message_ids)
     found: dict[int, list[datetime]] = {}
     instant = func.coalesce(Message.sent_at, Message.due_at)
-    for chunk in chunks(contact_ids):
+    sets = IdSets(session)
+    for chunk in sets.batches(contact_ids):
         rows = session.execute(
             select(Message.id, Message.contact_id, instant).where(
-                Message.contact_id.in_(chunk),
+                sets.among(Message.contact_id, chunk),
                 Message.kind == str(MessageKind.AUTOMATED),
                 Message.category.in_(sorted(CAPPED_CATEGORIES)),
                 Message.state.in_(sorted(COUNTED_WHEN_PLANNING)),

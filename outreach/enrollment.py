@@ -39,8 +39,10 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
+    func,
     literal,
     literal_column,
+    or_,
     select,
     true,
     update,
@@ -50,11 +52,12 @@ from sqlalchemy.orm import Session
 
 from outreach import outbox
 from outreach.campaigns import timing_of
-from outreach.caps import CAPPED_CATEGORIES, cap_of, chunks, planned_instants
+from outreach.caps import CAPPED_CATEGORIES, cap_of, planned_instants
 from outreach.closures import campaign_policy, load_closures
 from outreach.config import Settings
 from outreach.db import is_postgres
 from outreach.errors import NotFound, OutreachError
+from outreach.idsets import IdSets
 from outreach.models import (
     PENDING_STATES,
     Campaign,
@@ -201,17 +204,19 @@ def _load_facts(
     channels = set(channels)
     contacts: dict[int, tuple[str, str | None, str | None, bool]] = {}
     granted: set[tuple[int, str]] = set()
-    for chunk in chunks(contact_ids):
+    ids = IdSets(session)
+    for chunk in ids.batches(contact_ids):
         for cid, tz, phone, email, paused_at in session.execute(
             select(
                 Contact.id, Contact.timezone, Contact.phone, Contact.email, Contact.automation_paused_at
-            ).where(Contact.id.in_(chunk))
+            ).where(ids.among(Contact.id, chunk))
         ):
             contacts[cid] = (tz, phone, email, paused_at is not None)
         granted.update(
-            session.execute(
+            (cid, channel)
+            for cid, channel in session.execute(
                 select(Consent.contact_id, Consent.channel).where(
-                    Consent.contact_id.in_(chunk),
+                    ids.among(Consent.contact_id, chunk),
                     Consent.category == category,
                     Consent.state == str(ConsentState.GRANTED),
                 )
@@ -240,15 +245,16 @@ def _suppressed(
     session: Session, contacts: dict[int, tuple[str, str | None, str | None, bool]], channels: set[str]
 ) -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
+    sets = IdSets(session)
     for channel in channels:
         index = 1 if channel == Channel.SMS else 2
         addresses = sorted({str(c[index]) for c in contacts.values() if c[index]})
-        for start in range(0, len(addresses), 5000):
+        for batch in sets.batches(addresses):
             found.update(
                 session.execute(
                     select(Suppression.channel, Suppression.address).where(
                         Suppression.channel == channel,
-                        Suppression.address.in_(addresses[start : start + 5000]),
+                        sets.among(Suppression.address, batch),
                     )
                 ).tuples()
             )
@@ -284,10 +290,11 @@ def enroll(
     ids = sorted(set(contact_ids))
     facts = _load_facts(session, ids, campaign.category, {s.channel for s in steps})
     existing: dict[int, tuple[int, str]] = {}
-    for chunk in chunks(ids):
+    sets = IdSets(session)
+    for chunk in sets.batches(ids):
         for eid, cid, state in session.execute(
             select(Enrollment.id, Enrollment.contact_id, Enrollment.state).where(
-                Enrollment.campaign_id == campaign.id, Enrollment.contact_id.in_(chunk)
+                Enrollment.campaign_id == campaign.id, sets.among(Enrollment.contact_id, chunk)
             )
         ):
             existing[cid] = (eid, state)
@@ -497,20 +504,39 @@ def materialise_outstanding(
     steps = [s for s in campaign.steps if s.active and (step_keys is None or s.key in step_keys)]
     if not steps or not enrollment_ids:
         return 0
+    keys = [s.key for s in steps]
+    sets = IdSets(session)
+    blocking = or_(
+        Message.state != str(MessageState.CANCELLED),
+        Message.state_reason.is_(None),
+        Message.state_reason.not_in(sorted(REMATERIALISABLE)),
+    )
+    # Cheap first pass: enrollments where every requested step already has a blocking row are done.
+    candidates: list[int] = []
+    for chunk in sets.batches(sorted(set(enrollment_ids))):
+        full = set(
+            session.scalars(
+                select(Message.enrollment_id)
+                .where(sets.among(Message.enrollment_id, chunk), Message.step_key.in_(keys), blocking)
+                .group_by(Message.enrollment_id)
+                .having(func.count(func.distinct(Message.step_key)) >= len(keys))
+            )
+        )
+        candidates.extend(eid for eid in chunk if eid not in full)
     enrollments: list[tuple[int, int, datetime, list[str]]] = []
     earlier: dict[tuple[int, str], int] = {}
     blocked: set[tuple[int, str]] = set()
-    for chunk in chunks(sorted(set(enrollment_ids))):
+    for chunk in sets.batches(candidates):
         enrollments.extend(
             session.execute(
                 select(
                     Enrollment.id, Enrollment.contact_id, Enrollment.started_at, Enrollment.stopped_channels
-                ).where(Enrollment.id.in_(chunk), Enrollment.state == str(EnrollmentState.ACTIVE))
+                ).where(sets.among(Enrollment.id, chunk), Enrollment.state == str(EnrollmentState.ACTIVE))
             ).tuples()
         )
         for eid, key, state, reason in session.execute(
             select(Message.enrollment_id, Message.step_key, Message.state, Message.state_reason).where(
-                Message.enrollment_id.in_(chunk)
+                sets.among(Message.enrollment_id, chunk), Message.step_key.in_(keys)
             )
         ):
             if eid is None or key is None:
@@ -586,10 +612,13 @@ def cancel_campaign_steps(session: Session, campaign_id: int, step_keys: Sequenc
 
 def _cancel_enrollments(session: Session, enrollment_ids: Sequence[int], reason: str) -> int:
     cancelled = 0
-    for chunk in chunks(enrollment_ids):
+    sets = IdSets(session)
+    for chunk in sets.batches(enrollment_ids):
         result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             update(Message)
-            .where(Message.enrollment_id.in_(chunk), Message.state.in_([str(s) for s in PENDING_STATES]))
+            .where(
+                sets.among(Message.enrollment_id, chunk), Message.state.in_([str(s) for s in PENDING_STATES])
+            )
             .values(state=str(MessageState.CANCELLED), state_reason=reason, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
@@ -621,19 +650,21 @@ def _select(
     if ids is None:
         return list(session.execute(query).tuples())
     found: list[tuple[int, int, int, datetime, datetime | None]] = []
-    for chunk in chunks(ids):
-        found.extend(session.execute(query.where(Enrollment.contact_id.in_(chunk))).tuples())
+    sets = IdSets(session)
+    for chunk in sets.batches(ids):
+        found.extend(session.execute(query.where(sets.among(Enrollment.contact_id, chunk))).tuples())
     return found
 
 
 def _set_state(session: Session, ids: Sequence[int], expected: str, values: dict[str, Any]) -> list[int]:
     """Conditionally move enrollments; returns the ids that moved (a concurrent change wins)."""
     moved: list[int] = []
-    for chunk in chunks(ids):
+    sets = IdSets(session)
+    for chunk in sets.batches(ids):
         moved.extend(
             session.scalars(
                 update(Enrollment)
-                .where(Enrollment.id.in_(chunk), Enrollment.state == expected)
+                .where(sets.among(Enrollment.id, chunk), Enrollment.state == expected)
                 .values(updated_at=utcnow(), **values)
                 .returning(Enrollment.id)
                 .execution_options(synchronize_session=False)

@@ -170,7 +170,10 @@ def is_allowed(
 
 def count_days(instants: Iterable[datetime], zone: ZoneInfo) -> Counter[date]:
     """How many messages fall on each local day."""
-    return Counter(local_day_of(t, zone) for t in instants)
+    counted: Counter[date] = Counter()
+    for instant in instants:
+        counted[local_day_of(instant, zone)] += 1
+    return counted
 
 
 def cap_allows_day(day: date, taken: Counter[date], cap: FrequencyCap, *, look_ahead: bool = True) -> bool:

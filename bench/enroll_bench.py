@@ -1,0 +1,147 @@
+"""Enrollment: 100k contacts into a 5-step education campaign (500k outbox rows) on PostgreSQL.
+
+Goal: <= 5 s for `enroll` (including the commit) on a fresh database. Setup (contacts with
+consent in four time zones, the campaign synced) is not measured. Also measured: enrolling
+the same contacts again, which must create nothing.
+
+    python -m bench.enroll_bench [--contacts N] [--pg-admin-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import func, select, text
+
+from outreach import campaigns, enrollment
+from outreach.config import load_settings
+from outreach.db import make_engine, make_session_factory
+from outreach.migrate import upgrade
+from outreach.models import Message
+
+DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+ZONES = ["America/Los_Angeles", "America/New_York", "America/Chicago", "America/Phoenix"]
+
+CAMPAIGN = """\
+slug: bench-series
+name: Benchmark series
+category: education
+steps:
+  - {key: s1, channel: email, template: email/education/ketamine/01_what_it_is, day: 0, at: "10:00"}
+  - {key: s2, channel: email, template: email/education/ketamine/02_how_it_works, day: 3, at: "10:00"}
+  - {key: s3, channel: email, template: email/education/ketamine/03_your_visit, day: 7, at: "10:00"}
+  - {key: s4, channel: sms, template: sms/education/ketamine/nudge, day: 10, at: "12:00"}
+  - {key: s5, channel: email, template: email/education/ketamine/04_how_to_book, day: 14, at: "10:00"}
+"""
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def _seed(url: str, contacts: int) -> None:
+    """Contacts with SMS and email education consent, straight in SQL (setup is not measured)."""
+    zones = "ARRAY[" + ",".join(f"'{z}'" for z in ZONES) + "]"
+    with psycopg.connect(_libpq(url)) as conn:
+        conn.execute(
+            f"""INSERT INTO contacts (first_name, last_name, phone, email, timezone, language,
+                                      created_at, updated_at)
+                SELECT 'Pat', 'Doe', '+1415' || lpad(n::text, 7, '0'), 'p' || n || '@example.org',
+                       ({zones})[1 + n % {len(ZONES)}], 'en', now(), now()
+                FROM generate_series(1, {contacts}) AS n"""
+        )
+        for channel in ("sms", "email"):
+            conn.execute(
+                f"""INSERT INTO consent_events (contact_id, channel, category, state, source, evidence,
+                                                recorded_by, occurred_at)
+                    SELECT id, '{channel}', 'education', 'granted', 'staff', 'bench', 'bench', now()
+                    FROM contacts"""
+            )
+        conn.execute(
+            """INSERT INTO consents (contact_id, channel, category, state, updated_at, event_id)
+               SELECT contact_id, channel, category, state, occurred_at, id FROM consent_events"""
+        )
+        conn.execute("ANALYZE")
+
+
+def run(contacts: int = 100_000, pg_admin_url: str = DEFAULT_PG_ADMIN_URL) -> dict[str, float]:
+    name = f"outreach_bench_enroll_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(_libpq(pg_admin_url), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = pg_admin_url.rsplit("/", 1)[0] + "/" + name
+    engine = make_engine(url)
+    try:
+        upgrade(url)
+        _seed(url, contacts)
+        with tempfile.TemporaryDirectory() as workdir:
+            templates = Path(workdir) / "templates"
+            templates.mkdir()
+            for part in ("sms", "email"):
+                (templates / part).symlink_to(REPO_TEMPLATES / part)
+            (templates / "campaigns").mkdir()
+            (templates / "campaigns" / "bench.yaml").write_text(CAMPAIGN)
+            settings = load_settings(database_url=url, templates_dir=templates)
+            factory = make_session_factory(engine)
+            now = datetime(2026, 3, 2, 17, 0, tzinfo=UTC)
+            with factory() as session, session.begin():
+                campaigns.sync(session, settings, now)
+            ids = list(range(1, contacts + 1))
+
+            started = time.perf_counter()
+            with factory() as session, session.begin():
+                report = enrollment.enroll(session, settings, "bench-series", ids, now=now)
+            first = time.perf_counter() - started
+
+            started = time.perf_counter()
+            with factory() as session, session.begin():
+                again = enrollment.enroll(session, settings, "bench-series", ids, now=now)
+            second = time.perf_counter() - started
+
+            with factory() as session:
+                rows = session.scalar(select(func.count()).select_from(Message)) or 0
+                session.execute(text("SELECT 1"))
+        assert len(report.enrolled) == contacts, "every contact should have been enrolled"
+        assert again.messages_created == 0, "enrolling again must create nothing"
+        return {
+            "contacts": float(contacts),
+            "messages": float(rows),
+            "enroll_seconds": first,
+            "enroll_again_seconds": second,
+            "messages_per_second": rows / first if first else 0.0,
+        }
+    finally:
+        engine.dispose()
+        with psycopg.connect(_libpq(pg_admin_url), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def report_lines(figures: dict[str, float]) -> list[str]:
+    verdict = "meets" if figures["enroll_seconds"] <= 5.0 else "MISSES"
+    return [
+        f"enroll {int(figures['contacts']):,} contacts x 5 steps = {int(figures['messages']):,} messages "
+        f"(PostgreSQL): {figures['enroll_seconds']:.2f} s ({figures['messages_per_second']:,.0f} msgs/s; "
+        f"{verdict} the 5 s goal)",
+        f"enroll the same contacts again (creates nothing): {figures['enroll_again_seconds']:.2f} s",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN_URL)
+    args = parser.parse_args()
+    for line in report_lines(run(args.contacts, args.pg_admin_url)):
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
