@@ -117,7 +117,8 @@ def day_at(anchor: datetime, zone: ZoneInfo, day_offset: int, clock: time) -> da
 
 def after(anchor: datetime, delay: timedelta) -> datetime:
     """ "+2h": elapsed time from the anchor, so it is the same on a DST night."""
-    return (anchor + delay).astimezone(UTC)
+    # Aware arithmetic in a local zone is wall-clock arithmetic in Python; in UTC it is elapsed time.
+    return anchor.astimezone(UTC) + delay
 
 
 def is_open_day(day: date, *, no_weekends: bool, closures: frozenset[date] | set[date]) -> bool:
