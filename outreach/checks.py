@@ -73,7 +73,7 @@ def decide(session: Session, settings: Settings, message: Message, now: datetime
                 message.to_override, sender
             )
         return Stop(MessageState.CANCELLED, "the contact no longer exists")
-    stopped = _still_wanted(session, message)
+    stopped = still_wanted(session, message)
     if stopped is not None:
         return stopped
     problem = consent_problem(session, message)
@@ -101,7 +101,9 @@ def _suppression_stop(session: Session, channel: str, address: str) -> Stop | No
     return Stop(MessageState.SKIPPED, f"address suppressed: {reason}") if reason else None
 
 
-def _still_wanted(session: Session, message: Message) -> Stop | None:
+def still_wanted(session: Session, message: Message) -> Stop | None:
+    """Is the campaign or appointment behind this message still as it was? (Re-checked just
+    before the provider call too: a reschedule may commit between prepare and call.)"""
     if message.enrollment_id is not None:
         enrollment = session.get(Enrollment, message.enrollment_id)
         if enrollment is None or enrollment.state in (EnrollmentState.UNENROLLED, EnrollmentState.COMPLETED):

@@ -82,7 +82,7 @@ class Settings(BaseSettings):
 
     # Twilio. The account credentials use Twilio's standard names, without our prefix.
     twilio_account_sid: str = Field(
-        default="ACsandbox00000000000000000000000000",
+        default="AC" + "0" * 32,
         validation_alias=AliasChoices("TWILIO_ACCOUNT_SID", "OUTREACH_TWILIO_ACCOUNT_SID"),
     )
     twilio_auth_token: SecretStr = Field(
@@ -141,6 +141,13 @@ class Settings(BaseSettings):
     # Delivery pipeline (lead). The Celery queue name lets several deployments (or test runs)
     # share one broker without taking each other's tasks.
     celery_queue: str = "outreach"
+    # How long a claimed (queued) or sending message may sit before the rescue sweep acts on it.
+    claim_lease_seconds: float = Field(default=300.0, gt=0)
+    send_lease_seconds: float = Field(default=120.0, gt=0)
+    # First retry delay after a transient provider error; doubles per attempt (with jitter).
+    retry_backoff_seconds: float = Field(default=30.0, gt=0)
+    # An unknown send is looked up at the provider only after this long (its list may lag).
+    reconcile_after_seconds: float = Field(default=60.0, ge=0)
 
     @field_validator("treatment_words", "oncall_sms", "oncall_email", mode="before")
     @classmethod

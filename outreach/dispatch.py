@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session
 
 from outreach.models import Message, MessageState
 
-CLAIM_LEASE = timedelta(minutes=5)
-SEND_LEASE = timedelta(minutes=2)
+DEFAULT_CLAIM_LEASE = timedelta(minutes=5)
 
 
-def claim_due(session: Session, now: datetime, batch_size: int = 500) -> list[int]:
+def claim_due(
+    session: Session, now: datetime, batch_size: int = 500, lease: timedelta = DEFAULT_CLAIM_LEASE
+) -> list[int]:
     """Move up to ``batch_size`` due messages to ``queued`` and return their ids, oldest first."""
     due = (
         select(Message.id)
@@ -30,7 +31,7 @@ def claim_due(session: Session, now: datetime, batch_size: int = 500) -> list[in
         .order_by(Message.due_at, Message.id)
         .limit(batch_size)
     )
-    values = {"state": MessageState.QUEUED, "lease_until": now + CLAIM_LEASE, "updated_at": now}
+    values = {"state": MessageState.QUEUED, "lease_until": now + lease, "updated_at": now}
     if session.get_bind().dialect.name == "postgresql":
         locked = due.with_for_update(skip_locked=True).cte("due")
         stmt = update(Message).where(Message.id == locked.c.id)

@@ -18,8 +18,6 @@ from outreach.models import Message, MessageAttempt, MessageState
 from outreach.outbox import transition
 from outreach.sending import Services
 
-# The provider's list may lag its accept by a little; don't conclude "never arrived" sooner.
-SETTLE_AFTER = timedelta(seconds=60)
 # Look this far before the attempt started, for clock skew between us and the provider.
 CLOCK_SKEW = timedelta(minutes=5)
 BATCH = 100
@@ -51,7 +49,8 @@ def _reconcile_one(session: Session, services: Services, message_id: int) -> str
         )
         or message.updated_at
     )
-    if now - started < SETTLE_AFTER:
+    # The provider's list may lag its accept a little; don't conclude 'never arrived' sooner.
+    if now - started < timedelta(seconds=services.settings.reconcile_after_seconds):
         return "waiting"
     provider = services.providers[message.channel]
     if not provider.can_reconcile:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 from outreach.dispatch import claim_due, next_due_at
 from outreach.sending import Services
@@ -29,10 +30,11 @@ def dispatch_due(
 ) -> int:
     """Claim and enqueue until nothing is due (and ``run_for`` seconds have passed)."""
     deadline = time.monotonic() + run_for
+    lease = timedelta(seconds=services.settings.claim_lease_seconds)
     total = 0
     while True:
         with services.session_factory() as session, session.begin():
-            ids = claim_due(session, services.clock(), batch_size)
+            ids = claim_due(session, services.clock(), batch_size, lease)
         for start in range(0, len(ids), CHUNK):
             enqueue(ids[start : start + CHUNK])
         total += len(ids)

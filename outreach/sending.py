@@ -30,14 +30,12 @@ from outreach import checks
 from outreach import outgoing as outgoing_builder
 from outreach.channels import DeliveryError, Outgoing, Provider, SendResult
 from outreach.config import Settings
-from outreach.dispatch import SEND_LEASE
 from outreach.effects import apply_effect
 from outreach.models import Message, MessageAttempt, MessageKind, MessageState, utcnow
 from outreach.outbox import lock_contacts, transition
 
 log = logging.getLogger(__name__)
 
-BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=1)
 # A rate-limit wait longer than this is better spent rescheduling than holding a worker.
 MAX_RATE_WAIT_SECONDS = 5.0
@@ -68,9 +66,9 @@ class Services:
     sleep: Callable[[float], None] = time.sleep
 
 
-def backoff(attempt: int, retry_after: float | None = None) -> timedelta:
-    """Exponential backoff with full jitter, never shorter than the provider's hint."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** max(attempt - 1, 0)))
+def backoff(attempt: int, base: timedelta, retry_after: float | None = None) -> timedelta:
+    """Exponential backoff with jitter (half to full), never shorter than the provider's hint."""
+    ceiling = min(BACKOFF_CAP, base * (2 ** max(attempt - 1, 0)))
     delay = timedelta(seconds=random.uniform(ceiling.total_seconds() / 2, ceiling.total_seconds()))
     if retry_after is not None:
         delay = max(delay, timedelta(seconds=retry_after))
@@ -130,7 +128,7 @@ def _prepare(services: Services, message_id: int) -> str | tuple[Outgoing, str]:
             MessageState.SENDING,
             reason=None,
             attempts=attempt,
-            lease_until=now + SEND_LEASE,
+            lease_until=now + timedelta(seconds=settings.send_lease_seconds),
             to_address=outgoing.to,
             subject=outgoing.subject,
             body=outgoing.body,
@@ -170,7 +168,8 @@ def _call(services: Services, message_id: int, outgoing: Outgoing) -> str:
             session.refresh(message)
             if message.state != MessageState.SENDING:
                 return "lost-race"
-            reason = checks.consent_problem(session, message)
+            stopped = checks.still_wanted(session, message)
+            reason = stopped.reason if stopped else checks.consent_problem(session, message)
             if reason:
                 now = services.clock()
                 transition(session, message_id, [MessageState.SENDING], MessageState.CANCELLED, reason=reason)
@@ -248,7 +247,9 @@ def _record_failure(session: Session, services: Services, message: Message, erro
         if error.effect is not None:
             apply_effect(session, message, error.effect, error.code, now)
         return MessageState.FAILED
-    retry_at = now + backoff(message.attempts, error.retry_after)
+    retry_at = now + backoff(
+        message.attempts, timedelta(seconds=services.settings.retry_backoff_seconds), error.retry_after
+    )
     if message.not_after is not None and retry_at > message.not_after:
         transition(
             session,

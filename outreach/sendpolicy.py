@@ -1,34 +1,22 @@
-"""The send-time view of the scheduling rules: the policy for one message (global window,
-the campaign's narrower one, weekends, closure days) and the frequency-cap deferral. The
-rules themselves live in ``outreach.scheduling`` (pure) and ``outreach.caps``."""
+"""The send-time view of the scheduling rules: the policy for one message and the frequency-cap
+deferral. The rules live in ``outreach.scheduling`` (pure), ``outreach.closures`` (the clinic's
+calendar and a campaign's policy) and ``outreach.caps`` (the frequency cap)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outreach import caps, scheduling
+from outreach.closures import campaign_policy, load_closures
 from outreach.config import Settings
-from outreach.models import Campaign, Closure, Message
+from outreach.models import Campaign, Message
 
 
 def policy_for(session: Session, settings: Settings, campaign: Campaign | None) -> scheduling.SendPolicy:
-    window = scheduling.Window(settings.send_window_start, settings.send_window_end)
-    no_weekends = settings.no_weekends
-    if campaign is not None:
-        if campaign.window_start and campaign.window_end:
-            window = window.narrowed_to(
-                scheduling.Window(
-                    scheduling.parse_clock(campaign.window_start), scheduling.parse_clock(campaign.window_end)
-                )
-            )
-        if campaign.no_weekends is not None:
-            no_weekends = campaign.no_weekends
-    closures = frozenset(date.fromisoformat(day) for day in session.scalars(select(Closure.day)))
-    return scheduling.SendPolicy(window, no_weekends, closures)
+    return campaign_policy(settings, campaign, load_closures(session))
 
 
 def cap_deferral(

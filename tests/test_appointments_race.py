@@ -155,11 +155,6 @@ def test_reschedule_during_the_provider_call_waits_and_the_old_reminder_predates
         assert {m.reminder_key for m in new} >= {"rescheduled", "confirm_request", "day_of"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs sending._call to re-check the appointment (checks._still_wanted) after locking the "
-    "contact; see the appointments report to the lead",
-)
 def test_reschedule_committed_between_prepare_and_call_stops_the_old_reminder(
     pg: tuple[Settings, sessionmaker[Session], Engine],
 ) -> None:
