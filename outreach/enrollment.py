@@ -220,7 +220,7 @@ def _load_facts(
                     Consent.category == category,
                     Consent.state == str(ConsentState.GRANTED),
                 )
-            ).tuples()
+            )
         )
     suppressed = _suppressed(session, contacts, channels)
     facts: dict[int, _Facts] = {}
@@ -256,7 +256,7 @@ def _suppressed(
                         Suppression.channel == channel,
                         sets.among(Suppression.address, batch),
                     )
-                ).tuples()
+                )
             )
     return found
 
@@ -478,6 +478,8 @@ def _insert_fresh(
                 .where(true()),
             )
             .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            # SQLAlchemy only keeps an INSERT's rowcount when asked to.
+            .execution_options(preserve_rowcount=True)
         )
         return max(result.rowcount, 0)
     finally:
@@ -532,7 +534,7 @@ def materialise_outstanding(
                 select(
                     Enrollment.id, Enrollment.contact_id, Enrollment.started_at, Enrollment.stopped_channels
                 ).where(sets.among(Enrollment.id, chunk), Enrollment.state == str(EnrollmentState.ACTIVE))
-            ).tuples()
+            )
         )
         for eid, key, state, reason in session.execute(
             select(Message.enrollment_id, Message.step_key, Message.state, Message.state_reason).where(
@@ -648,11 +650,11 @@ def _select(
     if slug is not None:
         query = query.where(Enrollment.campaign_id == _campaign(session, slug).id)
     if ids is None:
-        return list(session.execute(query).tuples())
+        return list(session.execute(query))
     found: list[tuple[int, int, int, datetime, datetime | None]] = []
     sets = IdSets(session)
     for chunk in sets.batches(ids):
-        found.extend(session.execute(query.where(sets.among(Enrollment.contact_id, chunk))).tuples())
+        found.extend(session.execute(query.where(sets.among(Enrollment.contact_id, chunk))))
     return found
 
 

@@ -57,7 +57,7 @@ def list_messages(
             .where(Campaign.slug == campaign)
         )
     return [
-        _summary(message, ZoneInfo(tz) if tz else None) for message, tz in session.execute(query).tuples()
+        _summary(message, ZoneInfo(tz) if tz else None) for message, tz in session.execute(query)
     ]
 
 

@@ -93,7 +93,7 @@ def list_(as_json: JsonOption = False) -> None:
                     select(Enrollment.campaign_id, func.count())
                     .where(Enrollment.state.in_([EnrollmentState.ACTIVE, EnrollmentState.PAUSED]))
                     .group_by(Enrollment.campaign_id)
-                ).tuples()
+                )
             )
         )
         rows: list[dict[str, Any]] = [
