@@ -56,23 +56,28 @@ def _limiter(spec: LoadSpec) -> RateLimiter:
     return DatabaseRateLimiter(make_session_factory(engine), rate_for)
 
 
-def hammer(spec: LoadSpec) -> list[float]:
-    """One process's share of the load: ``spec.threads`` threads; returns send instants (epoch s)."""
+def hammer(spec: LoadSpec) -> tuple[list[float], list[float]]:
+    """One process's share of the load: ``spec.threads`` threads.
+
+    Returns the slots granted and the instants the callers woke to use them (epoch seconds).
+    """
     limiter = _limiter(spec)
+    slots: list[float] = []
     sent: list[float] = []
     lock = threading.Lock()
 
     def worker() -> None:
         time.sleep(max(0.0, spec.start_at - time.time()))
         while time.time() < spec.stop_at:
-            wait = limiter.acquire(spec.sender, utcnow(), max_wait=spec.max_wait)
-            if wait > spec.max_wait:
-                time.sleep(min(wait - spec.max_wait, 0.25))  # a real caller would reschedule
+            slot = limiter.reserve(spec.sender, utcnow(), max_wait=spec.max_wait)
+            if not slot.taken:
+                time.sleep(min(slot.wait - spec.max_wait, 0.25))  # a real caller would reschedule
                 continue
-            if wait > 0:
-                time.sleep(wait)
+            if slot.wait > 0:
+                time.sleep(slot.wait)
             instant = time.time()
             with lock:
+                slots.append(slot.at)
                 sent.append(instant)
 
     threads = [threading.Thread(target=worker) for _ in range(spec.threads)]
@@ -80,7 +85,7 @@ def hammer(spec: LoadSpec) -> list[float]:
         thread.start()
     for thread in threads:
         thread.join()
-    return sent
+    return slots, sent
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,14 @@ class Precision:
     utilisation: float  # sends in the measured span / (mps x span)
     gap_min_ms: float
     gap_p50_ms: float
+
+
+@dataclass(frozen=True)
+class RatePrecision:
+    # The slots the limiter handed out: its own promise, free of the machine's scheduling.
+    granted: Precision
+    # When callers actually woke to send: adds sleep overrun on a busy machine.
+    used: Precision
 
 
 def analyse(instants: list[float], mps: float, start: float, stop: float) -> Precision:
@@ -123,7 +136,7 @@ def run(
     threads: int = 3,
     warmup: float = 2.5,
     settle: float = 0.5,
-) -> Precision:
+) -> RatePrecision:
     """Spawn ``processes`` x ``threads`` callers on one fresh sender and measure them.
 
     The first ``settle`` seconds of load are not measured (processes connecting, first
@@ -142,8 +155,12 @@ def run(
     )
     with ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn")) as pool:
         results = list(pool.map(hammer, [spec] * processes))
-    instants = [t for result in results for t in result]
-    return analyse(instants, mps, measured_from, measured_from + seconds)
+    slots = [t for result in results for t in result[0]]
+    woke = [t for result in results for t in result[1]]
+    stop = measured_from + seconds
+    return RatePrecision(
+        granted=analyse(slots, mps, measured_from, stop), used=analyse(woke, mps, measured_from, stop)
+    )
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -42,6 +43,13 @@ class RateLimitUnavailable(Exception):
     """The limiter's store (Redis) could not be reached. Do not send; try again shortly."""
 
 
+@dataclass(frozen=True)
+class Slot:
+    taken: bool
+    wait: float  # seconds from now until the slot; when not taken, until the next free one
+    at: float  # the slot's instant, seconds since the epoch on the limiter's clock
+
+
 class RateLimiter(Protocol):
     def acquire(self, sender: str, now: datetime, *, max_wait: float = DEFAULT_MAX_WAIT) -> float:
         """Seconds to wait before sending (0.0 = now).
@@ -49,6 +57,10 @@ class RateLimiter(Protocol):
         When the result is at most ``max_wait``, the slot is yours: sleep that long and send.
         When it is larger, nothing was taken; the result says when to come back.
         """
+        ...
+
+    def reserve(self, sender: str, now: datetime, *, max_wait: float = DEFAULT_MAX_WAIT) -> Slot:
+        """``acquire`` with the slot's details, for measuring the limiter itself."""
         ...
 
 
@@ -72,8 +84,8 @@ def rates_from_settings(settings: Settings) -> Callable[[str], float]:
 
 
 # KEYS[1]: the sender's key. ARGV[1]: interval, ARGV[2]: max wait, both in microseconds.
-# Returns {taken (0/1), wait in microseconds}. Microseconds since the epoch (~1.7e15) are
-# exact in Lua's doubles (< 2^53).
+# Returns {taken (0/1), wait in microseconds, the slot in microseconds since the epoch}.
+# Microseconds since the epoch (~1.7e15) are exact in Lua's doubles (< 2^53).
 _GCRA_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -81,11 +93,11 @@ local next_free = tonumber(redis.call('GET', KEYS[1]) or '0')
 if next_free < now then next_free = now end
 local wait = next_free - now
 if wait > tonumber(ARGV[2]) then
-  return {0, wait}
+  return {0, wait, string.format('%.0f', next_free)}
 end
 local after = next_free + tonumber(ARGV[1])
 redis.call('SET', KEYS[1], string.format('%.0f', after), 'PX', math.ceil((after - now) / 1000) + 1000)
-return {1, wait}
+return {1, wait, string.format('%.0f', next_free)}
 """
 
 
@@ -105,13 +117,18 @@ class RedisRateLimiter:
         self._script = client.register_script(_GCRA_SCRIPT)
 
     def acquire(self, sender: str, now: datetime, *, max_wait: float = DEFAULT_MAX_WAIT) -> float:
+        return self.reserve(sender, now, max_wait=max_wait).wait
+
+    def reserve(self, sender: str, now: datetime, *, max_wait: float = DEFAULT_MAX_WAIT) -> Slot:
         interval_us = round(interval_seconds(self._rate_for(sender)) * 1_000_000)
         max_wait_us = round(max_wait * 1_000_000)
         try:
-            _taken, wait_us = self._script(keys=[self._prefix + sender], args=[interval_us, max_wait_us])
+            taken, wait_us, at_us = self._script(
+                keys=[self._prefix + sender], args=[interval_us, max_wait_us]
+            )
         except redis.RedisError as exc:
             raise RateLimitUnavailable(f"rate limiter store unreachable ({type(exc).__name__})") from None
-        return max(0.0, int(wait_us) / 1_000_000)
+        return Slot(taken=bool(taken), wait=max(0.0, int(wait_us) / 1_000_000), at=int(at_us) / 1_000_000)
 
 
 class DatabaseRateLimiter:
@@ -133,6 +150,9 @@ class DatabaseRateLimiter:
         self._monotonic = monotonic
 
     def acquire(self, sender: str, now: datetime, *, max_wait: float = DEFAULT_MAX_WAIT) -> float:
+        return self.reserve(sender, now, max_wait=max_wait).wait
+
+    def reserve(self, sender: str, now: datetime, *, max_wait: float = DEFAULT_MAX_WAIT) -> Slot:
         called = self._monotonic()
         interval = timedelta(seconds=interval_seconds(self._rate_for(sender)))
         with self._session_factory() as session, session.begin():
@@ -144,10 +164,10 @@ class DatabaseRateLimiter:
             start = max(slot.next_free_at, now_at_lock)
             wait = (start - now_at_lock).total_seconds()
             if wait > max_wait:
-                return wait
+                return Slot(taken=False, wait=wait, at=start.timestamp())
             slot.next_free_at = start + interval
         # The commit took time the caller need not wait again.
-        return max(0.0, wait - (self._monotonic() - locked))
+        return Slot(taken=True, wait=max(0.0, wait - (self._monotonic() - locked)), at=start.timestamp())
 
 
 def _locked_slot(session: Session, sender: str, now: datetime) -> RateSlot:

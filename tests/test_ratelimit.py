@@ -174,17 +174,22 @@ def test_window_analysis_counts_the_busiest_second() -> None:
 
 
 # Under load: two processes x three threads take slots for one sender at 20 MPS; 3 s measured.
+# The slots granted are asserted: never two too close, and the capacity used. When callers
+# actually wake to use them also depends on how busy this shared machine is, so that figure
+# is the benchmark's (bench/ratelimit_bench.py), not a test's.
 
 
 def test_redis_limiter_holds_the_rate_across_processes(redis_url: str) -> None:
     figures = run("redis", redis_url, mps=20, seconds=3.0, processes=2, threads=3)
 
-    assert figures.busiest_window <= 20
-    assert figures.utilisation >= 0.95
+    assert figures.granted.busiest_window <= 20
+    assert figures.granted.gap_min_ms >= SLOT * 1000 - 0.01
+    assert figures.granted.utilisation >= 0.95
 
 
 def test_database_limiter_holds_the_rate_across_processes(db_url: str) -> None:
     figures = run("database", db_url, mps=20, seconds=3.0, processes=2, threads=3)
 
-    assert figures.busiest_window <= 20
-    assert figures.utilisation >= 0.95
+    assert figures.granted.busiest_window <= 20
+    assert figures.granted.gap_min_ms >= SLOT * 1000 - 0.01
+    assert figures.granted.utilisation >= 0.95
