@@ -1,0 +1,161 @@
+"""The whole system for end-to-end tests: PostgreSQL, Redis, the sandbox, and real web, Celery
+worker and beat processes configured only through the environment, as in production."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Celery
+from pydantic import SecretStr
+from sqlalchemy import delete
+from sqlalchemy.orm import Session, sessionmaker
+
+from outreach.celeryapp import make_celery
+from outreach.config import Settings, load_settings
+from outreach.db import make_engine, make_session_factory
+from outreach.models import Closure, Message, MessageState
+from tests.support import services
+from tests.support.processes import Stack, free_port, stack
+from tests.support.sandbox import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, RunningSandbox, running_sandbox
+from tests.support.waiting import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+ONCALL_SMS = "+14155550199"
+ONCALL_EMAIL = "oncall@clinic.example.org"
+SETTLED = {
+    MessageState.SENT,
+    MessageState.DELIVERED,
+    MessageState.UNDELIVERED,
+    MessageState.FAILED,
+    MessageState.CANCELLED,
+    MessageState.SKIPPED,
+    MessageState.EXPIRED,
+}
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    """Settings as OUTREACH_* variables (and Twilio's own names), the way production passes them."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, list):
+            text = ",".join(str(v) for v in value)
+        elif isinstance(value, dict):
+            text = json.dumps(value)
+        elif isinstance(value, time):
+            text = value.strftime("%H:%M")
+        else:
+            text = str(value)
+        env[f"OUTREACH_{name.upper()}"] = text
+    env["TWILIO_ACCOUNT_SID"] = settings.twilio_account_sid
+    env["TWILIO_AUTH_TOKEN"] = settings.twilio_auth_token.get_secret_value()
+    return env
+
+
+def daytime_zone(now: datetime | None = None) -> str:
+    """A real IANA zone where it is about noon right now, so automated messages are inside the
+    sending window whenever the suite runs."""
+    hour = (now or datetime.now(UTC)).hour
+    offset = 12 - hour
+    if offset > 12:
+        offset -= 24
+    if offset < -11:
+        offset += 24
+    # Etc/GMT names have the sign inverted: Etc/GMT+8 is UTC-8.
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
+@dataclass
+class System:
+    settings: Settings
+    sandbox: RunningSandbox
+    processes: Stack
+    factory: sessionmaker[Session]
+    celery: Celery
+
+    def run_task(self, name: str, **kwargs: Any) -> None:
+        """Publish a task the way beat does (for sweeps whose beat interval is longer than a test)."""
+        self.celery.send_task(name, kwargs=kwargs)
+
+    def message(self, message_id: int) -> Message:
+        with self.factory() as session:
+            message = session.get(Message, message_id)
+            assert message is not None
+            return message
+
+    def wait_state(self, message_id: int, *states: str, timeout: float = 30) -> Message:
+        return wait_for(
+            lambda: (m := self.message(message_id)).state in states and m,
+            timeout=timeout,
+            what=f"message {message_id} to reach {states}",
+        )
+
+    def clear_closures(self) -> None:
+        """The clinic's holiday calendar is not under test here; a test may run on a holiday."""
+        with self.factory.begin() as session:
+            session.execute(delete(Closure))
+
+
+def system_settings(database_url: str, web_port: int, **overrides: Any) -> Settings:
+    return load_settings(
+        database_url=database_url,
+        broker_url=services.REDIS_URL,
+        redis_url=services.REDIS_URL,
+        celery_queue=f"e2e-{uuid.uuid4().hex[:12]}",
+        public_base_url=f"http://127.0.0.1:{web_port}",
+        web_port=web_port,
+        templates_dir=REPO / "templates",
+        twilio_account_sid=TEST_ACCOUNT_SID,
+        twilio_auth_token=TEST_AUTH_TOKEN,
+        max_mps=1000.0,
+        retry_backoff_seconds=0.2,
+        reconcile_after_seconds=1.0,
+        claim_lease_seconds=3.0,
+        send_lease_seconds=3.0,
+        twilio_timeout_seconds=2.0,
+        smtp_timeout_seconds=5.0,
+        oncall_sms=[ONCALL_SMS],
+        oncall_email=[ONCALL_EMAIL],
+        **overrides,
+    )
+
+
+@contextmanager
+def running_system(
+    database_url: str, log_dir: Path, *, workers: int = 1, beats: int = 1, **overrides: Any
+) -> Iterator[System]:
+    problem = services.ensure_redis()
+    if problem:
+        if services.IN_CI:
+            pytest.fail(f"{problem}, and CI=true: the suite needs it", pytrace=False)
+        pytest.skip(problem)
+    web_port = free_port()
+    settings = system_settings(database_url, web_port, **overrides)
+    engine = make_engine(database_url)
+    with running_sandbox(settings) as sandbox:
+        aimed = sandbox.settings
+        with stack(environment(aimed), log_dir) as processes:
+            processes.start_web(web_port)
+            for n in range(workers):
+                processes.start_worker(f"worker{n + 1}")
+            for n in range(beats):
+                processes.start_beat(f"beat{n + 1}")
+            system = System(aimed, sandbox, processes, make_session_factory(engine), make_celery(aimed))
+            try:
+                yield system
+            except BaseException:
+                for name in ("worker1", "worker2", "beat1", "web"):
+                    print(f"----- {name} log -----\n{processes.log(name)[-4000:]}")
+                raise
+    engine.dispose()
