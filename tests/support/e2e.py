@@ -95,11 +95,13 @@ class System:
             return message
 
     def wait_state(self, message_id: int, *states: str, timeout: float = 30) -> Message:
-        return wait_for(
-            lambda: (m := self.message(message_id)).state in states and m,
-            timeout=timeout,
-            what=f"message {message_id} to reach {states}",
-        )
+        def reached() -> Message | None:
+            message = self.message(message_id)
+            return message if message.state in states else None
+
+        message = wait_for(reached, timeout=timeout, what=f"message {message_id} to reach {states}")
+        assert message is not None
+        return message
 
     def clear_closures(self) -> None:
         """The clinic's holiday calendar is not under test here; a test may run on a holiday."""
