@@ -1,0 +1,156 @@
+"""The campaign, template, enrollment and message commands, through the real CLI app."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from outreach.cli import common
+from outreach.cli.app import app
+from outreach.db import make_engine, make_session_factory
+from tests.support.campaigns import SMALL_CAMPAIGN, add_contact, copy_templates
+
+
+@pytest.fixture
+def templates_dir(tmp_path: Path, db_url: str) -> Path:
+    return Path(copy_templates(tmp_path, db_url, campaigns={"demo": SMALL_CAMPAIGN}).templates_dir)
+
+
+@pytest.fixture
+def cli(db_url: str, templates_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    monkeypatch.setenv("OUTREACH_DATABASE_URL", db_url)
+    monkeypatch.setenv("OUTREACH_TEMPLATES_DIR", str(templates_dir))
+    common.settings.cache_clear()
+    common.session_factory.cache_clear()
+    yield CliRunner()
+    common.settings.cache_clear()
+    common.session_factory.cache_clear()
+
+
+def run(cli: CliRunner, *args: str) -> Result:
+    return cli.invoke(app, list(args))
+
+
+def contacts(db_url: str, **kwargs: object) -> int:
+    engine = make_engine(db_url)
+    with make_session_factory(engine)() as session, session.begin():
+        contact_id = add_contact(session, **kwargs)  # type: ignore[arg-type]
+    engine.dispose()
+    return contact_id
+
+
+def test_sync_then_list_json(cli: CliRunner) -> None:
+    synced = run(cli, "campaigns", "sync")
+    assert synced.exit_code == 0, synced.stderr
+    assert "demo: created" in synced.stdout
+    listed = json.loads(run(cli, "campaigns", "list", "--json").stdout)
+    assert [(c["slug"], c["category"], c["window"], len(c["steps"])) for c in listed] == [
+        ("demo", "education", "08:00-20:00", 3)
+    ]
+
+
+def test_sync_of_a_bad_file_names_file_and_field(cli: CliRunner, templates_dir: Path) -> None:
+    (templates_dir / "campaigns" / "broken.yaml").write_text(
+        "slug: broken\nname: B\ncategory: spam\nsteps: []\n"
+    )
+    result = run(cli, "campaigns", "sync")
+    assert result.exit_code == 1
+    assert "broken.yaml: category: must be care, education or marketing" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_templates_check_passes_and_fails(cli: CliRunner, templates_dir: Path) -> None:
+    good = run(cli, "templates", "check")
+    assert good.exit_code == 0, good.stdout
+    (templates_dir / "sms" / "system" / "bad.txt").write_text("Reply YES to confirm your {{ thing }}")
+    bad = run(cli, "templates", "check")
+    assert bad.exit_code == 1
+    assert "FAIL sms/system/bad: template sms/system/bad: undefined variable" in bad.stdout
+
+
+def test_enroll_list_messages_pause_resume_unenroll(cli: CliRunner, db_url: str) -> None:
+    run(cli, "campaigns", "sync")
+    patient = contacts(db_url, tags=["series"], consents={"email": ["education"]})
+    refused = contacts(db_url, tags=["series"], consents={})
+    enrolled = run(cli, "enroll", "demo", "--tag", "series")
+    assert enrolled.exit_code == 0, enrolled.stderr
+    assert "1 enrolled, 0 already enrolled, 1 refused; 2 message(s) scheduled" in enrolled.stdout
+    assert f"contact {refused}: refused: no education consent" in enrolled.stderr
+    assert f"contact {patient}: step nudge skipped: no education consent on sms" in enrolled.stderr
+    again = json.loads(run(cli, "enroll", "demo", "--contact", str(patient), "--json").stdout)
+    assert (again["already_enrolled"], again["messages_created"]) == (1, 0)
+
+    listed = json.loads(run(cli, "messages", "list", "--contact", str(patient), "--json").stdout)
+    assert [m["state"] for m in listed] == ["scheduled", "scheduled"]
+    first = listed[0]
+    assert set(first) >= {
+        "id",
+        "contact_id",
+        "channel",
+        "category",
+        "template",
+        "due_at",
+        "local_due_at",
+        "state",
+        "attempts",
+        "idempotency_key",
+    }
+    due, local_due = datetime.fromisoformat(first["due_at"]), datetime.fromisoformat(first["local_due_at"])
+    assert due.utcoffset() == timedelta(0) and due == local_due
+    assert local_due.utcoffset() == due.astimezone(ZoneInfo("America/Los_Angeles")).utcoffset()
+    shown = json.loads(run(cli, "messages", "show", str(first["id"]), "--json").stdout)
+    assert shown["attempts_log"] == [] and shown["events"] == [] and shown["step_key"] == "first"
+
+    paused = run(cli, "pause", "--contact", str(patient))
+    assert "1 enrollment(s); 2 pending message(s) cancelled" in paused.stdout
+    assert json.loads(run(cli, "messages", "list", "--status", "scheduled", "--json").stdout) == []
+    resumed = run(cli, "resume", "demo")
+    assert "1 enrollment(s); 0 pending message(s) cancelled, 2 scheduled" in resumed.stdout
+    ended = run(cli, "unenroll", "--all", "--json")
+    assert json.loads(ended.stdout)["messages_cancelled"] == 2
+
+
+def test_enroll_mistakes_get_one_line_errors(cli: CliRunner) -> None:
+    run(cli, "campaigns", "sync")
+    assert "no campaign with slug 'nope'" in run(cli, "enroll", "nope", "--contact", "1").stderr
+    assert "give --contact ID" in run(cli, "enroll", "demo").stderr
+    bad_start = run(cli, "enroll", "demo", "--contact", "1", "--start", "tomorrow")
+    assert bad_start.exit_code == 1 and 'expected "YYYY-MM-DD HH:MM"' in bad_start.stderr
+    assert "say which enrollments" in run(cli, "pause").stderr
+    assert "unknown message state 'lost'" in run(cli, "messages", "list", "--status", "lost").stderr
+
+
+def test_preview_shows_local_times_segments_and_consent(cli: CliRunner, db_url: str) -> None:
+    run(cli, "campaigns", "sync")
+    patient = contacts(db_url, first_name="Rosa", consents={"email": ["education"]})
+    result = run(
+        cli,
+        "campaigns",
+        "preview",
+        "demo",
+        "--contact",
+        str(patient),
+        "--start",
+        "2099-03-02 09:00",
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    steps = json.loads(result.stdout)
+    assert [s["local_due_at"][:16] for s in steps] == [
+        "2099-03-02T10:00",
+        "2099-03-04T12:00",
+        "2099-03-06T10:00",
+    ]
+    nudge = steps[1]
+    assert (nudge["would_send"], nudge["reason"], nudge["segments"]) == (
+        False,
+        "no education consent on sms",
+        1,
+    )
+    assert steps[0]["subject"] == "A note from Bay Area Wellness" and "Hi Rosa," in steps[0]["text"]
