@@ -7,7 +7,8 @@ consent events and consent rows all be written without a round trip per row to l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from sqlalchemy import (
@@ -27,6 +28,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
@@ -102,3 +104,68 @@ def _pg_type(column_type: TypeEngine[Any]) -> str:
     if isinstance(column_type, String):  # Text too; varchar reads text's binary form
         return "text"
     raise TypeError(f"no COPY type for {column_type!r}")
+
+
+# Tables an import writes whose foreign keys are checked row by row during COPY.
+_LOADED_TABLES = ("contact_tags", "consents", "consent_events")
+
+
+@contextmanager
+def initial_load(session: Session) -> Iterator[bool]:
+    """On PostgreSQL, when the contacts table is empty, check the loaded tables' foreign keys
+    once at the end instead of row by row; yields whether it did.
+
+    A first import of a clinic's whole patient list writes several ledger rows per patient,
+    and the per-row foreign key checks are then most of the database's work (PostgreSQL's
+    "Populating a Database" advice). The constraints are dropped and re-added inside the
+    import's own transaction, so a rollback restores them, and re-adding them validates every
+    row at once. The tables stay locked until commit, which costs nothing while there are no
+    contacts yet; with any contact present, or if the locks are not granted quickly, the
+    import runs with the usual per-row checks.
+    """
+    constraints = _drop_foreign_keys_if_empty(session)
+    if constraints is None:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        # Restored even after an error, so that no caller can commit the tables without them;
+        # an aborted transaction restores them by rolling back.
+        if session.in_transaction():
+            with suppress(DBAPIError):
+                for table, name, definition in constraints:
+                    session.execute(text(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}'))
+
+
+def _drop_foreign_keys_if_empty(session: Session) -> list[tuple[str, str, str]] | None:
+    """The dropped constraints (table, name, definition), or None when nothing was done."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    savepoint = session.begin_nested()
+    try:
+        session.execute(text("SET LOCAL lock_timeout = '2s'"))
+        session.execute(text("LOCK TABLE contacts IN SHARE ROW EXCLUSIVE MODE"))
+        if session.execute(text("SELECT EXISTS (SELECT 1 FROM contacts)")).scalar_one():
+            savepoint.rollback()
+            return None
+        constraints = [
+            (table, name, definition)
+            for table, name, definition in session.execute(
+                text(
+                    "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+                    "FROM pg_constraint WHERE contype = 'f' "
+                    "AND conrelid::regclass::text = ANY(:tables) ORDER BY 1, 2"
+                ),
+                {"tables": list(_LOADED_TABLES)},
+            )
+        ]
+        for table, name, _ in constraints:
+            session.execute(text(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"'))
+        session.execute(text("SET LOCAL lock_timeout TO DEFAULT"))
+        savepoint.commit()
+    except OperationalError:
+        # Someone holds one of these tables: the import runs the ordinary way.
+        savepoint.rollback()
+        return None
+    return constraints

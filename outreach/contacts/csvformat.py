@@ -7,6 +7,7 @@ picklable-friendly: the importer runs it in worker processes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import NamedTuple, TypeVar
 
 from outreach.contacts.fields import (
@@ -135,8 +136,18 @@ def escape_cell(cell: str) -> str:
     return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
 
 
+@lru_cache(maxsize=1024)
+def parse_tags_cell(cell: str) -> tuple[str, ...]:
+    """Cached like consent cells: a file repeats a few tag combinations many times."""
+    return normalize_tags(split_list(cell))
+
+
+@lru_cache(maxsize=1024)
 def parse_consent_cell(cell: str, column: str) -> ConsentCell | None:
-    """Blank: no change. yes/no (true/false, y/n, 1/0), or a ``;``-list of categories."""
+    """Blank: no change. yes/no (true/false, y/n, 1/0), or a ``;``-list of categories.
+
+    Cached: a file holds a handful of distinct cells, and handing back the same object for
+    the same cell also lets a chunk of rows pickle (to and from worker processes) compactly."""
     text = cell.strip()
     if not text:
         return None
@@ -181,7 +192,7 @@ def validate_row(line: int, cells: Sequence[str], header: Header) -> ContactRow 
     email = field("email", normalize_email)
     timezone = field("timezone", normalize_timezone)
     language = field("language", normalize_language)
-    tags = field("tags", lambda v: normalize_tags(split_list(v)))
+    tags = field("tags", parse_tags_cell)
     sms = field("sms_consent", lambda v: parse_consent_cell(v, "sms_consent"))
     mail = field("email_consent", lambda v: parse_consent_cell(v, "email_consent"))
     if not values.get("phone") and not values.get("email"):

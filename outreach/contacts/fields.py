@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from zoneinfo import available_timezones
 
 import phonenumbers
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from phonenumbers import PhoneNumberType
 from phonenumbers import timezone as phone_zones
 
@@ -85,8 +85,33 @@ def _plain_nanp(raw: str) -> phonenumbers.PhoneNumber | None:
     return phonenumbers.PhoneNumber(country_code=1, national_number=int(digits))
 
 
+# The everyday shape of an address: dot-separated atoms before the @, and a domain of plain
+# ASCII labels ending in an alphabetic top-level domain. For these the validator's answer is
+# known (valid; the domain lower-cased), so we skip it; anything else goes through it.
+_PLAIN_EMAIL = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
+)
+_SPECIAL_USE = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+
+
+def _plain_email(raw: str) -> str | None:
+    match = _PLAIN_EMAIL.fullmatch(raw)
+    if match is None or len(raw) > 254 or raw.index("@") > 64:
+        return None
+    domain = match.group(1).lower()
+    labels = domain.split(".")
+    # IDNA A-labels ("xn--") are decoded by the validator; reserved names are refused by it.
+    if "--" in domain or any(".".join(labels[i:]) in _SPECIAL_USE for i in range(len(labels))):
+        return None
+    return raw[: raw.index("@") + 1] + domain
+
+
 def normalize_email(raw: str) -> str:
     """The normalised address (domain lower-cased, Unicode NFC); syntax only, no DNS."""
+    plain = _plain_email(raw)
+    if plain is not None:
+        return plain
     try:
         return validate_email(raw, check_deliverability=False).normalized
     except EmailNotValidError:
@@ -121,6 +146,7 @@ def resolve_timezone(given: str | None, phone: Phone | None, clinic_timezone: st
     return zone_from_phone(phone) or clinic_timezone
 
 
+@lru_cache(maxsize=256)
 def normalize_language(raw: str) -> str:
     """A BCP 47-style tag: ``es``, ``en-US``, ``zh-Hant``; primary subtag lower-cased."""
     value = raw.strip().replace("_", "-")

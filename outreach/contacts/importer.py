@@ -14,6 +14,7 @@ cells leave the stored value alone.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,14 +22,15 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from outreach.contacts.apply import BatchApplier
+from outreach.contacts.bulk import initial_load
 from outreach.contacts.csvformat import ContactRow, RowError
 from outreach.contacts.parallel import chunked, default_workers, validated_chunks
 from outreach.contacts.reader import open_contacts_csv
 from outreach.models import utcnow
 
 CHUNK_ROWS = 2500
-# Below this size, starting worker processes costs more than it saves.
-PARALLEL_MIN_BYTES = 256 * 1024
+# Below this size, starting worker processes (and the initial-load path) cost more than they save.
+BIG_FILE_BYTES = 256 * 1024
 KEPT_ERRORS = 1000
 
 
@@ -102,10 +104,13 @@ def import_contacts_csv(
     """Import ``path`` within the session's transaction (the caller commits). Raises
     ``CsvUnusable`` when the file itself cannot be used."""
     at = now or utcnow()
-    with open_contacts_csv(path) as source:
+    with ExitStack() as stack:
+        source = stack.enter_context(open_contacts_csv(path))
         report = ImportReport(file=source.name, ignored_columns=source.header.ignored)
+        big = source.size >= BIG_FILE_BYTES
         if workers is None:
-            workers = default_workers() if source.size >= PARALLEL_MIN_BYTES else 1
+            workers = default_workers() if big else 1
+        stack.enter_context(initial_load(session) if big else nullcontext(False))
         applier = BatchApplier(session, source.name, clinic_timezone, recorded_by, at)
         duplicates = InFileDuplicates()
 
