@@ -10,12 +10,13 @@ import sys
 import time
 from collections.abc import Callable
 
-from bench import import_bench
+from bench import enroll_bench, import_bench
 
 Bench = Callable[[], list[tuple[str, str]]]
 
 BENCHES: list[tuple[str, Bench]] = [
     ("contacts-import", import_bench.run),
+    ("enroll", enroll_bench.pairs),
 ]
 
 

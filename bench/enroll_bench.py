@@ -132,6 +132,15 @@ def report_lines(figures: dict[str, float]) -> list[str]:
     ]
 
 
+def pairs() -> list[tuple[str, str]]:
+    """The figures for `make bench` (bench/__main__.py)."""
+    figures = run()
+    return [
+        ("enroll 100k x 5 steps", f"{figures['enroll_seconds']:.2f} s ({int(figures['messages']):,} msgs)"),
+        ("enroll again (no-op)", f"{figures['enroll_again_seconds']:.2f} s"),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
