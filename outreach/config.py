@@ -112,7 +112,8 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
     # Per-sender overrides of max_mps (JSON), keyed like the limiter's sender: the Messaging
     # Service SID or From number for SMS, "email" for email. E.g. {"MGxxxx": 10}.
-    max_mps_overrides: dict[str, float] = Field(default_factory=dict)
+    # Email defaults to 10/s: SMTP relays take far more than a long code's 1 SMS a second.
+    max_mps_overrides: dict[str, float] = Field(default_factory=lambda: {"email": 10.0})
 
     # People to alert when a patient's reply reads as a crisis (comma-separated in the environment).
     oncall_sms: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -64,7 +64,7 @@ def _reconcile_one(session: Session, services: Services, message_id: int) -> str
         return "closed"
     try:
         found = provider.find_accepted(
-            message.to_address or "", started - CLOCK_SKEW, message.correlation_id or ""
+            message.to_address or "", started - CLOCK_SKEW, message.correlation_id or "", body=message.body
         )
     except DeliveryError:
         return "waiting"  # the provider could not be asked; the next sweep asks again

@@ -33,24 +33,27 @@ from outreach.config import Settings
 from outreach.effects import apply_effect
 from outreach.models import Message, MessageAttempt, MessageKind, MessageState, utcnow
 from outreach.outbox import lock_contacts, transition
+from outreach.ratelimit import RateLimitUnavailable
 
 log = logging.getLogger(__name__)
 
 BACKOFF_CAP = timedelta(hours=1)
 # A rate-limit wait longer than this is better spent rescheduling than holding a worker.
 MAX_RATE_WAIT_SECONDS = 5.0
+RATE_STORE_RETRY_SECONDS = 5.0
 
 
 class RateLimiter(Protocol):
-    def acquire(self, sender: str, now: datetime) -> float:
-        """Reserve the sender's next slot; seconds to wait before using it (0 = now)."""
+    def acquire(self, sender: str, now: datetime, *, max_wait: float = ...) -> float:
+        """Seconds to wait before sending (0 = now). At most ``max_wait``: the slot is ours;
+        more: nothing was taken, come back later (``outreach.ratelimit``)."""
         ...
 
 
 class NoLimit:
-    """For channels with no provider rate (email) and for tests of other behaviour."""
+    """For tests of other behaviour."""
 
-    def acquire(self, sender: str, now: datetime) -> float:
+    def acquire(self, sender: str, now: datetime, *, max_wait: float = 0.0) -> float:
         return 0.0
 
 
@@ -81,10 +84,14 @@ def send_message(services: Services, message_id: int) -> str:
     if isinstance(prepared, str):
         return prepared
     outgoing, sender = prepared
-    wait = services.limiter.acquire(sender, services.clock())
+    try:
+        wait = services.limiter.acquire(sender, services.clock(), max_wait=MAX_RATE_WAIT_SECONDS)
+    except RateLimitUnavailable:
+        # The provider was not called: hand the message back rather than leave it "sending".
+        return _requeue_for_rate(services, message_id, RATE_STORE_RETRY_SECONDS, "rate limiter unavailable")
+    if wait > MAX_RATE_WAIT_SECONDS:
+        return _requeue_for_rate(services, message_id, wait, "waiting for the sender's rate limit")
     if wait > 0:
-        if wait > MAX_RATE_WAIT_SECONDS:
-            return _requeue_for_rate(services, message_id, wait)
         services.sleep(wait)
     return _call(services, message_id, outgoing)
 
@@ -140,7 +147,7 @@ def _prepare(services: Services, message_id: int) -> str | tuple[Outgoing, str]:
         return outgoing, decision.sender
 
 
-def _requeue_for_rate(services: Services, message_id: int, wait: float) -> str:
+def _requeue_for_rate(services: Services, message_id: int, wait: float, reason: str) -> str:
     """Hand the message back to the schedule instead of blocking a worker for long."""
     with services.session_factory() as session, session.begin():
         now = services.clock()
@@ -149,12 +156,12 @@ def _requeue_for_rate(services: Services, message_id: int, wait: float) -> str:
             message_id,
             [MessageState.SENDING],
             MessageState.SCHEDULED,
-            reason="waiting for the sender's rate limit",
+            reason=reason,
             due_at=now + timedelta(seconds=wait),
             attempts=Message.attempts - 1,
             lease_until=None,
         )
-        _finish_attempt(session, message_id, now, outcome="deferred", detail="rate limit")
+        _finish_attempt(session, message_id, now, outcome="deferred", detail=reason)
     return MessageState.SCHEDULED
 
 

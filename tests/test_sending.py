@@ -209,7 +209,7 @@ def test_opt_out_committed_after_prepare_stops_the_call(
     message_id = _queued(session_factory, kind="automated")
     services = _services(settings, session_factory, provider)
 
-    def opt_out_now(_sender: str, _now: datetime) -> float:
+    def opt_out_now(_sender: str, _now: datetime, *, max_wait: float = 0.0) -> float:
         with session_factory.begin() as session:
             contact_id = session.scalar(select(Message.contact_id).where(Message.id == message_id))
             assert contact_id is not None

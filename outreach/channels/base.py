@@ -94,8 +94,13 @@ class Provider(Protocol):
         """Hand one message to the provider or raise ``DeliveryError``."""
         ...
 
-    def find_accepted(self, to: str, since: datetime, correlation_id: str) -> SendResult | None:
+    def find_accepted(
+        self, to: str, since: datetime, correlation_id: str, *, body: str | None = None
+    ) -> SendResult | None:
         """Reconcile an ambiguous send: the provider's record of it, or None if it never arrived.
+
+        ``body`` (what we sent) lets a provider that does not echo our correlation id tell our
+        message apart from others to the same number in the same minutes.
 
         Raises ``DeliveryError`` when the provider cannot be asked (then we ask again later).
         """

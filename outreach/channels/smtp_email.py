@@ -202,7 +202,9 @@ class SmtpEmail:
                 raise classify_smtp_failure(stage, None) from None
         return SendResult(provider_id=str(message["Message-ID"]).strip("<>"), status="sent")
 
-    def find_accepted(self, to: str, since: datetime, correlation_id: str) -> SendResult | None:
+    def find_accepted(
+        self, to: str, since: datetime, correlation_id: str, *, body: str | None = None
+    ) -> SendResult | None:
         """SMTP has no way to ask whether a message was queued: always None.
 
         ``can_reconcile = False`` tells reconciliation not to read this None as "never

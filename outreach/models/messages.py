@@ -103,7 +103,8 @@ class Message(Base):
     subject: Mapped[str | None] = mapped_column(String(300))
     body: Mapped[str | None] = mapped_column(Text)
     segments: Mapped[int | None]
-    provider_id: Mapped[str | None] = mapped_column(String(64))
+    # Twilio's MessageSid, or an email's Message-ID (which carries the sender's domain).
+    provider_id: Mapped[str | None] = mapped_column(String(255))
     provider_status: Mapped[str | None] = mapped_column(String(24))
     # Opaque id put in the per-message StatusCallback URL, linking a callback to this row even
     # when the create response was lost.
@@ -137,7 +138,8 @@ class MessageAttempt(Base):
     error_code: Mapped[str | None] = mapped_column(String(16))
     # Classified, patient-free description of a failure.
     detail: Mapped[str | None] = mapped_column(String(300))
-    provider_id: Mapped[str | None] = mapped_column(String(64))
+    # Twilio's MessageSid, or an email's Message-ID (which carries the sender's domain).
+    provider_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class MessageEvent(Base):

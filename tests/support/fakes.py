@@ -32,7 +32,9 @@ class FakeProvider:
         self.accepted_ids.add(outgoing.correlation_id)
         return SendResult(provider_id=f"SM{len(self.sent):032x}", status="queued", segments=1)
 
-    def find_accepted(self, to: str, since: datetime, correlation_id: str) -> SendResult | None:
+    def find_accepted(
+        self, to: str, since: datetime, correlation_id: str, *, body: str | None = None
+    ) -> SendResult | None:
         if correlation_id in self.accepted_ids:
             return SendResult(provider_id="SM" + "e" * 32, status="sent")
         return None

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 16:25:11.389261
+Create Date: 2026-11-26 16:36:46.819515
 """
 
 from collections.abc import Sequence
@@ -236,7 +236,7 @@ def upgrade() -> None:
     sa.Column('subject', sa.String(length=300), nullable=True),
     sa.Column('body', sa.Text(), nullable=True),
     sa.Column('segments', sa.Integer(), nullable=True),
-    sa.Column('provider_id', sa.String(length=64), nullable=True),
+    sa.Column('provider_id', sa.String(length=255), nullable=True),
     sa.Column('provider_status', sa.String(length=24), nullable=True),
     sa.Column('correlation_id', sa.String(length=40), nullable=True),
     sa.Column('error_code', sa.String(length=16), nullable=True),
@@ -267,7 +267,7 @@ def upgrade() -> None:
     sa.Column('outcome', sa.String(length=16), nullable=True),
     sa.Column('error_code', sa.String(length=16), nullable=True),
     sa.Column('detail', sa.String(length=300), nullable=True),
-    sa.Column('provider_id', sa.String(length=64), nullable=True),
+    sa.Column('provider_id', sa.String(length=255), nullable=True),
     sa.ForeignKeyConstraint(['message_id'], ['messages.id'], name=op.f('fk_message_attempts_message_id_messages'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_message_attempts'))
     )
