@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from bench.import_bench import write_sample_csv
 from outreach.contacts import CsvUnusable
@@ -16,7 +16,8 @@ from tests.support.contacts_csv import HEADER, events, run_import, stored, write
 
 def test_bom_quoted_commas_blank_lines_and_mixed_case_headers(session: Session, tmp_path: Path) -> None:
     content = (
-        " External ID ,FIRST NAME,last name,Phone,E-mail,Time Zone,Language,TAGS,SMS Consent,email_consent\r\n"
+        " External ID ,FIRST NAME,last name,Phone,E-mail,Time Zone,Language,TAGS,"
+        "SMS Consent,email_consent\r\n"
         'M1,Ann,"Lee, Jr.",(925) 289-1430,ann@example.org,,es,"vip;new patient",yes,\r\n'
         "\r\n"
         ",,,,,,,,,\r\n"
@@ -62,7 +63,8 @@ def test_every_rejected_row_has_its_line_and_reason_and_good_rows_go_in(
         (6, "no phone and no email"),
         (7, "duplicate of line 2"),
         (8, "duplicate of line 2"),
-        (9, "unknown sms_consent value (use yes, no, or categories care, education, marketing separated by ;)"),
+        (9, "unknown sms_consent value (use yes, no, or categories care, education, marketing "
+            "separated by ;)"),
         (10, "invalid language"),
         (11, "invalid phone; invalid email; unknown time zone"),
         (12, "11 fields, but the header has 10"),
@@ -189,11 +191,8 @@ def test_unknown_columns_are_ignored_and_reported(session: Session, tmp_path: Pa
 
 
 def test_parallel_validation_gives_the_same_result_as_inline(
-    session_factory: object, tmp_path: Path, db_url: str
+    session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    from sqlalchemy.orm import sessionmaker
-
-    assert isinstance(session_factory, sessionmaker)
     path = tmp_path / "big.csv"
     write_sample_csv(path, 6000, seed=3)
     with path.open("a", encoding="utf-8") as out:
@@ -202,4 +201,71 @@ def test_parallel_validation_gives_the_same_result_as_inline(
         parallel = run_import(session, path, workers=2, commit=False)
         inline = run_import(session, path, workers=1, commit=False)
     assert parallel.as_dict() == inline.as_dict()
-    assert parallel.added == 6000 and [(e.line, e.reason) for e in parallel.errors] == [(6002, "invalid phone")]
+    assert parallel.added == 6000
+    assert [(e.line, e.reason) for e in parallel.errors] == [(6002, "invalid phone")]
+
+
+def test_row_without_phone_is_a_duplicate_of_an_earlier_row_with_the_same_email_and_name(
+    session: Session, tmp_path: Path
+) -> None:
+    content = f"{HEADER}\n,Ann,Lee,9252891430,ann@example.org,,,,,\n,ann,lee,,ann@EXAMPLE.org,,,,,\n"
+    report = run_import(session, write(tmp_path, content))
+    assert [(e.line, e.reason) for e in report.errors] == [(3, "duplicate of line 2")]
+
+
+def test_imported_timestamps_are_the_import_instant(session: Session, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from outreach.contacts import import_contacts_csv
+
+    now = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    import_contacts_csv(session, write(tmp_path, f"{HEADER}\nM1,Ann,Lee,9252891430,,,,,yes,\n"),
+                        clinic_timezone="UTC", now=now)
+    session.commit()
+    contact = session.scalars(select(Contact)).one()
+    assert contact.created_at == now and contact.updated_at == now
+    assert {e.occurred_at for e in events(session)} == {now}
+
+
+def test_big_file_into_a_database_with_contacts_matches_them(
+    session: Session, tmp_path: Path
+) -> None:
+    run_import(session, write(tmp_path, f"{HEADER}\nMRN0000001,Ann,Lee,9252891430,,,,,no,\n"))
+    path = tmp_path / "big.csv"
+    write_sample_csv(path, 5000, seed=5)
+    report = run_import(session, path)
+    assert (report.added, report.updated, report.rejected) == (4999, 1, 0)
+    assert session.scalar(select(func.count()).select_from(Contact)) == 5000
+
+
+_FOREIGN_KEYS = (
+    "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+    "WHERE contype = 'f' ORDER BY 1, 2"
+)
+
+
+def test_initial_load_keeps_every_foreign_key(pg_url: str, tmp_path: Path) -> None:
+    """A big first import checks foreign keys once at the end: afterwards (and after a dry
+    run) the constraints are exactly as the migrations made them, and still enforced."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from outreach.db import make_engine, make_session_factory
+
+    engine = make_engine(pg_url)
+    factory = make_session_factory(engine)
+    path = tmp_path / "big.csv"
+    write_sample_csv(path, 4000, seed=9)
+    try:
+        with factory() as session:
+            before = session.execute(text(_FOREIGN_KEYS)).all()
+            run_import(session, path, commit=False)  # a dry run
+            assert session.execute(text(_FOREIGN_KEYS)).all() == before
+            report = run_import(session, path, workers=2)
+            assert report.added == 4000 and report.consent_events > 4000
+            assert session.execute(text(_FOREIGN_KEYS)).all() == before
+            with pytest.raises(IntegrityError):
+                session.execute(text("INSERT INTO contact_tags (contact_id, tag) VALUES (999999, 'x')"))
+            session.rollback()
+    finally:
+        engine.dispose()

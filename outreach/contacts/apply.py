@@ -76,7 +76,14 @@ class _ConsentChange(NamedTuple):
 
 class BatchApplier:
     def __init__(
-        self, session: Session, file_name: str, clinic_timezone: str, recorded_by: str, now: datetime
+        self,
+        session: Session,
+        file_name: str,
+        clinic_timezone: str,
+        recorded_by: str,
+        now: datetime,
+        *,
+        nothing_stored: bool = False,
     ) -> None:
         self.session = session
         self.writer = BulkWriter(session)
@@ -86,12 +93,16 @@ class BatchApplier:
         self.now = now
         # Existing contacts this import has already updated, and from which line.
         self.touched: dict[int, int] = {}
+        # The contacts table was empty and is locked against other writers (an initial load):
+        # the only contacts a row could match are earlier rows of this file, and the in-file
+        # duplicate check has already turned those away, so there is nothing to look up.
+        self.nothing_stored = nothing_stored
 
     def apply(self, rows: Sequence[ContactRow]) -> BatchOutcome:
         outcome = BatchOutcome()
         if not rows:
             return outcome
-        matches = self._match(rows)
+        matches = {} if self.nothing_stored else self._match(rows)
         new_rows: list[ContactRow] = []
         matched: list[tuple[ContactRow, Stored]] = []
         for row in rows:

@@ -24,7 +24,6 @@ from sqlalchemy import (
     any_,
     bindparam,
     func,
-    insert,
     select,
     text,
 )
@@ -67,7 +66,24 @@ class BulkWriter:
         if self.postgres:
             self._copy(table, columns, rows)
         else:
-            self.session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+            self._executemany(table, columns, rows)
+
+    def _executemany(self, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """One sqlite3 ``executemany`` on the session's connection, values converted exactly as
+        SQLAlchemy would (aware datetimes become the naive-UTC text SQLAlchemy stores)."""
+        dialect = self.session.get_bind().dialect
+        processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
+        if any(processors):
+            rows = [
+                tuple(p(v) if p is not None else v for p, v in zip(processors, row, strict=True))
+                for row in rows
+            ]
+        connection = self.session.connection().connection.driver_connection
+        assert connection is not None
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        marks = ", ".join("?" for _ in columns)
+        # Table and column names come from our own metadata, never from input.
+        connection.executemany(f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks})', rows)  # noqa: S608
 
     def _sequence(self, table: Table) -> str:
         if table.name not in self._sequences:

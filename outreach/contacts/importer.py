@@ -85,9 +85,14 @@ class InFileDuplicates:
     def remember(self, row: ContactRow) -> None:
         if row.external_id is not None:
             self._by_external_id[row.external_id] = row.line
-        key = row.key
-        if key is not None:
-            self._by_key.setdefault(key, []).append((row.line, row.external_id))
+        if row.key is None:
+            return
+        entry = (row.line, row.external_id)
+        self._by_key.setdefault(row.key, []).append(entry)
+        if row.phone and row.email:
+            # A later row without a phone finds this person by email and name, as the
+            # database match does; so must the duplicate check.
+            self._by_key.setdefault((row.email, row.key[1], row.key[2]), []).append(entry)
 
 
 def import_contacts_csv(
@@ -110,8 +115,10 @@ def import_contacts_csv(
         big = source.size >= BIG_FILE_BYTES
         if workers is None:
             workers = default_workers() if big else 1
-        stack.enter_context(initial_load(session) if big else nullcontext(False))
-        applier = BatchApplier(session, source.name, clinic_timezone, recorded_by, at)
+        first_load = stack.enter_context(initial_load(session) if big else nullcontext(False))
+        applier = BatchApplier(
+            session, source.name, clinic_timezone, recorded_by, at, nothing_stored=first_load
+        )
         duplicates = InFileDuplicates()
 
         def reject(error: RowError) -> None:
