@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 16:36:46.819515
+Create Date: 2026-11-26 16:38:45.471153
 """
 
 from collections.abc import Sequence
@@ -246,17 +246,16 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['appointment_id'], ['appointments.id'], name=op.f('fk_messages_appointment_id_appointments'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_messages_contact_id_contacts'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['enrollment_id'], ['enrollments.id'], name=op.f('fk_messages_enrollment_id_enrollments'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_messages')),
-    sa.UniqueConstraint('correlation_id', name=op.f('uq_messages_correlation_id')),
     sa.UniqueConstraint('idempotency_key', name=op.f('uq_messages_idempotency_key'))
     )
     with op.batch_alter_table('messages', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_messages_appointment_id'), ['appointment_id'], unique=False)
+        batch_op.create_index('ix_messages_appointment_id', ['appointment_id'], unique=False, postgresql_where=sa.text('appointment_id IS NOT NULL'), sqlite_where=sa.text('appointment_id IS NOT NULL'))
         batch_op.create_index('ix_messages_contact_state', ['contact_id', 'state'], unique=False)
         batch_op.create_index('ix_messages_due', ['due_at', 'id'], unique=False, postgresql_where=sa.text("state = 'scheduled'"), sqlite_where=sa.text("state = 'scheduled'"))
-        batch_op.create_index(batch_op.f('ix_messages_enrollment_id'), ['enrollment_id'], unique=False)
-        batch_op.create_index('ix_messages_provider_id', ['provider_id'], unique=False)
+        batch_op.create_index('ix_messages_enrollment_id', ['enrollment_id'], unique=False, postgresql_where=sa.text('enrollment_id IS NOT NULL'), sqlite_where=sa.text('enrollment_id IS NOT NULL'))
+        batch_op.create_index('ix_messages_provider_id', ['provider_id'], unique=False, postgresql_where=sa.text('provider_id IS NOT NULL'), sqlite_where=sa.text('provider_id IS NOT NULL'))
+        batch_op.create_index('uq_messages_correlation_id', ['correlation_id'], unique=True, postgresql_where=sa.text('correlation_id IS NOT NULL'), sqlite_where=sa.text('correlation_id IS NOT NULL'))
 
     op.create_table('message_attempts',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -301,11 +300,12 @@ def downgrade() -> None:
 
     op.drop_table('message_attempts')
     with op.batch_alter_table('messages', schema=None) as batch_op:
-        batch_op.drop_index('ix_messages_provider_id')
-        batch_op.drop_index(batch_op.f('ix_messages_enrollment_id'))
+        batch_op.drop_index('uq_messages_correlation_id', postgresql_where=sa.text('correlation_id IS NOT NULL'), sqlite_where=sa.text('correlation_id IS NOT NULL'))
+        batch_op.drop_index('ix_messages_provider_id', postgresql_where=sa.text('provider_id IS NOT NULL'), sqlite_where=sa.text('provider_id IS NOT NULL'))
+        batch_op.drop_index('ix_messages_enrollment_id', postgresql_where=sa.text('enrollment_id IS NOT NULL'), sqlite_where=sa.text('enrollment_id IS NOT NULL'))
         batch_op.drop_index('ix_messages_due', postgresql_where=sa.text("state = 'scheduled'"), sqlite_where=sa.text("state = 'scheduled'"))
         batch_op.drop_index('ix_messages_contact_state')
-        batch_op.drop_index(batch_op.f('ix_messages_appointment_id'))
+        batch_op.drop_index('ix_messages_appointment_id', postgresql_where=sa.text('appointment_id IS NOT NULL'), sqlite_where=sa.text('appointment_id IS NOT NULL'))
 
     op.drop_table('messages')
     op.drop_table('consents')
