@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}", flush=True)
         start = time.perf_counter()
         for what, figure in bench():
-            print(f"  {what:<22} {figure}", flush=True)
+            print(f"  {what:<24} {figure}", flush=True)
         print(f"  ({time.perf_counter() - start:.0f} s in all)", flush=True)
     return 0
 
