@@ -110,27 +110,27 @@ class System:
 
 
 def system_settings(database_url: str, web_port: int, **overrides: Any) -> Settings:
-    return load_settings(
-        database_url=database_url,
-        broker_url=services.REDIS_URL,
-        redis_url=services.REDIS_URL,
-        celery_queue=f"e2e-{uuid.uuid4().hex[:12]}",
-        public_base_url=f"http://127.0.0.1:{web_port}",
-        web_port=web_port,
-        templates_dir=REPO / "templates",
-        twilio_account_sid=TEST_ACCOUNT_SID,
-        twilio_auth_token=TEST_AUTH_TOKEN,
-        max_mps=1000.0,
-        retry_backoff_seconds=0.2,
-        reconcile_after_seconds=1.0,
-        claim_lease_seconds=3.0,
-        send_lease_seconds=3.0,
-        twilio_timeout_seconds=2.0,
-        smtp_timeout_seconds=5.0,
-        oncall_sms=[ONCALL_SMS],
-        oncall_email=[ONCALL_EMAIL],
-        **overrides,
-    )
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "broker_url": services.REDIS_URL,
+        "redis_url": services.REDIS_URL,
+        "celery_queue": f"e2e-{uuid.uuid4().hex[:12]}",
+        "public_base_url": f"http://127.0.0.1:{web_port}",
+        "web_port": web_port,
+        "templates_dir": REPO / "templates",
+        "twilio_account_sid": TEST_ACCOUNT_SID,
+        "twilio_auth_token": TEST_AUTH_TOKEN,
+        "max_mps": 1000.0,
+        "retry_backoff_seconds": 0.2,
+        "reconcile_after_seconds": 1.0,
+        "claim_lease_seconds": 3.0,
+        "send_lease_seconds": 3.0,
+        "twilio_timeout_seconds": 2.0,
+        "smtp_timeout_seconds": 5.0,
+        "oncall_sms": [ONCALL_SMS],
+        "oncall_email": [ONCALL_EMAIL],
+    }
+    return load_settings(**{**values, **overrides})
 
 
 @contextmanager
