@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import phonenumbers
 import pytest
+from email_validator import EmailNotValidError, validate_email
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from outreach.contacts.csvformat import (
     ConsentCell,
@@ -13,6 +19,7 @@ from outreach.contacts.csvformat import (
 )
 from outreach.contacts.fields import (
     FieldError,
+    Phone,
     normalize_email,
     normalize_language,
     normalize_phone,
@@ -149,3 +156,57 @@ def test_formula_escaping_round_trips(cell: str) -> None:
     escaped = escape_cell(cell)
     assert not escaped.startswith(("=", "+", "-", "@"))
     assert unescape_cell(escaped) == cell
+
+
+# The fast paths for everyday phones and emails must give exactly the libraries' answers.
+
+def _library_phone(raw: str) -> str | None:
+    try:
+        number = phonenumbers.parse(raw, "US")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _ours(check: Callable[[str], object], raw: str) -> object:
+    try:
+        return check(raw)
+    except FieldError:
+        return None
+
+
+_digits = st.text(alphabet="0123456789", min_size=9, max_size=12)
+
+
+@settings(max_examples=500, deadline=None)
+@given(digits=_digits, style=st.sampled_from(["{}", "+{}", "({}) {}-{}", "{}.{}.{}", "+1 {} {} {}", " {} "]))
+def test_phone_fast_path_agrees_with_phonenumbers(digits: str, style: str) -> None:
+    parts = (digits[:3], digits[3:6], digits[6:]) if style.count("{}") == 3 else (digits,)
+    raw = style.format(*parts)
+    ours = _ours(normalize_phone, raw)
+    assert (ours.e164 if isinstance(ours, Phone) else None) == _library_phone(raw)
+
+
+_atom = st.from_regex(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,10}", fullmatch=True)
+_label = st.one_of(
+    st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9-]{0,8}[A-Za-z0-9])?", fullmatch=True),
+    st.sampled_from(["localhost", "test", "local", "xn--bcher-kva", "a--b", "-x", "123"]),
+)
+_emails = st.builds(
+    lambda local, labels, tld: ".".join(local) + "@" + ".".join([*labels, tld]),
+    st.lists(_atom, min_size=1, max_size=3),
+    st.lists(_label, min_size=1, max_size=3),
+    st.one_of(st.from_regex(r"[A-Za-z]{2,6}", fullmatch=True), st.sampled_from(["test", "arpa", "1x"])),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(address=st.one_of(_emails, st.text(max_size=30)))
+def test_email_fast_path_agrees_with_email_validator(address: str) -> None:
+    try:
+        expected: str | None = validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError:
+        expected = None
+    assert _ours(normalize_email, address) == expected

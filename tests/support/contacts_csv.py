@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -34,7 +35,7 @@ def run_import(session: Session, path: Path, workers: int | None = 1, commit: bo
     return report
 
 
-def stored(session: Session) -> list[dict[str, object]]:
+def stored(session: Session) -> list[dict[str, Any]]:
     return contacts_json(session, find_contacts(session, limit=None))
 
 
