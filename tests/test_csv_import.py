@@ -267,5 +267,13 @@ def test_initial_load_keeps_every_foreign_key(pg_url: str, tmp_path: Path) -> No
             with pytest.raises(IntegrityError):
                 session.execute(text("INSERT INTO contact_tags (contact_id, tag) VALUES (999999, 'x')"))
             session.rollback()
+            session.execute(text("TRUNCATE contacts, contact_tags, consents, consent_events CASCADE"))
+            session.commit()
+            broken = tmp_path / "broken.csv"
+            broken.write_bytes(path.read_bytes() + b"M9,\xff,Lee,9252891430,,,,,,\n")
+            with pytest.raises(CsvUnusable):
+                run_import(session, broken, workers=2)
+            assert session.execute(text(_FOREIGN_KEYS)).all() == before
+            assert session.scalar(select(func.count()).select_from(Contact)) == 0
     finally:
         engine.dispose()
