@@ -148,3 +148,16 @@ def test_real_command_imports_a_big_file_in_parallel(db_url: str, tmp_path: Path
     )
     assert done.returncode == 0, done.stderr
     assert "4000 rows: 4000 added" in done.stdout
+
+
+def test_export_to_a_missing_directory_fails_cleanly(cli: CliRunner, tmp_path: Path) -> None:
+    result = run(cli, "export", str(tmp_path / "no" / "such" / "dir" / "out.csv"))
+    assert result.exit_code == 1 and "cannot write out.csv" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_list_limit_zero_lists_everyone(cli: CliRunner, tmp_path: Path) -> None:
+    rows = "".join(f"M{n},Pat,Doe,92528{n:05d},,,,,,\n" for n in range(60))
+    run(cli, "import", str(write(tmp_path, f"{HEADER}\n{rows}")))
+    assert len(json.loads(run(cli, "list", "--json").stdout)) == 50
+    assert len(json.loads(run(cli, "list", "--limit", "0", "--json").stdout)) == 60

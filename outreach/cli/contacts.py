@@ -77,10 +77,13 @@ def import_(
         else:
             session.commit()
     if errors_csv is not None:
-        with errors_csv.open("w", encoding="utf-8", newline="") as out:
-            writer = csv.writer(out)
-            writer.writerow(["line", "reason"])
-            writer.writerows((e.line, e.reason) for e in rejected)
+        try:
+            with errors_csv.open("w", encoding="utf-8", newline="") as out:
+                writer = csv.writer(out)
+                writer.writerow(["line", "reason"])
+                writer.writerows((e.line, e.reason) for e in rejected)
+        except OSError as exc:
+            raise OutreachError(f"cannot write {errors_csv.name}: {exc.strerror}") from None
     for column in report.ignored_columns:
         err_console.print(
             f"note: column {column!r} is not one of ours and was ignored", highlight=False, soft_wrap=True
@@ -111,13 +114,13 @@ def export(file: Annotated[Path, typer.Argument(help="Where to write the CSV.")]
 def list_(
     search: Annotated[str | None, typer.Option(help="Part of a name, phone, email or external id.")] = None,
     tag: Annotated[str | None, typer.Option(help="Only contacts with this tag.")] = None,
-    limit: Annotated[int, typer.Option(min=1)] = 50,
+    limit: Annotated[int, typer.Option(min=0, help="At most this many (0: all).")] = 50,
     offset: Annotated[int, typer.Option(min=0)] = 0,
     as_json: JsonOption = False,
 ) -> None:
     """Contacts, in id order."""
     with transaction() as session:
-        contacts = find_contacts(session, search=search, tag=tag, limit=limit, offset=offset)
+        contacts = find_contacts(session, search=search, tag=tag, limit=limit or None, offset=offset)
         documents = contacts_json(session, contacts)
     if as_json:
         print_json(documents)

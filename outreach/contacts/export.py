@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outreach.contacts.csvformat import COLUMNS, consent_cell_for, escape_cell
+from outreach.errors import OutreachError
 from outreach.models import Consent, Contact, ContactTag
 
 BATCH = 2000
@@ -29,7 +30,10 @@ def export_contacts_csv(
 ) -> int:
     """Write all contacts to ``path`` (atomically: a crash leaves no half file). Returns the count."""
     path = path.resolve()
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutreachError(f"cannot write {path.name}: {exc.strerror or type(exc).__name__}") from None
     count = 0
     try:
         with os.fdopen(handle, "w", encoding="utf-8-sig", newline="") as out:
