@@ -29,14 +29,21 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        # Longer than any task can run, so Redis never re-delivers a task still in progress.
-        "broker_transport_options": {"visibility_timeout": 3600},
+        "broker_transport_options": transport_options(settings.broker_url),
         "task_time_limit": 300,
         "task_soft_time_limit": 240,
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
         "beat_schedule": scheduler.BEAT_SCHEDULE,
     }
+
+
+def transport_options(broker_url: str) -> dict[str, Any]:
+    if broker_url.startswith(("redis://", "rediss://")):
+        # Longer than any task can run, so Redis never re-delivers a task still in progress.
+        return {"visibility_timeout": 3600}
+    # The embedded broker (kombu's SQLAlchemy transport on a SQLite file) polls; keep it brisk.
+    return {}
 
 
 def make_celery(settings: Settings) -> Celery:

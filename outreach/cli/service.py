@@ -11,7 +11,7 @@ from types import FrameType
 
 import typer
 
-from outreach.cli.common import console, handle_errors, settings
+from outreach.cli.common import console, handle_errors, settings, transaction
 
 # Where `outreach run` keeps Celery beat's small state file, out of the working tree's way.
 RUN_DIR = Path("var")
@@ -108,6 +108,25 @@ def run() -> None:
                 process.kill()
 
 
+demo_app = typer.Typer(no_args_is_help=True, help="Demo data for trying the service out.")
+
+
+@demo_app.command("seed")
+@handle_errors
+def demo_seed() -> None:
+    """Add fictional patients, enroll them in the education campaign, book a visit (idempotent)."""
+    from outreach import demo
+    from outreach.models import utcnow
+
+    with transaction() as session:
+        report = demo.seed(session, settings(), utcnow())
+    console.print(
+        f"demo data ready: contacts {report.contacts}, enrolled {report.enrolled or 'already'}, "
+        f"appointment {report.appointment_id}"
+    )
+
+
 def register(root: typer.Typer) -> None:
     root.command()(serve)
     root.command()(run)
+    root.add_typer(demo_app, name="demo")
