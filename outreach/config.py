@@ -6,6 +6,7 @@ no other module reads ``os.environ``. Secrets are ``SecretStr`` so ``repr`` mask
 
 from __future__ import annotations
 
+import os
 from datetime import time
 from functools import cached_property
 from pathlib import Path
@@ -14,6 +15,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+TWILIO_API = "https://api.twilio.com"
+# Stands in for a real account until TWILIO_ACCOUNT_SID is set; never sent to Twilio itself.
+PLACEHOLDER_ACCOUNT_SID = "AC" + "0" * 32
 
 # The federal window for telephone solicitations; our configured window may be narrower, never wider.
 FEDERAL_WINDOW = (time(8, 0), time(21, 0))
@@ -82,7 +87,7 @@ class Settings(BaseSettings):
 
     # Twilio. The account credentials use Twilio's standard names, without our prefix.
     twilio_account_sid: str = Field(
-        default="AC" + "0" * 32,
+        default=PLACEHOLDER_ACCOUNT_SID,
         validation_alias=AliasChoices("TWILIO_ACCOUNT_SID", "OUTREACH_TWILIO_ACCOUNT_SID"),
     )
     twilio_auth_token: SecretStr = Field(
@@ -91,8 +96,9 @@ class Settings(BaseSettings):
     )
     twilio_messaging_service_sid: str = ""
     twilio_from: str = "+15005550006"
-    # Where the twilio client sends requests; the sandbox by default so nothing leaves the laptop.
-    twilio_api_base_url: str = "http://127.0.0.1:8025"
+    # Where the twilio client sends requests: Twilio itself unless pointed at the sandbox
+    # (`outreach run` does that for its own processes when this is not set).
+    twilio_api_base_url: str = TWILIO_API
     # Twilio auto-replies to STOP itself on long codes; we then send no confirmation of our own.
     twilio_handles_opt_out: bool = True
     max_mps: float = 1.0
@@ -181,6 +187,18 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def uses_real_twilio_without_account(self) -> bool:
+        """Pointed at Twilio itself but with no account configured: a setup mistake to refuse."""
+        return self.twilio_api_base_url.startswith(TWILIO_API) and (
+            self.twilio_account_sid == PLACEHOLDER_ACCOUNT_SID
+        )
+
+
+def environment_with(overrides: dict[str, str]) -> dict[str, str]:
+    """This process's environment plus ``overrides``, for child processes of an entry point."""
+    return {**os.environ, **overrides}
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -7,6 +7,7 @@ from outreach.channels.smtp_email import SmtpEmail
 from outreach.channels.twilio_sms import TwilioSms
 from outreach.config import Settings
 from outreach.db import make_engine, make_session_factory
+from outreach.errors import OutreachError
 from outreach.ratelimit import limiter_from_settings
 from outreach.sending import Services
 
@@ -14,6 +15,11 @@ _current: Services | None = None
 
 
 def build(settings: Settings) -> Services:
+    if settings.uses_real_twilio_without_account:
+        raise OutreachError(
+            "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set; set them, or point "
+            "OUTREACH_TWILIO_API_BASE_URL at the sandbox (`outreach run` does that for you)"
+        )
     factory = make_session_factory(make_engine(settings.database_url))
     return Services(
         settings=settings,

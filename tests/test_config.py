@@ -22,7 +22,9 @@ def test_secrets_are_masked_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_dotenv_in_working_directory_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / ".env").write_text("OUTREACH_CLINIC_DISPLAY_NAME=Quiet Clinic\nOUTREACH_ONCALL_SMS=+14155550100,+14155550101\n")
+    (tmp_path / ".env").write_text(
+        "OUTREACH_CLINIC_DISPLAY_NAME=Quiet Clinic\nOUTREACH_ONCALL_SMS=+14155550100,+14155550101\n"
+    )
     monkeypatch.chdir(tmp_path)
     settings = load_settings()
     assert settings.clinic_display_name == "Quiet Clinic"
@@ -37,3 +39,11 @@ def test_window_wider_than_federal_limit_is_refused() -> None:
 def test_unknown_clinic_time_zone_is_refused() -> None:
     with pytest.raises(ValidationError, match="unknown IANA time zone"):
         load_settings(clinic_timezone="Mars/Olympus")
+
+
+def test_worker_refuses_real_twilio_without_an_account() -> None:
+    from outreach import runtime
+    from outreach.errors import OutreachError
+
+    with pytest.raises(OutreachError, match="TWILIO_ACCOUNT_SID"):
+        runtime.build(load_settings(database_url="sqlite://"))

@@ -39,9 +39,7 @@ def test_run_on_embedded_defaults_delivers_the_demo_booking_confirmation(tmp_pat
         OUTREACH_WEB_PORT=str(web),
         OUTREACH_PUBLIC_BASE_URL=f"http://127.0.0.1:{web}",
         OUTREACH_SANDBOX_HTTP_PORT=str(api),
-        OUTREACH_TWILIO_API_BASE_URL=f"http://127.0.0.1:{api}",
         OUTREACH_SANDBOX_SMTP_PORT=str(smtp),
-        OUTREACH_SMTP_PORT=str(smtp),
     )
     _outreach(["db", "upgrade"], tmp_path, env)
     _outreach(["demo", "seed"], tmp_path, env)

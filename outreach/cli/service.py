@@ -12,6 +12,7 @@ from types import FrameType
 import typer
 
 from outreach.cli.common import console, handle_errors, settings, transaction
+from outreach.config import Settings, environment_with
 
 # Where `outreach run` keeps Celery beat's small state file, out of the working tree's way.
 RUN_DIR = Path("var")
@@ -71,12 +72,15 @@ def run() -> None:
             str(RUN_DIR / "celerybeat-schedule"),
         ],
     }
+    wiring = _sandbox_wiring(config)
+    env = environment_with(wiring)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     for name, command in commands.items():
-        processes[name] = subprocess.Popen(command)  # noqa: S603 (our own interpreter and modules)
+        processes[name] = subprocess.Popen(command, env=env)  # noqa: S603 (our own interpreter and modules)
     console.print(
         f"Clinic Outreach is running.\n"
         f"  web             {config.public_base_url}/healthz\n"
+        f"  SMS and email   {'the sandbox (nothing leaves this machine)' if wiring else 'as configured'}\n"
         f"  fake phones     http://127.0.0.1:{config.sandbox_http_port}/\n"
         f"  mail inbox      http://127.0.0.1:{config.sandbox_http_port}/mail\n"
         f"  CLI             outreach --help  (e.g. outreach messages list)\n"
@@ -124,6 +128,17 @@ def demo_seed() -> None:
         f"demo data ready: contacts {report.contacts}, enrolled {report.enrolled or 'already'}, "
         f"appointment {report.appointment_id}"
     )
+
+
+def _sandbox_wiring(config: Settings) -> dict[str, str]:
+    """Point the processes we start at the sandbox, unless Twilio or SMTP were configured."""
+    wiring: dict[str, str] = {}
+    if "twilio_api_base_url" not in config.model_fields_set:
+        wiring["OUTREACH_TWILIO_API_BASE_URL"] = f"http://127.0.0.1:{config.sandbox_http_port}"
+    if "smtp_host" not in config.model_fields_set and "smtp_port" not in config.model_fields_set:
+        wiring["OUTREACH_SMTP_HOST"] = "127.0.0.1"
+        wiring["OUTREACH_SMTP_PORT"] = str(config.sandbox_smtp_port)
+    return wiring
 
 
 def register(root: typer.Typer) -> None:
