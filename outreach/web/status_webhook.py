@@ -26,4 +26,4 @@ async def twilio_status(request: Request) -> Response:
     with factory() as session, session.begin():
         status.handle(session, event, utcnow())
     # 200 also for message ids we do not know, so Twilio stops retrying them.
-    return Response(status_code=204)
+    return Response(status_code=200)
