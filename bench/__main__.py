@@ -10,13 +10,15 @@ import sys
 import time
 from collections.abc import Callable
 
-from bench import enroll_bench, import_bench
+from bench import delivery_bench, enroll_bench, import_bench
 
 Bench = Callable[[], list[tuple[str, str]]]
 
 BENCHES: list[tuple[str, Bench]] = [
     ("contacts-import", import_bench.run),
     ("enroll", enroll_bench.pairs),
+    ("delivery", delivery_bench.pairs),
+    ("ratelimit", delivery_bench.limiter_pairs),
 ]
 
 

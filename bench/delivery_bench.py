@@ -1,0 +1,588 @@
+"""Delivery, end to end: claim -> Celery task -> real twilio client -> sandbox -> recorded ``sent``.
+
+Real processes, configured only through OUTREACH_* variables as in production (the helpers of
+``tests/support``): PostgreSQL (a scratch database, migrated, dropped at the end), the local
+Redis (a queue name of this run's own), the sandbox in its own process with status callbacks
+off, Celery workers and one beat. Phases, in one run:
+
+1. throughput with one, then two worker processes: N "system" SMS rows due at once
+   (contacts with SMS consent; no window or cap effects), ``max_mps`` far above the load;
+   msgs/s from the instant they fell due to the last one recorded ``sent``;
+2. scheduling lag, due_at -> the sandbox's accept time, for a sparse schedule (messages spread
+   over tens of seconds) with beat ticking the dispatcher;
+3. rate-limit precision end to end: ``max_mps`` 10, 100 messages due at once, two workers;
+   from the sandbox's accept times: the busiest 1 s window and the share of capacity used;
+4. the naive baseline (``bench.naive_eta``): one Celery task per message with a countdown
+   longer than a short visibility timeout, two workers, on a Redis server of its own (kombu's
+   unacked index is per Redis database, so a 5 s visibility timeout would re-deliver other
+   apps' tasks on a shared server); its throughput and the duplicates the sandbox accepted.
+
+    .venv/bin/python -m bench.delivery_bench [--messages 10000] [--lag-messages 300]
+        [--lag-spread 30] [--pool prefork --concurrency 2] [--phases throughput,lag,rate,naive]
+
+Prints (what, figure) pairs; ``pairs()`` returns them for bench/__main__.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import os
+import random
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bench import naive_eta, ratelimit_bench
+from outreach.config import Settings
+from outreach.db import make_engine, make_session_factory
+from outreach.migrate import upgrade
+from outreach.models import Message, MessageState, utcnow
+from outreach.outbox import insert_messages
+from outreach.sandbox.control import SandboxControl, SandboxMessage
+from tests.support import services
+from tests.support.e2e import environment, system_settings
+from tests.support.processes import Stack, free_port, private_redis, stack
+from tests.support.sandbox import running_sandbox
+from tests.support.waiting import wait_for
+
+GOAL_MPS = 1000.0
+GOAL_LAG_P50 = 0.050
+GOAL_LAG_P99 = 1.0
+GOAL_UTILISATION = 0.95
+RATE_MPS = 10.0
+RATE_MESSAGES = 100
+NAIVE_MESSAGES = 1000
+NAIVE_COUNTDOWN = 15.0
+WARMUP_MESSAGES = 100
+
+Pairs = list[tuple[str, str]]
+PHASES = frozenset({"throughput", "lag", "rate", "naive"})
+PENDING = {MessageState.SCHEDULED, MessageState.QUEUED, MessageState.SENDING}
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How each worker process runs its tasks."""
+
+    pool: str = "prefork"
+    concurrency: int = 2
+
+    def label(self) -> str:
+        return f"{self.pool} x{self.concurrency}"
+
+
+@dataclass
+class Bench:
+    """What every phase shares: the database, the sandbox, the settings the processes get."""
+
+    settings: Settings  # aimed at the sandbox
+    control: SandboxControl
+    factory: sessionmaker[Session]
+    contact_ids: list[int]
+    log_dir: Path
+    log: Callable[[str], None]
+    sequence: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def tag(self, what: str) -> str:
+        self.sequence += 1
+        return f"{what}{self.sequence}"
+
+
+# ---- setup -------------------------------------------------------------------------------
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def _seed_contacts(url: str, count: int) -> list[int]:
+    """Contacts with SMS care consent, straight in SQL (setup is not measured)."""
+    with psycopg.connect(_libpq(url)) as conn:
+        conn.execute(
+            """INSERT INTO contacts (first_name, last_name, phone, email, timezone, language,
+                                     created_at, updated_at)
+               SELECT 'Pat', 'Bench', '+1415' || lpad(n::text, 7, '0'), 'b' || n || '@example.org',
+                      'America/New_York', 'en', now(), now()
+               FROM generate_series(1, %s) AS n""",
+            (count,),
+        )
+        conn.execute(
+            """INSERT INTO consent_events (contact_id, channel, category, state, source, evidence,
+                                           recorded_by, occurred_at)
+               SELECT id, 'sms', 'care', 'granted', 'staff', 'bench', 'bench', now() FROM contacts"""
+        )
+        conn.execute(
+            """INSERT INTO consents (contact_id, channel, category, state, updated_at, event_id)
+               SELECT contact_id, channel, category, state, occurred_at, id FROM consent_events"""
+        )
+        conn.execute("ANALYZE")
+        return [row[0] for row in conn.execute("SELECT id FROM contacts ORDER BY id")]
+
+
+def _body(tag: str, n: int) -> str:
+    return f"Bench {tag} #{n}: a message from your clinic."
+
+
+def _insert(bench: Bench, tag: str, due_ats: Sequence[datetime]) -> None:
+    contacts = bench.contact_ids
+    rows = [
+        {
+            "idempotency_key": f"bench:{tag}:{n}",
+            "contact_id": contacts[n % len(contacts)],
+            "channel": "sms",
+            "category": "care",
+            "kind": "system",
+            "body_override": _body(tag, n),
+            "due_at": due,
+        }
+        for n, due in enumerate(due_ats)
+    ]
+    with bench.factory.begin() as session:
+        insert_messages(session, rows)
+
+
+def _states(bench: Bench, tag: str) -> dict[str, int]:
+    with bench.factory() as session:
+        rows = session.execute(
+            select(Message.state, func.count())
+            .where(Message.idempotency_key.like(f"bench:{tag}:%"))
+            .group_by(Message.state)
+        ).all()
+    return {str(state): int(n) for state, n in rows}
+
+
+def _wait_sent(bench: Bench, tag: str, count: int, timeout: float) -> None:
+    def settled() -> bool:
+        states = _states(bench, tag)
+        return sum(n for s, n in states.items() if s not in PENDING) >= count
+
+    wait_for(settled, timeout=timeout, interval=0.1, what=f"{count} messages of {tag} to be sent")
+    states = _states(bench, tag)
+    if states.get(MessageState.SENT, 0) != count:
+        raise RuntimeError(f"{tag}: expected {count} sent, got states {states}")
+
+
+def _last_sent_at(bench: Bench, tag: str) -> datetime:
+    with bench.factory() as session:
+        last = session.scalar(
+            select(func.max(Message.sent_at)).where(Message.idempotency_key.like(f"bench:{tag}:%"))
+        )
+    assert last is not None
+    return last
+
+
+def _accepted(bench: Bench, tag: str) -> dict[int, SandboxMessage]:
+    """The sandbox's outbound messages of this phase, by message number."""
+    prefix = f"Bench {tag} #"
+    found: dict[int, SandboxMessage] = {}
+    for message in bench.control.messages():
+        if message.direction == "outbound-api" and message.body.startswith(prefix):
+            found[int(message.body[len(prefix) :].split(":", 1)[0])] = message
+    return found
+
+
+def _start_worker(processes: Stack, name: str, spec: WorkerSpec, app: str = "worker") -> None:
+    # Stack.start_worker always runs prefork ``-A worker``; the bench also tries other pools
+    # and the naive app, so it spawns through the same helper with its own arguments.
+    processes._spawn(
+        name,
+        ["-m", "celery", "-A", app, "worker", "--loglevel", "info", "--pool", spec.pool,
+         "--concurrency", str(spec.concurrency), "--hostname", f"{name}@%h",
+         "--without-gossip", "--without-mingle", "--without-heartbeat"],
+    )
+    wait_for(lambda: " ready." in processes.log(name), timeout=60, what=f"{name} to be ready")
+
+
+@contextmanager
+def _stack(bench: Bench, name: str, **changes: object) -> Iterator[Stack]:
+    settings = bench.settings.model_copy(update=changes)
+    log_dir = bench.log_dir / name
+    log_dir.mkdir()
+    with stack(environment(settings), log_dir) as processes:
+        try:
+            yield processes
+        except BaseException:
+            for process in sorted(processes.processes):
+                print(f"----- {name}/{process} log -----\n{processes.log(process)[-3000:]}")
+            raise
+
+
+# ---- phases --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Throughput:
+    workers: int
+    messages: int
+    seconds_from_due: float  # due instant -> last row recorded sent
+    accept_span: float  # first -> last provider accept
+
+    @property
+    def mps(self) -> float:
+        return self.messages / self.seconds_from_due
+
+    @property
+    def steady_mps(self) -> float:
+        return (self.messages - 1) / self.accept_span if self.accept_span > 0 else 0.0
+
+
+def _warm_up(bench: Bench) -> None:
+    """Forked children import, connect and open keep-alive sessions on their first tasks."""
+    tag = bench.tag("warm")
+    _insert(bench, tag, [utcnow()] * WARMUP_MESSAGES)
+    _wait_sent(bench, tag, WARMUP_MESSAGES, timeout=60)
+
+
+def _throughput(bench: Bench, workers: int, messages: int) -> Throughput:
+    _warm_up(bench)
+    bench.control.reset()
+    tag = bench.tag("tp")
+    # A moment ahead, so the measured span starts at a known instant with the rows committed.
+    due = utcnow() + timedelta(seconds=0.5)
+    _insert(bench, tag, [due] * messages)
+    _wait_sent(bench, tag, messages, timeout=max(60.0, messages / 50))
+    last = _last_sent_at(bench, tag)
+    accepted = _accepted(bench, tag)
+    times = sorted(m.accepted_at for m in accepted.values())
+    if len(accepted) != messages or bench.control.accepts().duplicates:
+        raise RuntimeError(f"{tag}: the sandbox accepted {len(accepted)} of {messages}, or some twice")
+    return Throughput(
+        workers=workers,
+        messages=messages,
+        seconds_from_due=(last - due).total_seconds(),
+        accept_span=(times[-1] - times[0]).total_seconds(),
+    )
+
+
+@dataclass(frozen=True)
+class Lag:
+    messages: int
+    spread: float
+    p50: float
+    p99: float
+    worst: float
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def _lag(bench: Bench, messages: int, spread: float) -> Lag:
+    bench.control.reset()
+    tag = bench.tag("lag")
+    start = utcnow() + timedelta(seconds=1.0)
+    rng = random.Random(4)
+    # One message in each of ``messages`` equal slices of the spread, at a random point in it.
+    due_ats = [start + timedelta(seconds=spread * (n + rng.random()) / messages) for n in range(messages)]
+    _insert(bench, tag, due_ats)
+    _wait_sent(bench, tag, messages, timeout=spread + 60)
+    accepted = _accepted(bench, tag)
+    lags = [(accepted[n].accepted_at - due).total_seconds() for n, due in enumerate(due_ats)]
+    return Lag(messages, spread, _percentile(lags, 0.5), _percentile(lags, 0.99), max(lags))
+
+
+@dataclass(frozen=True)
+class RateRun:
+    mps: float
+    messages: int
+    busiest_window: int
+    utilisation: float
+    seconds: float
+    gap_min_ms: float  # shortest time between two accepts (the slots are 1/MPS + 3% apart)
+
+
+def _busiest_window(instants: Sequence[float]) -> int:
+    times = sorted(instants)
+    return max((bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
+
+
+def _rate(bench: Bench, spec: WorkerSpec) -> RateRun:
+    with _stack(bench, "rate", max_mps=RATE_MPS) as processes:
+        for n in (1, 2):
+            _start_worker(processes, f"worker{n}", spec)
+        processes.start_beat("beat1")
+        bench.control.reset()
+        tag = bench.tag("rate")
+        _insert(bench, tag, [utcnow()] * RATE_MESSAGES)
+        _wait_sent(bench, tag, RATE_MESSAGES, timeout=RATE_MESSAGES / RATE_MPS + 60)
+    instants = sorted(m.accepted_at.timestamp() for m in _accepted(bench, tag).values())
+    span = instants[-1] - instants[0]
+    # The messages sent in [first, last) over what the rate allows in that span.
+    precision = ratelimit_bench.analyse(instants, RATE_MPS, instants[0], instants[-1])
+    return RateRun(
+        RATE_MPS, len(instants), _busiest_window(instants), precision.utilisation, span, precision.gap_min_ms
+    )
+
+
+@dataclass(frozen=True)
+class Naive:
+    messages: int
+    countdown: float
+    visibility_timeout: float
+    unique: int
+    accepts: int
+    duplicates: int  # accepts beyond the first per message
+    messages_sent_twice_or_more: int
+    seconds_from_due: float
+
+    @property
+    def mps(self) -> float:
+        return self.unique / self.seconds_from_due if self.seconds_from_due > 0 else 0.0
+
+
+def _naive(bench: Bench, spec: WorkerSpec, messages: int, countdown: float) -> Naive:
+    bench.control.reset()
+    run = uuid.uuid4().hex[:8]
+    with private_redis() as broker:
+        settings = bench.settings.model_copy(update={"broker_url": broker.url, "redis_url": broker.url})
+        log_dir = bench.log_dir / "naive"
+        log_dir.mkdir()
+        with stack(environment(settings), log_dir) as processes:
+            for n in (1, 2):
+                _start_worker(processes, f"naive{n}", spec, app="bench.naive_eta")
+            producer = naive_eta.make_app(settings)
+            first_due = time.time() + countdown
+            for n in range(messages):
+                # The tutorial's way: the broker holds the message until it is due.
+                producer.send_task(naive_eta.SEND_TASK, args=(run, n), countdown=countdown)
+            producer.close()
+            last_due = time.time() + countdown
+
+            def quiet() -> bool:
+                # Done when every message went out and no accept has arrived for 3 s.
+                if time.time() < last_due + 3:
+                    return False
+                counts = bench.control.accepts()
+                seen = bench.control.messages()
+                latest = max((m.accepted_at.timestamp() for m in seen), default=0.0)
+                unique = sum(1 for entry in counts.by_to_body if entry.count >= 1)
+                return unique >= messages and time.time() - latest > 3
+
+            wait_for(quiet, timeout=countdown + 90, interval=0.5, what="the naive sends to settle")
+    counts = bench.control.accepts()
+    seen = bench.control.messages()
+    last_accept = max(m.accepted_at.timestamp() for m in seen)
+    unique = len(counts.by_to_body)
+    return Naive(
+        messages=messages,
+        countdown=countdown,
+        visibility_timeout=naive_eta.VISIBILITY_TIMEOUT,
+        unique=unique,
+        accepts=counts.total,
+        duplicates=counts.total - unique,
+        messages_sent_twice_or_more=len(counts.duplicates),
+        seconds_from_due=last_accept - first_due,
+    )
+
+
+# ---- the run -------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    spec: WorkerSpec
+    throughput: list[Throughput]
+    lag: Lag | None
+    rate: RateRun | None
+    naive: Naive | None
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float]
+
+
+def run(
+    *,
+    messages: int = 10_000,
+    lag_messages: int = 300,
+    lag_spread: float = 30.0,
+    spec: WorkerSpec | None = None,
+    phases: frozenset[str] = PHASES,
+    log: Callable[[str], None] = lambda _: None,
+) -> Figures:
+    spec = spec or WorkerSpec()
+    for problem in (services.ensure_postgres(), services.ensure_redis()):
+        if problem:
+            raise RuntimeError(problem)
+    load_before = os.getloadavg()
+    url = services.create_pg_database("outreach_bench_delivery")
+    engine = make_engine(url)
+    log_dir = Path(tempfile.mkdtemp(prefix="delivery-bench-"))
+    try:
+        upgrade(url)
+        contact_ids = _seed_contacts(url, max(messages, lag_messages, RATE_MESSAGES))
+        settings = system_settings(url, free_port()).model_copy(
+            update={
+                # Far above the load: the limiter must not be what bounds throughput.
+                "max_mps": 1_000_000.0,
+                "max_mps_overrides": {},
+                # Production leases: a backlog of queued ids must not be "rescued" mid-run.
+                "claim_lease_seconds": 300.0,
+                "send_lease_seconds": 120.0,
+                "twilio_timeout_seconds": 10.0,
+                # A sender of this run's own: the Redis rate key is per sender.
+                "twilio_from": f"+1555{random.randrange(10**7):07d}",
+            }
+        )
+        with running_sandbox(settings, mode="process", sandbox_status_callbacks=False) as sandbox:
+            bench = Bench(
+                settings=sandbox.settings,
+                control=sandbox.control,
+                factory=make_session_factory(engine),
+                contact_ids=contact_ids,
+                log_dir=log_dir,
+                log=log,
+            )
+            results: list[Throughput] = []
+            lag: Lag | None = None
+            if phases & {"throughput", "lag"}:
+                with _stack(bench, "pipeline") as processes:
+                    processes.start_beat("beat1")
+                    _start_worker(processes, "worker1", spec)
+                    if "throughput" in phases:
+                        results.append(_throughput(bench, 1, messages))
+                        log(f"1 worker: {results[-1].mps:,.0f} msgs/s")
+                    _start_worker(processes, "worker2", spec)
+                    if "throughput" in phases:
+                        results.append(_throughput(bench, 2, messages))
+                        log(f"2 workers: {results[-1].mps:,.0f} msgs/s")
+                    if "lag" in phases:
+                        lag = _lag(bench, lag_messages, lag_spread)
+                        log(f"lag p50 {lag.p50 * 1000:.0f} ms, p99 {lag.p99 * 1000:.0f} ms")
+            rate_run = _rate(bench, spec) if "rate" in phases else None
+            naive_run = _naive(bench, spec, NAIVE_MESSAGES, NAIVE_COUNTDOWN) if "naive" in phases else None
+        return Figures(spec, results, lag, rate_run, naive_run, load_before, os.getloadavg())
+    finally:
+        engine.dispose()
+        services.drop_pg_database(url)
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def _verdict(ok: bool) -> str:
+    return "meets" if ok else "MISSES"
+
+
+def report(figures: Figures) -> Pairs:
+    out: Pairs = [("workers", f"{figures.spec.label()} per process (Celery pool x concurrency)")]
+    for t in figures.throughput:
+        out.append(
+            (
+                f"throughput, {t.workers} worker{'s' if t.workers > 1 else ''}",
+                f"{t.mps:,.0f} msgs/s ({t.messages:,} msgs in {t.seconds_from_due:.1f} s from due; "
+                f"{t.steady_mps:,.0f} msgs/s first->last accept; {_verdict(t.mps >= GOAL_MPS)} "
+                f"{GOAL_MPS:,.0f})",
+            )
+        )
+    if figures.lag:
+        lag = figures.lag
+        ok = lag.p50 <= GOAL_LAG_P50 and lag.p99 <= GOAL_LAG_P99
+        out.append(
+            (
+                "scheduling lag",
+                f"p50 {lag.p50 * 1000:.0f} ms, p99 {lag.p99 * 1000:.0f} ms, max {lag.worst * 1000:.0f} ms "
+                f"({lag.messages} msgs over {lag.spread:.0f} s, due -> provider accept; "
+                f"{_verdict(ok)} p50 <= 50 ms, p99 <= 1 s)",
+            )
+        )
+    if figures.rate:
+        r = figures.rate
+        ok = r.busiest_window <= r.mps and r.utilisation >= GOAL_UTILISATION
+        out.append(
+            (
+                "rate limit, end to end",
+                f"busiest 1 s window {r.busiest_window} at {r.mps:.0f} MPS, {r.utilisation:.1%} of capacity "
+                f"used ({r.messages} msgs in {r.seconds:.1f} s, 2 workers, "
+                f"shortest gap {r.gap_min_ms:.0f} ms; "
+                f"{_verdict(ok)} <= MPS, >= 95%)",
+            )
+        )
+    if figures.naive:
+        n = figures.naive
+        out.append(
+            (
+                "naive ETA baseline",
+                f"{n.mps:,.0f} msgs/s ({n.unique:,} of {n.messages:,} sent, last "
+                f"{n.seconds_from_due:.1f} s after the first was due)",
+            )
+        )
+        out.append(
+            (
+                "naive ETA duplicates",
+                f"{n.duplicates:,} extra sends ({n.accepts:,} accepts for {n.unique:,} messages; "
+                f"{n.messages_sent_twice_or_more:,} sent more than once; countdown {n.countdown:.0f} s, "
+                f"visibility_timeout {n.visibility_timeout:.0f} s)",
+            )
+        )
+    before, after = figures.load_before, figures.load_after
+    out.append(
+        ("machine load", f"{before[0]:.2f} before, {after[0]:.2f} after (1-min load average, 2 cores)")
+    )
+    return out
+
+
+def pairs() -> Pairs:
+    """The figures for `make bench` (bench/__main__.py)."""
+    return report(run())
+
+
+def limiter_pairs() -> Pairs:
+    """Engineer E's limiter benchmark on Redis, for `make bench` (bench/__main__.py)."""
+    if problem := services.ensure_redis():
+        raise RuntimeError(problem)
+    mps = 20.0
+    figures = ratelimit_bench.run("redis", services.REDIS_URL, mps=mps, seconds=5.0, processes=2, threads=3)
+    out: Pairs = []
+    for label, p in (("granted", figures.granted), ("used", figures.used)):
+        ok = p.busiest_window <= mps and p.utilisation >= GOAL_UTILISATION
+        out.append(
+            (
+                f"slots {label}",
+                f"busiest 1 s window {p.busiest_window} at {mps:.0f} MPS, {p.utilisation:.1%} of capacity "
+                f"({p.sends} in {p.seconds:.0f} s, 2 processes x 3 threads; {_verdict(ok)})",
+            )
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--lag-messages", type=int, default=300)
+    parser.add_argument("--lag-spread", type=float, default=30.0)
+    parser.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument(
+        "--phases",
+        default=",".join(sorted(PHASES)),
+        help="comma-separated subset of: " + ", ".join(sorted(PHASES)),
+    )
+    args = parser.parse_args()
+    started = time.perf_counter()
+    figures = run(
+        messages=args.messages,
+        lag_messages=args.lag_messages,
+        lag_spread=args.lag_spread,
+        spec=WorkerSpec(args.pool, args.concurrency),
+        phases=frozenset(args.phases.split(",")),
+        log=lambda line: print(f"  .. {line}", flush=True),
+    )
+    for what, figure in report(figures):
+        print(f"  {what:<24} {figure}")
+    print(f"  ({time.perf_counter() - started:.0f} s in all)")
+
+
+if __name__ == "__main__":
+    main()
