@@ -72,12 +72,13 @@ class BulkWriter:
         """One sqlite3 ``executemany`` on the session's connection, values converted exactly as
         SQLAlchemy would (aware datetimes become the naive-UTC text SQLAlchemy stores)."""
         dialect = self.session.get_bind().dialect
-        processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
-        if any(processors):
-            rows = [
-                tuple(p(v) if p is not None else v for p, v in zip(processors, row, strict=True))
-                for row in rows
-            ]
+        for index, name in enumerate(columns):
+            process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if process is None:
+                continue
+            # Each distinct value converted once: an import stamps every row with one instant.
+            converted = {value: process(value) for value in {row[index] for row in rows}}
+            rows = [(*row[:index], converted[row[index]], *row[index + 1:]) for row in rows]
         connection = self.session.connection().connection.driver_connection
         assert connection is not None
         quoted = ", ".join(f'"{c}"' for c in columns)
