@@ -165,7 +165,7 @@ def test_reschedule_committed_between_prepare_and_call_stops_the_old_reminder(
     class RescheduleWhileWaitingForRate:
         """The limiter runs between the sender's two transactions: the reschedule lands there."""
 
-        def acquire(self, sender: str, now: datetime) -> float:
+        def acquire(self, sender: str, now: datetime, *, max_wait: float = 0.0) -> float:
             worker = threading.Thread(target=_reschedule, args=(settings, factory, appointment_id, timeline))
             worker.start()
             worker.join(30)

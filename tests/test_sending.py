@@ -209,22 +209,25 @@ def test_opt_out_committed_after_prepare_stops_the_call(
     message_id = _queued(session_factory, kind="automated")
     services = _services(settings, session_factory, provider)
 
-    def opt_out_now(_sender: str, _now: datetime, *, max_wait: float = 0.0) -> float:
-        with session_factory.begin() as session:
-            contact_id = session.scalar(select(Message.contact_id).where(Message.id == message_id))
-            assert contact_id is not None
-            consent.revoke(
-                session,
-                contact_id,
-                "sms",
-                ["care", "education", "marketing"],
-                consent.Evidence(source=ConsentSource.KEYWORD, wording="STOP"),
-            )
-        return 0.0
+    class OptOutWhileWaitingForRate:
+        """The limiter runs between prepare and call: the patient's STOP commits right then."""
 
-    services.limiter.acquire = opt_out_now  # type: ignore[method-assign]  # runs between prepare and call
+        def acquire(self, sender: str, now: datetime, *, max_wait: float = 0.0) -> float:
+            with session_factory.begin() as session:
+                contact_id = session.scalar(select(Message.contact_id).where(Message.id == message_id))
+                assert contact_id is not None
+                consent.revoke(
+                    session,
+                    contact_id,
+                    "sms",
+                    ["care", "education", "marketing"],
+                    consent.Evidence(source=ConsentSource.KEYWORD, wording="STOP"),
+                )
+            return 0.0
+
+    services.limiter = OptOutWhileWaitingForRate()
     assert send_message(services, message_id) == MessageState.CANCELLED
     assert provider.sent == []
     with session_factory() as session:
         assert session.scalars(select(MessageAttempt.outcome)).all() == ["skipped"]
-        assert session.scalars(select(Consent.state)).all()
+        assert set(session.scalars(select(Consent.state).where(Consent.channel == "sms"))) == {"revoked"}
