@@ -30,21 +30,11 @@ from sqlalchemy.orm import Session
 
 from outreach.config import Settings
 from outreach.idsets import IdSets
-from outreach.models import Category, Contact, Message, MessageKind, MessageState
+from outreach.models import CAP_COUNTED_STATES, Category, Contact, Message, MessageKind, MessageState
 from outreach.scheduling import FrequencyCap, cap_allows_day, count_days, local_day_of
 
 CAPPED_CATEGORIES = frozenset({str(Category.EDUCATION), str(Category.MARKETING)})
-COUNTED_WHEN_PLANNING = frozenset(
-    str(s)
-    for s in (
-        MessageState.SCHEDULED,
-        MessageState.QUEUED,
-        MessageState.SENDING,
-        MessageState.SENT,
-        MessageState.DELIVERED,
-        MessageState.UNKNOWN,
-    )
-)
+COUNTED_WHEN_PLANNING = frozenset(str(s) for s in CAP_COUNTED_STATES)
 COUNTED_WHEN_SENDING = frozenset(
     str(s) for s in (MessageState.SENDING, MessageState.SENT, MessageState.DELIVERED, MessageState.UNKNOWN)
 )

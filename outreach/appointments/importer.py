@@ -29,7 +29,7 @@ from outreach.appointments.policy import PolicyError, load_policies
 from outreach.appointments.service import AppointmentError
 from outreach.appointments.upsert import PUSHABLE_STATUSES, AppointmentData, upsert
 from outreach.config import Settings
-from outreach.contacts.csvformat import RowError, header_key, unescape_cell
+from outreach.contacts.csvformat import HeaderError, RowError, header_key, locate_columns, unescape_cell
 from outreach.contacts.fields import FieldError, normalize_external_id, normalize_timezone
 from outreach.contacts.reader import CsvUnusable
 from outreach.errors import OutreachError
@@ -88,17 +88,10 @@ class ImportReport:
 
 
 def parse_header(cells: list[str], name: str) -> tuple[dict[str, int], list[str]]:
-    positions: dict[str, int] = {}
-    ignored: list[str] = []
-    for index, cell in enumerate(cells):
-        column = _KNOWN.get(header_key(cell))
-        if column is None:
-            if cell.strip():
-                ignored.append(cell.strip())
-            continue
-        if column in positions:
-            raise CsvUnusable(f"{name}: column {column} appears twice in the header")
-        positions[column] = index
+    try:
+        positions, ignored = locate_columns(cells, _KNOWN)
+    except HeaderError as exc:
+        raise CsvUnusable(f"{name}: {exc}") from None
     if "contact_id" not in positions and "contact_external_id" not in positions:
         raise CsvUnusable(f"{name}: the header needs a contact_id or contact_external_id column")
     if "starts_at" not in positions and not {"date", "time"} <= positions.keys():

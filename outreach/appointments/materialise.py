@@ -24,23 +24,21 @@ from outreach.appointments import planning
 from outreach.appointments.planning import COMBINED, Planned, Visit
 from outreach.appointments.policy import ReminderPolicy, load_policies
 from outreach.config import Settings
-from outreach.models import Appointment, Category, Contact, Message, MessageKind, MessageState
+from outreach.models import (
+    CAP_COUNTED_STATES,
+    Appointment,
+    Category,
+    Contact,
+    Message,
+    MessageKind,
+    MessageState,
+)
 from outreach.outbox import insert_messages
 from outreach.scheduling import SendPolicy, count_days
 from outreach.sendpolicy import policy_for
 
 # The patient's automated messages that count towards the daily limit.
-COUNTED_STATES = frozenset(
-    str(s)
-    for s in (
-        MessageState.SCHEDULED,
-        MessageState.QUEUED,
-        MessageState.SENDING,
-        MessageState.SENT,
-        MessageState.DELIVERED,
-        MessageState.UNKNOWN,
-    )
-)
+COUNTED_STATES = frozenset(str(s) for s in CAP_COUNTED_STATES)
 REVIVABLE_STATES = frozenset({str(MessageState.SKIPPED)})
 PENDING = (str(MessageState.SCHEDULED), str(MessageState.QUEUED))
 

@@ -107,11 +107,13 @@ class HeaderError(ValueError):
     pass
 
 
-def parse_header(cells: Sequence[str]) -> Header:
+def locate_columns(cells: Sequence[str], known: dict[str, str]) -> tuple[dict[str, int], list[str]]:
+    """Where each known column is (``known`` maps header_key -> column name), and the header
+    cells that are not ours. Shared by every CSV importer."""
     positions: dict[str, int] = {}
     ignored: list[str] = []
     for index, cell in enumerate(cells):
-        column = _KNOWN.get(header_key(cell))
+        column = known.get(header_key(cell))
         if column is None:
             if cell.strip():
                 ignored.append(cell.strip())
@@ -119,6 +121,11 @@ def parse_header(cells: Sequence[str]) -> Header:
         if column in positions:
             raise HeaderError(f"column {column} appears twice in the header")
         positions[column] = index
+    return positions, ignored
+
+
+def parse_header(cells: Sequence[str]) -> Header:
+    positions, ignored = locate_columns(cells, _KNOWN)
     if "phone" not in positions and "email" not in positions:
         if len(cells) == 1 and any(sep in cells[0] for sep in ";\t|"):
             raise HeaderError("the file is not comma-separated (save it as CSV, comma delimited)")
@@ -161,14 +168,16 @@ def parse_consent_cell(cell: str, column: str) -> ConsentCell | None:
         elif word in ALL_CATEGORIES:
             granted.add(word)
         else:
-            raise FieldError(f"unknown {column} value (use yes, no, or categories "
-                             f"{', '.join(ALL_CATEGORIES)} separated by ;)")
+            raise FieldError(
+                f"unknown {column} value (use yes, no, or categories "
+                f"{', '.join(ALL_CATEGORIES)} separated by ;)"
+            )
     return ConsentCell(GRANT, tuple(c for c in ALL_CATEGORIES if c in granted), text)
 
 
 def validate_row(line: int, cells: Sequence[str], header: Header) -> ContactRow | RowError:
     """Normalise one data row, or say every reason it cannot go in."""
-    if len(cells) > header.width and any(c.strip() for c in cells[header.width:]):
+    if len(cells) > header.width and any(c.strip() for c in cells[header.width :]):
         return RowError(line, f"{len(cells)} fields, but the header has {header.width}")
     problems: list[str] = []
     values: dict[str, str] = {}
@@ -216,8 +225,9 @@ def validate_row(line: int, cells: Sequence[str], header: Header) -> ContactRow 
     )
 
 
-def match_key(address: str | None, first_name: str | None, last_name: str | None
-              ) -> tuple[str, str, str] | None:
+def match_key(
+    address: str | None, first_name: str | None, last_name: str | None
+) -> tuple[str, str, str] | None:
     if address is None:
         return None
     return (address, (first_name or "").casefold(), (last_name or "").casefold())

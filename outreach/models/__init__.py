@@ -16,6 +16,7 @@ from outreach.models.contacts import (
 )
 from outreach.models.inbound import InboundClass, InboundMessage, InboxItem, InboxState
 from outreach.models.messages import (
+    CAP_COUNTED_STATES,
     PENDING_STATES,
     TERMINAL_STATES,
     Message,
@@ -27,6 +28,7 @@ from outreach.models.messages import (
 )
 
 __all__ = [
+    "CAP_COUNTED_STATES",
     "PENDING_STATES",
     "TERMINAL_STATES",
     "Appointment",

@@ -36,6 +36,17 @@ TERMINAL_STATES = frozenset(
         MessageState.EXPIRED,
     }
 )
+# A message that occupies its day for frequency caps: planned, in flight, or gone out.
+CAP_COUNTED_STATES = frozenset(
+    {
+        MessageState.SCHEDULED,
+        MessageState.QUEUED,
+        MessageState.SENDING,
+        MessageState.SENT,
+        MessageState.DELIVERED,
+        MessageState.UNKNOWN,
+    }
+)
 # Not yet handed to a provider: an opt-out or a reschedule can still cancel these.
 PENDING_STATES = frozenset({MessageState.SCHEDULED, MessageState.QUEUED})
 
