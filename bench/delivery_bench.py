@@ -17,7 +17,7 @@ off, Celery workers and one beat. Phases, in one run:
    unacked index is per Redis database, so a 5 s visibility timeout would re-deliver other
    apps' tasks on a shared server); its throughput and the duplicates the sandbox accepted.
 
-    .venv/bin/python -m bench.delivery_bench [--messages 10000] [--lag-messages 300]
+    .venv/bin/python -m bench.delivery_bench [--messages 4000] [--lag-messages 300]
         [--lag-spread 30] [--pool prefork --concurrency 2] [--phases throughput,lag,rate,naive]
 
 Prints (what, figure) pairs; ``pairs()`` returns them for bench/__main__.py.
@@ -404,7 +404,7 @@ class Figures:
 
 def run(
     *,
-    messages: int = 10_000,
+    messages: int = 4_000,
     lag_messages: int = 300,
     lag_spread: float = 30.0,
     spec: WorkerSpec | None = None,
@@ -559,7 +559,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--messages", type=int, default=4_000)
     parser.add_argument("--lag-messages", type=int, default=300)
     parser.add_argument("--lag-spread", type=float, default=30.0)
     parser.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
