@@ -83,7 +83,7 @@ def send_message(services: Services, message_id: int) -> str:
     prepared = _prepare(services, message_id)
     if isinstance(prepared, str):
         return prepared
-    outgoing, sender = prepared
+    outgoing, sender, attempt = prepared
     try:
         wait = services.limiter.acquire(sender, services.clock(), max_wait=MAX_RATE_WAIT_SECONDS)
     except RateLimitUnavailable:
@@ -93,10 +93,10 @@ def send_message(services: Services, message_id: int) -> str:
         return _requeue_for_rate(services, message_id, wait, "waiting for the sender's rate limit")
     if wait > 0:
         services.sleep(wait)
-    return _call(services, message_id, outgoing)
+    return _call(services, message_id, outgoing, attempt)
 
 
-def _prepare(services: Services, message_id: int) -> str | tuple[Outgoing, str]:
+def _prepare(services: Services, message_id: int) -> str | tuple[Outgoing, str, int]:
     settings = services.settings
     with services.session_factory() as session, session.begin():
         message = session.get(Message, message_id)
@@ -144,7 +144,7 @@ def _prepare(services: Services, message_id: int) -> str | tuple[Outgoing, str]:
         if not moved:
             return "lost-race"
         session.add(MessageAttempt(message_id=message_id, number=attempt, started_at=now))
-        return outgoing, decision.sender
+        return outgoing, decision.sender, attempt
 
 
 def _requeue_for_rate(services: Services, message_id: int, wait: float, reason: str) -> str:
@@ -165,16 +165,25 @@ def _requeue_for_rate(services: Services, message_id: int, wait: float, reason: 
     return MessageState.SCHEDULED
 
 
-def _call(services: Services, message_id: int, outgoing: Outgoing) -> str:
+def _still_ours(message: Message | None, attempt: int) -> bool:
+    """Still sending, and still *our* attempt: a worker that stalled past its lease may find the
+    message rescued, reconciled and re-claimed by another worker, which must be the only one
+    to send it."""
+    return message is not None and message.state == MessageState.SENDING and message.attempts == attempt
+
+
+def _call(services: Services, message_id: int, outgoing: Outgoing, attempt: int) -> str:
     with services.session_factory() as session, session.begin():
-        message = session.get(Message, message_id)
-        if message is None or message.state != MessageState.SENDING:
+        contact_id = session.scalar(select(Message.contact_id).where(Message.id == message_id))
+        if contact_id is not None:
+            lock_contacts(session, [contact_id])
+        # The message row too, after the contact (the order every writer takes them in), so
+        # what is checked here still holds when the provider answers.
+        message = session.get(Message, message_id, with_for_update=True, populate_existing=True)
+        if not _still_ours(message, attempt):
             return "lost-race"
+        assert message is not None
         if message.contact_id is not None:
-            lock_contacts(session, [message.contact_id])
-            session.refresh(message)
-            if message.state != MessageState.SENDING:
-                return "lost-race"
             stopped = checks.still_wanted(session, message)
             reason = stopped.reason if stopped else checks.consent_problem(session, message)
             if reason:

@@ -231,3 +231,28 @@ def test_opt_out_committed_after_prepare_stops_the_call(
     with session_factory() as session:
         assert session.scalars(select(MessageAttempt.outcome)).all() == ["skipped"]
         assert set(session.scalars(select(Consent.state).where(Consent.channel == "sms"))) == {"revoked"}
+
+
+def test_a_stalled_worker_whose_message_was_re_claimed_does_not_send_it_again(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """Worker A records its attempt, then stalls past its lease. The message is rescued,
+    reconciled ("never reached the provider"), claimed and sent by worker B. When A wakes up,
+    the message is no longer its attempt: it must not send."""
+    provider = FakeProvider()
+    message_id = _queued(session_factory)
+    services_b = _services(settings, session_factory, provider)
+
+    class StallThenLetOthersWork:
+        def acquire(self, sender: str, now: datetime, *, max_wait: float = 0.0) -> float:
+            with session_factory.begin() as session:
+                transition(session, message_id, [MessageState.SENDING], MessageState.UNKNOWN)
+                transition(session, message_id, [MessageState.UNKNOWN], MessageState.QUEUED)
+            assert send_message(services_b, message_id) == MessageState.SENT
+            return 0.0
+
+    services_a = _services(settings, session_factory, provider)
+    services_a.limiter = StallThenLetOthersWork()
+    assert send_message(services_a, message_id) == "lost-race"
+    assert len(provider.sent) == 1
+    assert _get(session_factory, message_id).attempts == 2
