@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from outreach import consent
+from outreach import consent, sending
 from outreach.channels import DeliveryError, Effect
 from outreach.config import Settings
 from outreach.models import Consent, ConsentSource, Message, MessageAttempt, MessageState, utcnow
@@ -237,22 +237,19 @@ def test_a_stalled_worker_whose_message_was_re_claimed_does_not_send_it_again(
     settings: Settings, session_factory: sessionmaker[Session]
 ) -> None:
     """Worker A records its attempt, then stalls past its lease. The message is rescued,
-    reconciled ("never reached the provider"), claimed and sent by worker B. When A wakes up,
-    the message is no longer its attempt: it must not send."""
+    reconciled ("never reached the provider") and claimed by worker B, which records attempt 2.
+    When A wakes up and reaches the provider call first, the message is no longer its attempt:
+    only B sends. (The two halves of a send are driven one by one to force that interleaving.)"""
     provider = FakeProvider()
     message_id = _queued(session_factory)
-    services_b = _services(settings, session_factory, provider)
-
-    class StallThenLetOthersWork:
-        def acquire(self, sender: str, now: datetime, *, max_wait: float = 0.0) -> float:
-            with session_factory.begin() as session:
-                transition(session, message_id, [MessageState.SENDING], MessageState.UNKNOWN)
-                transition(session, message_id, [MessageState.UNKNOWN], MessageState.QUEUED)
-            assert send_message(services_b, message_id) == MessageState.SENT
-            return 0.0
-
-    services_a = _services(settings, session_factory, provider)
-    services_a.limiter = StallThenLetOthersWork()
-    assert send_message(services_a, message_id) == "lost-race"
+    services = _services(settings, session_factory, provider)
+    prepared_a = sending._prepare(services, message_id)
+    assert isinstance(prepared_a, tuple)
+    with session_factory.begin() as session:
+        transition(session, message_id, [MessageState.SENDING], MessageState.UNKNOWN)
+        transition(session, message_id, [MessageState.UNKNOWN], MessageState.QUEUED)
+    prepared_b = sending._prepare(services, message_id)
+    assert isinstance(prepared_b, tuple)
+    assert sending._call(services, message_id, prepared_a[0], prepared_a[2]) == "lost-race"
+    assert sending._call(services, message_id, prepared_b[0], prepared_b[2]) == MessageState.SENT
     assert len(provider.sent) == 1
-    assert _get(session_factory, message_id).attempts == 2
