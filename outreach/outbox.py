@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import CursorResult, Select, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from outreach.models import PENDING_STATES, Contact, Message, MessageState, utcnow
 
@@ -45,11 +45,7 @@ def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     ]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (
-        insert(Message)
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(Message.id)
-    )
+    stmt = insert(Message).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(Message.id)
     # RETURNING counts exactly the new rows on both databases (executemany rowcounts do not).
     return len(session.connection().execute(stmt, values).all())
 
@@ -110,12 +106,18 @@ def cancel_pending(
 def lock_contacts(session: Session, contact_ids: Iterable[int]) -> list[Contact]:
     """Lock contact rows (in id order, so two lockers never deadlock) for the transaction.
 
+    Keep the returned objects referenced while working: the session holds them weakly, and a
+    dropped one is fetched again by the next ``session.get``.
+
     On SQLite the transaction already holds the database's write lock (BEGIN IMMEDIATE).
     """
     ids = sorted(set(contact_ids))
     if not ids:
         return []
-    query: Select[Contact] = select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id)
+    # The tags are not needed to send; consents are (checks read them from the identity map).
+    query: Select[Contact] = (
+        select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id).options(lazyload(Contact.tags))
+    )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     return list(session.scalars(query))

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, lazyload, sessionmaker
 
 from outreach import checks
 from outreach import outgoing as outgoing_builder
@@ -38,9 +38,13 @@ from outreach.ratelimit import RateLimitUnavailable
 log = logging.getLogger(__name__)
 
 BACKOFF_CAP = timedelta(hours=1)
+# A message's attempts and events are not needed to send it; loading them costs two queries.
+NO_RELATIONS = [lazyload("*")]
 # A rate-limit wait longer than this is better spent rescheduling than holding a worker.
 MAX_RATE_WAIT_SECONDS = 5.0
 RATE_STORE_RETRY_SECONDS = 5.0
+# Time kept in hand for locking and re-checking before a rate-limit slot.
+LOCK_MARGIN_SECONDS = 0.05
 
 
 class RateLimiter(Protocol):
@@ -91,21 +95,24 @@ def send_message(services: Services, message_id: int) -> str:
         return _requeue_for_rate(services, message_id, RATE_STORE_RETRY_SECONDS, "rate limiter unavailable")
     if wait > MAX_RATE_WAIT_SECONDS:
         return _requeue_for_rate(services, message_id, wait, "waiting for the sender's rate limit")
-    if wait > 0:
-        services.sleep(wait)
-    return _call(services, message_id, outgoing, attempt)
+    slot = time.monotonic() + wait
+    # Sleep most of the wait before taking the locks, the rest after the re-check, so the
+    # provider sees the slot's instant (not the slot plus however long the re-check took)
+    # and no lock is held for long.
+    services.sleep(max(0.0, wait - LOCK_MARGIN_SECONDS))
+    return _call(services, message_id, outgoing, attempt, slot)
 
 
 def _prepare(services: Services, message_id: int) -> str | tuple[Outgoing, str, int]:
     settings = services.settings
     with services.session_factory() as session, session.begin():
-        message = session.get(Message, message_id)
+        message = session.get(Message, message_id, options=NO_RELATIONS)
         if message is None:
             return "missing"
         if message.state != MessageState.QUEUED:
             return str(message.state)  # a duplicate task: someone else has it
-        if message.contact_id is not None:
-            lock_contacts(session, [message.contact_id])
+        # Kept referenced so the checks below find the contact (and its consents) in the session.
+        _locked = lock_contacts(session, [message.contact_id] if message.contact_id is not None else [])
         now = services.clock()
         decision = checks.decide(session, settings, message, now)
         if isinstance(decision, checks.Hold):
@@ -172,14 +179,15 @@ def _still_ours(message: Message | None, attempt: int) -> bool:
     return message is not None and message.state == MessageState.SENDING and message.attempts == attempt
 
 
-def _call(services: Services, message_id: int, outgoing: Outgoing, attempt: int) -> str:
+def _call(services: Services, message_id: int, outgoing: Outgoing, attempt: int, slot: float) -> str:
     with services.session_factory() as session, session.begin():
         contact_id = session.scalar(select(Message.contact_id).where(Message.id == message_id))
-        if contact_id is not None:
-            lock_contacts(session, [contact_id])
+        _locked = lock_contacts(session, [contact_id] if contact_id is not None else [])
         # The message row too, after the contact (the order every writer takes them in), so
         # what is checked here still holds when the provider answers.
-        message = session.get(Message, message_id, with_for_update=True, populate_existing=True)
+        message = session.get(
+            Message, message_id, with_for_update=True, populate_existing=True, options=NO_RELATIONS
+        )
         if not _still_ours(message, attempt):
             return "lost-race"
         assert message is not None
@@ -191,6 +199,9 @@ def _call(services: Services, message_id: int, outgoing: Outgoing, attempt: int)
                 transition(session, message_id, [MessageState.SENDING], MessageState.CANCELLED, reason=reason)
                 _finish_attempt(session, message_id, now, outcome="skipped", detail=reason)
                 return MessageState.CANCELLED
+        remaining = slot - time.monotonic()
+        if remaining > 0:
+            services.sleep(remaining)
         provider = services.providers[outgoing.channel]
         try:
             result = provider.send(outgoing)
@@ -301,22 +312,19 @@ def _finish_attempt(
     detail: str | None = None,
     provider_id: str | None = None,
 ) -> None:
-    attempt = session.scalars(
-        select(MessageAttempt)
+    """Complete the message's open attempt row (one UPDATE; there is at most one open)."""
+    session.execute(
+        update(MessageAttempt)
         .where(MessageAttempt.message_id == message_id, MessageAttempt.finished_at.is_(None))
-        .order_by(MessageAttempt.id.desc())
-        .limit(1)
-    ).first()
-    if attempt is None:
-        return
-    attempt.finished_at = now
-    attempt.outcome = outcome
-    attempt.provider_id = provider_id
-    if error is not None:
-        attempt.error_code = error.code
-        attempt.detail = error.detail[:300]
-    elif detail is not None:
-        attempt.detail = detail[:300]
+        .values(
+            finished_at=now,
+            outcome=outcome,
+            provider_id=provider_id,
+            error_code=error.code if error is not None else None,
+            detail=(error.detail if error is not None else detail or None),
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def new_correlation_id() -> str:

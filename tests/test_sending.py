@@ -250,6 +250,6 @@ def test_a_stalled_worker_whose_message_was_re_claimed_does_not_send_it_again(
         transition(session, message_id, [MessageState.UNKNOWN], MessageState.QUEUED)
     prepared_b = sending._prepare(services, message_id)
     assert isinstance(prepared_b, tuple)
-    assert sending._call(services, message_id, prepared_a[0], prepared_a[2]) == "lost-race"
-    assert sending._call(services, message_id, prepared_b[0], prepared_b[2]) == MessageState.SENT
+    assert sending._call(services, message_id, prepared_a[0], prepared_a[2], 0.0) == "lost-race"
+    assert sending._call(services, message_id, prepared_b[0], prepared_b[2], 0.0) == MessageState.SENT
     assert len(provider.sent) == 1
