@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from outreach import consent, inbox
 from outreach.config import Settings
+from outreach.enrollment import PAUSED_REASON
 from outreach.models import (
     Appointment,
     AppointmentStatus,
@@ -109,7 +110,8 @@ def still_wanted(session: Session, message: Message) -> Stop | None:
         if enrollment is None or enrollment.state in (EnrollmentState.UNENROLLED, EnrollmentState.COMPLETED):
             return Stop(MessageState.CANCELLED, "the contact left the campaign")
         if enrollment.state == EnrollmentState.PAUSED:
-            return Stop(MessageState.CANCELLED, "the enrollment is paused")
+            # The same words as pause itself: resume re-creates exactly these.
+            return Stop(MessageState.CANCELLED, PAUSED_REASON)
         if message.channel in (enrollment.stopped_channels or []):
             return Stop(MessageState.CANCELLED, f"{message.channel} steps stopped for this enrollment")
     if message.appointment_id is not None:
