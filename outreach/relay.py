@@ -1,8 +1,10 @@
 """The dispatcher: claim what is due, then hand ids to the send tasks after commit.
 
 Beat starts ``dispatch_due`` every second; each run keeps claiming for up to ``run_for``
-seconds, sleeping only until the next message falls due (capped by ``POLL``), which keeps the
-lag between due and provider call in the tens of milliseconds without a separate daemon.
+seconds, sleeping exactly until the next scheduled message falls due, which keeps the lag
+between due and provider call in the tens of milliseconds without a separate daemon. With
+nothing due soon it looks again every ``IDLE_POLL`` seconds, for rows inserted already due
+(replies to patients also start a run of their own at once).
 Overlapping runs (two beats, a slow tick) are harmless: the claim is exclusive. If enqueueing
 fails after the claim committed, the rows sit in ``queued`` until their lease runs out and
 the rescue sweep returns them to the schedule: nothing is lost.
@@ -17,7 +19,7 @@ from datetime import timedelta
 from outreach.dispatch import claim_due, next_due_at
 from outreach.sending import Services
 
-POLL = 0.02  # seconds between looks at an idle schedule within one run
+IDLE_POLL = 0.2  # seconds between looks at a schedule with nothing due sooner
 CHUNK = 25  # ids per send task: fewer broker round trips, still small enough to spread
 
 
@@ -45,7 +47,7 @@ def dispatch_due(
             return total
         with services.session_factory() as session:
             upcoming = next_due_at(session)
-        wait = POLL
+        wait = IDLE_POLL
         if upcoming is not None:
-            wait = min(POLL, max((upcoming - services.clock()).total_seconds(), 0.0))
+            wait = min(IDLE_POLL, max((upcoming - services.clock()).total_seconds(), 0.0))
         time.sleep(min(wait, remaining))
