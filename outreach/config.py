@@ -185,10 +185,6 @@ class Settings(BaseSettings):
         return ZoneInfo(self.clinic_timezone)
 
     @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
-    @property
     def uses_real_twilio_without_account(self) -> bool:
         """Pointed at Twilio itself but with no account configured: a setup mistake to refuse."""
         return self.twilio_api_base_url.startswith(TWILIO_API) and (

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,7 +30,7 @@ from outreach import outgoing as outgoing_builder
 from outreach.channels import DeliveryError, Outgoing, Provider, SendResult
 from outreach.config import Settings
 from outreach.effects import apply_effect
-from outreach.models import Message, MessageAttempt, MessageKind, MessageState, utcnow
+from outreach.models import Message, MessageAttempt, MessageState, utcnow
 from outreach.outbox import lock_contacts, transition
 from outreach.ratelimit import RateLimitUnavailable
 
@@ -325,11 +324,3 @@ def _finish_attempt(
         )
         .execution_options(synchronize_session=False)
     )
-
-
-def new_correlation_id() -> str:
-    return uuid.uuid4().hex
-
-
-def is_patient_message(message: Message) -> bool:
-    return message.kind != MessageKind.ALERT
