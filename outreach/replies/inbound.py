@@ -9,7 +9,7 @@ and writes the consequences: replies and alerts as outbox rows, staff inbox item
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -153,10 +153,6 @@ def normalise_phone(raw: str) -> str:
 
 def contacts_with_phone_ids(session: Session, phone: str) -> list[int]:
     return list(session.scalars(select(Contact.id).where(Contact.phone == phone).order_by(Contact.id)))
-
-
-def contacts_with_phone(session: Session, phone: str) -> Sequence[Contact]:
-    return session.scalars(select(Contact).where(Contact.phone == phone).order_by(Contact.id)).all()
 
 
 def _validate(form: Mapping[str, str]) -> None:
