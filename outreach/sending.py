@@ -206,14 +206,16 @@ def _call(services: Services, message_id: int, outgoing: Outgoing, attempt: int,
             result = provider.send(outgoing)
         except DeliveryError as error:
             return _record_failure(session, services, message, error)
-        except Exception:
+        except Exception as exc:
             # An adapter bug after the request may have left: we cannot know, so reconcile.
-            log.exception("provider adapter raised unexpectedly (message id %s)", message_id)
+            # Only the type is logged: a library's message may quote the number or the text.
+            kind = type(exc).__name__
+            log.error("provider adapter raised %s unexpectedly (message id %s)", kind, message_id)
             return _record_failure(
                 session,
                 services,
                 message,
-                DeliveryError("unexpected adapter error", permanent=False, ambiguous=True),
+                DeliveryError(f"unexpected adapter error ({kind})", permanent=False, ambiguous=True),
             )
         return _record_accept(session, services, message_id, result)
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach import consent, sending
-from outreach.channels import DeliveryError, Effect
+from outreach.channels import DeliveryError, Effect, Outgoing
 from outreach.config import Settings
 from outreach.models import Consent, ConsentSource, Message, MessageAttempt, MessageState, utcnow
 from outreach.outbox import transition
@@ -253,3 +255,21 @@ def test_a_stalled_worker_whose_message_was_re_claimed_does_not_send_it_again(
     assert sending._call(services, message_id, prepared_a[0], prepared_a[2], 0.0) == "lost-race"
     assert sending._call(services, message_id, prepared_b[0], prepared_b[2], 0.0) == MessageState.SENT
     assert len(provider.sent) == 1
+
+
+def test_an_adapter_bug_leaves_the_message_unknown_and_keeps_patient_data_out_of_the_log(
+    settings: Settings, session_factory: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    def explode(outgoing: Outgoing) -> None:
+        raise RuntimeError(f"could not encode {outgoing.to}: {outgoing.body}")
+
+    provider = FakeProvider(before_send=explode)
+    message_id = _queued(session_factory)
+    with caplog.at_level(logging.DEBUG):
+        assert (
+            send_message(_services(settings, session_factory, provider), message_id) == MessageState.UNKNOWN
+        )
+    phone = _get(session_factory, message_id).to_address
+    assert phone and phone not in caplog.text
+    assert "Test message from the clinic" not in caplog.text
+    assert "RuntimeError" in caplog.text
