@@ -121,3 +121,32 @@ def lock_contacts(session: Session, contact_ids: Iterable[int]) -> list[Contact]
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     return list(session.scalars(query))
+
+
+def lock_contacts_of(session: Session, message_ids: Sequence[int], states: Iterable[str]) -> list[Contact]:
+    """Lock the contacts of these messages (those in ``states``), in id order, in one statement:
+    the first step of every send, before the message rows themselves (``lock_messages``)."""
+    owners = select(Message.contact_id).where(
+        Message.id.in_(list(message_ids)), Message.state.in_([str(s) for s in states])
+    )
+    # Only what checking and rendering read: no tags, and consents are loaded per batch.
+    query: Select[Contact] = (
+        select(Contact).where(Contact.id.in_(owners)).order_by(Contact.id).options(lazyload("*"))
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return list(session.scalars(query))
+
+
+def lock_messages(session: Session, message_ids: Sequence[int]) -> list[Message]:
+    """The message rows, locked (after their contacts), freshly read, without their logs."""
+    query: Select[Message] = (
+        select(Message)
+        .where(Message.id.in_(list(message_ids)))
+        .order_by(Message.id)
+        .options(lazyload("*"))
+        .execution_options(populate_existing=True)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return list(session.scalars(query))

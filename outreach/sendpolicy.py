@@ -4,6 +4,7 @@ calendar and a campaign's policy) and ``outreach.caps`` (the frequency cap)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -21,14 +22,14 @@ def policy_for(session: Session, settings: Settings, campaign: Campaign | None) 
 
 def cap_deferral(
     policy: scheduling.SendPolicy,
-    session: Session,
     settings: Settings,
     message: Message,
     zone: ZoneInfo,
+    recent: Iterable[tuple[int, datetime]],
     now: datetime,
 ) -> datetime | None:
     """When a capped message may go instead (the next allowed local day), or None if it may go now."""
-    if caps.cap_violation(session, settings, message, now) is None:
+    if caps.cap_violation(settings, message, zone, recent, now) is None:
         return None
     tomorrow = datetime.combine(now.astimezone(zone).date() + timedelta(days=1), time(0), tzinfo=zone)
     return policy.next_opening(tomorrow, zone)

@@ -25,9 +25,7 @@ def dispatch_due(run_for: float = 0.9) -> int:
 # message's conditional state change makes the redelivery a no-op for what was already done.
 @shared_task(name=SEND_TASK, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def send_messages(message_ids: list[int]) -> None:
-    services = runtime.current()
-    for message_id in message_ids:
-        sending.send_message(services, message_id)
+    sending.send_batch(runtime.current(), message_ids)
 
 
 @shared_task(name="outreach.rescue_stuck", ignore_result=True)

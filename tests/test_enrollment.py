@@ -10,8 +10,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from outreach import campaigns, enrollment
-from outreach.caps import cap_violation
+from outreach import campaigns, caps, enrollment
 from outreach.config import Settings
 from outreach.models import Closure, Contact, Enrollment, Message, MessageState
 from tests.support.campaigns import SMALL_CAMPAIGN, add_contact, copy_templates, messages_of, utc
@@ -171,6 +170,13 @@ def test_frequency_cap_spreads_two_campaigns_for_one_contact(
     assert len(set(days)) == 6, "at most one education message per local day"
     for day in days:
         assert sum(1 for d in days if day <= d < day + timedelta(days=7)) <= 3
+
+
+def cap_violation(session: Session, settings: Settings, message: Message, now: datetime) -> str | None:
+    """The send-time cap check for one message, with what it reads loaded as the sender does."""
+    assert message.contact_id is not None
+    recent = caps.recent_sends(session, [message.contact_id], now).get(message.contact_id, [])
+    return caps.cap_violation(settings, message, LA, recent, now)
 
 
 def test_cap_violation_at_send_time_counts_what_went_out_today(

@@ -14,6 +14,7 @@ from outreach.channels import DeliveryError, Effect, Outgoing
 from outreach.config import Settings
 from outreach.models import Consent, ConsentSource, Message, MessageAttempt, MessageState, utcnow
 from outreach.outbox import transition
+from outreach.preparing import prepare as prepare_batch
 from outreach.reconcile import reconcile_unknown
 from outreach.sending import NoLimit, Services, send_message
 from tests.support.factories import make_contact, make_message
@@ -245,15 +246,19 @@ def test_a_stalled_worker_whose_message_was_re_claimed_does_not_send_it_again(
     provider = FakeProvider()
     message_id = _queued(session_factory)
     services = _services(settings, session_factory, provider)
-    prepared_a = sending._prepare(services, message_id)
-    assert isinstance(prepared_a, tuple)
+
+    def prepare() -> sending.Slotted:
+        batch = prepare_batch(session_factory, settings, [message_id], services.clock)
+        assert [p.message_id for p in batch.ready] == [message_id]
+        return sending.Slotted(batch.ready[0], slot=0.0)
+
+    worker_a = prepare()
     with session_factory.begin() as session:
         transition(session, message_id, [MessageState.SENDING], MessageState.UNKNOWN)
         transition(session, message_id, [MessageState.UNKNOWN], MessageState.QUEUED)
-    prepared_b = sending._prepare(services, message_id)
-    assert isinstance(prepared_b, tuple)
-    assert sending._call(services, message_id, prepared_a[0], prepared_a[2], 0.0) == "lost-race"
-    assert sending._call(services, message_id, prepared_b[0], prepared_b[2], 0.0) == MessageState.SENT
+    worker_b = prepare()
+    assert sending.call_group(services, [worker_a]) == {message_id: "lost-race"}
+    assert sending.call_group(services, [worker_b]) == {message_id: MessageState.SENT}
     assert len(provider.sent) == 1
 
 
