@@ -6,13 +6,15 @@ import ssl
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import requests
 from urllib3.exceptions import (
     ConnectTimeoutError,
-    MaxRetryError,
+    HTTPError,
+    IncompleteRead,
+    LocationParseError,
     NameResolutionError,
     NewConnectionError,
     ProtocolError,
+    ReadTimeoutError,
 )
 from urllib3.exceptions import SSLError as Urllib3SSLError
 
@@ -25,33 +27,16 @@ from outreach.channels.classify_twilio import (
     validity_seconds,
 )
 
-
-def _max_retry(reason: Exception) -> MaxRetryError:
-    return MaxRetryError(None, "/2010-04-01/Accounts/AC/Messages.json", reason)  # type: ignore[arg-type]
-
-
 TRANSPORT = [
-    # exception, ambiguous (may have been accepted), code
-    (requests.ConnectTimeout(_max_retry(ConnectTimeoutError("connect timed out"))), False, "connect"),
-    (requests.ConnectionError(_max_retry(NewConnectionError(None, "refused"))), False, "connect"),  # type: ignore[arg-type]
-    (
-        requests.ConnectionError(_max_retry(NameResolutionError("api.twilio.com", None, OSError("dns")))),  # type: ignore[arg-type]
-        False,
-        "connect",
-    ),
-    (
-        requests.exceptions.SSLError(_max_retry(Urllib3SSLError(ssl.SSLCertVerificationError("bad cert")))),
-        False,
-        "connect",
-    ),
-    (requests.exceptions.SSLError(_max_retry(Urllib3SSLError("record layer failure"))), True, "connection"),
-    (requests.ReadTimeout("read timed out"), True, "timeout"),
-    (
-        requests.ConnectionError(ProtocolError("Connection aborted.", ConnectionResetError())),
-        True,
-        "connection",
-    ),
-    (requests.exceptions.ChunkedEncodingError("truncated body"), True, "connection"),
+    # exception (as urllib3 raises it with retries off), ambiguous (may have been accepted), code
+    (ConnectTimeoutError("connect timed out"), False, "connect"),
+    (NewConnectionError(None, "refused"), False, "connect"),  # type: ignore[arg-type]
+    (NameResolutionError("api.twilio.com", None, OSError("dns")), False, "connect"),  # type: ignore[arg-type]
+    (Urllib3SSLError(ssl.SSLCertVerificationError("bad cert")), False, "connect"),
+    (Urllib3SSLError("record layer failure"), True, "connection"),
+    (ReadTimeoutError(None, "/2010-04-01/Accounts/AC/Messages.json", "read timed out"), True, "timeout"),  # type: ignore[arg-type]
+    (ProtocolError("Connection aborted.", ConnectionResetError()), True, "connection"),
+    (ProtocolError("Connection broken: IncompleteRead", IncompleteRead(10, 20)), True, "connection"),
 ]
 
 
@@ -60,9 +45,7 @@ TRANSPORT = [
     TRANSPORT,
     ids=[type(e).__name__ + str(i) for i, (e, *_) in enumerate(TRANSPORT)],
 )
-def test_transport_failures_retry_only_when_nothing_left(
-    exc: requests.RequestException, ambiguous: bool, code: str
-) -> None:
+def test_transport_failures_retry_only_when_nothing_left(exc: HTTPError, ambiguous: bool, code: str) -> None:
     error = classify_transport_error(exc)
 
     assert error.ambiguous is ambiguous
@@ -73,7 +56,7 @@ def test_transport_failures_retry_only_when_nothing_left(
 
 
 def test_invalid_base_url_is_a_configuration_error() -> None:
-    error = classify_transport_error(requests.exceptions.InvalidURL("bad"))
+    error = classify_transport_error(LocationParseError("bad"))
     assert error.permanent and not error.ambiguous
 
 

@@ -20,8 +20,15 @@ import ssl
 from dataclasses import dataclass
 from datetime import datetime
 
-import requests
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    LocationValueError,
+    SSLError,
+)
+from urllib3.exceptions import (
+    TimeoutError as Urllib3Timeout,
+)
 
 from outreach.channels.base import DeliveryError, Effect
 
@@ -104,25 +111,20 @@ def classify_rest_error(status: int, code: int | None, retry_after: float | None
     )
 
 
-def _never_left(exc: requests.RequestException) -> bool:
+def _never_left(exc: HTTPError) -> bool:
     """True only when we know no byte of the request reached Twilio."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason = exc.args[0] if exc.args else None
-    if isinstance(reason, MaxRetryError):
-        reason = reason.reason
-    # Refused, unresolvable, unreachable: the TCP connection never opened.
-    if isinstance(reason, NewConnectionError | ConnectTimeoutError):
+    # Refused, unresolvable, unreachable, timed out connecting: the TCP connection never opened.
+    if isinstance(exc, ConnectTimeoutError):  # NewConnectionError and NameResolutionError too
         return True
     # A certificate that fails verification stops the TLS handshake, before any request.
-    if isinstance(exc, requests.exceptions.SSLError):
-        inner = getattr(reason, "args", ())
-        return any(isinstance(arg, ssl.SSLCertVerificationError) for arg in inner)
+    if isinstance(exc, SSLError):
+        return any(isinstance(arg, ssl.SSLCertVerificationError) for arg in exc.args)
     return False
 
 
-def classify_transport_error(exc: requests.RequestException) -> DeliveryError:
-    """A broken HTTP exchange (no response, or an unreadable one).
+def classify_transport_error(exc: HTTPError) -> DeliveryError:
+    """A broken HTTP exchange (no response, or an unreadable one), as urllib3 reports it
+    (``twilio_http`` never retries, so the original error arrives, not a ``MaxRetryError``).
 
     Only failures that certainly happened before the request left are retryable. A read
     timeout, a reset connection or a truncated response may follow Twilio's accept, so the
@@ -136,7 +138,7 @@ def classify_transport_error(exc: requests.RequestException) -> DeliveryError:
             code="connect",
             retry_after=DEFAULT_RETRY_AFTER_NETWORK,
         )
-    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+    if isinstance(exc, LocationValueError):
         return DeliveryError(
             "the Twilio API base URL is invalid; check OUTREACH_TWILIO_API_BASE_URL",
             permanent=True,
@@ -146,7 +148,7 @@ def classify_transport_error(exc: requests.RequestException) -> DeliveryError:
         f"no complete answer from Twilio after the request was sent ({kind}); outcome unknown",
         permanent=False,
         ambiguous=True,
-        code="timeout" if isinstance(exc, requests.Timeout) else "connection",
+        code="timeout" if isinstance(exc, Urllib3Timeout) else "connection",
     )
 
 

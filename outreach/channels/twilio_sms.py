@@ -7,24 +7,17 @@ The client is a constructor argument so tests and the sandbox only change where 
 
 from __future__ import annotations
 
-import logging
-import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
-from twilio.http.http_client import TwilioHttpClient
-from twilio.http.response import Response
 from twilio.rest import Client
+from urllib3.exceptions import HTTPError
 
 from outreach.channels.base import DeliveryError, Outgoing, SendResult
-from outreach.channels.classify_twilio import (
-    classify_rest_error,
-    classify_transport_error,
-    parse_retry_after,
-)
+from outreach.channels.classify_twilio import classify_rest_error, classify_transport_error
+from outreach.channels.twilio_http import PooledHttpClient
 from outreach.config import Settings
 
 STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
@@ -34,37 +27,6 @@ CORRELATION_PARAM = "c"
 RECONCILE_CLOCK_SKEW = timedelta(minutes=2)
 # How many recent messages to that number we look through when reconciling.
 RECONCILE_SCAN_LIMIT = 50
-
-# twilio's HTTP client logs query strings at INFO, and a list filtered by To puts the patient's
-# number there. This logger belongs to no hierarchy and has no handlers, so nothing is emitted.
-_SILENT_LOGGER = logging.Logger("outreach.twilio.http.silent", level=logging.CRITICAL)
-
-
-class RetryAfterHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no types
-    """``TwilioHttpClient`` that remembers, per thread, the last response's Retry-After header.
-
-    The SDK's exceptions carry no headers, and a 429's Retry-After is the provider's own
-    advice on when to come back.
-    """
-
-    def __init__(self, *, timeout: float) -> None:
-        super().__init__(pool_connections=True, timeout=timeout, logger=_SILENT_LOGGER)
-        # requests would re-read proxy variables from the environment on every call (5-11 % of
-        # a send); a clinic that needs a proxy configures it on the session explicitly.
-        self.session.trust_env = False
-        self._local = threading.local()
-
-    def request(self, *args: Any, **kwargs: Any) -> Response:
-        self._local.retry_after = None
-        response: Response = super().request(*args, **kwargs)
-        headers = response.headers or {}
-        self._local.retry_after = parse_retry_after(headers.get("Retry-After"))
-        return response
-
-    @property
-    def last_retry_after(self) -> float | None:
-        value: float | None = getattr(self._local, "retry_after", None)
-        return value
 
 
 def status_callback_url(public_base_url: str, correlation_id: str) -> str:
@@ -146,7 +108,7 @@ class TwilioSms:
             message = self._client.messages.create(**params)
         except (TwilioRestException, TwilioServiceException) as exc:
             raise self._rest_error(exc) from None
-        except requests.RequestException as exc:
+        except HTTPError as exc:
             raise classify_transport_error(exc) from None
         except TwilioException as exc:
             # Raised by the SDK itself, before any request (e.g. missing credentials).
@@ -187,7 +149,7 @@ class TwilioSms:
                 permanent=False,
                 code=str(getattr(exc, "code", None) or status),
             ) from None
-        except requests.RequestException as exc:
+        except HTTPError as exc:
             # Listing is read-only, so any transport failure just means "ask again later".
             raise DeliveryError(
                 f"could not reach Twilio to reconcile ({type(exc).__name__})", permanent=False, code="connect"
@@ -225,7 +187,7 @@ class TwilioSms:
         raw_code = exc.code
         code = int(raw_code) if raw_code is not None and str(raw_code).isdigit() else None
         http_client = self._client.http_client
-        retry_after = http_client.last_retry_after if isinstance(http_client, RetryAfterHttpClient) else None
+        retry_after = http_client.last_retry_after if isinstance(http_client, PooledHttpClient) else None
         return classify_rest_error(status, code, retry_after)
 
 
@@ -234,7 +196,7 @@ def make_client(settings: Settings) -> Client:
     client = Client(
         settings.twilio_account_sid,
         settings.twilio_auth_token.get_secret_value(),
-        http_client=RetryAfterHttpClient(timeout=settings.twilio_timeout_seconds),
+        http_client=PooledHttpClient(timeout=settings.twilio_timeout_seconds),
         # Ignore TWILIO_REGION / TWILIO_EDGE from the process environment: either rewrites every
         # host, the sandbox's too. (An empty mapping would fall back to os.environ.)
         environment={"TWILIO_EDGE": "", "TWILIO_REGION": ""},
