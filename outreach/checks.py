@@ -115,8 +115,14 @@ def load_facts(
     enrollment_ids = sorted({m.enrollment_id for m in messages if m.enrollment_id is not None})
     appointment_ids = sorted({m.appointment_id for m in messages if m.appointment_id is not None})
     if contact_ids:
-        for row in session.scalars(select(Consent).where(sets.among(Consent.contact_id, contact_ids))):
-            facts.consents[(row.contact_id, row.channel, row.category)] = row.state
+        rows = session.execute(
+            select(Consent.contact_id, Consent.channel, Consent.category, Consent.state).where(
+                sets.among(Consent.contact_id, contact_ids)
+            )
+        )
+        facts.consents = {
+            (contact_id, channel, category): state for contact_id, channel, category, state in rows
+        }
     if enrollment_ids:
         facts.enrollments = {
             e.id: e

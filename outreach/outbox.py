@@ -123,15 +123,31 @@ def lock_contacts(session: Session, contact_ids: Iterable[int]) -> list[Contact]
     return list(session.scalars(query))
 
 
+def _owners(message_ids: Sequence[int], states: Iterable[str]) -> Select[int | None]:
+    return select(Message.contact_id).where(
+        Message.id.in_(list(message_ids)), Message.state.in_([str(s) for s in states])
+    )
+
+
 def lock_contacts_of(session: Session, message_ids: Sequence[int], states: Iterable[str]) -> list[Contact]:
     """Lock the contacts of these messages (those in ``states``), in id order, in one statement:
     the first step of every send, before the message rows themselves (``lock_messages``)."""
-    owners = select(Message.contact_id).where(
-        Message.id.in_(list(message_ids)), Message.state.in_([str(s) for s in states])
-    )
     # Only what checking and rendering read: no tags, and consents are loaded per batch.
     query: Select[Contact] = (
-        select(Contact).where(Contact.id.in_(owners)).order_by(Contact.id).options(lazyload("*"))
+        select(Contact)
+        .where(Contact.id.in_(_owners(message_ids, states)))
+        .order_by(Contact.id)
+        .options(lazyload("*"))
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return list(session.scalars(query))
+
+
+def lock_contact_ids_of(session: Session, message_ids: Sequence[int], states: Iterable[str]) -> list[int]:
+    """``lock_contacts_of`` for a caller that needs the locks, not the rows."""
+    query: Select[int] = (
+        select(Contact.id).where(Contact.id.in_(_owners(message_ids, states))).order_by(Contact.id)
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()

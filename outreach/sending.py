@@ -32,7 +32,7 @@ from outreach import checks
 from outreach.channels import DeliveryError, Provider
 from outreach.config import Settings
 from outreach.models import Message, MessageState, utcnow
-from outreach.outbox import lock_contacts_of, lock_messages, transition
+from outreach.outbox import lock_contact_ids_of, lock_messages, transition
 from outreach.preparing import Prepared, prepare
 from outreach.ratelimit import RateLimitUnavailable
 from outreach.recording import Accepted, finish_attempt, record_accepts, record_failure
@@ -183,9 +183,9 @@ def _call_some(services: Services, group: Sequence[Slotted], outcomes: dict[int,
     with services.session_factory() as session, session.begin():
         # The contacts first, then the messages (the order every writer takes them in), so
         # what is checked here still holds when the provider answers.
-        contacts = lock_contacts_of(session, ids, [MessageState.SENDING])
+        lock_contact_ids_of(session, ids, [MessageState.SENDING])
         messages = {m.id: m for m in lock_messages(session, ids)}
-        facts = checks.load_facts(session, list(messages.values()), contacts, services.clock(), timing=False)
+        facts = checks.load_facts(session, list(messages.values()), [], services.clock(), timing=False)
         locked_at = time.monotonic()
         for item in group:
             handled += 1
