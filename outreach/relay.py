@@ -21,24 +21,41 @@ from outreach.sending import Services
 
 IDLE_POLL = 0.2  # seconds between looks at a schedule with nothing due sooner
 CHUNK = 50  # ids per send task: fewer broker round trips and transactions, still small enough to spread
+# Send tasks allowed to wait in the broker before the dispatcher stops claiming (backpressure):
+# enough to keep every worker busy for a while, few enough that a backlog stays ``scheduled``
+# (cancellable, re-checked, not leased) until workers are about to send it.
+MAX_WAITING_TASKS = 20
+BACKPRESSURE_POLL = 0.02  # seconds between looks at a full queue
 
 
 def dispatch_due(
     services: Services,
-    enqueue: Callable[[Sequence[int]], None],
+    enqueue: Callable[[Sequence[Sequence[int]]], None],
     *,
+    waiting: Callable[[], int] = lambda: 0,
     batch_size: int = 500,
     run_for: float = 0.0,
 ) -> int:
-    """Claim and enqueue until nothing is due (and ``run_for`` seconds have passed)."""
+    """Claim and enqueue until nothing is due (and ``run_for`` seconds have passed).
+
+    ``enqueue`` publishes one send task per chunk of ids; ``waiting`` says how many send tasks
+    sit in the broker unconsumed. While that is ``MAX_WAITING_TASKS`` or more, nothing is
+    claimed: claiming faster than workers send only moves rows from ``scheduled`` to a queue
+    whose leases may run out before a worker gets to them.
+    """
     deadline = time.monotonic() + run_for
     lease = timedelta(seconds=services.settings.claim_lease_seconds)
     total = 0
     while True:
+        if waiting() >= MAX_WAITING_TASKS:
+            if time.monotonic() >= deadline:
+                return total
+            time.sleep(BACKPRESSURE_POLL)
+            continue
         with services.session_factory() as session, session.begin():
             ids = claim_due(session, services.clock(), batch_size, lease)
-        for start in range(0, len(ids), CHUNK):
-            enqueue(ids[start : start + CHUNK])
+        if ids:
+            enqueue([ids[start : start + CHUNK] for start in range(0, len(ids), CHUNK)])
         total += len(ids)
         if len(ids) == batch_size:
             continue  # more may be due right now

@@ -12,13 +12,26 @@ from outreach.models import utcnow
 SEND_TASK = "outreach.send_messages"
 
 
-def _enqueue(ids: Sequence[int]) -> None:
-    send_messages.delay(list(ids))
+def _enqueue(chunks: Sequence[Sequence[int]]) -> None:
+    # One pooled producer for the whole claim: acquiring one per task costs more than the
+    # publish itself at hundreds of tasks a second.
+    with send_messages.app.producer_or_acquire() as producer:
+        for ids in chunks:
+            send_messages.apply_async((list(ids),), producer=producer)
+
+
+def _waiting() -> int:
+    """Send tasks waiting in the broker (kombu's queue size: LLEN on Redis, a row count on
+    the embedded broker)."""
+    queue = send_messages.app.conf.task_default_queue
+    with send_messages.app.pool.acquire(block=True) as connection:
+        declared = connection.default_channel.queue_declare(queue=queue, passive=False)
+    return int(declared.message_count)
 
 
 @shared_task(name="outreach.dispatch_due", ignore_result=True)
 def dispatch_due(run_for: float = 0.9) -> int:
-    return relay.dispatch_due(runtime.current(), _enqueue, run_for=run_for)
+    return relay.dispatch_due(runtime.current(), _enqueue, waiting=_waiting, run_for=run_for)
 
 
 # acks_late + reject_on_worker_lost: a worker killed mid-task gets the ids redelivered; each
