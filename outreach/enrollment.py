@@ -20,15 +20,15 @@ Rules (documented in docs/campaigns.md):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import struct
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import (
-    JSON,
     Column,
     ColumnElement,
     CursorResult,
@@ -47,8 +47,8 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import Session, aliased
 
 from outreach import outbox
 from outreach.campaigns import timing_of
@@ -90,6 +90,8 @@ ENROLLMENTS: Table = Enrollment.__table__  # type: ignore[assignment]
 MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 
 _tmp = MetaData()
+# The contacts a call is about: every per-contact look-up joins it instead of carrying 100k ids.
+_requested = Table("tmp_enroll_contacts", _tmp, Column("contact_id", Integer), prefixes=["TEMPORARY"])
 _members = Table(
     "tmp_enroll_members",
     _tmp,
@@ -168,6 +170,22 @@ class ChangeReport:
 
 
 @dataclass(frozen=True)
+class _NewEnrollments:
+    """Enrollments to write: each member is (contact id, index into ``plans``); a plan is the
+    steps a contact gets with their due instants, shared by contacts with the same answers."""
+
+    campaign: Campaign
+    members: list[tuple[int, int]]
+    plans: list[list[tuple[CampaignStep, datetime]]]
+    started_at: datetime
+    created_at: datetime
+
+    @property
+    def messages(self) -> int:
+        return sum(len(self.plans[plan]) for _contact, plan in self.members)
+
+
+@dataclass(frozen=True)
 class _Facts:
     zone: ZoneInfo | None
     usable: frozenset[str]  # channels this campaign may use for the contact
@@ -198,67 +216,105 @@ def _campaign(session: Session, slug: str, *, lock: bool = False) -> Campaign:
     return campaign
 
 
+def _fill_requested(session: Session, contact_ids: Sequence[int]) -> None:
+    connection = session.connection()
+    _requested.create(connection)
+    if not contact_ids:
+        return
+    if is_postgres(session):
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        statement = "COPY tmp_enroll_contacts (contact_id) FROM STDIN"
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.write("".join(f"{cid}\n" for cid in contact_ids))
+    else:
+        connection.execute(_requested.insert(), [{"contact_id": cid} for cid in contact_ids])
+
+
 def _load_facts(
-    session: Session, contact_ids: Sequence[int], category: str, channels: Iterable[str]
-) -> dict[int, _Facts]:
-    channels = set(channels)
-    contacts: dict[int, tuple[str, str | None, str | None, bool]] = {}
-    granted: set[tuple[int, str]] = set()
-    ids = IdSets(session)
-    for chunk in ids.batches(contact_ids):
-        for cid, tz, phone, email, paused_at in session.execute(
-            select(
-                Contact.id, Contact.timezone, Contact.phone, Contact.email, Contact.automation_paused_at
-            ).where(ids.among(Contact.id, chunk))
-        ):
-            contacts[cid] = (tz, phone, email, paused_at is not None)
-        granted.update(
-            (cid, channel)
-            for cid, channel in session.execute(
-                select(Consent.contact_id, Consent.channel).where(
-                    ids.among(Consent.contact_id, chunk),
-                    Consent.category == category,
-                    Consent.state == str(ConsentState.GRANTED),
-                )
-            )
+    session: Session,
+    contact_ids: Sequence[int],
+    category: str,
+    channels: Iterable[str],
+    *,
+    enrolled_in: int | None = None,
+) -> tuple[dict[int, _Facts], dict[int, tuple[int, str]]]:
+    """Per existing contact: zone, usable channels (consent, address, suppression) and pause;
+    with ``enrolled_in``, also (enrollment id, state) for contacts already in that campaign.
+
+    One query joined with a temporary table of the ids, answering with flags rather than
+    addresses. Contacts with the same answers share one ``_Facts``.
+    """
+    wanted = sorted(set(channels))
+    contacts: Table = Contact.__table__  # type: ignore[assignment]
+    columns: list[ColumnElement[Any]] = [
+        contacts.c.id,
+        contacts.c.timezone,
+        contacts.c.automation_paused_at.is_not(None),
+    ]
+    joined = _requested.join(contacts, contacts.c.id == _requested.c.contact_id)
+    for channel in wanted:
+        consent = aliased(Consent)
+        suppression = aliased(Suppression)
+        address = contacts.c.phone if channel == Channel.SMS else contacts.c.email
+        # At most one row each: consents are keyed by (contact, channel, category), suppressions
+        # are unique per (channel, address).
+        joined = joined.outerjoin(
+            consent,
+            and_(
+                consent.contact_id == contacts.c.id,
+                consent.channel == channel,
+                consent.category == category,
+                consent.state == str(ConsentState.GRANTED),
+            ),
+        ).outerjoin(suppression, and_(suppression.channel == channel, suppression.address == address))
+        columns += [
+            consent.contact_id.is_not(None),
+            func.coalesce(address, "") != "",
+            suppression.id.is_not(None),
+        ]
+    if enrolled_in is not None:
+        enrollments = ENROLLMENTS
+        joined = joined.outerjoin(
+            enrollments,
+            and_(enrollments.c.contact_id == contacts.c.id, enrollments.c.campaign_id == enrolled_in),
         )
-    suppressed = _suppressed(session, contacts, channels)
+        columns += [enrollments.c.id, enrollments.c.state]
+    _fill_requested(session, contact_ids)
+    try:
+        rows = session.connection().execute(select(*columns).select_from(joined)).all()
+    finally:
+        _requested.drop(session.connection())
     facts: dict[int, _Facts] = {}
-    for cid, (tz, phone, email, paused) in contacts.items():
-        usable: set[str] = set()
-        missing: dict[str, str] = {}
-        for channel in channels:
-            address = phone if channel == Channel.SMS else email
-            if (cid, channel) not in granted:
-                missing[channel] = f"no {category} consent on {channel}"
-            elif not address:
-                missing[channel] = f"no {'phone number' if channel == Channel.SMS else 'email address'}"
-            elif (channel, address) in suppressed:
-                missing[channel] = f"{channel} address suppressed"
-            else:
-                usable.add(channel)
-        facts[cid] = _Facts(_zone(tz), frozenset(usable), missing, paused)
-    return facts
+    existing: dict[int, tuple[int, str]] = {}
+    shared: dict[tuple[Any, ...], _Facts] = {}
+    width = 3 + 3 * len(wanted)
+    for row in rows:
+        answers = tuple(row[1:width])
+        fact = shared.get(answers)
+        if fact is None:
+            fact = shared[answers] = _facts_of(answers, wanted, category)
+        facts[row[0]] = fact
+        if enrolled_in is not None and row[width] is not None:
+            existing[row[0]] = (row[width], row[width + 1])
+    return facts, existing
 
 
-def _suppressed(
-    session: Session, contacts: dict[int, tuple[str, str | None, str | None, bool]], channels: set[str]
-) -> set[tuple[str, str]]:
-    found: set[tuple[str, str]] = set()
-    sets = IdSets(session)
-    for channel in channels:
-        index = 1 if channel == Channel.SMS else 2
-        addresses = sorted({str(c[index]) for c in contacts.values() if c[index]})
-        for batch in sets.batches(addresses):
-            found.update(
-                session.execute(
-                    select(Suppression.channel, Suppression.address).where(
-                        Suppression.channel == channel,
-                        sets.among(Suppression.address, batch),
-                    )
-                )
-            )
-    return found
+def _facts_of(answers: tuple[Any, ...], channels: list[str], category: str) -> _Facts:
+    timezone, paused = answers[0], answers[1]
+    usable: set[str] = set()
+    missing: dict[str, str] = {}
+    for i, channel in enumerate(channels):
+        granted, has_address, suppressed = answers[2 + 3 * i : 5 + 3 * i]
+        if not granted:
+            missing[channel] = f"no {category} consent on {channel}"
+        elif not has_address:
+            missing[channel] = f"no {'phone number' if channel == Channel.SMS else 'email address'}"
+        elif suppressed:
+            missing[channel] = f"{channel} address suppressed"
+        else:
+            usable.add(channel)
+    return _Facts(_zone(timezone), frozenset(usable), missing, bool(paused))
 
 
 def _policy_and_cap(
@@ -279,7 +335,9 @@ def enroll(
     now: datetime,
 ) -> EnrollmentReport:
     """Enroll contacts and materialise their schedule (see module doc). Bulk: a constant
-    number of queries per 10,000 contacts, whatever the number of steps."""
+    number of statements whatever the number of contacts and steps."""
+    # The campaign row lock serialises everything that creates enrollments in this campaign,
+    # so the look-up below is still true when the new enrollments are written.
     campaign = _campaign(session, slug, lock=True)
     if not campaign.active:
         raise OutreachError(
@@ -288,25 +346,20 @@ def enroll(
     steps = [s for s in campaign.steps if s.active]
     anchor = start or now
     ids = sorted(set(contact_ids))
-    facts = _load_facts(session, ids, campaign.category, {s.channel for s in steps})
-    existing: dict[int, tuple[int, str]] = {}
-    sets = IdSets(session)
-    for chunk in sets.batches(ids):
-        for eid, cid, state in session.execute(
-            select(Enrollment.id, Enrollment.contact_id, Enrollment.state).where(
-                Enrollment.campaign_id == campaign.id, sets.among(Enrollment.contact_id, chunk)
-            )
-        ):
-            existing[cid] = (eid, state)
+    facts, existing = _load_facts(
+        session, ids, campaign.category, {s.channel for s in steps}, enrolled_in=campaign.id
+    )
     policy, cap = _policy_and_cap(session, settings, campaign)
     fresh = [cid for cid in ids if cid in facts and cid not in existing]
-    taken_all = planned_instants(session, fresh) if cap is not None else {}
+    taken_all = planned_instants(session, fresh) if cap is not None and fresh else {}
 
     report = EnrollmentReport(campaign.slug)
     plan_ids: dict[tuple[object, ...], int] = {}
-    plan_rows: list[dict[str, Any]] = []
-    members: list[tuple[int, int, datetime]] = []
+    plans: list[list[tuple[CampaignStep, datetime]]] = []
+    members: list[tuple[int, int]] = []
     repair: list[int] = []
+    # Per distinct facts (shared objects): the steps the contact can receive and why others are skipped.
+    choices: dict[int, tuple[list[CampaignStep], dict[str, str]]] = {}
     for cid in ids:
         fact = facts.get(cid)
         if fact is None:
@@ -331,84 +384,207 @@ def enroll(
         if fact.paused:
             report.outcomes.append(ContactOutcome(cid, "refused", "automation is paused for this contact"))
             continue
-        usable = [s for s in steps if s.channel in fact.usable]
-        skipped = {s.key: fact.missing[s.channel] for s in steps if s.channel not in fact.usable}
+        choice = choices.get(id(fact))
+        if choice is None:
+            choice = choices[id(fact)] = (
+                [s for s in steps if s.channel in fact.usable],
+                {s.key: fact.missing[s.channel] for s in steps if s.channel not in fact.usable},
+            )
+        usable, skipped = choice
         if not usable:
             reason = "; ".join(sorted(set(fact.missing.values()))) or "the campaign has no steps"
             report.outcomes.append(ContactOutcome(cid, "refused", reason))
             continue
-        taken = count_days(taken_all.get(cid, ()), fact.zone)
-        signature = (fact.zone.key, fact.usable, tuple(sorted(taken.items())))
+        instants = taken_all.get(cid)
+        taken = count_days(instants, fact.zone) if instants else None
+        signature = (fact.zone.key, fact.usable, tuple(sorted(taken.items())) if taken else ())
         plan_id = plan_ids.get(signature)
         if plan_id is None:
-            plan_id = len(plan_ids) + 1
-            plan_ids[signature] = plan_id
+            plan_id = plan_ids[signature] = len(plans)
             due = plan_steps(
                 [timing_of(s) for s in usable], anchor, fact.zone, policy, now=now, cap=cap, taken=taken
             )
-            plan_rows.extend(
-                {
-                    "plan_id": plan_id,
-                    "step_key": s.key,
-                    "channel": s.channel,
-                    "template": s.template,
-                    "due_at": due[s.key],
-                }
-                for s in usable
-            )
-        members.append((cid, plan_id, anchor))
-        report.outcomes.append(ContactOutcome(cid, "enrolled", skipped_steps=skipped, messages=len(usable)))
-    report.messages_created = _insert_fresh(session, campaign, members, plan_rows, now)
+            plans.append([(s, due[s.key]) for s in usable])
+        members.append((cid, plan_id))
+        report.outcomes.append(
+            ContactOutcome(cid, "enrolled", skipped_steps=dict(skipped), messages=len(usable))
+        )
+    report.messages_created = _insert_fresh(session, _NewEnrollments(campaign, members, plans, anchor, now))
     if repair:
         report.messages_created += materialise_outstanding(session, settings, campaign, repair, now)
     return report
 
 
-def _insert_fresh(
-    session: Session,
-    campaign: Campaign,
-    members: list[tuple[int, int, datetime]],
-    plan_rows: list[dict[str, Any]],
-    now: datetime,
-) -> int:
-    """New enrollments and all their messages in two INSERT ... SELECT statements.
+def _insert_fresh(session: Session, new: _NewEnrollments) -> int:
+    """Write the new enrollments and one message per step of each one's plan. Returns the
+    number of messages.
 
-    Contacts sharing a zone, start and channels share one plan, so the database expands
-    (enrollment x plan step) itself; only (contact, plan) pairs cross the wire (COPY on
-    PostgreSQL). Same defaults and ON CONFLICT DO NOTHING as ``outbox.insert_messages``.
+    No ON CONFLICT here, on purpose. Enrollments: ``enroll`` holds the campaign row lock and
+    looked up who is enrolled after taking it; every writer of enrollments goes through it
+    (SQLite: ``BEGIN IMMEDIATE`` serialises all writers), and the unique (contact, campaign)
+    constraint would raise rather than duplicate if that ever changed. Messages: their keys
+    name enrollment ids created by this transaction, which no other transaction can see, so
+    nothing else can have written them.
     """
-    if not members:
+    if not new.members:
         return 0
+    if is_postgres(session):
+        _copy_fresh(session, new)
+    else:
+        _insert_fresh_sql(session, new)
+    return new.messages
+
+
+# PostgreSQL binary COPY: rows are assembled from pre-encoded fields, since most of a
+# message row is the same for every contact on one plan. Binary spares the server from
+# parsing three timestamps per row, which text COPY spends more time on than the insert.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
+_COPY_TRAILER = b"\xff\xff"
+_INT4 = struct.Struct("!i")
+_INT4_FIELD = struct.Struct("!ii")
+_INT8_FIELD = struct.Struct("!iq")
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# Contacts per write: the server inserts one chunk while the next is being built.
+_COPY_CHUNK = 5000
+
+
+def _field_text(value: str) -> bytes:
+    data = value.encode()
+    return _INT4.pack(len(data)) + data
+
+
+def _field_int(value: int) -> bytes:
+    return _INT4_FIELD.pack(4, value)
+
+
+def _field_time(value: datetime) -> bytes:
+    return _INT8_FIELD.pack(8, (value - _PG_EPOCH) // _MICROSECOND)
+
+
+_ENROLLMENT_COLUMNS = (
+    "id, contact_id, campaign_id, state, started_at, created_at, updated_at, stopped_channels"
+)
+_MESSAGE_COLUMNS = (
+    "idempotency_key, contact_id, channel, category, kind, template, context, enrollment_id, "
+    "step_key, due_at, state, attempts, max_attempts, created_at, updated_at"
+)
+
+
+def _copy_fresh(session: Session, new: _NewEnrollments) -> None:
+    """PostgreSQL: enrollment ids taken from their sequence, then both tables written with
+    binary COPY (PostgreSQL's multi-row insert path)."""
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    campaign, members = new.campaign, new.members
+    stamp = _field_time(new.created_at)
+    with driver.cursor() as cursor:
+        # The sequence is looked up once (as an argument of nextval it would be, once per row).
+        cursor.execute(
+            "WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence('enrollments', 'id')::regclass AS seq) "
+            "SELECT nextval(s.seq) FROM s, generate_series(1, %s)",
+            (len(members),),
+        )
+        enrollment_ids = [row[0] for row in cursor.fetchall()]
+        enrollment_tail = (
+            _field_int(campaign.id)
+            + _field_text(str(EnrollmentState.ACTIVE))
+            + _field_time(new.started_at)
+            + stamp
+            + stamp
+            + _field_text("[]")
+        )
+        with cursor.copy(f"COPY enrollments ({_ENROLLMENT_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(_COPY_HEADER)
+            fields = struct.pack("!h", 8)
+            for start in range(0, len(members), _COPY_CHUNK):
+                copy.write(
+                    b"".join(
+                        fields + _field_int(eid) + _field_int(cid) + enrollment_tail
+                        for eid, (cid, _plan) in zip(
+                            enrollment_ids[start : start + _COPY_CHUNK],
+                            members[start : start + _COPY_CHUNK],
+                            strict=True,
+                        )
+                    )
+                )
+            copy.write(_COPY_TRAILER)
+        # Per plan step: the fields between the contact id and the enrollment id, and after it.
+        encoded = [
+            [
+                (
+                    step.key,
+                    _field_text(step.channel)
+                    + _field_text(campaign.category)
+                    + _field_text(str(MessageKind.AUTOMATED))
+                    + _field_text(step.template)
+                    + _field_text("{}"),
+                    _field_text(step.key)
+                    + _field_time(due_at)
+                    + _field_text(str(MessageState.SCHEDULED))
+                    + _field_int(0)
+                    + _field_int(5)
+                    + stamp
+                    + stamp,
+                )
+                for step, due_at in plan
+            ]
+            for plan in new.plans
+        ]
+        # Rows go in idempotency-key order (text: "enrollment:10:..." before "enrollment:9:..."),
+        # so the unique index on the key is filled left to right instead of all over the tree.
+        pairs = sorted(zip(enrollment_ids, members, strict=True), key=lambda pair: f"{pair[0]}:")
+        for steps in encoded:
+            steps.sort(key=lambda step: step[0])
+        with cursor.copy(f"COPY messages ({_MESSAGE_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(_COPY_HEADER)
+            fields = struct.pack("!h", 15)
+            for start in range(0, len(pairs), _COPY_CHUNK):
+                copy.write(b"".join(_message_rows(pairs[start : start + _COPY_CHUNK], encoded, fields)))
+            copy.write(_COPY_TRAILER)
+
+
+def _message_rows(
+    chunk: Iterable[tuple[int, tuple[int, int]]],
+    encoded: list[list[tuple[str, bytes, bytes]]],
+    fields: bytes,
+) -> Iterator[bytes]:
+    for eid, (cid, plan) in chunk:
+        enrollment, contact = _field_int(eid), _field_int(cid)
+        for key, middle, tail in encoded[plan]:
+            yield fields + _field_text(step_key_for(eid, key, 0)) + contact + middle + enrollment + tail
+
+
+def _insert_fresh_sql(session: Session, new: _NewEnrollments) -> None:
+    """SQLite: the (contact, plan) pairs and the plans go into temporary tables, and two
+    INSERT ... SELECT statements expand them into enrollments and messages."""
+    campaign = new.campaign
     connection = session.connection()
-    postgres = is_postgres(session)
     _members.create(connection)
     _plans.create(connection)
     try:
-        if postgres:
-            driver = connection.connection.driver_connection
-            assert driver is not None
-            with (
-                driver.cursor() as cursor,
-                cursor.copy("COPY tmp_enroll_members (contact_id, plan_id, started_at) FROM STDIN") as copy,
-            ):
-                for row in members:
-                    copy.write_row(row)
-        else:
-            connection.execute(
-                _members.insert(), [{"contact_id": c, "plan_id": p, "started_at": s} for c, p, s in members]
-            )
-        connection.execute(_plans.insert(), plan_rows)
-        insert = postgresql.insert if postgres else sqlite.insert
-        stamp = literal(now, UTCDateTime())
-
-        def json_literal(text: str) -> ColumnElement[Any]:
-            raw: ColumnElement[Any] = literal_column(f"'{text}'")
-            return cast(raw, JSON) if postgres else raw
-
+        connection.execute(
+            _members.insert(),
+            [{"contact_id": c, "plan_id": p, "started_at": new.started_at} for c, p in new.members],
+        )
+        connection.execute(
+            _plans.insert(),
+            [
+                {
+                    "plan_id": plan_id,
+                    "step_key": step.key,
+                    "channel": step.channel,
+                    "template": step.template,
+                    "due_at": due_at,
+                }
+                for plan_id, plan in enumerate(new.plans)
+                for step, due_at in plan
+            ],
+        )
+        stamp = literal(new.created_at, UTCDateTime())
         enrollments = ENROLLMENTS
         connection.execute(
-            insert(enrollments)
-            .from_select(
+            sqlite.insert(enrollments).from_select(
                 [
                     "contact_id",
                     "campaign_id",
@@ -425,17 +601,14 @@ def _insert_fresh(
                     _members.c.started_at,
                     stamp,
                     stamp,
-                    json_literal("[]"),
+                    literal_column("'[]'"),
                 ).where(true()),
             )
-            .on_conflict_do_nothing(index_elements=["contact_id", "campaign_id"])
         )
         e = enrollments.c
         key = literal("enrollment:") + cast(e.id, String) + literal(":step:") + _plans.c.step_key
-        messages = MESSAGES
-        result: CursorResult[Any] = connection.execute(
-            insert(messages)
-            .from_select(
+        connection.execute(
+            sqlite.insert(MESSAGES).from_select(
                 [
                     "idempotency_key",
                     "contact_id",
@@ -460,7 +633,7 @@ def _insert_fresh(
                     literal(campaign.category),
                     literal(str(MessageKind.AUTOMATED)),
                     _plans.c.template,
-                    json_literal("{}"),
+                    literal_column("'{}'"),
                     e.id,
                     _plans.c.step_key,
                     _plans.c.due_at,
@@ -477,11 +650,7 @@ def _insert_fresh(
                 )
                 .where(true()),
             )
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            # SQLAlchemy only keeps an INSERT's rowcount when asked to.
-            .execution_options(preserve_rowcount=True)
         )
-        return max(result.rowcount, 0)
     finally:
         _plans.drop(connection)
         _members.drop(connection)
@@ -547,7 +716,7 @@ def materialise_outstanding(
             if not (state == MessageState.CANCELLED and reason in REMATERIALISABLE):
                 blocked.add((eid, key))
     contact_ids = sorted({e[1] for e in enrollments})
-    facts = _load_facts(session, contact_ids, campaign.category, {s.channel for s in steps})
+    facts, _ = _load_facts(session, contact_ids, campaign.category, {s.channel for s in steps})
     policy, cap = _policy_and_cap(session, settings, campaign)
     taken_all = planned_instants(session, contact_ids) if cap is not None else {}
     rows: list[dict[str, Any]] = []
