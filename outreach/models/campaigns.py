@@ -61,10 +61,11 @@ class CampaignStep(Base):
 
 class Enrollment(Base):
     __tablename__ = "enrollments"
+    # Also the index for look-ups by contact alone (contact_id leads): no second index on it.
     __table_args__ = (UniqueConstraint("contact_id", "campaign_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     state: Mapped[str] = mapped_column(String(16), default=EnrollmentState.ACTIVE)
     # The anchor every step's time is computed from (UTC instant; local rules use the contact's zone).

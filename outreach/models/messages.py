@@ -71,8 +71,10 @@ class Message(Base):
             sqlite_where=text("state = 'scheduled'"),
         ),
         Index("ix_messages_contact_state", "contact_id", "state"),
-        # Partial: most rows have no provider id yet, or no appointment / enrollment, and
-        # indexing their NULLs would slow the bulk inserts of enrollment (500k rows at a time).
+        # Partial: most rows have no provider id yet, or no appointment, and indexing their
+        # NULLs would slow the bulk inserts of enrollment (500k rows at a time). No index on
+        # enrollment_id at all: the look-ups by enrollment (enrollment.py, _of_enrollments)
+        # go through the contact, which ix_messages_contact_state serves.
         Index(
             "ix_messages_provider_id",
             "provider_id",
@@ -91,12 +93,6 @@ class Message(Base):
             "appointment_id",
             postgresql_where=text("appointment_id IS NOT NULL"),
             sqlite_where=text("appointment_id IS NOT NULL"),
-        ),
-        Index(
-            "ix_messages_enrollment_id",
-            "enrollment_id",
-            postgresql_where=text("enrollment_id IS NOT NULL"),
-            sqlite_where=text("enrollment_id IS NOT NULL"),
         ),
     )
 

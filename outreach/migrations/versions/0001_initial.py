@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 16:38:45.471153
+Create Date: 2026-11-26 19:20:37.602887
 """
 
 from collections.abc import Sequence
@@ -174,9 +174,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_enrollments')),
     sa.UniqueConstraint('contact_id', 'campaign_id', name=op.f('uq_enrollments_contact_id_campaign_id'))
     )
-    with op.batch_alter_table('enrollments', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_enrollments_contact_id'), ['contact_id'], unique=False)
-
     op.create_table('inbox_items',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('contact_id', sa.Integer(), nullable=True),
@@ -253,7 +250,6 @@ def upgrade() -> None:
         batch_op.create_index('ix_messages_appointment_id', ['appointment_id'], unique=False, postgresql_where=sa.text('appointment_id IS NOT NULL'), sqlite_where=sa.text('appointment_id IS NOT NULL'))
         batch_op.create_index('ix_messages_contact_state', ['contact_id', 'state'], unique=False)
         batch_op.create_index('ix_messages_due', ['due_at', 'id'], unique=False, postgresql_where=sa.text("state = 'scheduled'"), sqlite_where=sa.text("state = 'scheduled'"))
-        batch_op.create_index('ix_messages_enrollment_id', ['enrollment_id'], unique=False, postgresql_where=sa.text('enrollment_id IS NOT NULL'), sqlite_where=sa.text('enrollment_id IS NOT NULL'))
         batch_op.create_index('ix_messages_provider_id', ['provider_id'], unique=False, postgresql_where=sa.text('provider_id IS NOT NULL'), sqlite_where=sa.text('provider_id IS NOT NULL'))
         batch_op.create_index('uq_messages_correlation_id', ['correlation_id'], unique=True, postgresql_where=sa.text('correlation_id IS NOT NULL'), sqlite_where=sa.text('correlation_id IS NOT NULL'))
 
@@ -302,7 +298,6 @@ def downgrade() -> None:
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.drop_index('uq_messages_correlation_id', postgresql_where=sa.text('correlation_id IS NOT NULL'), sqlite_where=sa.text('correlation_id IS NOT NULL'))
         batch_op.drop_index('ix_messages_provider_id', postgresql_where=sa.text('provider_id IS NOT NULL'), sqlite_where=sa.text('provider_id IS NOT NULL'))
-        batch_op.drop_index('ix_messages_enrollment_id', postgresql_where=sa.text('enrollment_id IS NOT NULL'), sqlite_where=sa.text('enrollment_id IS NOT NULL'))
         batch_op.drop_index('ix_messages_due', postgresql_where=sa.text("state = 'scheduled'"), sqlite_where=sa.text("state = 'scheduled'"))
         batch_op.drop_index('ix_messages_contact_state')
         batch_op.drop_index('ix_messages_appointment_id', postgresql_where=sa.text('appointment_id IS NOT NULL'), sqlite_where=sa.text('appointment_id IS NOT NULL'))
@@ -313,9 +308,6 @@ def downgrade() -> None:
         batch_op.drop_index('ix_inbox_items_state')
 
     op.drop_table('inbox_items')
-    with op.batch_alter_table('enrollments', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_enrollments_contact_id'))
-
     op.drop_table('enrollments')
     with op.batch_alter_table('contact_tags', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_contact_tags_tag'))
