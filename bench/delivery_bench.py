@@ -18,7 +18,7 @@ off, Celery workers and one beat. Phases, in one run:
    apps' tasks on a shared server); its throughput and the duplicates the sandbox accepted.
 
     .venv/bin/python -m bench.delivery_bench [--messages 20000 --window 20] [--lag-messages 300]
-        [--lag-spread 30] [--pool prefork --concurrency 2] [--phases throughput,lag,rate,naive]
+        [--lag-spread 30] [--pool prefork --concurrency N] [--phases throughput,lag,rate,naive]
 
 Prints (what, figure) pairs; ``pairs()`` returns them for bench/__main__.py.
 """
@@ -77,10 +77,10 @@ class WorkerSpec:
     """How each worker process runs its tasks."""
 
     pool: str = "prefork"
-    concurrency: int = 2
+    concurrency: int = 0  # 0: the worker's own default (OUTREACH_WORKER_CONCURRENCY)
 
     def label(self) -> str:
-        return f"{self.pool} x{self.concurrency}"
+        return f"{self.pool} x{self.concurrency or 'default'}"
 
 
 @dataclass
@@ -213,7 +213,8 @@ def _start_worker(processes: Stack, name: str, spec: WorkerSpec, app: str = "wor
     processes._spawn(
         name,
         ["-m", "celery", "-A", app, "worker", "--loglevel", "info", "--pool", spec.pool,
-         "--concurrency", str(spec.concurrency), "--hostname", f"{name}@%h",
+         *(["--concurrency", str(spec.concurrency)] if spec.concurrency else []),
+         "--hostname", f"{name}@%h",
          "--without-gossip", "--without-mingle", "--without-heartbeat"],
     )
     wait_for(lambda: " ready." in processes.log(name), timeout=60, what=f"{name} to be ready")
@@ -298,9 +299,17 @@ def _throughput(bench: Bench, workers: int, messages: int, window: float) -> Thr
     _warm_up(bench)
     bench.control.reset()
     tag = bench.tag("tp")
-    # A moment ahead, so the measured span starts at a known instant with the rows committed.
+    # Inserting 20,000 rows takes seconds: insert them far in the future, then make them all
+    # due a moment ahead in one UPDATE, so the measured span starts at a known instant with
+    # the rows committed (inserting them already "due in 0.5 s" made them visible only after
+    # their due instant, and the window started with seconds lost).
+    _insert(bench, tag, [utcnow() + timedelta(days=1)] * messages)
     due = utcnow() + timedelta(seconds=0.5)
-    _insert(bench, tag, [due] * messages)
+    with bench.factory.begin() as session:
+        moved = update(Message).where(_of(bench, tag)).values(due_at=due)
+        session.execute(moved.execution_options(synchronize_session=False))
+    if utcnow() >= due:
+        raise RuntimeError(f"{tag}: the rows became due before they were committed; the window starts late")
     closes = due + timedelta(seconds=window)
 
     def done() -> bool:
@@ -636,7 +645,7 @@ def main() -> None:
     parser.add_argument("--lag-messages", type=int, default=300)
     parser.add_argument("--lag-spread", type=float, default=30.0)
     parser.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
-    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=0, help="0: the worker's default")
     parser.add_argument(
         "--phases",
         default=",".join(sorted(PHASES)),

@@ -3,15 +3,31 @@ the web process and the CLI use it only to publish tasks by name."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from celery import Celery
+from kombu.entity import Queue
 
 from outreach.config import Settings
 
 TASK_MODULES = ["tasks.delivery", "tasks.replies"]
 PROCESS_INBOUND = "outreach.process_inbound"
 DISPATCH_DUE = "outreach.dispatch_due"
+# Everything but the sends: the dispatcher, patients' replies and the sweeps. On a queue of
+# their own, they never wait behind a backlog of send tasks (a crisis text is processed at
+# once, and the dispatcher keeps claiming while workers send).
+CONTROL_TASKS = (
+    DISPATCH_DUE,
+    PROCESS_INBOUND,
+    "outreach.rescue_stuck",
+    "outreach.reconcile_unknown",
+    "outreach.process_unprocessed_inbound",
+)
+
+
+def control_queue(settings: Settings) -> str:
+    return f"{settings.celery_queue}.control"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -20,6 +36,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
         "task_default_queue": settings.celery_queue,
+        # A worker consumes both queues unless told otherwise (``-Q``).
+        "task_queues": [Queue(name) for name in (control_queue(settings), settings.celery_queue)],  # type: ignore[no-untyped-call]
+        "task_routes": {name: {"queue": control_queue(settings)} for name in CONTROL_TASKS},
         "task_ignore_result": True,
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -29,6 +48,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        "worker_concurrency": settings.worker_concurrency or (os.cpu_count() or 1) + 1,
         "broker_transport_options": transport_options(settings.broker_url),
         "task_time_limit": 300,
         "task_soft_time_limit": 240,
