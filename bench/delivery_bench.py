@@ -315,7 +315,8 @@ def _throughput(bench: Bench, workers: int, messages: int, window: float) -> Thr
     def done() -> bool:
         return utcnow() >= closes or _states(bench, tag).get(MessageState.SENT, 0) >= messages
 
-    wait_for(done, timeout=window + 60, interval=0.5, what=f"{tag} to be sent or the window to close")
+    # Polled once a second: the driver's own queries must stay small next to the pipeline.
+    wait_for(done, timeout=window + 60, interval=1.0, what=f"{tag} to be sent or the window to close")
     load = os.getloadavg()[0]
     _stop_leftovers(bench, tag)
     with bench.factory() as session:

@@ -63,6 +63,22 @@ class RateLimiter(Protocol):
         """``acquire`` with the slot's details, for measuring the limiter itself."""
         ...
 
+    def acquire_many(
+        self, sender: str, count: int, now: datetime, *, max_wait: float = DEFAULT_MAX_WAIT
+    ) -> Reservation:
+        """Up to ``count`` consecutive slots in one round trip (a send task's whole batch)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Consecutive slots taken for one sender: ``waits`` are seconds from now until each.
+    Fewer than asked were taken when the next one lay beyond ``max_wait``; ``next_wait`` says
+    when that one frees up (0.0 when all were taken)."""
+
+    waits: list[float]
+    next_wait: float = 0.0
+
 
 def interval_seconds(mps: float) -> float:
     if mps <= 0:
@@ -101,6 +117,31 @@ return {1, wait, string.format('%.0f', next_free)}
 """
 
 
+# The same, for up to ARGV[3] consecutive slots. Returns {the wait of the first slot not taken
+# (-1 when all were), then the wait of each slot taken}, in microseconds.
+_GCRA_MANY_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local next_free = tonumber(redis.call('GET', KEYS[1]) or '0')
+if next_free < now then next_free = now end
+local result = {-1}
+for i = 1, tonumber(ARGV[3]) do
+  local wait = next_free - now
+  if wait > tonumber(ARGV[2]) then
+    result[1] = wait
+    break
+  end
+  result[#result + 1] = wait
+  next_free = next_free + tonumber(ARGV[1])
+end
+if #result > 1 then
+  local ttl = math.ceil((next_free - now) / 1000) + 1000
+  redis.call('SET', KEYS[1], string.format('%.0f', next_free), 'PX', ttl)
+end
+return result
+"""
+
+
 class RedisRateLimiter:
     """GCRA in Redis. ``now`` is ignored: the Redis server's clock is the one clock."""
 
@@ -115,6 +156,7 @@ class RedisRateLimiter:
         self._rate_for = rate_for
         self._prefix = key_prefix
         self._script = client.register_script(_GCRA_SCRIPT)
+        self._many_script = client.register_script(_GCRA_MANY_SCRIPT)
 
     def acquire(self, sender: str, now: datetime, *, max_wait: float = DEFAULT_MAX_WAIT) -> float:
         return self.reserve(sender, now, max_wait=max_wait).wait
@@ -129,6 +171,19 @@ class RedisRateLimiter:
         except redis.RedisError as exc:
             raise RateLimitUnavailable(f"rate limiter store unreachable ({type(exc).__name__})") from None
         return Slot(taken=bool(taken), wait=max(0.0, int(wait_us) / 1_000_000), at=int(at_us) / 1_000_000)
+
+    def acquire_many(
+        self, sender: str, count: int, now: datetime, *, max_wait: float = DEFAULT_MAX_WAIT
+    ) -> Reservation:
+        interval_us = round(interval_seconds(self._rate_for(sender)) * 1_000_000)
+        try:
+            untaken, *taken = self._many_script(
+                keys=[self._prefix + sender], args=[interval_us, round(max_wait * 1_000_000), count]
+            )
+        except redis.RedisError as exc:
+            raise RateLimitUnavailable(f"rate limiter store unreachable ({type(exc).__name__})") from None
+        waits = [max(0.0, int(w) / 1_000_000) for w in taken]
+        return Reservation(waits, max(0.0, int(untaken) / 1_000_000))
 
 
 class DatabaseRateLimiter:
@@ -168,6 +223,37 @@ class DatabaseRateLimiter:
             slot.next_free_at = start + interval
         # The commit took time the caller need not wait again.
         return Slot(taken=True, wait=max(0.0, wait - (self._monotonic() - locked)), at=start.timestamp())
+
+    def acquire_many(
+        self, sender: str, count: int, now: datetime, *, max_wait: float = DEFAULT_MAX_WAIT
+    ) -> Reservation:
+        called = self._monotonic()
+        interval = timedelta(seconds=interval_seconds(self._rate_for(sender)))
+        with self._session_factory() as session, session.begin():
+            slot = _locked_slot(session, sender, now)
+            locked = self._monotonic()
+            now_at_lock = now + timedelta(seconds=locked - called)
+            taken, untaken = _take_many(slot, now_at_lock, interval, count, max_wait)
+            if taken:
+                slot.next_free_at = taken[-1] + interval
+        spent = self._monotonic() - locked
+        waits = [max(0.0, (at - now_at_lock).total_seconds() - spent) for at in taken]
+        next_wait = (untaken - now_at_lock).total_seconds() if untaken is not None else 0.0
+        return Reservation(waits, next_wait)
+
+
+def _take_many(
+    slot: RateSlot, start: datetime, interval: timedelta, count: int, max_wait: float
+) -> tuple[list[datetime], datetime | None]:
+    """Consecutive slot instants from ``start``, stopping at the first beyond ``max_wait``."""
+    taken: list[datetime] = []
+    at = max(slot.next_free_at, start)
+    while len(taken) < count:
+        if (at - start).total_seconds() > max_wait:
+            return taken, at
+        taken.append(at)
+        at += interval
+    return taken, None
 
 
 def _locked_slot(session: Session, sender: str, now: datetime) -> RateSlot:

@@ -34,7 +34,7 @@ from outreach.config import Settings
 from outreach.models import Message, MessageState, utcnow
 from outreach.outbox import lock_contact_ids_of, lock_messages, transition
 from outreach.preparing import Prepared, prepare
-from outreach.ratelimit import RateLimitUnavailable
+from outreach.ratelimit import RateLimitUnavailable, Reservation
 from outreach.recording import Accepted, finish_attempt, record_accepts, record_failure
 
 log = logging.getLogger(__name__)
@@ -51,17 +51,19 @@ MAX_LOCK_HOLD_SECONDS = 0.2
 
 
 class RateLimiter(Protocol):
-    def acquire(self, sender: str, now: datetime, *, max_wait: float = ...) -> float:
-        """Seconds to wait before sending (0 = now). At most ``max_wait``: the slot is ours;
-        more: nothing was taken, come back later (``outreach.ratelimit``)."""
+    def acquire_many(
+        self, sender: str, count: int, now: datetime, *, max_wait: float = ...
+    ) -> Reservation:
+        """Up to ``count`` consecutive slots, each at most ``max_wait`` seconds away; fewer
+        when the next lies further (``outreach.ratelimit``)."""
         ...
 
 
 class NoLimit:
     """For tests of other behaviour."""
 
-    def acquire(self, sender: str, now: datetime, *, max_wait: float = 0.0) -> float:
-        return 0.0
+    def acquire_many(self, sender: str, count: int, now: datetime, *, max_wait: float = 0.0) -> Reservation:
+        return Reservation([0.0] * count)
 
 
 @dataclass
@@ -106,20 +108,26 @@ def send_batch(services: Services, message_ids: Sequence[int]) -> dict[int, str]
 def _take_slots(
     services: Services, ready: Sequence[Prepared]
 ) -> tuple[list[Slotted], list[tuple[int, float, str]]]:
+    """Slots for the batch, one limiter round trip per sender; what gets none goes back."""
     slotted: list[Slotted] = []
     deferred: list[tuple[int, float, str]] = []
-    for position, prepared in enumerate(ready):
+    by_sender: dict[str, list[Prepared]] = {}
+    for prepared in ready:
+        by_sender.setdefault(prepared.sender, []).append(prepared)
+    for sender, batch in by_sender.items():
         try:
-            wait = services.limiter.acquire(prepared.sender, services.clock(), max_wait=MAX_RATE_WAIT_SECONDS)
+            taken = services.limiter.acquire_many(
+                sender, len(batch), services.clock(), max_wait=MAX_RATE_WAIT_SECONDS
+            )
         except RateLimitUnavailable:
             # The provider was not called: hand these back rather than leave them "sending".
             reason = "rate limiter unavailable"
-            deferred.extend((p.message_id, RATE_STORE_RETRY_SECONDS, reason) for p in ready[position:])
-            break
-        if wait > MAX_RATE_WAIT_SECONDS:
-            deferred.append((prepared.message_id, wait, "waiting for the sender's rate limit"))
+            deferred.extend((p.message_id, RATE_STORE_RETRY_SECONDS, reason) for p in batch)
             continue
-        slotted.append(Slotted(prepared, time.monotonic() + wait))
+        started = time.monotonic()
+        slotted.extend(Slotted(p, started + wait) for p, wait in zip(batch, taken.waits, strict=False))
+        reason = "waiting for the sender's rate limit"
+        deferred.extend((p.message_id, taken.next_wait, reason) for p in batch[len(taken.waits) :])
     return slotted, deferred
 
 

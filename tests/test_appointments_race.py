@@ -29,6 +29,7 @@ from outreach.config import Settings, load_settings
 from outreach.db import make_engine, make_session_factory
 from outreach.dispatch import claim_due
 from outreach.models import Message, MessageState
+from outreach.ratelimit import Reservation
 from outreach.sending import NoLimit, Services, send_message
 from tests.support.appointments import la
 from tests.support.factories import make_contact
@@ -165,11 +166,13 @@ def test_reschedule_committed_between_prepare_and_call_stops_the_old_reminder(
     class RescheduleWhileWaitingForRate:
         """The limiter runs between the sender's two transactions: the reschedule lands there."""
 
-        def acquire(self, sender: str, now: datetime, *, max_wait: float = 0.0) -> float:
+        def acquire_many(
+            self, sender: str, count: int, now: datetime, *, max_wait: float = 0.0
+        ) -> Reservation:
             worker = threading.Thread(target=_reschedule, args=(settings, factory, appointment_id, timeline))
             worker.start()
             worker.join(30)
-            return 0.0
+            return Reservation([0.0] * count)
 
     provider = FakeProvider(before_send=lambda o: timeline.add(f"provider called for message {o.message_id}"))
     state = send_message(_services(settings, factory, provider, RescheduleWhileWaitingForRate()), message_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import uuid
 from collections.abc import Iterator
@@ -109,6 +110,28 @@ def test_redis_limiter_spaces_slots_by_the_server_clock(redis_client: redis.Redi
     assert 2 * one - 0.2 < limiter.acquire("MGclinic", NOW, max_wait=0.5) <= 2 * one  # not taken
     assert 2 * one - 0.2 < limiter.acquire("MGclinic", NOW) <= 2 * one
     assert limiter.acquire("another sender", NOW) == 0.0
+
+
+def test_redis_limiter_hands_out_a_batch_of_slots_in_one_call(redis_client: redis.Redis[bytes]) -> None:
+    limiter = RedisRateLimiter(redis_client, _twenty, key_prefix=f"test:{uuid.uuid4().hex}:")
+    # 20 MPS, at most 0.2 s ahead: slots at 0, 1, 2, 3 intervals fit, the fifth does not.
+    taken = limiter.acquire_many("MGclinic", 10, NOW, max_wait=4 * SLOT - 0.001)
+    assert len(taken.waits) == 4
+    assert [b - a for a, b in itertools.pairwise(taken.waits)] == pytest.approx([SLOT] * 3, abs=1e-5)
+    assert taken.next_wait > taken.waits[-1]
+    # What was not taken is still free for the next caller, right after the batch.
+    assert limiter.acquire("MGclinic", NOW) == pytest.approx(4 * SLOT, abs=0.02)
+
+
+def test_database_limiter_hands_out_a_batch_of_slots_in_one_call(
+    session_factory: sessionmaker[Session],
+) -> None:
+    limiter = DatabaseRateLimiter(session_factory, _twenty, monotonic=lambda: 0.0)
+    taken = limiter.acquire_many("MGclinic", 10, NOW, max_wait=4 * SLOT - 0.001)
+    assert taken.waits == pytest.approx([0.0, SLOT, 2 * SLOT, 3 * SLOT])
+    assert taken.next_wait == pytest.approx(4 * SLOT)
+    assert limiter.acquire("MGclinic", NOW) == pytest.approx(4 * SLOT)
+    assert limiter.acquire_many("MGclinic", 3, NOW).waits == pytest.approx([5 * SLOT, 6 * SLOT, 7 * SLOT])
 
 
 def test_redis_limiter_key_expires_once_idle(redis_client: redis.Redis[bytes]) -> None:

@@ -15,6 +15,7 @@ from outreach.config import Settings
 from outreach.models import Consent, ConsentSource, Message, MessageAttempt, MessageState, utcnow
 from outreach.outbox import transition
 from outreach.preparing import prepare as prepare_batch
+from outreach.ratelimit import Reservation
 from outreach.reconcile import reconcile_unknown
 from outreach.sending import NoLimit, Services, send_message
 from tests.support.factories import make_contact, make_message
@@ -215,7 +216,9 @@ def test_opt_out_committed_after_prepare_stops_the_call(
     class OptOutWhileWaitingForRate:
         """The limiter runs between prepare and call: the patient's STOP commits right then."""
 
-        def acquire(self, sender: str, now: datetime, *, max_wait: float = 0.0) -> float:
+        def acquire_many(
+            self, sender: str, count: int, now: datetime, *, max_wait: float = 0.0
+        ) -> Reservation:
             with session_factory.begin() as session:
                 contact_id = session.scalar(select(Message.contact_id).where(Message.id == message_id))
                 assert contact_id is not None
@@ -226,7 +229,7 @@ def test_opt_out_committed_after_prepare_stops_the_call(
                     ["care", "education", "marketing"],
                     consent.Evidence(source=ConsentSource.KEYWORD, wording="STOP"),
                 )
-            return 0.0
+            return Reservation([0.0] * count)
 
     services.limiter = OptOutWhileWaitingForRate()
     assert send_message(services, message_id) == MessageState.CANCELLED
