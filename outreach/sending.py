@@ -51,9 +51,7 @@ MAX_LOCK_HOLD_SECONDS = 0.2
 
 
 class RateLimiter(Protocol):
-    def acquire_many(
-        self, sender: str, count: int, now: datetime, *, max_wait: float = ...
-    ) -> Reservation:
+    def acquire_many(self, sender: str, count: int, now: datetime, *, max_wait: float = ...) -> Reservation:
         """Up to ``count`` consecutive slots, each at most ``max_wait`` seconds away; fewer
         when the next lies further (``outreach.ratelimit``)."""
         ...
@@ -93,53 +91,64 @@ def send_batch(services: Services, message_ids: Sequence[int]) -> dict[int, str]
     """Process claimed message ids; returns the state each ended in (or why it was not ours)."""
     batch = prepare(services.session_factory, services.settings, message_ids, services.clock)
     outcomes = dict(batch.outcomes)
-    slotted, deferred = _take_slots(services, batch.ready)
-    if deferred:
-        outcomes.update(_requeue_for_rate(services, deferred))
-    for group in _groups(slotted):
-        # Sleep most of the wait before taking the locks, the rest after the re-check, so the
-        # provider sees the slot's instant (not the slot plus however long the re-check took)
-        # and no lock is held for long.
-        services.sleep(max(0.0, group[0].slot - time.monotonic() - LOCK_MARGIN_SECONDS))
-        outcomes.update(call_group(services, group))
+    by_sender: dict[str, list[Prepared]] = {}
+    for prepared in batch.ready:
+        by_sender.setdefault(prepared.sender, []).append(prepared)
+    # Past this, what is left is handed back to the schedule instead of holding the worker.
+    deadline = time.monotonic() + MAX_RATE_WAIT_SECONDS
+    for sender, pending in by_sender.items():
+        outcomes.update(_send_for_sender(services, sender, pending, deadline))
     return outcomes
 
 
-def _take_slots(
-    services: Services, ready: Sequence[Prepared]
-) -> tuple[list[Slotted], list[tuple[int, float, str]]]:
-    """Slots for the batch, one limiter round trip per sender; what gets none goes back."""
-    slotted: list[Slotted] = []
-    deferred: list[tuple[int, float, str]] = []
-    by_sender: dict[str, list[Prepared]] = {}
-    for prepared in ready:
-        by_sender.setdefault(prepared.sender, []).append(prepared)
-    for sender, batch in by_sender.items():
+def _send_for_sender(
+    services: Services, sender: str, pending: Sequence[Prepared], deadline: float
+) -> dict[int, str]:
+    """Take slots a group at a time, call, repeat.
+
+    Slots are reserved only for the next group (those opening within ``LOCK_MARGIN_SECONDS``),
+    so a call that ran late pushes the following slots later instead of crowding them: no
+    1-second window ever holds more than the sender's rate.
+    """
+    outcomes: dict[int, str] = {}
+    while pending:
         try:
-            taken = services.limiter.acquire_many(
-                sender, len(batch), services.clock(), max_wait=MAX_RATE_WAIT_SECONDS
-            )
+            slots = _next_slots(services, sender, len(pending), deadline)
         except RateLimitUnavailable:
             # The provider was not called: hand these back rather than leave them "sending".
-            reason = "rate limiter unavailable"
-            deferred.extend((p.message_id, RATE_STORE_RETRY_SECONDS, reason) for p in batch)
-            continue
-        started = time.monotonic()
-        slotted.extend(Slotted(p, started + wait) for p, wait in zip(batch, taken.waits, strict=False))
-        reason = "waiting for the sender's rate limit"
-        deferred.extend((p.message_id, taken.next_wait, reason) for p in batch[len(taken.waits) :])
-    return slotted, deferred
+            unavailable = "rate limiter unavailable"
+            outcomes.update(
+                _requeue_for_rate(
+                    services, [(p.message_id, RATE_STORE_RETRY_SECONDS, unavailable) for p in pending]
+                )
+            )
+            break
+        if not slots.waits:
+            waiting = "waiting for the sender's rate limit"
+            outcomes.update(
+                _requeue_for_rate(services, [(p.message_id, slots.next_wait, waiting) for p in pending])
+            )
+            break
+        now = time.monotonic()
+        group = [Slotted(p, now + wait) for p, wait in zip(pending, slots.waits, strict=False)]
+        # Sleep most of the wait before taking the locks, the rest after the re-check, so the
+        # provider sees the slot's instant (not the slot plus however long the re-check took)
+        # and no lock is held for long.
+        services.sleep(max(0.0, group[0].slot - now - LOCK_MARGIN_SECONDS))
+        outcomes.update(call_group(services, group))
+        pending = pending[len(group) :]
+    return outcomes
 
 
-def _groups(slotted: Sequence[Slotted]) -> list[list[Slotted]]:
-    """Consecutive slots within ``LOCK_MARGIN_SECONDS`` of a group's first share its transaction."""
-    groups: list[list[Slotted]] = []
-    for item in sorted(slotted, key=lambda s: s.slot):
-        if groups and item.slot - groups[-1][0].slot <= LOCK_MARGIN_SECONDS:
-            groups[-1].append(item)
-        else:
-            groups.append([item])
-    return groups
+def _next_slots(services: Services, sender: str, count: int, deadline: float) -> Reservation:
+    """The slots opening within ``LOCK_MARGIN_SECONDS`` (one round trip; at a high rate, the
+    whole batch); when none does, the next one alone, if it opens before ``deadline``."""
+    limiter = services.limiter
+    near = limiter.acquire_many(sender, count, services.clock(), max_wait=LOCK_MARGIN_SECONDS)
+    if near.waits:
+        return near
+    budget = max(0.0, deadline - time.monotonic())
+    return limiter.acquire_many(sender, 1, services.clock(), max_wait=budget)
 
 
 def _requeue_for_rate(services: Services, deferred: Sequence[tuple[int, float, str]]) -> dict[int, str]:
