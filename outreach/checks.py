@@ -46,6 +46,7 @@ from outreach.sendpolicy import cap_deferral
 
 # How often a message held for a crisis pause looks again (staff may clear the pause any time).
 PAUSE_RECHECK = timedelta(hours=1)
+PAUSE_HOLD_REASON = "automation paused for this contact until staff clear it"
 
 
 @dataclass(frozen=True)
@@ -280,7 +281,7 @@ def _timing(
     if message.kind == MessageKind.SYSTEM:
         return None  # HELP, crisis and opt-out replies go at once, at any hour
     if message.kind == MessageKind.AUTOMATED and contact.automation_paused_at is not None:
-        return Hold(now + PAUSE_RECHECK, "automation paused for this contact until staff clear it")
+        return Hold(now + PAUSE_RECHECK, PAUSE_HOLD_REASON)
     zone = ZoneInfo(contact.timezone)
     policy = campaign_policy(settings, _campaign_of(facts, message), facts.closures)
     if message.kind == MessageKind.CONVERSATIONAL and _conversation_open(facts, settings, contact, now):

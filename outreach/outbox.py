@@ -13,6 +13,7 @@ the send sees it) or waited until the provider had answered.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import CursorResult, Select, select, update
@@ -144,14 +145,19 @@ def lock_contacts_of(session: Session, message_ids: Sequence[int], states: Itera
     return list(session.scalars(query))
 
 
-def lock_contact_ids_of(session: Session, message_ids: Sequence[int], states: Iterable[str]) -> list[int]:
-    """``lock_contacts_of`` for a caller that needs the locks, not the rows."""
-    query: Select[int] = (
-        select(Contact.id).where(Contact.id.in_(_owners(message_ids, states))).order_by(Contact.id)
+def lock_contacts_pause_of(
+    session: Session, message_ids: Sequence[int], states: Iterable[str]
+) -> dict[int, datetime | None]:
+    """``lock_contacts_of`` for a caller that needs the locks and each contact's crisis pause
+    (``automation_paused_at``), not the rows."""
+    query: Select[int, datetime | None] = (
+        select(Contact.id, Contact.automation_paused_at)
+        .where(Contact.id.in_(_owners(message_ids, states)))
+        .order_by(Contact.id)
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
-    return list(session.scalars(query))
+    return {contact_id: paused_at for contact_id, paused_at in session.execute(query)}
 
 
 def lock_messages(session: Session, message_ids: Sequence[int]) -> list[Message]:

@@ -31,8 +31,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from outreach import checks
 from outreach.channels import DeliveryError, Provider
 from outreach.config import Settings
-from outreach.models import Message, MessageState, utcnow
-from outreach.outbox import lock_contact_ids_of, lock_messages, transition
+from outreach.models import Message, MessageKind, MessageState, utcnow
+from outreach.outbox import lock_contacts_pause_of, lock_messages, transition
 from outreach.preparing import Prepared, prepare
 from outreach.ratelimit import RateLimitUnavailable, Reservation
 from outreach.recording import Accepted, finish_attempt, record_accepts, record_failure
@@ -156,18 +156,24 @@ def _requeue_for_rate(services: Services, deferred: Sequence[tuple[int, float, s
     with services.session_factory() as session, session.begin():
         now = services.clock()
         for message_id, wait, reason in deferred:
-            transition(
-                session,
-                message_id,
-                [MessageState.SENDING],
-                MessageState.SCHEDULED,
-                reason=reason,
-                due_at=now + timedelta(seconds=wait),
-                attempts=Message.attempts - 1,
-                lease_until=None,
-            )
-            finish_attempt(session, message_id, now, outcome="deferred", detail=reason)
+            _hand_back(session, now, message_id, timedelta(seconds=wait), reason)
     return {message_id: MessageState.SCHEDULED for message_id, _, _ in deferred}
+
+
+def _hand_back(session: Session, now: datetime, message_id: int, after: timedelta, reason: str) -> str:
+    """``sending -> scheduled`` before any provider call: the attempt did not happen."""
+    transition(
+        session,
+        message_id,
+        [MessageState.SENDING],
+        MessageState.SCHEDULED,
+        reason=reason,
+        due_at=now + after,
+        attempts=Message.attempts - 1,
+        lease_until=None,
+    )
+    finish_attempt(session, message_id, now, outcome="deferred", detail=reason)
+    return MessageState.SCHEDULED
 
 
 def _still_ours(message: Message | None, attempt: int) -> bool:
@@ -200,7 +206,7 @@ def _call_some(services: Services, group: Sequence[Slotted], outcomes: dict[int,
     with services.session_factory() as session, session.begin():
         # The contacts first, then the messages (the order every writer takes them in), so
         # what is checked here still holds when the provider answers.
-        lock_contact_ids_of(session, ids, [MessageState.SENDING])
+        paused = lock_contacts_pause_of(session, ids, [MessageState.SENDING])
         messages = {m.id: m for m in lock_messages(session, ids)}
         facts = checks.load_facts(session, list(messages.values()), [], services.clock(), timing=False)
         locked_at = time.monotonic()
@@ -208,7 +214,7 @@ def _call_some(services: Services, group: Sequence[Slotted], outcomes: dict[int,
             handled += 1
             message = messages.get(item.prepared.message_id)
             outcomes[item.prepared.message_id] = _check_and_call(
-                services, session, facts, message, item, accepted
+                services, session, facts, paused, message, item, accepted
             )
             if time.monotonic() - locked_at > MAX_LOCK_HOLD_SECONDS:
                 break
@@ -220,6 +226,7 @@ def _check_and_call(
     services: Services,
     session: Session,
     facts: checks.Facts,
+    paused: Mapping[int, datetime | None],
     message: Message | None,
     item: Slotted,
     accepted: list[Accepted],
@@ -235,6 +242,11 @@ def _check_and_call(
             transition(session, message.id, [MessageState.SENDING], MessageState.CANCELLED, reason=reason)
             finish_attempt(session, message.id, services.clock(), outcome="skipped", detail=reason)
             return MessageState.CANCELLED
+        if message.kind == MessageKind.AUTOMATED and paused.get(message.contact_id) is not None:
+            # A crisis text came in after prepare: automated messages wait for staff.
+            return _hand_back(
+                session, services.clock(), message.id, checks.PAUSE_RECHECK, checks.PAUSE_HOLD_REASON
+            )
     remaining = item.slot - time.monotonic()
     if remaining > 0:
         services.sleep(remaining)

@@ -6,13 +6,13 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach import consent, sending
 from outreach.channels import DeliveryError, Effect, Outgoing
 from outreach.config import Settings
-from outreach.models import Consent, ConsentSource, Message, MessageAttempt, MessageState, utcnow
+from outreach.models import Consent, ConsentSource, Contact, Message, MessageAttempt, MessageState, utcnow
 from outreach.outbox import transition
 from outreach.preparing import prepare as prepare_batch
 from outreach.ratelimit import Reservation
@@ -203,6 +203,35 @@ def test_expired_message_is_not_sent(settings: Settings, session_factory: sessio
     message_id = _queued(session_factory, not_after=NOON_LA - timedelta(seconds=1))
     assert send_message(_services(settings, session_factory, provider), message_id) == MessageState.EXPIRED
     assert provider.sent == []
+
+
+def test_crisis_pause_committed_after_prepare_holds_an_automated_message(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """A crisis text pauses automation between the attempt being recorded and the provider
+    call: the education message waits for staff instead of reaching a patient in crisis."""
+    provider = FakeProvider()
+    message_id = _queued(session_factory, kind="automated")
+    services = _services(settings, session_factory, provider)
+
+    class CrisisWhileWaitingForRate:
+        def acquire_many(
+            self, sender: str, count: int, now: datetime, *, max_wait: float = 0.0
+        ) -> Reservation:
+            with session_factory.begin() as session:
+                contact_id = session.scalar(select(Message.contact_id).where(Message.id == message_id))
+                session.execute(
+                    update(Contact).where(Contact.id == contact_id).values(automation_paused_at=NOON_LA)
+                )
+            return Reservation([0.0] * count)
+
+    services.limiter = CrisisWhileWaitingForRate()
+    assert send_message(services, message_id) == MessageState.SCHEDULED
+    assert provider.sent == []
+    message = _get(session_factory, message_id)
+    assert message.state_reason == "automation paused for this contact until staff clear it"
+    assert message.attempts == 0  # no provider call was made
+    assert message.due_at > NOON_LA
 
 
 def test_opt_out_committed_after_prepare_stops_the_call(
