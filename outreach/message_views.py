@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from outreach.errors import NotFound
@@ -52,7 +52,12 @@ def list_messages(
         query = query.where(Message.state == state)
     if campaign is not None:
         query = (
-            query.join(Enrollment, Enrollment.id == Message.enrollment_id)
+            # Through the contact too: messages have no index on enrollment_id, and
+            # ix_messages_contact_state serves the join this way.
+            query.join(
+                Enrollment,
+                and_(Enrollment.id == Message.enrollment_id, Enrollment.contact_id == Message.contact_id),
+            )
             .join(Campaign, Campaign.id == Enrollment.campaign_id)
             .where(Campaign.slug == campaign)
         )

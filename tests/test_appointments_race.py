@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach import appointments
@@ -34,7 +34,7 @@ from outreach.sending import NoLimit, Services, send_message
 from tests.support.appointments import la
 from tests.support.factories import make_contact
 from tests.support.fakes import FakeClock, FakeProvider
-from tests.support.waiting import wait_for
+from tests.support.waiting import wait_for, waiting_for_a_lock
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 BOOKED_AT = la(2025, 6, 4, 12, 0)
@@ -105,17 +105,6 @@ def _services(
     )
 
 
-def _waiting_for_a_lock(engine: Engine) -> bool:
-    with engine.connect() as conn:
-        waiting = conn.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'"
-            )
-        ).scalar()
-    return bool(waiting)
-
-
 def test_reschedule_during_the_provider_call_waits_and_the_old_reminder_predates_it(
     pg: tuple[Settings, sessionmaker[Session], Engine],
 ) -> None:
@@ -136,7 +125,7 @@ def test_reschedule_during_the_provider_call_waits_and_the_old_reminder_predates
     assert in_call.wait(30)
     mover = threading.Thread(target=_reschedule, args=(settings, factory, appointment_id, timeline))
     mover.start()
-    wait_for(lambda: _waiting_for_a_lock(engine), what="the reschedule to wait for the contact lock")
+    wait_for(lambda: waiting_for_a_lock(engine), what="the reschedule to wait for the contact lock")
     assert "reschedule committed" not in timeline.events
     timeline.add("provider returned")
     release.set()

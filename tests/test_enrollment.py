@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from outreach import campaigns, caps, enrollment
 from outreach.config import Settings
+from outreach.message_views import list_messages
 from outreach.models import Closure, Contact, Enrollment, Message, MessageState
 from tests.support.campaigns import SMALL_CAMPAIGN, add_contact, copy_templates, messages_of, utc
 
@@ -216,3 +217,17 @@ def test_enroll_by_tag_finds_the_tagged_contacts(synced: Session, demo_settings:
     )
     assert sorted(report.enrolled) == tagged
     assert local_times(messages_of(synced, tagged[0]))[0] == "Mon 03-09 10:00"
+
+
+def test_messages_list_filters_by_campaign(synced: Session, demo_settings: Settings) -> None:
+    contact = add_contact(synced)
+    enrollment.enroll(synced, demo_settings, "demo", [contact], now=NOW)
+    enrollment.enroll(synced, demo_settings, "other", [contact], now=NOW)
+    synced.flush()
+    listed = {
+        slug: {row["idempotency_key"] for row in list_messages(synced, campaign=slug)}
+        for slug in ("demo", "other")
+    }
+    assert listed["demo"] and listed["other"]
+    assert not listed["demo"] & listed["other"]
+    assert listed["demo"] | listed["other"] == {m.idempotency_key for m in messages_of(synced, contact)}
