@@ -41,6 +41,9 @@ TEST_ACCOUNT_SID = "AC" + "5a" * 16
 TEST_AUTH_TOKEN = "sandbox-test-token"
 
 
+PORT_ATTEMPTS = 5
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -104,7 +107,16 @@ def running_sandbox(
     if mode == "thread":
         from outreach.sandbox.server import SandboxServer
 
-        server = SandboxServer(base, host=host, http_port=0, smtp_port=smtp_port)
+        # A port free a moment ago may be taken by then (outgoing connections use the same
+        # range): try fresh ones a few times rather than fail a test on the coincidence.
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                server = SandboxServer(base, host=host, http_port=0, smtp_port=smtp_port)
+                break
+            except OSError:
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise
+                smtp_port = free_port(host)
         server.start()
         try:
             yield _running(base, host, server.http_port, smtp_port)
