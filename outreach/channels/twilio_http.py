@@ -86,14 +86,9 @@ class PooledHttpClient(HttpClient):  # type: ignore[misc]  # twilio ships no typ
             timeout=urllib3.Timeout(connect=seconds, read=seconds),
         )
         self._local.retry_after = parse_retry_after(answer.headers.get("Retry-After"))
-        response = Response(answer.status, answer.data.decode("utf-8", errors="replace"), answer.headers)
-        self._test_only_last_response = response
-        return response
+        return Response(answer.status, answer.data.decode("utf-8", errors="replace"), answer.headers)
 
     @property
     def last_retry_after(self) -> float | None:
         value: float | None = getattr(self._local, "retry_after", None)
         return value
-
-    def close(self) -> None:
-        self._pool.clear()
