@@ -168,28 +168,35 @@ def load_facts(
     return facts
 
 
-def _addresses(facts: Facts, messages: Sequence[Message]) -> list[str]:
-    found: set[str] = set()
+def _addresses(facts: Facts, messages: Sequence[Message]) -> set[tuple[str, str]]:
+    """(channel, address) of every recipient in the batch."""
+    found: set[tuple[str, str]] = set()
     for m in messages:
         if m.to_override:
-            found.add(m.to_override)
+            found.add((m.channel, m.to_override))
         contact = facts.contacts.get(m.contact_id) if m.contact_id is not None else None
         if contact is not None:
             address = contact.phone if m.channel == Channel.SMS else contact.email
             if address:
-                found.add(address)
-    return sorted(found)
+                found.add((m.channel, address))
+    return found
 
 
-def _suppressions(session: Session, sets: IdSets, addresses: Sequence[str]) -> dict[tuple[str, str], str]:
-    if not addresses:
+def _suppressions(
+    session: Session, sets: IdSets, recipients: set[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    if not recipients:
         return {}
+    # Channel and address both, so the (channel, address) unique index serves the look-up.
     rows = session.execute(
         select(Suppression.channel, Suppression.address, Suppression.reason).where(
-            sets.among(Suppression.address, addresses)
+            Suppression.channel.in_(sorted({channel for channel, _ in recipients})),
+            sets.among(Suppression.address, sorted({address for _, address in recipients})),
         )
     )
-    return {(channel, address): reason for channel, address, reason in rows}
+    return {
+        (channel, address): reason for channel, address, reason in rows if (channel, address) in recipients
+    }
 
 
 def decide(facts: Facts, settings: Settings, message: Message, now: datetime) -> Decision:
