@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outreach import caps, inbox
@@ -36,7 +36,6 @@ from outreach.models import (
     Contact,
     Enrollment,
     EnrollmentState,
-    InboundMessage,
     Message,
     MessageKind,
     MessageState,
@@ -156,15 +155,7 @@ def load_facts(
             and contact.phone
         }
     )
-    if phones:
-        last = func.max(InboundMessage.received_at)
-        for phone, at in session.execute(
-            select(InboundMessage.from_address, last)
-            .where(sets.among(InboundMessage.from_address, phones))
-            .group_by(InboundMessage.from_address)
-        ):
-            # An aggregate can lose the column's type on SQLite: the value is stored as UTC.
-            facts.last_inbound[phone] = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    facts.last_inbound = inbox.last_inbound_times(session, phones)
     return facts
 
 

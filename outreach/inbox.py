@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from outreach import outbox
 from outreach.config import Settings
 from outreach.errors import NotFound, OutreachError
+from outreach.idsets import IdSets
 from outreach.models import (
     Category,
     Channel,
@@ -59,12 +61,21 @@ def conversational_window_open(last_inbound_at: datetime | None, now: datetime, 
 
 def last_inbound_at(session: Session, phone: str) -> datetime | None:
     """When this number last wrote to us."""
-    return session.scalar(
-        select(InboundMessage.received_at)
-        .where(InboundMessage.from_address == phone)
-        .order_by(InboundMessage.received_at.desc())
-        .limit(1)
+    return last_inbound_times(session, [phone]).get(phone)
+
+
+def last_inbound_times(session: Session, phones: Sequence[str]) -> dict[str, datetime]:
+    """When each of these numbers last wrote to us (numbers that never did are absent)."""
+    if not phones:
+        return {}
+    sets = IdSets(session)
+    rows = session.execute(
+        select(InboundMessage.from_address, func.max(InboundMessage.received_at))
+        .where(sets.among(InboundMessage.from_address, phones))
+        .group_by(InboundMessage.from_address)
     )
+    # An aggregate can lose the column's type on SQLite: the value is stored as UTC.
+    return {phone: at if at.tzinfo is not None else at.replace(tzinfo=UTC) for phone, at in rows}
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from outreach.preparing import prepare as prepare_batch
 from outreach.ratelimit import Reservation
 from outreach.reconcile import reconcile_unknown
 from outreach.sending import NoLimit, Services, send_message
+from tests.support.appointments import inbound
 from tests.support.factories import make_contact, make_message
 from tests.support.fakes import FakeClock, FakeProvider
 
@@ -186,6 +187,31 @@ def test_automated_message_at_night_waits_for_the_window(
     assert row.state == MessageState.SCHEDULED
     assert row.due_at == datetime(2026, 1, 15, 16, 0, tzinfo=UTC)  # 08:00 in Los Angeles
     assert provider.sent == []
+
+
+@pytest.mark.parametrize(
+    ("wrote_minutes_ago", "expected"), [(30, MessageState.SENT), (None, MessageState.SCHEDULED)]
+)
+def test_staff_reply_at_night_goes_only_right_after_the_patients_own_message(
+    settings: Settings, session_factory: sessionmaker[Session], wrote_minutes_ago: int | None, expected: str
+) -> None:
+    three_am_la = datetime(2026, 1, 15, 11, 0, tzinfo=UTC)
+    provider = FakeProvider()
+    message_id = _queued(session_factory, kind="conversational")
+    if wrote_minutes_ago is not None:
+        with session_factory.begin() as session:
+            phone = session.scalar(
+                select(Contact.phone)
+                .join(Message, Message.contact_id == Contact.id)
+                .where(Message.id == message_id)
+            )
+            assert phone is not None
+            inbound(
+                session, phone, "are you open tomorrow?", three_am_la - timedelta(minutes=wrote_minutes_ago)
+            )
+    services = _services(settings, session_factory, provider, now=three_am_la)
+    assert send_message(services, message_id) == expected
+    assert len(provider.sent) == (1 if expected == MessageState.SENT else 0)
 
 
 def test_crisis_reply_goes_out_at_night(settings: Settings, session_factory: sessionmaker[Session]) -> None:
