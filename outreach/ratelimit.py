@@ -99,42 +99,26 @@ def rates_from_settings(settings: Settings) -> Callable[[str], float]:
     return rate_for
 
 
-# KEYS[1]: the sender's key. ARGV[1]: interval, ARGV[2]: max wait, both in microseconds.
-# Returns {taken (0/1), wait in microseconds, the slot in microseconds since the epoch}.
-# Microseconds since the epoch (~1.7e15) are exact in Lua's doubles (< 2^53).
+# KEYS[1]: the sender's key. ARGV[1]: interval, ARGV[2]: max wait, both in microseconds;
+# ARGV[3]: how many consecutive slots to take at most. Returns {the server's now, the wait of
+# the first slot not taken (-1 when all were), then the wait of each slot taken}, all in
+# microseconds. Microseconds since the epoch (~1.7e15) are exact in Lua's doubles (< 2^53).
 _GCRA_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local next_free = tonumber(redis.call('GET', KEYS[1]) or '0')
 if next_free < now then next_free = now end
-local wait = next_free - now
-if wait > tonumber(ARGV[2]) then
-  return {0, wait, string.format('%.0f', next_free)}
-end
-local after = next_free + tonumber(ARGV[1])
-redis.call('SET', KEYS[1], string.format('%.0f', after), 'PX', math.ceil((after - now) / 1000) + 1000)
-return {1, wait, string.format('%.0f', next_free)}
-"""
-
-
-# The same, for up to ARGV[3] consecutive slots. Returns {the wait of the first slot not taken
-# (-1 when all were), then the wait of each slot taken}, in microseconds.
-_GCRA_MANY_SCRIPT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local next_free = tonumber(redis.call('GET', KEYS[1]) or '0')
-if next_free < now then next_free = now end
-local result = {-1}
+local result = {string.format('%.0f', now), -1}
 for i = 1, tonumber(ARGV[3]) do
   local wait = next_free - now
   if wait > tonumber(ARGV[2]) then
-    result[1] = wait
+    result[2] = wait
     break
   end
   result[#result + 1] = wait
   next_free = next_free + tonumber(ARGV[1])
 end
-if #result > 1 then
+if #result > 2 then
   local ttl = math.ceil((next_free - now) / 1000) + 1000
   redis.call('SET', KEYS[1], string.format('%.0f', next_free), 'PX', ttl)
 end
@@ -156,34 +140,37 @@ class RedisRateLimiter:
         self._rate_for = rate_for
         self._prefix = key_prefix
         self._script = client.register_script(_GCRA_SCRIPT)
-        self._many_script = client.register_script(_GCRA_MANY_SCRIPT)
 
     def acquire(self, sender: str, now: datetime, *, max_wait: float = DEFAULT_MAX_WAIT) -> float:
         return self.reserve(sender, now, max_wait=max_wait).wait
 
     def reserve(self, sender: str, now: datetime, *, max_wait: float = DEFAULT_MAX_WAIT) -> Slot:
-        interval_us = round(interval_seconds(self._rate_for(sender)) * 1_000_000)
-        max_wait_us = round(max_wait * 1_000_000)
-        try:
-            taken, wait_us, at_us = self._script(
-                keys=[self._prefix + sender], args=[interval_us, max_wait_us]
-            )
-        except redis.RedisError as exc:
-            raise RateLimitUnavailable(f"rate limiter store unreachable ({type(exc).__name__})") from None
-        return Slot(taken=bool(taken), wait=max(0.0, int(wait_us) / 1_000_000), at=int(at_us) / 1_000_000)
+        server_now, reservation = self._take(sender, 1, max_wait)
+        return _single(reservation, server_now)
 
     def acquire_many(
         self, sender: str, count: int, now: datetime, *, max_wait: float = DEFAULT_MAX_WAIT
     ) -> Reservation:
+        return self._take(sender, count, max_wait)[1]
+
+    def _take(self, sender: str, count: int, max_wait: float) -> tuple[float, Reservation]:
+        """The server's clock (seconds since the epoch) and the slots taken by one script run."""
         interval_us = round(interval_seconds(self._rate_for(sender)) * 1_000_000)
         try:
-            untaken, *taken = self._many_script(
+            now_us, untaken, *taken = self._script(
                 keys=[self._prefix + sender], args=[interval_us, round(max_wait * 1_000_000), count]
             )
         except redis.RedisError as exc:
             raise RateLimitUnavailable(f"rate limiter store unreachable ({type(exc).__name__})") from None
         waits = [max(0.0, int(w) / 1_000_000) for w in taken]
-        return Reservation(waits, max(0.0, int(untaken) / 1_000_000))
+        return int(now_us) / 1_000_000, Reservation(waits, max(0.0, int(untaken) / 1_000_000))
+
+
+def _single(reservation: Reservation, now: float) -> Slot:
+    """A one-slot reservation as a ``Slot``; ``now`` on the limiter's clock, in epoch seconds."""
+    if reservation.waits:
+        return Slot(taken=True, wait=reservation.waits[0], at=now + reservation.waits[0])
+    return Slot(taken=False, wait=reservation.next_wait, at=now + reservation.next_wait)
 
 
 class DatabaseRateLimiter:
@@ -208,6 +195,16 @@ class DatabaseRateLimiter:
         return self.reserve(sender, now, max_wait=max_wait).wait
 
     def reserve(self, sender: str, now: datetime, *, max_wait: float = DEFAULT_MAX_WAIT) -> Slot:
+        start, reservation = self._take(sender, 1, now, max_wait)
+        return _single(reservation, start.timestamp())
+
+    def acquire_many(
+        self, sender: str, count: int, now: datetime, *, max_wait: float = DEFAULT_MAX_WAIT
+    ) -> Reservation:
+        return self._take(sender, count, now, max_wait)[1]
+
+    def _take(self, sender: str, count: int, now: datetime, max_wait: float) -> tuple[datetime, Reservation]:
+        """The instant the waits count from, and the slots taken in one locked transaction."""
         called = self._monotonic()
         interval = timedelta(seconds=interval_seconds(self._rate_for(sender)))
         with self._session_factory() as session, session.begin():
@@ -216,30 +213,14 @@ class DatabaseRateLimiter:
             # could lie in the past and be used late, crowding the next one.
             locked = self._monotonic()
             now_at_lock = now + timedelta(seconds=locked - called)
-            start = max(slot.next_free_at, now_at_lock)
-            wait = (start - now_at_lock).total_seconds()
-            if wait > max_wait:
-                return Slot(taken=False, wait=wait, at=start.timestamp())
-            slot.next_free_at = start + interval
-        # The commit took time the caller need not wait again.
-        return Slot(taken=True, wait=max(0.0, wait - (self._monotonic() - locked)), at=start.timestamp())
-
-    def acquire_many(
-        self, sender: str, count: int, now: datetime, *, max_wait: float = DEFAULT_MAX_WAIT
-    ) -> Reservation:
-        called = self._monotonic()
-        interval = timedelta(seconds=interval_seconds(self._rate_for(sender)))
-        with self._session_factory() as session, session.begin():
-            slot = _locked_slot(session, sender, now)
-            locked = self._monotonic()
-            now_at_lock = now + timedelta(seconds=locked - called)
             taken, untaken = _take_many(slot, now_at_lock, interval, count, max_wait)
             if taken:
                 slot.next_free_at = taken[-1] + interval
+        # The commit took time the caller need not wait again.
         spent = self._monotonic() - locked
         waits = [max(0.0, (at - now_at_lock).total_seconds() - spent) for at in taken]
         next_wait = (untaken - now_at_lock).total_seconds() if untaken is not None else 0.0
-        return Reservation(waits, next_wait)
+        return now_at_lock + timedelta(seconds=spent), Reservation(waits, next_wait)
 
 
 def _take_many(
