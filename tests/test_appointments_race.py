@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -29,11 +29,10 @@ from outreach.config import Settings, load_settings
 from outreach.db import make_engine, make_session_factory
 from outreach.dispatch import claim_due
 from outreach.models import Message, MessageState
-from outreach.ratelimit import Reservation
 from outreach.sending import NoLimit, Services, send_message
 from tests.support.appointments import la
 from tests.support.factories import make_contact
-from tests.support.fakes import FakeClock, FakeProvider
+from tests.support.fakes import FakeClock, FakeProvider, LimiterThatRuns
 from tests.support.waiting import wait_for, waiting_for_a_lock
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -152,19 +151,14 @@ def test_reschedule_committed_between_prepare_and_call_stops_the_old_reminder(
     appointment_id, message_id = _book_and_claim(settings, factory)
     timeline = Timeline()
 
-    class RescheduleWhileWaitingForRate:
-        """The limiter runs between the sender's two transactions: the reschedule lands there."""
-
-        def acquire_many(
-            self, sender: str, count: int, now: datetime, *, max_wait: float = 0.0
-        ) -> Reservation:
-            worker = threading.Thread(target=_reschedule, args=(settings, factory, appointment_id, timeline))
-            worker.start()
-            worker.join(30)
-            return Reservation([0.0] * count)
+    def reschedule_in_another_session() -> None:
+        worker = threading.Thread(target=_reschedule, args=(settings, factory, appointment_id, timeline))
+        worker.start()
+        worker.join(30)
 
     provider = FakeProvider(before_send=lambda o: timeline.add(f"provider called for message {o.message_id}"))
-    state = send_message(_services(settings, factory, provider, RescheduleWhileWaitingForRate()), message_id)
+    limiter = LimiterThatRuns(reschedule_in_another_session)
+    state = send_message(_services(settings, factory, provider, limiter), message_id)
     assert timeline.events[0] == "reschedule committed"
     assert provider.sent == [], "the old time reached the patient after the reschedule committed"
     assert state == MessageState.CANCELLED

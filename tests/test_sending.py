@@ -15,12 +15,11 @@ from outreach.config import Settings
 from outreach.models import Consent, ConsentSource, Contact, Message, MessageAttempt, MessageState, utcnow
 from outreach.outbox import transition
 from outreach.preparing import prepare as prepare_batch
-from outreach.ratelimit import Reservation
 from outreach.reconcile import reconcile_unknown
 from outreach.sending import NoLimit, Services, send_message
 from tests.support.appointments import inbound
 from tests.support.factories import make_contact, make_message
-from tests.support.fakes import FakeClock, FakeProvider
+from tests.support.fakes import FakeClock, FakeProvider, LimiterThatRuns
 
 # 18:00 UTC = 10:00 in Los Angeles (PST): inside the default 08:00-20:00 window.
 NOON_LA = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
@@ -240,18 +239,13 @@ def test_crisis_pause_committed_after_prepare_holds_an_automated_message(
     message_id = _queued(session_factory, kind="automated")
     services = _services(settings, session_factory, provider)
 
-    class CrisisWhileWaitingForRate:
-        def acquire_many(
-            self, sender: str, count: int, now: datetime, *, max_wait: float = 0.0
-        ) -> Reservation:
-            with session_factory.begin() as session:
-                contact_id = session.scalar(select(Message.contact_id).where(Message.id == message_id))
-                session.execute(
-                    update(Contact).where(Contact.id == contact_id).values(automation_paused_at=NOON_LA)
-                )
-            return Reservation([0.0] * count)
+    def crisis_text() -> None:
+        with session_factory.begin() as session:
+            contact_id = session.scalar(select(Message.contact_id).where(Message.id == message_id))
+            paused = update(Contact).where(Contact.id == contact_id).values(automation_paused_at=NOON_LA)
+            session.execute(paused)
 
-    services.limiter = CrisisWhileWaitingForRate()
+    services.limiter = LimiterThatRuns(crisis_text)
     assert send_message(services, message_id) == MessageState.SCHEDULED
     assert provider.sent == []
     message = _get(session_factory, message_id)
@@ -268,25 +262,19 @@ def test_opt_out_committed_after_prepare_stops_the_call(
     message_id = _queued(session_factory, kind="automated")
     services = _services(settings, session_factory, provider)
 
-    class OptOutWhileWaitingForRate:
-        """The limiter runs between prepare and call: the patient's STOP commits right then."""
+    def stop() -> None:
+        with session_factory.begin() as session:
+            contact_id = session.scalar(select(Message.contact_id).where(Message.id == message_id))
+            assert contact_id is not None
+            consent.revoke(
+                session,
+                contact_id,
+                "sms",
+                ["care", "education", "marketing"],
+                consent.Evidence(source=ConsentSource.KEYWORD, wording="STOP"),
+            )
 
-        def acquire_many(
-            self, sender: str, count: int, now: datetime, *, max_wait: float = 0.0
-        ) -> Reservation:
-            with session_factory.begin() as session:
-                contact_id = session.scalar(select(Message.contact_id).where(Message.id == message_id))
-                assert contact_id is not None
-                consent.revoke(
-                    session,
-                    contact_id,
-                    "sms",
-                    ["care", "education", "marketing"],
-                    consent.Evidence(source=ConsentSource.KEYWORD, wording="STOP"),
-                )
-            return Reservation([0.0] * count)
-
-    services.limiter = OptOutWhileWaitingForRate()
+    services.limiter = LimiterThatRuns(stop)
     assert send_message(services, message_id) == MessageState.CANCELLED
     assert provider.sent == []
     with session_factory() as session:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from outreach.channels import DeliveryError, Outgoing, SendResult
+from outreach.ratelimit import Reservation
 
 
 @dataclass
@@ -46,3 +47,15 @@ class FakeClock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+@dataclass
+class LimiterThatRuns:
+    """A limiter with no limit that first runs ``action``: the rate-limit step sits between a
+    send's prepare and its provider call, so this lands a change exactly there."""
+
+    action: Callable[[], None]
+
+    def acquire_many(self, sender: str, count: int, now: datetime, *, max_wait: float = 0.0) -> Reservation:
+        self.action()
+        return Reservation([0.0] * count)
