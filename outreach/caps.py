@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from outreach.config import Settings
@@ -59,27 +59,12 @@ def planned_instants(
 ) -> dict[int, list[datetime]]:
     """Per contact, the instants of counted messages, for planning new ones (see module doc)."""
     excluded = set(exclude_message_ids)
-    found: dict[int, list[datetime]] = {}
     instant = func.coalesce(Message.sent_at, Message.due_at)
-    sets = IdSets(session)
-    for chunk in sets.batches(contact_ids):
-        rows = session.execute(
-            select(Message.id, Message.contact_id, instant).where(
-                sets.among(Message.contact_id, chunk),
-                Message.kind == str(MessageKind.AUTOMATED),
-                Message.category.in_(sorted(CAPPED_CATEGORIES)),
-                Message.state.in_(sorted(COUNTED_WHEN_PLANNING)),
-            )
-        )
-        for message_id, contact_id, at in rows:
-            if message_id not in excluded and contact_id is not None:
-                found.setdefault(contact_id, []).append(_aware(at))
+    found: dict[int, list[datetime]] = {}
+    for message_id, contact_id, at in _capped(session, contact_ids, COUNTED_WHEN_PLANNING, instant):
+        if message_id not in excluded:
+            found.setdefault(contact_id, []).append(at)
     return found
-
-
-def _aware(value: datetime) -> datetime:
-    # coalesce() loses the column type on SQLite, so the value comes back naive (stored as UTC).
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def recent_sends(
@@ -87,25 +72,41 @@ def recent_sends(
 ) -> dict[int, list[tuple[int, datetime]]]:
     """Per contact, (message id, instant) of the counted messages that left or may have left in
     the last 8 days: what ``cap_violation`` needs for a whole batch of sends, in one query."""
-    found: dict[int, list[tuple[int, datetime]]] = {}
-    if not contact_ids:
-        return found
     instant = func.coalesce(Message.sent_at, Message.updated_at)
+    since = instant >= now - timedelta(days=8)
+    found: dict[int, list[tuple[int, datetime]]] = {}
+    for message_id, contact_id, at in _capped(session, contact_ids, COUNTED_WHEN_SENDING, instant, since):
+        found.setdefault(contact_id, []).append((message_id, at))
+    return found
+
+
+def _capped(
+    session: Session,
+    contact_ids: Sequence[int],
+    states: Iterable[str],
+    instant: ColumnElement[datetime],
+    *where: ColumnElement[bool],
+) -> Iterator[tuple[int, int, datetime]]:
+    """(message id, contact id, ``instant``) of the contacts' capped messages in ``states``."""
     sets = IdSets(session)
-    for chunk in sets.batches(sorted(set(contact_ids))):
+    for chunk in sets.batches(contact_ids):
         rows = session.execute(
             select(Message.id, Message.contact_id, instant).where(
                 sets.among(Message.contact_id, chunk),
                 Message.kind == str(MessageKind.AUTOMATED),
                 Message.category.in_(sorted(CAPPED_CATEGORIES)),
-                Message.state.in_(sorted(COUNTED_WHEN_SENDING)),
-                instant >= now - timedelta(days=8),
+                Message.state.in_(sorted(states)),
+                *where,
             )
         )
         for message_id, contact_id, at in rows:
             if contact_id is not None:
-                found.setdefault(contact_id, []).append((message_id, _aware(at)))
-    return found
+                yield message_id, contact_id, _aware(at)
+
+
+def _aware(value: datetime) -> datetime:
+    # coalesce() loses the column type on SQLite, so the value comes back naive (stored as UTC).
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def cap_violation(
