@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach import checks
@@ -201,6 +202,34 @@ def call_group(services: Services, group: Sequence[Slotted]) -> dict[int, str]:
 def _call_some(services: Services, group: Sequence[Slotted], outcomes: dict[int, str]) -> int:
     """Calls for the first items of ``group`` in one transaction; returns how many were handled."""
     accepted: list[Accepted] = []
+    try:
+        return _call_some_in_transaction(services, group, outcomes, accepted)
+    except SQLAlchemyError:
+        if accepted:
+            _record_accepts_again(services, accepted)
+        raise
+
+
+def _record_accepts_again(services: Services, accepted: Sequence[Accepted]) -> None:
+    """The provider took these messages, but the transaction that was to record it failed (a
+    dropped connection, a deadlock with another writer). Record them in a transaction of their
+    own, so a message that went out is known to have gone out at once, instead of staying
+    ``sending`` until the rescue sweep and reconciliation find it at the provider. The update
+    is conditional on ``sending``, so it is harmless if the first commit did land."""
+    try:
+        with services.session_factory() as session, session.begin():
+            record_accepts(session, accepted)
+    except SQLAlchemyError as error:
+        # Left to the rescue sweep and reconciliation; only the type: messages may quote data.
+        log.error(
+            "could not record %d accepted sends after a failed transaction (%s); "
+            "reconciliation will find them", len(accepted), type(error).__name__,
+        )
+
+
+def _call_some_in_transaction(
+    services: Services, group: Sequence[Slotted], outcomes: dict[int, str], accepted: list[Accepted]
+) -> int:
     ids = [item.prepared.message_id for item in group]
     handled = 0
     with services.session_factory() as session, session.begin():

@@ -6,18 +6,21 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach import consent, sending
 from outreach.channels import DeliveryError, Effect, Outgoing
-from outreach.config import Settings
+from outreach.config import Settings, load_settings
+from outreach.db import make_engine, make_session_factory
 from outreach.models import Consent, ConsentSource, Contact, Message, MessageAttempt, MessageState, utcnow
 from outreach.outbox import transition
 from outreach.preparing import prepare as prepare_batch
 from outreach.reconcile import reconcile_unknown
 from outreach.sending import NoLimit, Services, send_message
 from tests.support.appointments import inbound
+from tests.support.campaigns import TEMPLATES
 from tests.support.factories import make_contact, make_message
 from tests.support.fakes import FakeClock, FakeProvider, LimiterThatRuns
 
@@ -324,3 +327,35 @@ def test_an_adapter_bug_leaves_the_message_unknown_and_keeps_patient_data_out_of
     assert phone and phone not in caplog.text
     assert "Test message from the clinic" not in caplog.text
     assert "RuntimeError" in caplog.text
+
+
+def test_an_accept_is_recorded_even_when_its_call_transaction_is_lost(pg_url: str) -> None:
+    """The database connection of the call transaction dies while the provider is taking the
+    message (a restart, a deadlock victim, a dropped network): the message went out, so it is
+    recorded ``sent`` at once in a transaction of its own, instead of waiting ``sending`` for
+    the rescue sweep and reconciliation."""
+    settings = load_settings(database_url=pg_url, templates_dir=TEMPLATES)
+    engine = make_engine(pg_url)
+    factory = make_session_factory(engine)
+
+    def drop_the_call_transaction(_outgoing: Outgoing) -> None:
+        with engine.connect() as other:
+            dropped = other.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND state = 'idle in transaction'"
+                )
+            )
+        assert dropped == 1
+
+    provider = FakeProvider(before_send=drop_the_call_transaction)
+    message_id = _queued(factory)
+    try:
+        with pytest.raises(OperationalError):
+            send_message(_services(settings, factory, provider), message_id)
+        assert len(provider.sent) == 1
+        message = _get(factory, message_id)
+        assert message.state == MessageState.SENT and message.provider_id
+        assert [a.outcome for a in message.attempts_log] == ["accepted"]
+    finally:
+        engine.dispose()
