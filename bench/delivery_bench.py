@@ -275,11 +275,20 @@ def _stop_leftovers(bench: Bench, tag: str) -> None:
     The cancel is conditional on the pending states, like every state change of the pipeline,
     so a send already past ``queued`` is untouched.
     """
+    # The rows are locked in id order, the order the workers lock them in: a plain UPDATE locks
+    # them in whatever order it finds them and deadlocked with a worker's prepare.
+    pending = (
+        select(Message.id)
+        .where(_of(bench, tag), Message.state.in_([MessageState.SCHEDULED, MessageState.QUEUED]))
+        .order_by(Message.id)
+        .with_for_update()
+        .cte("pending")
+    )
     with bench.factory.begin() as session:
         session.execute(
             update(Message)
             .where(
-                _of(bench, tag),
+                Message.id == pending.c.id,
                 Message.state.in_([MessageState.SCHEDULED, MessageState.QUEUED]),
             )
             .values(state=MessageState.CANCELLED, state_reason="benchmark window over")
