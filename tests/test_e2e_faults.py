@@ -57,19 +57,32 @@ def _load(system: System, count: int = MESSAGES) -> list[int]:
         return list(session.scalars(select(Message.id).where(Message.idempotency_key.like("fault:%"))))
 
 
-def _settle(system: System, ids: list[int], timeout: float = 120) -> None:
-    """Wait until every message is sent, running the rescue and reconcile sweeps as beat would."""
+def _settle(system: System, ids: list[int], timeout: float = 90) -> None:
+    """Wait until every message is sent, running the rescue and reconcile sweeps as beat would.
+
+    The deadline is inside pytest's own timeout, so a failure names the states it found.
+    """
+    last: dict[str, list[str | None]] = {}
 
     def all_done() -> bool:
         with system.factory() as session:
-            states = session.scalars(select(Message.state).where(Message.id.in_(ids))).all()
-        if all(state in DONE for state in states):
+            rows = session.execute(
+                select(Message.state, Message.state_reason).where(Message.id.in_(ids))
+            ).all()
+        last.clear()
+        for state, reason in rows:
+            last.setdefault(state, []).append(reason)
+        if set(last) <= DONE:
             return True
         system.run_task("outreach.rescue_stuck")
         system.run_task("outreach.reconcile_unknown")
         return False
 
-    wait_for(all_done, timeout=timeout, interval=1.0, what="every message to be sent")
+    try:
+        wait_for(all_done, timeout=timeout, interval=1.0, what="every message to be sent")
+    except AssertionError as timed_out:
+        pending = {s: sorted(set(map(str, reasons))) for s, reasons in last.items() if s not in DONE}
+        raise AssertionError(f"{timed_out}; not sent: {pending}") from None
 
 
 def _assert_never_twice(system: System, ids: list[int]) -> None:

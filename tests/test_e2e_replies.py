@@ -126,7 +126,16 @@ def test_opt_out_during_sending_means_nothing_accepted_after_it_was_stored(
 
     wait_for(settled, timeout=60, what="every race message to settle")
     outbound = [m for m in control.messages(phone) if m.direction == "outbound-api"]
-    assert outbound and all(m.accepted_at < stored for m in outbound)
+    late = {
+        m.body: (m.accepted_at - stored).total_seconds()
+        for m in outbound
+        if m.accepted_at >= stored
+    }
+    by_body = {system.message(i).body_override: system.message(i) for i in ids}
+    assert outbound and not late, {
+        body: (seconds, by_body[body].state, by_body[body].attempts, by_body[body].state_reason)
+        for body, seconds in late.items()
+    }
     assert control.accepts().duplicates == []
     assert any(system.message(i).state == MessageState.CANCELLED for i in ids)
     # Twilio (and the sandbox) block a bare STOP the moment it arrives, before our webhook has
