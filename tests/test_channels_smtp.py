@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from outreach.channels import Attachment, DeliveryError, Effect, Outgoing
 from outreach.channels.classify_smtp import Stage, classify_smtp_failure, enhanced_status
 from outreach.channels.smtp_email import SmtpEmail, build_email, message_id_for
 from outreach.config import Settings, load_settings
+from tests.support.tls import TlsFiles, make_test_tls
 
 PATIENT = "pat.doe@example.net"
 FROM = "Bay Area Wellness <care@clinic.example.org>"
@@ -37,6 +40,7 @@ class SinkHandler:
     data_delay: float = 0.0
     received: list[bytes] = field(default_factory=list)
     sessions: list[int] = field(default_factory=list)
+    encrypted: list[bool] = field(default_factory=list)  # per message: did it arrive over TLS?
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -57,6 +61,7 @@ class SinkHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.received.append(envelope.original_content)
+        self.encrypted.append(server.transport.get_extra_info("ssl_object") is not None)
         if self.drop_after_data:
             server.transport.close()
             return "250 OK"
@@ -387,3 +392,72 @@ def test_starttls_required_but_not_offered_is_a_configuration_error(sink: tuple[
 
     assert caught.value.permanent and caught.value.code == "smtp-config"
     assert sink[0].received == []  # never sent in clear text
+
+
+# ---- TLS: a real handshake against a certificate from a throwaway CA --------------------
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> TlsFiles:
+    return make_test_tls(tmp_path)
+
+
+@contextmanager
+def tls_sink(tls: TlsFiles, mode: str) -> Iterator[tuple[SinkHandler, int]]:
+    """An SMTP server that offers STARTTLS and refuses mail and login before it (``starttls``),
+    or speaks TLS from the first byte (``ssl``)."""
+    handler = SinkHandler()
+    port = _free_port()
+    secure: dict[str, Any] = (
+        {"tls_context": tls.server_context(), "require_starttls": True, "auth_require_tls": True}
+        if mode == "starttls"
+        else {"ssl_context": tls.server_context(), "auth_require_tls": False}
+    )
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, authenticator=_authenticate, **secure
+    )
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+@pytest.mark.parametrize("mode", ["starttls", "ssl"])
+def test_tls_modes_log_in_and_deliver_encrypted(
+    tls: TlsFiles, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca_file))  # the relay's CA, trusted
+    with tls_sink(tls, mode) as (handler, port):
+        provider = SmtpEmail.from_settings(
+            _settings(port, smtp_tls=mode, smtp_username="clinic", smtp_password="s3cret")
+        )
+        try:
+            provider.send(_outgoing())
+            provider.send(_outgoing(message_id=12, correlation_id="0123456789abcdef"))
+        finally:
+            provider.close()
+    assert handler.encrypted == [True, True]
+    assert len(set(handler.sessions)) == 1  # the secured connection is kept for the next message
+    assert _parse(handler.received[0])["Subject"] == "Your care team: what to expect"
+
+
+@pytest.mark.parametrize("mode", ["starttls", "ssl"])
+def test_an_untrusted_certificate_sends_nothing(
+    tls: TlsFiles, mode: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A relay whose certificate does not verify (wrong CA, a man in the middle) gets neither
+    the password nor the message."""
+    other = make_test_tls(tmp_path / "other")
+    monkeypatch.setenv("SSL_CERT_FILE", str(other.ca_file))  # trusts some other CA only
+    with tls_sink(tls, mode) as (handler, port):
+        provider = SmtpEmail.from_settings(
+            _settings(port, smtp_tls=mode, smtp_username="clinic", smtp_password="s3cret")
+        )
+        with pytest.raises(DeliveryError) as caught:
+            provider.send(_outgoing())
+        provider.close()
+    assert handler.received == []
+    error = caught.value
+    assert not error.ambiguous and not error.permanent  # nothing left: retried once it is fixed
+    assert error.code == "smtp-tls" and "certificate" in error.detail

@@ -196,6 +196,16 @@ class SmtpEmail:
                     permanent=True,
                     code="smtp-config",
                 ) from None
+            except ssl.SSLCertVerificationError:
+                # Before login and before any mail: nothing left. Retried, since a renewed
+                # certificate or a fixed CA bundle cures it, but named, since a retry alone won't.
+                self._discard()
+                raise DeliveryError(
+                    "SMTP server's TLS certificate did not verify; check OUTREACH_SMTP_HOST, or "
+                    "trust the relay's CA with SSL_CERT_FILE; nothing was sent",
+                    permanent=False,
+                    code="smtp-tls",
+                ) from None
             except (smtplib.SMTPException, OSError):
                 # Disconnects and timeouts (smtplib turns socket errors into SMTPServerDisconnected).
                 self._discard()
