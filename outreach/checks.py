@@ -52,6 +52,9 @@ PAUSE_HOLD_REASON = "automation paused for this contact until staff clear it"
 class Go:
     to: str
     sender: str
+    # The allowed window closes then (None: no window applies): a call that comes later,
+    # after a wait for the rate limit, does not happen.
+    send_by: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -222,9 +225,9 @@ def decide(facts: Facts, settings: Settings, message: Message, now: datetime) ->
     if suppressed:
         return suppressed
     timing = _timing(facts, settings, message, contact, now)
-    if timing is not None:
+    if isinstance(timing, (Hold, Stop)):
         return timing
-    return Go(to, sender)
+    return Go(to, sender, send_by=timing)
 
 
 def _suppression_stop(facts: Facts, channel: str, address: str) -> Stop | None:
@@ -275,7 +278,8 @@ def consent_problem(facts: Facts, message: Message) -> str | None:
 
 def _timing(
     facts: Facts, settings: Settings, message: Message, contact: Contact, now: datetime
-) -> Decision | None:
+) -> Hold | Stop | datetime | None:
+    """A hold or a stop, or when the window the message may go in closes (None: no window)."""
     if message.kind == MessageKind.SYSTEM:
         return None  # HELP, crisis and opt-out replies go at once, at any hour
     if message.kind == MessageKind.AUTOMATED and contact.automation_paused_at is not None:
@@ -296,7 +300,7 @@ def _timing(
         later = cap_deferral(policy, settings, message, zone, recent, now)
         if later is not None:
             return Hold(later, "frequency cap reached; moved to the next allowed day")
-    return None
+    return policy.closes(now, zone)
 
 
 def _campaign_of(facts: Facts, message: Message) -> Campaign | None:

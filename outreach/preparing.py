@@ -37,6 +37,7 @@ class Prepared:
     outgoing: Outgoing
     sender: str
     attempt: int
+    send_by: datetime | None = None  # the allowed window closes then (``checks.Go``)
 
 
 @dataclass
@@ -150,4 +151,4 @@ def _prepare_one(
         return None
     # A later capped message of this batch for the same contact must count this one.
     facts.counted_send(message, now)
-    return Prepared(message.id, outgoing, decision.sender, message.attempts + 1)
+    return Prepared(message.id, outgoing, decision.sender, message.attempts + 1, decision.send_by)

@@ -78,6 +78,10 @@ class SendPolicy:
     def next_opening(self, instant: datetime, zone: ZoneInfo) -> datetime:
         return next_allowed(instant, zone, self.window, no_weekends=self.no_weekends, closures=self.closures)
 
+    def closes(self, instant: datetime, zone: ZoneInfo) -> datetime:
+        """When the window open at ``instant`` (an allowed instant) closes, in UTC."""
+        return to_utc(instant.astimezone(zone).date(), self.window.end, zone)
+
 
 def parse_clock(value: str) -> time:
     """``"HH:MM"`` (24-hour) to a time; ValueError names the expected format."""

@@ -49,6 +49,7 @@ LOCK_MARGIN_SECONDS = 0.05
 # How long one call transaction may hold its contacts' locks before it commits what it has
 # sent and locks the rest afresh (an opt-out waiting on one of them should not wait long).
 MAX_LOCK_HOLD_SECONDS = 0.2
+WINDOW_CLOSED_REASON = "the allowed window closed before the provider call; back to the schedule"
 
 
 class RateLimiter(Protocol):
@@ -279,6 +280,10 @@ def _check_and_call(
     remaining = item.slot - time.monotonic()
     if remaining > 0:
         services.sleep(remaining)
+    if prepared.send_by is not None and services.clock() >= prepared.send_by:
+        # The window closed while this waited for its rate-limit slot (seconds at most): back
+        # to the schedule, where prepare holds it until the next opening.
+        return _hand_back(session, services.clock(), message.id, timedelta(0), WINDOW_CLOSED_REASON)
     return _call(services, session, message, prepared, accepted)
 
 

@@ -209,3 +209,23 @@ def test_plan_never_schedules_before_now_and_keeps_order() -> None:
     plan = plan_steps(steps, now, LA, SendPolicy(DEFAULT), now=now)
     assert plan["today"] == now  # 10:00 had passed: goes now, inside the window
     assert plan["later"].astimezone(LA).strftime("%Y-%m-%d %H:%M") == "2026-03-05 08:00"
+
+
+@pytest.mark.parametrize(
+    ("local", "zone", "closes_utc"),
+    [
+        # The evening the clocks went forward in Los Angeles: 20:00 PDT is 03:00 UTC.
+        (datetime(2026, 3, 8, 19, 0), LA, datetime(2026, 3, 9, 3, 0, tzinfo=UTC)),
+        # The evening they went back: 20:00 PST is 04:00 UTC.
+        (datetime(2026, 11, 1, 9, 30), LA, datetime(2026, 11, 2, 4, 0, tzinfo=UTC)),
+        (datetime(2026, 7, 1, 8, 0), PHX, datetime(2026, 7, 2, 3, 0, tzinfo=UTC)),
+        (datetime(2026, 7, 1, 19, 59), HNL, datetime(2026, 7, 2, 6, 0, tzinfo=UTC)),
+    ],
+)
+def test_the_open_window_closes_at_its_local_end(
+    local: datetime, zone: ZoneInfo, closes_utc: datetime
+) -> None:
+    instant = local.replace(tzinfo=zone)
+    policy = SendPolicy(DEFAULT)
+    assert policy.allows(instant, zone)
+    assert policy.closes(instant, zone) == closes_utc

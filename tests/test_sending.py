@@ -359,3 +359,31 @@ def test_an_accept_is_recorded_even_when_its_call_transaction_is_lost(pg_url: st
         assert [a.outcome for a in message.attempts_log] == ["accepted"]
     finally:
         engine.dispose()
+
+
+def test_a_message_whose_window_closes_while_it_waits_for_its_slot_is_not_sent(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """Prepared one second before 20:00 in Los Angeles, its rate-limit slot comes after 20:00:
+    it goes back to the schedule instead of reaching the patient after hours."""
+    provider = FakeProvider()
+    message_id = _queued(session_factory, kind="automated")
+    just_before_eight_pm = datetime(2026, 1, 16, 3, 59, 59, tzinfo=UTC)  # 19:59:59 PST
+    services = _services(settings, session_factory, provider, now=just_before_eight_pm)
+    clock = services.clock
+    assert isinstance(clock, FakeClock)
+
+    def slot_comes_late() -> None:
+        clock.now += timedelta(seconds=2)
+
+    services.limiter = LimiterThatRuns(slot_comes_late)
+    assert send_message(services, message_id) == MessageState.SCHEDULED
+    assert provider.sent == []
+    message = _get(session_factory, message_id)
+    assert message.state_reason == sending.WINDOW_CLOSED_REASON
+    assert message.attempts == 0
+    # Claimed again, prepare holds it until 08:00 the next morning.
+    with session_factory.begin() as session:
+        transition(session, message_id, [MessageState.SCHEDULED], MessageState.QUEUED)
+    assert send_message(services, message_id) == MessageState.SCHEDULED
+    assert _get(session_factory, message_id).due_at == datetime(2026, 1, 16, 16, 0, tzinfo=UTC)
