@@ -44,7 +44,7 @@ import redis
 from sqlalchemy import ColumnElement, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench import naive_eta, ratelimit_bench
+from bench import cpu, naive_eta, ratelimit_bench
 from outreach.config import Settings
 from outreach.db import make_engine, make_session_factory
 from outreach.migrate import upgrade
@@ -252,6 +252,8 @@ class Throughput:
     accepted: int  # provider accepts, counted by the sandbox (includes sends finishing after the window)
     accept_span: float  # first -> last provider accept
     load: float  # 1-minute load average when the window closed
+    # CPU seconds per part of the system over the window (``bench.cpu``), for "where it goes".
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def mps(self) -> float:
@@ -330,8 +332,14 @@ def _throughput(bench: Bench, workers: int, messages: int, window: float) -> Thr
     def done() -> bool:
         return utcnow() >= closes or _states(bench, tag).get(MessageState.SENT, 0) >= messages
 
+    def started() -> bool:
+        return utcnow() >= due
+
+    wait_for(started, timeout=10, interval=0.01, what=f"{tag} to fall due")
+    cpu_before = cpu.snapshot()
     # Polled once a second: the driver's own queries must stay small next to the pipeline.
     wait_for(done, timeout=window + 60, interval=1.0, what=f"{tag} to be sent or the window to close")
+    cpu_used = cpu.spent(cpu_before, cpu.snapshot())
     load = os.getloadavg()[0]
     _stop_leftovers(bench, tag)
     with bench.factory() as session:
@@ -359,6 +367,7 @@ def _throughput(bench: Bench, workers: int, messages: int, window: float) -> Thr
         accepted=len(accepted),
         accept_span=(times[-1] - times[0]).total_seconds() if times else 0.0,
         load=load,
+        cpu=cpu_used,
     )
 
 
@@ -581,6 +590,19 @@ def report(figures: Figures) -> Pairs:
                 f"{_verdict(t.mps >= GOAL_MPS)} {GOAL_MPS:,.0f})",
             )
         )
+    for t in figures.throughput:
+        if t.cpu and t.messages:
+            parts = ", ".join(
+                f"{group} {seconds / t.messages * 1000:.2f}"
+                for group, seconds in sorted(t.cpu.items(), key=lambda item: -item[1])
+            )
+            total = sum(t.cpu.values()) / t.messages * 1000
+            out.append(
+                (
+                    f"CPU per msg, {t.workers} worker{'s' if t.workers > 1 else ''}",
+                    f"{total:.2f} ms: {parts} (ms of CPU per message sent in the window)",
+                )
+            )
     if figures.lag:
         lag = figures.lag
         ok = lag.p50 <= GOAL_LAG_P50 and lag.p99 <= GOAL_LAG_P99
