@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta
 
 from jinja2 import TemplateError
 from sqlalchemy.orm import Session
 
 from outreach import calendar_invite, unsubscribe
 from outreach.channels import Outgoing
+from outreach.channels.classify_twilio import validity_seconds
 from outreach.config import Settings
-from outreach.models import Category, Channel, Contact, Message, MessageKind
+from outreach.models import Category, Channel, Message
 from outreach.rendering import render_message
 
-# Twilio's bounds for ValidityPeriod, in seconds.
-VALIDITY_MIN, VALIDITY_MAX = 60, 36_000
-NON_AUTOMATED_VALIDITY = 4 * 3600
+# How long Twilio may hold a message no send window applies to (replies, alerts).
+UNWINDOWED_VALIDITY = timedelta(hours=4)
 
 # Mail a patient can unsubscribe from (CAN-SPAM, RFC 8058). Care mail (reminders) is transactional.
 UNSUBSCRIBABLE = frozenset({Category.EDUCATION, Category.MARKETING})
@@ -27,18 +26,23 @@ class RenderFailure(Exception):
     """A template could not be rendered; the message fails rather than reach a patient half-blank."""
 
 
-def validity_period(settings: Settings, message: Message, zone: ZoneInfo | None, now: datetime) -> int:
-    """How long Twilio may hold an SMS in its queue: for automated messages, only until the
-    recipient's window closes, so a queued message cannot drift into the night."""
-    if message.kind != MessageKind.AUTOMATED or zone is None:
-        return NON_AUTOMATED_VALIDITY
-    local = now.astimezone(zone)
-    closes = datetime.combine(local.date(), settings.send_window_end, tzinfo=zone)
-    seconds = int((closes - now).total_seconds())
-    return max(VALIDITY_MIN, min(VALIDITY_MAX, seconds))
+def validity_period(message: Message, send_by: datetime | None, now: datetime) -> int:
+    """How long Twilio may hold an SMS in its queue: until the window the message was allowed
+    in closes (the campaign's own, in the recipient's zone: ``checks.Go.send_by``), and never
+    past the message's expiry, so a queued message cannot drift into the night or past the
+    appointment it was about."""
+    deadline = send_by if send_by is not None else now + UNWINDOWED_VALIDITY
+    return validity_seconds(now, deadline, message.not_after)
 
 
-def build(session: Session, settings: Settings, message: Message, to: str, now: datetime) -> Outgoing:
+def build(
+    session: Session,
+    settings: Settings,
+    message: Message,
+    to: str,
+    now: datetime,
+    send_by: datetime | None = None,
+) -> Outgoing:
     correlation_id = message.correlation_id or uuid.uuid4().hex
     unsubscribe_link: str | None = None
     headers: dict[str, str] = {}
@@ -56,8 +60,6 @@ def build(session: Session, settings: Settings, message: Message, to: str, now: 
     else:
         subject = str((message.context or {}).get("subject") or "") or None
         text, html = message.body_override or "", None
-    contact = session.get(Contact, message.contact_id) if message.contact_id else None
-    zone = ZoneInfo(contact.timezone) if contact else None
     return Outgoing(
         message_id=message.id,
         channel=message.channel,
@@ -69,5 +71,5 @@ def build(session: Session, settings: Settings, message: Message, to: str, now: 
         html=html,
         headers=headers,
         attachments=calendar_invite.attachments_for(session, settings, message),
-        validity_period=validity_period(settings, message, zone, now),
+        validity_period=validity_period(message, send_by, now),
     )

@@ -144,7 +144,7 @@ def _prepare_one(
         outcomes[message.id] = decision.state
         return None
     try:
-        outgoing = outgoing_builder.build(session, settings, message, decision.to, now)
+        outgoing = outgoing_builder.build(session, settings, message, decision.to, now, decision.send_by)
     except outgoing_builder.RenderFailure as exc:
         transition(session, message.id, [MessageState.QUEUED], MessageState.FAILED, reason=str(exc))
         outcomes[message.id] = MessageState.FAILED

@@ -387,3 +387,26 @@ def test_a_message_whose_window_closes_while_it_waits_for_its_slot_is_not_sent(
         transition(session, message_id, [MessageState.SCHEDULED], MessageState.QUEUED)
     assert send_message(services, message_id) == MessageState.SCHEDULED
     assert _get(session_factory, message_id).due_at == datetime(2026, 1, 16, 16, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("now", "not_after", "validity"),
+    [
+        # 19:00 in Los Angeles: Twilio may hold it until 20:00, when the window closes.
+        (datetime(2026, 1, 16, 3, 0, tzinfo=UTC), None, 3600),
+        # ... unless the message stops being useful sooner (a reminder before its visit).
+        (datetime(2026, 1, 16, 3, 0, tzinfo=UTC), datetime(2026, 1, 16, 3, 10, tzinfo=UTC), 600),
+    ],
+)
+def test_twilio_may_hold_an_sms_only_until_its_window_closes(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    now: datetime,
+    not_after: datetime | None,
+    validity: int,
+) -> None:
+    provider = FakeProvider()
+    message_id = _queued(session_factory, kind="automated", not_after=not_after)
+    services = _services(settings, session_factory, provider, now=now)
+    assert send_message(services, message_id) == MessageState.SENT
+    assert provider.sent[0].validity_period == validity
