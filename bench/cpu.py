@@ -35,10 +35,10 @@ def _group(cmdline: str) -> str | None:
 
 
 def snapshot() -> CpuSnapshot:
-    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     seconds: dict[int, tuple[str, float]] = {}
     if not PROC.is_dir():
         return CpuSnapshot(seconds)
+    ticks = os.sysconf("SC_CLK_TCK")
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
