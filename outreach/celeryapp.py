@@ -48,7 +48,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "worker_concurrency": settings.worker_concurrency or (os.cpu_count() or 1) + 1,
+        # CPUs + 2: the dispatch run holds one pool process most of the time, and a sender
+        # waits on the provider and the database for part of each batch, so with CPUs + 1 a
+        # core sat partly idle (measured in docs/benchmarks.md).
+        "worker_concurrency": settings.worker_concurrency or (os.cpu_count() or 1) + 2,
         "broker_transport_options": transport_options(settings.broker_url),
         "task_time_limit": 300,
         "task_soft_time_limit": 240,
