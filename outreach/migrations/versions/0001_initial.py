@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 19:20:37.602887
+Create Date: 2026-11-26 23:28:01.960494
 """
 
 from collections.abc import Sequence
@@ -59,6 +59,19 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_contacts_email'), ['email'], unique=False)
         batch_op.create_index(batch_op.f('ix_contacts_phone'), ['phone'], unique=False)
 
+    op.create_table('enrollments',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('contact_id', sa.Integer(), nullable=False),
+    sa.Column('campaign_id', sa.Integer(), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('paused_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('stopped_channels', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_enrollments')),
+    sa.UniqueConstraint('contact_id', 'campaign_id', name=op.f('uq_enrollments_contact_id_campaign_id'))
+    )
     op.create_table('inbound_messages',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('provider_sid', sa.String(length=64), nullable=False),
@@ -74,6 +87,51 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('inbound_messages', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_inbound_messages_from_address'), ['from_address'], unique=False)
+
+    op.create_table('messages',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('idempotency_key', sa.String(length=200), nullable=False),
+    sa.Column('contact_id', sa.Integer(), nullable=True),
+    sa.Column('channel', sa.String(length=8), nullable=False),
+    sa.Column('category', sa.String(length=16), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('template', sa.String(length=200), nullable=True),
+    sa.Column('context', sa.JSON(), nullable=False),
+    sa.Column('body_override', sa.Text(), nullable=True),
+    sa.Column('to_override', sa.String(length=254), nullable=True),
+    sa.Column('enrollment_id', sa.Integer(), nullable=True),
+    sa.Column('step_key', sa.String(length=64), nullable=True),
+    sa.Column('appointment_id', sa.Integer(), nullable=True),
+    sa.Column('appointment_version', sa.Integer(), nullable=True),
+    sa.Column('reminder_key', sa.String(length=64), nullable=True),
+    sa.Column('due_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('not_after', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('state_reason', sa.String(length=300), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('max_attempts', sa.Integer(), nullable=False),
+    sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('to_address', sa.String(length=254), nullable=True),
+    sa.Column('subject', sa.String(length=300), nullable=True),
+    sa.Column('body', sa.Text(), nullable=True),
+    sa.Column('segments', sa.Integer(), nullable=True),
+    sa.Column('provider_id', sa.String(length=255), nullable=True),
+    sa.Column('provider_status', sa.String(length=24), nullable=True),
+    sa.Column('correlation_id', sa.String(length=40), nullable=True),
+    sa.Column('error_code', sa.String(length=16), nullable=True),
+    sa.Column('price', sa.String(length=16), nullable=True),
+    sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_messages')),
+    sa.UniqueConstraint('idempotency_key', name=op.f('uq_messages_idempotency_key'))
+    )
+    with op.batch_alter_table('messages', schema=None) as batch_op:
+        batch_op.create_index('ix_messages_appointment_id', ['appointment_id'], unique=False, postgresql_where=sa.text('appointment_id IS NOT NULL'), sqlite_where=sa.text('appointment_id IS NOT NULL'))
+        batch_op.create_index('ix_messages_contact_state', ['contact_id', 'state'], unique=False)
+        batch_op.create_index('ix_messages_due', ['due_at', 'id'], unique=False, postgresql_where=sa.text("state = 'scheduled'"), sqlite_where=sa.text("state = 'scheduled'"))
+        batch_op.create_index('ix_messages_provider_id', ['provider_id'], unique=False, postgresql_where=sa.text('provider_id IS NOT NULL'), sqlite_where=sa.text('provider_id IS NOT NULL'))
+        batch_op.create_index('uq_messages_correlation_id', ['correlation_id'], unique=True, postgresql_where=sa.text('correlation_id IS NOT NULL'), sqlite_where=sa.text('correlation_id IS NOT NULL'))
 
     op.create_table('rate_slots',
     sa.Column('sender', sa.String(length=64), nullable=False),
@@ -159,21 +217,6 @@ def upgrade() -> None:
     with op.batch_alter_table('contact_tags', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_contact_tags_tag'), ['tag'], unique=False)
 
-    op.create_table('enrollments',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('contact_id', sa.Integer(), nullable=False),
-    sa.Column('campaign_id', sa.Integer(), nullable=False),
-    sa.Column('state', sa.String(length=16), nullable=False),
-    sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('paused_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('stopped_channels', sa.JSON(), nullable=False),
-    sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], name=op.f('fk_enrollments_campaign_id_campaigns'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_enrollments_contact_id_contacts'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_enrollments')),
-    sa.UniqueConstraint('contact_id', 'campaign_id', name=op.f('uq_enrollments_contact_id_campaign_id'))
-    )
     op.create_table('inbox_items',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('contact_id', sa.Integer(), nullable=True),
@@ -194,64 +237,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('inbox_items', schema=None) as batch_op:
         batch_op.create_index('ix_inbox_items_state', ['state', 'urgent'], unique=False)
-
-    op.create_table('consents',
-    sa.Column('contact_id', sa.Integer(), nullable=False),
-    sa.Column('channel', sa.String(length=8), nullable=False),
-    sa.Column('category', sa.String(length=16), nullable=False),
-    sa.Column('state', sa.String(length=8), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('event_id', sa.Integer(), nullable=True),
-    sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_consents_contact_id_contacts'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['event_id'], ['consent_events.id'], name=op.f('fk_consents_event_id_consent_events')),
-    sa.PrimaryKeyConstraint('contact_id', 'channel', 'category', name=op.f('pk_consents'))
-    )
-    op.create_table('messages',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('idempotency_key', sa.String(length=200), nullable=False),
-    sa.Column('contact_id', sa.Integer(), nullable=True),
-    sa.Column('channel', sa.String(length=8), nullable=False),
-    sa.Column('category', sa.String(length=16), nullable=False),
-    sa.Column('kind', sa.String(length=16), nullable=False),
-    sa.Column('template', sa.String(length=200), nullable=True),
-    sa.Column('context', sa.JSON(), nullable=False),
-    sa.Column('body_override', sa.Text(), nullable=True),
-    sa.Column('to_override', sa.String(length=254), nullable=True),
-    sa.Column('enrollment_id', sa.Integer(), nullable=True),
-    sa.Column('step_key', sa.String(length=64), nullable=True),
-    sa.Column('appointment_id', sa.Integer(), nullable=True),
-    sa.Column('appointment_version', sa.Integer(), nullable=True),
-    sa.Column('reminder_key', sa.String(length=64), nullable=True),
-    sa.Column('due_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('not_after', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('state', sa.String(length=16), nullable=False),
-    sa.Column('state_reason', sa.String(length=300), nullable=True),
-    sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('max_attempts', sa.Integer(), nullable=False),
-    sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('to_address', sa.String(length=254), nullable=True),
-    sa.Column('subject', sa.String(length=300), nullable=True),
-    sa.Column('body', sa.Text(), nullable=True),
-    sa.Column('segments', sa.Integer(), nullable=True),
-    sa.Column('provider_id', sa.String(length=255), nullable=True),
-    sa.Column('provider_status', sa.String(length=24), nullable=True),
-    sa.Column('correlation_id', sa.String(length=40), nullable=True),
-    sa.Column('error_code', sa.String(length=16), nullable=True),
-    sa.Column('price', sa.String(length=16), nullable=True),
-    sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['appointment_id'], ['appointments.id'], name=op.f('fk_messages_appointment_id_appointments'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_messages_contact_id_contacts'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_messages')),
-    sa.UniqueConstraint('idempotency_key', name=op.f('uq_messages_idempotency_key'))
-    )
-    with op.batch_alter_table('messages', schema=None) as batch_op:
-        batch_op.create_index('ix_messages_appointment_id', ['appointment_id'], unique=False, postgresql_where=sa.text('appointment_id IS NOT NULL'), sqlite_where=sa.text('appointment_id IS NOT NULL'))
-        batch_op.create_index('ix_messages_contact_state', ['contact_id', 'state'], unique=False)
-        batch_op.create_index('ix_messages_due', ['due_at', 'id'], unique=False, postgresql_where=sa.text("state = 'scheduled'"), sqlite_where=sa.text("state = 'scheduled'"))
-        batch_op.create_index('ix_messages_provider_id', ['provider_id'], unique=False, postgresql_where=sa.text('provider_id IS NOT NULL'), sqlite_where=sa.text('provider_id IS NOT NULL'))
-        batch_op.create_index('uq_messages_correlation_id', ['correlation_id'], unique=True, postgresql_where=sa.text('correlation_id IS NOT NULL'), sqlite_where=sa.text('correlation_id IS NOT NULL'))
 
     op.create_table('message_attempts',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -282,11 +267,23 @@ def upgrade() -> None:
     with op.batch_alter_table('message_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_message_events_message_id'), ['message_id'], unique=False)
 
+    op.create_table('consents',
+    sa.Column('contact_id', sa.Integer(), nullable=False),
+    sa.Column('channel', sa.String(length=8), nullable=False),
+    sa.Column('category', sa.String(length=16), nullable=False),
+    sa.Column('state', sa.String(length=8), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('event_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_consents_contact_id_contacts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['event_id'], ['consent_events.id'], name=op.f('fk_consents_event_id_consent_events')),
+    sa.PrimaryKeyConstraint('contact_id', 'channel', 'category', name=op.f('pk_consents'))
+    )
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_table('consents')
     with op.batch_alter_table('message_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_message_events_message_id'))
 
@@ -295,20 +292,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_message_attempts_message_id'))
 
     op.drop_table('message_attempts')
-    with op.batch_alter_table('messages', schema=None) as batch_op:
-        batch_op.drop_index('uq_messages_correlation_id', postgresql_where=sa.text('correlation_id IS NOT NULL'), sqlite_where=sa.text('correlation_id IS NOT NULL'))
-        batch_op.drop_index('ix_messages_provider_id', postgresql_where=sa.text('provider_id IS NOT NULL'), sqlite_where=sa.text('provider_id IS NOT NULL'))
-        batch_op.drop_index('ix_messages_due', postgresql_where=sa.text("state = 'scheduled'"), sqlite_where=sa.text("state = 'scheduled'"))
-        batch_op.drop_index('ix_messages_contact_state')
-        batch_op.drop_index('ix_messages_appointment_id', postgresql_where=sa.text('appointment_id IS NOT NULL'), sqlite_where=sa.text('appointment_id IS NOT NULL'))
-
-    op.drop_table('messages')
-    op.drop_table('consents')
     with op.batch_alter_table('inbox_items', schema=None) as batch_op:
         batch_op.drop_index('ix_inbox_items_state')
 
     op.drop_table('inbox_items')
-    op.drop_table('enrollments')
     with op.batch_alter_table('contact_tags', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_contact_tags_tag'))
 
@@ -326,10 +313,19 @@ def downgrade() -> None:
     op.drop_table('appointments')
     op.drop_table('suppressions')
     op.drop_table('rate_slots')
+    with op.batch_alter_table('messages', schema=None) as batch_op:
+        batch_op.drop_index('uq_messages_correlation_id', postgresql_where=sa.text('correlation_id IS NOT NULL'), sqlite_where=sa.text('correlation_id IS NOT NULL'))
+        batch_op.drop_index('ix_messages_provider_id', postgresql_where=sa.text('provider_id IS NOT NULL'), sqlite_where=sa.text('provider_id IS NOT NULL'))
+        batch_op.drop_index('ix_messages_due', postgresql_where=sa.text("state = 'scheduled'"), sqlite_where=sa.text("state = 'scheduled'"))
+        batch_op.drop_index('ix_messages_contact_state')
+        batch_op.drop_index('ix_messages_appointment_id', postgresql_where=sa.text('appointment_id IS NOT NULL'), sqlite_where=sa.text('appointment_id IS NOT NULL'))
+
+    op.drop_table('messages')
     with op.batch_alter_table('inbound_messages', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_inbound_messages_from_address'))
 
     op.drop_table('inbound_messages')
+    op.drop_table('enrollments')
     with op.batch_alter_table('contacts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_contacts_phone'))
         batch_op.drop_index(batch_op.f('ix_contacts_email'))
