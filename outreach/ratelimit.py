@@ -257,23 +257,3 @@ def limiter_from_settings(settings: Settings, session_factory: sessionmaker[Sess
         )
         return RedisRateLimiter(client, rate_for)
     return DatabaseRateLimiter(session_factory, rate_for)
-
-
-def wait_for_slot(
-    limiter: RateLimiter,
-    sender: str,
-    clock: Callable[[], datetime],
-    *,
-    max_wait: float = DEFAULT_MAX_WAIT,
-    sleep: Callable[[float], None] = time.sleep,
-) -> float | None:
-    """Take a slot and sleep until it; None (nothing taken) when it is further than ``max_wait``.
-
-    Returns the seconds slept. For callers that do not reschedule themselves.
-    """
-    wait = limiter.acquire(sender, clock(), max_wait=max_wait)
-    if wait > max_wait:
-        return None
-    if wait > 0:
-        sleep(wait)
-    return wait

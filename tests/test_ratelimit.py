@@ -21,7 +21,6 @@ from outreach.ratelimit import (
     interval_seconds,
     limiter_from_settings,
     rates_from_settings,
-    wait_for_slot,
 )
 from tests.support import services
 
@@ -174,18 +173,6 @@ def test_settings_choose_redis_or_the_database(
     assert isinstance(
         limiter_from_settings(load_settings(redis_url=redis_url), session_factory), RedisRateLimiter
     )
-
-
-def test_wait_for_slot_sleeps_until_the_slot_or_declines(session_factory: sessionmaker[Session]) -> None:
-    limiter = DatabaseRateLimiter(session_factory, lambda _s: 1.0, monotonic=lambda: 0.0)
-    slept: list[float] = []
-
-    assert wait_for_slot(limiter, "s", lambda: NOW, sleep=slept.append) == 0.0
-    assert wait_for_slot(limiter, "s", lambda: NOW, max_wait=0.5, sleep=slept.append) is None
-    assert wait_for_slot(limiter, "s", lambda: NOW, sleep=slept.append) == pytest.approx(
-        interval_seconds(1.0)
-    )
-    assert slept == [pytest.approx(interval_seconds(1.0))]
 
 
 def test_window_analysis_counts_the_busiest_second() -> None:
