@@ -168,6 +168,34 @@ def test_a_parent_id_never_changes(session: Session) -> None:
         session.rollback()
 
 
+def test_a_copy_is_checked_like_an_insert(pg: tuple[Engine, sessionmaker[Session]]) -> None:
+    """COPY is how enrollment writes on PostgreSQL, and what the statement-level check is for."""
+    engine, session_factory = pg
+    with session_factory() as session:
+        contact, campaign = _contact(session), _campaign(session)
+        session.commit()
+    columns = "contact_id, campaign_id, state, started_at, created_at, updated_at, stopped_channels"
+    statement = f"COPY enrollments ({columns}) FROM STDIN"
+    raw = engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        assert driver is not None
+        now = utcnow()
+        for parents, written in (([(contact, campaign), (MISSING, campaign)], 0), ([(contact, campaign)], 1)):
+            try:
+                with driver.cursor() as cursor, cursor.copy(statement) as copy:
+                    for contact_id, campaign_id in parents:
+                        copy.write_row((contact_id, campaign_id, "active", now, now, now, "[]"))
+                driver.commit()
+            except Exception as error:
+                driver.rollback()
+                assert getattr(error, "sqlstate", None) == "23503", error  # foreign_key_violation
+            with session_factory() as session:
+                assert _count(session, Enrollment) == written
+    finally:
+        raw.close()
+
+
 def test_truncating_a_parent_deletes_only_what_named_it(pg: tuple[Engine, sessionmaker[Session]]) -> None:
     _, session_factory = pg
     with session_factory() as session:
