@@ -21,7 +21,7 @@ import psycopg
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from outreach import consent
+from outreach.contacts import consent
 from outreach.contacts.csvformat import ContactRow, Header, validate_row
 from outreach.contacts.importer import ImportReport, import_contacts_csv
 from outreach.contacts.reader import open_contacts_csv

@@ -21,7 +21,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 from twilio.rest import Client
 
-from outreach.channels.twilio_sms import make_client
+from outreach.channels.twilio.client import make_client
 from outreach.config import Settings, load_settings
 
 SEND_TASK = "bench.naive_send_sms"

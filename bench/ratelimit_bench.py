@@ -28,9 +28,9 @@ from multiprocessing import get_context
 import redis
 
 from outreach.db import make_engine, make_session_factory
+from outreach.delivery.ratelimit import DatabaseRateLimiter, RateLimiter, RedisRateLimiter
 from outreach.migrate import upgrade
 from outreach.models.base import utcnow
-from outreach.ratelimit import DatabaseRateLimiter, RateLimiter, RedisRateLimiter
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,13 @@ a fork (pooled database connections must never be shared between processes)."""
 
 from __future__ import annotations
 
-from outreach.channels.smtp_email import SmtpEmail
-from outreach.channels.twilio_sms import TwilioSms
+from outreach.channels.smtp.client import SmtpEmail
+from outreach.channels.twilio.client import TwilioSms
 from outreach.config import Settings
 from outreach.db import make_engine, make_session_factory
+from outreach.delivery.ratelimit import limiter_from_settings
+from outreach.delivery.send import Services
 from outreach.errors import OutreachError
-from outreach.ratelimit import limiter_from_settings
-from outreach.sending import Services
 
 _current: Services | None = None
 

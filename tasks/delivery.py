@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from celery import shared_task
 
-from outreach import dispatch, reconcile, relay, runtime, sending
+from outreach import runtime
+from outreach.delivery import claim, dispatch, reconcile, send
 from outreach.models import utcnow
 
 SEND_TASK = "outreach.send_messages"
@@ -31,14 +32,14 @@ def _waiting() -> int:
 
 @shared_task(name="outreach.dispatch_due", ignore_result=True)
 def dispatch_due(run_for: float = 0.9) -> int:
-    return relay.dispatch_due(runtime.current(), _enqueue, waiting=_waiting, run_for=run_for)
+    return dispatch.dispatch_due(runtime.current(), _enqueue, waiting=_waiting, run_for=run_for)
 
 
 # acks_late + reject_on_worker_lost: a worker killed mid-task gets the ids redelivered; each
 # message's conditional state change makes the redelivery a no-op for what was already done.
 @shared_task(name=SEND_TASK, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def send_messages(message_ids: list[int]) -> None:
-    sending.send_batch(runtime.current(), message_ids)
+    send.send_batch(runtime.current(), message_ids)
 
 
 @shared_task(name="outreach.rescue_stuck", ignore_result=True)
@@ -46,8 +47,8 @@ def rescue_stuck() -> None:
     services = runtime.current()
     with services.session_factory() as session, session.begin():
         now = utcnow()
-        dispatch.release_stale_claims(session, now)
-        dispatch.mark_stuck_sends_unknown(session, now)
+        claim.release_stale_claims(session, now)
+        claim.mark_stuck_sends_unknown(session, now)
 
 
 @shared_task(name="outreach.reconcile_unknown", ignore_result=True)

@@ -24,6 +24,7 @@ from outreach.appointments import planning
 from outreach.appointments.planning import COMBINED, Planned, Visit
 from outreach.appointments.policy import ReminderPolicy, load_policies
 from outreach.config import Settings
+from outreach.delivery.sendpolicy import policy_for
 from outreach.models import (
     CAP_COUNTED_STATES,
     Appointment,
@@ -35,7 +36,6 @@ from outreach.models import (
 )
 from outreach.outbox import insert_messages
 from outreach.scheduling import SendPolicy, count_days
-from outreach.sendpolicy import policy_for
 
 # The patient's automated messages that count towards the daily limit.
 COUNTED_STATES = frozenset(str(s) for s in CAP_COUNTED_STATES)

@@ -36,8 +36,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from outreach.appointments.policy import ReminderPolicy, Step
+from outreach.content.rendering import appointment_fields
 from outreach.models import AppointmentStatus
-from outreach.rendering import appointment_fields
 from outreach.scheduling import NoOpening, SendPolicy, day_at, local_day_of
 
 COMBINED = "combined: "

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from outreach.appointments import service
 from outreach.appointments.materialise import confirms_of
 from outreach.config import Settings
+from outreach.content.rendering import appointment_context
 from outreach.models import (
     Appointment,
     AppointmentStatus,
@@ -43,7 +44,6 @@ from outreach.models import (
     MessageKind,
     MessageState,
 )
-from outreach.rendering import appointment_context
 from outreach.replies import responses, staff
 from outreach.replies.classify import Classification
 

@@ -31,9 +31,9 @@ from outreach.appointments.materialise import (
 from outreach.appointments.planning import Planned
 from outreach.appointments.policy import ReminderPolicy, Step, policy_for
 from outreach.config import Settings
+from outreach.content.rendering import appointment_context
 from outreach.errors import NotFound, OutreachError
 from outreach.models import Appointment, AppointmentStatus, Contact, Message, MessageState, utcnow
-from outreach.rendering import appointment_context
 
 EXTERNAL_ID_MAX = 64
 LOCATION_MAX = 200

@@ -11,13 +11,13 @@ import typer
 from rich.table import Table
 from sqlalchemy import func, select
 
-from outreach import campaigns as campaign_files
-from outreach import enrollment
+from outreach.campaigns import definitions as campaign_files
+from outreach.campaigns import enrollment
+from outreach.campaigns.preview import preview as preview_steps
 from outreach.cli.common import console, err_console, handle_errors, print_json, settings, transaction
+from outreach.content.lint import check_templates
 from outreach.errors import OutreachError
-from outreach.lint import check_templates
 from outreach.models import Campaign, Enrollment, EnrollmentState, utcnow
-from outreach.preview import preview as preview_steps
 
 campaigns_app = typer.Typer(no_args_is_help=True, help="Campaign definitions (templates/campaigns/*.yaml).")
 templates_app = typer.Typer(no_args_is_help=True, help="Message templates (templates/sms, templates/email).")

@@ -1,4 +1,4 @@
-"""`outreach inbox ...`: the staff inbox from the command line (service: outreach.inbox)."""
+"""`outreach inbox ...`: the staff inbox from the command line (service: outreach.replies.inbox)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Annotated, cast
 import typer
 from rich.table import Table
 
-from outreach import inbox
 from outreach.cli.common import console, handle_errors, print_json, settings, transaction
 from outreach.errors import OutreachError
 from outreach.models import utcnow
+from outreach.replies import inbox
 
 app = typer.Typer(no_args_is_help=True, help="Patient replies, crisis cases and tasks for staff.")
 

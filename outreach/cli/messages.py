@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from outreach.cli.common import console, handle_errors, print_json, transaction
-from outreach.message_views import list_messages, message_detail
+from outreach.delivery.views import list_messages, message_detail
 
 app = typer.Typer(no_args_is_help=True, help="Messages in the outbox and their delivery log.")
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from outreach import consent
+from outreach.contacts import consent
 from outreach.contacts.fields import (
     DEFAULT_LANGUAGE,
     FieldError,

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
-from outreach import consent, outbox
+from outreach import outbox
+from outreach.contacts import consent
 from outreach.models import (
     Category,
     Channel,
@@ -122,7 +123,7 @@ def pause_for_crisis(
     """Pause all automation to these contacts until staff clear it; returns who was newly paused.
 
     Pending automated messages are not cancelled: dispatch holds them while the pause lasts
-    (outreach.checks), so clearing the pause lets the patient's reminders resume.
+    (outreach.delivery.checks), so clearing the pause lets the patient's reminders resume.
     """
     paused: list[int] = []
     for contact in contacts:

@@ -16,8 +16,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from outreach import consent
 from outreach.config import Settings
+from outreach.contacts import consent
 from outreach.models import ConsentEvent, ConsentState, Contact, InboundClass, InboundMessage
 from outreach.replies import appointments_hook, effects, responses, staff
 from outreach.replies.classify import (

@@ -10,7 +10,7 @@ identical letters shortened to one ("diiiie" -> "die"), single letters spelled o
 Crisis patterns are recall-first: a false positive costs a clinician a look, a miss can cost a
 life (compliance brief §6.4). Negation never suppresses a match ("not suicidal" still goes to a
 human). Changing these lists is a clinical decision: add a row to the table test
-(tests/test_replies_classify.py) with every change, and never remove a pattern to fix a false
+(tests/unit/test_replies_classify.py) with every change, and never remove a pattern to fix a false
 positive.
 """
 

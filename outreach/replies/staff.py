@@ -41,7 +41,7 @@ def add_to_conversation(
     """File the message in the sender's open conversation, opening one if there is none.
 
     A new message makes the conversation unread again and becomes its headline text; the
-    whole exchange is shown by ``outreach.inbox.show_item``.
+    whole exchange is shown by ``outreach.replies.inbox.show_item``.
     """
     contact_id = single_contact_id(contacts)
     query = select(InboxItem).where(

@@ -1,7 +1,7 @@
 """A Twilio-compatible subset of the 2010-04-01 Messages API: create, fetch, list.
 
 Shapes, status codes and error bodies follow Twilio's OpenAPI description
-(tests/test_sandbox_contract.py checks them). The create path stays lean, since benchmarks
+(tests/web/test_sandbox_contract.py checks them). The create path stays lean, since benchmarks
 push thousands of requests a second through it: hand-parsed form body, one short lock, no I/O.
 """
 

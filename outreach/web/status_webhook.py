@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from outreach import status
+from outreach.delivery import status
 from outreach.models import utcnow
 from outreach.web.signature import is_signed_by_twilio
 

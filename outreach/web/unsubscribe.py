@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from outreach.config import Settings
+from outreach.contacts.unsubscribe import BadUnsubscribeToken, UnsubscribeResult, read_token, unsubscribe
 from outreach.db import transaction
 from outreach.models import utcnow
-from outreach.unsubscribe import BadUnsubscribeToken, UnsubscribeResult, read_token, unsubscribe
 from outreach.web.deps import get_session_factory, get_settings
 
 router = APIRouter()

@@ -10,8 +10,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from outreach import consent
 from outreach.config import Settings, load_settings
+from outreach.contacts import consent
 from outreach.models import ConsentSource, Contact, ContactTag, Message
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from outreach import consent
+from outreach.contacts import consent
 from outreach.models import Category, Channel, ConsentSource, Contact, Message, utcnow
 from outreach.outbox import insert_messages
 

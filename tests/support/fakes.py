@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from outreach.channels import DeliveryError, Outgoing, SendResult
-from outreach.ratelimit import Reservation
+from outreach.delivery.ratelimit import Reservation
 
 
 @dataclass

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from outreach import consent, outbox
+from outreach import outbox
 from outreach.config import Settings
+from outreach.contacts import consent
 from outreach.db import transaction
 from outreach.models import Channel, ConsentSource, Contact, Message
 from outreach.replies.inbound import StoreResult, process_inbound, store_inbound

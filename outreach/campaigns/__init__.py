@@ -1,0 +1,1 @@
+"""Campaigns: definition files, syncing them, enrolling contacts, previews."""

@@ -1,0 +1,1 @@
+"""Email over SMTP: the client and its error table."""

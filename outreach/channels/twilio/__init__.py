@@ -1,0 +1,1 @@
+"""Twilio SMS: the client, its error table, its pooled HTTP transport."""

@@ -1,0 +1,1 @@
+"""What a message says: rendering, SMS segments, the template linter, calendar invites."""

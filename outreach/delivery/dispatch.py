@@ -1,0 +1,70 @@
+"""The dispatcher: claim what is due, then hand ids to the send tasks after commit.
+
+Beat starts ``dispatch_due`` every second; each run keeps claiming for up to ``run_for``
+seconds, sleeping exactly until the next scheduled message falls due, which keeps the lag
+between due and provider call in the tens of milliseconds without a separate daemon. With
+nothing due soon it looks again every ``IDLE_POLL`` seconds, for rows inserted already due
+(replies to patients also start a run of their own at once).
+Overlapping runs (two beats, a slow tick) are harmless: the claim is exclusive. If enqueueing
+fails after the claim committed, the rows sit in ``queued`` until their lease runs out and
+the rescue sweep returns them to the schedule: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+
+from outreach.delivery.claim import claim_due, next_due_at
+from outreach.delivery.send import Services
+
+IDLE_POLL = 0.2  # seconds between looks at a schedule with nothing due sooner
+CHUNK = 50  # ids per send task: fewer broker round trips and transactions, still small enough to spread
+# Send tasks allowed to wait in the broker before the dispatcher stops claiming (backpressure):
+# enough to keep every worker busy for a while, few enough that a backlog stays ``scheduled``
+# (cancellable, re-checked, not leased) until workers are about to send it.
+MAX_WAITING_TASKS = 20
+BACKPRESSURE_POLL = 0.02  # seconds between looks at a full queue
+
+
+def dispatch_due(
+    services: Services,
+    enqueue: Callable[[Sequence[Sequence[int]]], None],
+    *,
+    waiting: Callable[[], int] = lambda: 0,
+    batch_size: int = 500,
+    run_for: float = 0.0,
+) -> int:
+    """Claim and enqueue until nothing is due (and ``run_for`` seconds have passed).
+
+    ``enqueue`` publishes one send task per chunk of ids; ``waiting`` says how many send tasks
+    sit in the broker unconsumed. While that is ``MAX_WAITING_TASKS`` or more, nothing is
+    claimed: claiming faster than workers send only moves rows from ``scheduled`` to a queue
+    whose leases may run out before a worker gets to them.
+    """
+    deadline = time.monotonic() + run_for
+    lease = timedelta(seconds=services.settings.claim_lease_seconds)
+    total = 0
+    while True:
+        if waiting() >= MAX_WAITING_TASKS:
+            if time.monotonic() >= deadline:
+                return total
+            time.sleep(BACKPRESSURE_POLL)
+            continue
+        with services.session_factory() as session, session.begin():
+            ids = claim_due(session, services.clock(), batch_size, lease)
+        if ids:
+            enqueue([ids[start : start + CHUNK] for start in range(0, len(ids), CHUNK)])
+        total += len(ids)
+        if len(ids) == batch_size:
+            continue  # more may be due right now
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return total
+        with services.session_factory() as session:
+            upcoming = next_due_at(session)
+        wait = IDLE_POLL
+        if upcoming is not None:
+            wait = min(IDLE_POLL, max((upcoming - services.clock()).total_seconds(), 0.0))
+        time.sleep(min(wait, remaining))

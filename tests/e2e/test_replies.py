@@ -1,0 +1,147 @@
+"""End to end through the sandbox's fake phone: STOP, START, a crisis text, and the STOP race."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from outreach.contacts import consent
+from outreach.models import InboxItem, Message, MessageState, utcnow
+from outreach.outbox import insert_messages
+from tests.support.e2e import ONCALL_EMAIL, ONCALL_SMS, System, daytime_zone, running_system
+from tests.support.factories import make_contact
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def system(pg_url: str, tmp_path: Path) -> Iterator[System]:
+    with running_system(pg_url, tmp_path) as running:
+        yield running
+
+
+def _patient(system: System) -> tuple[int, str]:
+    with system.factory.begin() as session:
+        contact = make_contact(session, timezone=daytime_zone())
+        assert contact.phone is not None
+        return contact.id, contact.phone
+
+
+def _automated_sms(system: System, contact_id: int, bodies: list[str], due_in: float = 0.0) -> list[int]:
+    due = utcnow() + timedelta(seconds=due_in)
+    rows = [
+        {
+            "idempotency_key": f"e2e:{contact_id}:{body}",
+            "contact_id": contact_id,
+            "channel": "sms",
+            "category": "care",
+            "kind": "automated",
+            "body_override": body,
+            "due_at": due,
+        }
+        for body in bodies
+    ]
+    with system.factory.begin() as session:
+        insert_messages(session, rows)
+        return list(
+            session.scalars(
+                select(Message.id)
+                .where(Message.idempotency_key.in_([r["idempotency_key"] for r in rows]))
+                .order_by(Message.id)
+            )
+        )
+
+
+def test_stop_stops_everything_and_start_resumes(system: System) -> None:
+    contact_id, phone = _patient(system)
+    control = system.sandbox.control
+    (first,) = _automated_sms(system, contact_id, ["Reminder one from the clinic."])
+    system.wait_state(first, MessageState.DELIVERED)
+    (later,) = _automated_sms(system, contact_id, ["Reminder two from the clinic."], due_in=8)
+
+    assert control.reply(phone, "STOP").webhook_status == 200
+    system.wait_state(later, MessageState.CANCELLED, timeout=10)
+    with system.factory() as session:
+        assert consent.summary(session, contact_id)["sms"]["care"] == "revoked"
+
+    assert control.reply(phone, "START").webhook_status == 200
+    delivered = system.wait_state(later, MessageState.DELIVERED, timeout=30)
+    assert delivered.attempts == 1
+    assert control.accepts().count(phone) == 2
+    assert control.rejections(to=phone) == [], "nothing was even attempted while opted out"
+
+
+def test_crisis_text_gets_a_reply_within_seconds_and_alerts_on_call(system: System) -> None:
+    contact_id, phone = _patient(system)
+    control = system.sandbox.control
+    sent_at = datetime.now(UTC)
+    control.reply(phone, "i want to end it all")
+
+    def crisis_reply() -> list[str]:
+        return [m.body for m in control.messages(phone) if m.direction != "inbound" and "988" in m.body]
+
+    wait_for(crisis_reply, timeout=15, what="the crisis reply on the patient's phone")
+    reply = next(m for m in control.messages(phone) if "988" in m.body)
+    assert (reply.accepted_at - sent_at).total_seconds() < 15
+    assert "911" in reply.body
+    wait_for(lambda: control.accepts().count(ONCALL_SMS) == 1, timeout=15, what="the on-call SMS alert")
+    wait_for(
+        lambda: [m for m in control.mail() if ONCALL_EMAIL in (m.to or "")],
+        timeout=15,
+        what="the on-call email",
+    )
+    with system.factory() as session:
+        item = session.scalar(select(InboxItem).where(InboxItem.contact_id == contact_id))
+        assert item is not None and item.urgent and item.kind == "crisis"
+
+
+@pytest.mark.parametrize("opt_out", ["STOP", "please stop texting me"])
+def test_opt_out_during_sending_means_nothing_accepted_after_it_was_stored(
+    system: System, opt_out: str
+) -> None:
+    """Messages are being claimed and sent (slowly) when the patient opts out. Twilio blocks
+    after a bare STOP on its own; a natural-language opt-out it does not, so only our lock
+    protocol keeps the rest from going out. Either way nothing is accepted after the opt-out
+    was stored."""
+    contact_id, phone = _patient(system)
+    control = system.sandbox.control
+    control.inject("latency", to=phone, seconds=0.15)
+    ids = _automated_sms(system, contact_id, [f"Race message {n:02d}." for n in range(30)])
+    wait_for(lambda: control.accepts().count(phone) >= 3, timeout=30, what="sending to be under way")
+
+    result = control.reply(phone, opt_out)
+    stored = datetime.now(UTC)  # the webhook answers only after its transaction committed
+    assert result.webhook_status == 200
+
+    def settled() -> bool:
+        # One light query, not a full load of each message: the sandbox answering the
+        # workers runs in this process, and a busy poll here would slow it past the
+        # client's timeout (then a late accept is an ambiguous send, not a lock failure).
+        with system.factory() as session:
+            states = session.scalars(select(Message.state).where(Message.id.in_(ids))).all()
+        return all(
+            s not in (MessageState.SCHEDULED, MessageState.QUEUED, MessageState.SENDING) for s in states
+        )
+
+    wait_for(settled, timeout=60, interval=0.2, what="every race message to settle")
+    outbound = [m for m in control.messages(phone) if m.direction == "outbound-api"]
+    late = {
+        m.body: (m.accepted_at - stored).total_seconds()
+        for m in outbound
+        if m.accepted_at >= stored
+    }
+    by_body = {system.message(i).body_override: system.message(i) for i in ids}
+    assert outbound and not late, {
+        body: (seconds, by_body[body].state, by_body[body].attempts, by_body[body].state_reason)
+        for body, seconds in late.items()
+    }
+    assert control.accepts().duplicates == []
+    assert any(system.message(i).state == MessageState.CANCELLED for i in ids)
+    # Twilio (and the sandbox) block a bare STOP the moment it arrives, before our webhook has
+    # stored it; a send already under way then gets 21610. None may come after we stored it.
+    assert all(datetime.fromisoformat(r["at"]) < stored for r in control.rejections(to=phone))

@@ -1,0 +1,111 @@
+"""Claiming due messages: exclusive, ordered, and only what is due."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from outreach.delivery.claim import claim_due, mark_stuck_sends_unknown, release_stale_claims
+from outreach.models import Message, MessageState, utcnow
+from outreach.outbox import insert_messages, transition
+from tests.support.factories import make_contact, make_message
+
+
+def test_claim_takes_only_due_messages_oldest_first(session_factory: sessionmaker[Session]) -> None:
+    now = utcnow()
+    with session_factory.begin() as session:
+        contact = make_contact(session)
+        late = make_message(session, contact, due_at=now - timedelta(minutes=5))
+        early = make_message(session, contact, due_at=now - timedelta(minutes=10))
+        future = make_message(session, contact, due_at=now + timedelta(minutes=10))
+    with session_factory.begin() as session:
+        claimed = claim_due(session, now, batch_size=10)
+    assert claimed == sorted([early.id, late.id])
+    with session_factory() as session:
+        assert session.get(Message, future.id).state == MessageState.SCHEDULED  # type: ignore[union-attr]
+        assert session.get(Message, early.id).state == MessageState.QUEUED  # type: ignore[union-attr]
+
+
+def test_two_dispatchers_never_claim_the_same_message(session_factory: sessionmaker[Session]) -> None:
+    now = utcnow()
+    with session_factory.begin() as session:
+        contact = make_contact(session)
+        rows = [
+            {
+                "idempotency_key": f"race:{i}",
+                "contact_id": contact.id,
+                "channel": "sms",
+                "category": "care",
+                "due_at": now - timedelta(seconds=1),
+                "body_override": "x",
+            }
+            for i in range(600)
+        ]
+        insert_messages(session, rows)
+    claims: list[list[int]] = [[], []]
+
+    def dispatcher(slot: int) -> None:
+        while True:
+            with session_factory.begin() as session:
+                ids = claim_due(session, now, batch_size=25)
+            if not ids:
+                return
+            claims[slot].extend(ids)
+
+    threads = [threading.Thread(target=dispatcher, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    everything = claims[0] + claims[1]
+    assert len(everything) == 600
+    assert len(set(everything)) == 600, "a message was claimed twice"
+
+
+def test_insert_is_idempotent_on_the_key(session: Session) -> None:
+    contact = make_contact(session)
+    row = {
+        "idempotency_key": "enrollment:1:step:a",
+        "contact_id": contact.id,
+        "channel": "sms",
+        "category": "care",
+        "due_at": utcnow(),
+        "body_override": "x",
+    }
+    assert insert_messages(session, [row]) == 1
+    assert insert_messages(session, [row]) == 0
+    assert session.query(Message).count() == 1
+
+
+def test_transition_is_conditional(session: Session) -> None:
+    message = make_message(session, make_contact(session))
+    assert transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+    assert not transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+
+
+def test_rescue_returns_lost_claims_and_marks_stuck_sends_unknown(session: Session) -> None:
+    now = utcnow()
+    contact = make_contact(session)
+    lost = make_message(session, contact)
+    stuck = make_message(session, contact)
+    transition(
+        session,
+        lost.id,
+        [MessageState.SCHEDULED],
+        MessageState.QUEUED,
+        lease_until=now - timedelta(seconds=1),
+    )
+    transition(
+        session,
+        stuck.id,
+        [MessageState.SCHEDULED],
+        MessageState.SENDING,
+        lease_until=now - timedelta(seconds=1),
+    )
+    assert list(release_stale_claims(session, now)) == [lost.id]
+    assert list(mark_stuck_sends_unknown(session, now)) == [stuck.id]
+    session.expire_all()
+    assert session.get(Message, lost.id).state == MessageState.SCHEDULED  # type: ignore[union-attr]
+    assert session.get(Message, stuck.id).state == MessageState.UNKNOWN  # type: ignore[union-attr]

@@ -1,0 +1,76 @@
+"""The dispatcher loop: what it claims, how it chunks, and when it holds back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from outreach.config import Settings
+from outreach.delivery import dispatch
+from outreach.delivery.send import NoLimit, Services
+from outreach.models import Message, MessageState, utcnow
+from outreach.outbox import insert_messages
+from tests.support.factories import make_contact
+
+
+def _due(factory: sessionmaker[Session], count: int) -> None:
+    now = utcnow()
+    with factory.begin() as session:
+        contact = make_contact(session)
+        insert_messages(
+            session,
+            [
+                {
+                    "idempotency_key": f"relay:{n}",
+                    "contact_id": contact.id,
+                    "channel": "sms",
+                    "category": "care",
+                    "kind": "system",
+                    "body_override": "x",
+                    "due_at": now - timedelta(seconds=1),
+                }
+                for n in range(count)
+            ],
+        )
+
+
+def _states(factory: sessionmaker[Session]) -> dict[str, int]:
+    with factory() as session:
+        rows = session.execute(select(Message.state, func.count()).group_by(Message.state)).all()
+    return {str(state): int(n) for state, n in rows}
+
+
+def _services(settings: Settings, factory: sessionmaker[Session]) -> Services:
+    return Services(settings=settings, session_factory=factory, providers={}, limiter=NoLimit())
+
+
+def test_due_rows_are_claimed_and_published_in_chunks(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    _due(session_factory, dispatch.CHUNK * 2 + 7)
+    published: list[Sequence[int]] = []
+    total = dispatch.dispatch_due(_services(settings, session_factory), published.extend)
+    assert total == dispatch.CHUNK * 2 + 7
+    assert [len(chunk) for chunk in published] == [dispatch.CHUNK, dispatch.CHUNK, 7]
+    assert _states(session_factory) == {MessageState.QUEUED: total}
+
+
+def test_a_full_broker_queue_leaves_due_rows_scheduled(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """Workers already have a backlog of send tasks: claiming more would only lease rows to a
+    queue. They stay scheduled (cancellable, not leased) until the queue drains."""
+    _due(session_factory, 30)
+    published: list[Sequence[int]] = []
+    services = _services(settings, session_factory)
+
+    assert dispatch.dispatch_due(services, published.extend, waiting=lambda: dispatch.MAX_WAITING_TASKS) == 0
+    assert published == []
+    assert _states(session_factory) == {MessageState.SCHEDULED: 30}
+
+    almost_full = dispatch.MAX_WAITING_TASKS - 1
+    assert dispatch.dispatch_due(services, published.extend, waiting=lambda: almost_full) == 30
+    assert _states(session_factory) == {MessageState.QUEUED: 30}

@@ -1,0 +1,413 @@
+"""The send path, at the service layer on both databases, with a recording provider fake."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from outreach.channels import DeliveryError, Effect, Outgoing
+from outreach.config import Settings, load_settings
+from outreach.contacts import consent
+from outreach.db import make_engine, make_session_factory
+from outreach.delivery import send
+from outreach.delivery.prepare import prepare as prepare_batch
+from outreach.delivery.reconcile import reconcile_unknown
+from outreach.delivery.send import NoLimit, Services, send_message
+from outreach.models import Consent, ConsentSource, Contact, Message, MessageAttempt, MessageState, utcnow
+from outreach.outbox import transition
+from tests.support.appointments import inbound
+from tests.support.campaigns import TEMPLATES
+from tests.support.factories import make_contact, make_message
+from tests.support.fakes import FakeClock, FakeProvider, LimiterThatRuns
+
+# 18:00 UTC = 10:00 in Los Angeles (PST): inside the default 08:00-20:00 window.
+NOON_LA = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
+
+
+def _services(
+    settings: Settings, factory: sessionmaker[Session], provider: FakeProvider, now: datetime = NOON_LA
+) -> Services:
+    return Services(
+        settings=settings,
+        session_factory=factory,
+        providers={"sms": provider, "email": FakeProvider(channel="email", can_reconcile=False)},
+        limiter=NoLimit(),
+        clock=FakeClock(now),
+        sleep=lambda _s: None,
+    )
+
+
+def _queued(factory: sessionmaker[Session], **kwargs: object) -> int:
+    with factory.begin() as session:
+        contact = make_contact(session)
+        message = make_message(session, contact, due_at=NOON_LA - timedelta(minutes=1), **kwargs)  # type: ignore[arg-type]
+        transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+        return message.id
+
+
+def _get(factory: sessionmaker[Session], message_id: int) -> Message:
+    with factory() as session:
+        message = session.get(Message, message_id)
+        assert message is not None
+        return message
+
+
+def test_accepted_send_is_recorded_with_its_attempt(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    provider = FakeProvider()
+    message_id = _queued(session_factory)
+    assert send_message(_services(settings, session_factory, provider), message_id) == MessageState.SENT
+    message = _get(session_factory, message_id)
+    assert message.state == MessageState.SENT and message.provider_id and message.attempts == 1
+    assert [a.outcome for a in message.attempts_log] == ["accepted"]
+    assert provider.sent[0].body == "Test message from the clinic."
+
+
+def test_a_duplicate_task_never_sends_twice(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    provider = FakeProvider()
+    message_id = _queued(session_factory)
+    services = _services(settings, session_factory, provider)
+    send_message(services, message_id)
+    send_message(services, message_id)
+    assert len(provider.sent) == 1
+
+
+def test_automated_sms_without_consent_is_skipped_with_a_reason(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    provider = FakeProvider()
+    with session_factory.begin() as session:
+        contact = make_contact(session, sms=())
+        message = make_message(session, contact, kind="automated", category="education")
+        transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+    send_message(_services(settings, session_factory, provider), message.id)
+    row = _get(session_factory, message.id)
+    assert row.state == MessageState.SKIPPED and "no education consent for sms" in (row.state_reason or "")
+    assert provider.sent == []
+
+
+def test_transient_error_goes_back_to_the_schedule_later(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    provider = FakeProvider(
+        script=[DeliveryError("rate limited", permanent=False, code="20429", retry_after=60)]
+    )
+    message_id = _queued(session_factory)
+    assert send_message(_services(settings, session_factory, provider), message_id) == MessageState.SCHEDULED
+    row = _get(session_factory, message_id)
+    assert row.due_at >= NOON_LA + timedelta(seconds=60)
+    assert [a.outcome for a in row.attempts_log] == ["retry"]
+
+
+def test_opted_out_at_twilio_revokes_consent_and_cancels_pending_sms(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    provider = FakeProvider(
+        script=[DeliveryError("replied STOP", permanent=True, code="21610", effect=Effect.REVOKE_SMS_CONSENT)]
+    )
+    with session_factory.begin() as session:
+        contact = make_contact(session)
+        first = make_message(session, contact, kind="automated", due_at=NOON_LA - timedelta(minutes=1))
+        later = make_message(session, contact, kind="automated", due_at=NOON_LA + timedelta(days=1))
+        email = make_message(
+            session, contact, kind="automated", channel="email", due_at=NOON_LA + timedelta(days=1)
+        )
+        transition(session, first.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+    assert send_message(_services(settings, session_factory, provider), first.id) == MessageState.FAILED
+    with session_factory() as session:
+        assert session.get(Message, later.id).state == MessageState.CANCELLED  # type: ignore[union-attr]
+        assert session.get(Message, email.id).state == MessageState.SCHEDULED  # type: ignore[union-attr]
+        assert consent.summary(session, contact.id)["sms"] == {
+            "care": "revoked",
+            "education": "revoked",
+            "marketing": "revoked",
+        }
+
+
+def test_ambiguous_send_is_reconciled_not_resent(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    provider = FakeProvider(script=[DeliveryError("read timeout", permanent=False, ambiguous=True)])
+    message_id = _queued(session_factory)
+    services = _services(settings, session_factory, provider)
+    assert send_message(services, message_id) == MessageState.UNKNOWN
+    services.clock = FakeClock(NOON_LA + timedelta(minutes=5))
+    assert reconcile_unknown(services)["sent"] == 1
+    assert _get(session_factory, message_id).state == MessageState.SENT
+    assert provider.sent == [], "the provider had it already: nothing was sent again"
+
+
+def test_unknown_send_the_provider_never_saw_is_sent_again(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    provider = FakeProvider()
+    message_id = _queued(session_factory)
+    with session_factory.begin() as session:
+        transition(
+            session,
+            message_id,
+            [MessageState.QUEUED],
+            MessageState.UNKNOWN,
+            attempts=1,
+            correlation_id="never-arrived",
+        )
+    services = _services(settings, session_factory, provider, now=utcnow() + timedelta(minutes=5))
+    assert reconcile_unknown(services)["resend"] == 1
+    assert _get(session_factory, message_id).state == MessageState.SCHEDULED
+
+
+def test_ambiguous_email_is_closed_instead_of_risking_a_duplicate(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    message_id = _queued(session_factory, channel="email")
+    with session_factory.begin() as session:
+        transition(session, message_id, [MessageState.QUEUED], MessageState.UNKNOWN, attempts=1)
+    services = _services(settings, session_factory, FakeProvider(), now=utcnow() + timedelta(minutes=5))
+    assert reconcile_unknown(services)["closed"] == 1
+    row = _get(session_factory, message_id)
+    assert row.state == MessageState.FAILED and "not resent" in (row.state_reason or "")
+
+
+def test_automated_message_at_night_waits_for_the_window(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    three_am_la = datetime(2026, 1, 15, 11, 0, tzinfo=UTC)
+    provider = FakeProvider()
+    with session_factory.begin() as session:
+        contact = make_contact(session)
+        message = make_message(session, contact, kind="automated", due_at=three_am_la - timedelta(minutes=1))
+        transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+    send_message(_services(settings, session_factory, provider, now=three_am_la), message.id)
+    row = _get(session_factory, message.id)
+    assert row.state == MessageState.SCHEDULED
+    assert row.due_at == datetime(2026, 1, 15, 16, 0, tzinfo=UTC)  # 08:00 in Los Angeles
+    assert provider.sent == []
+
+
+@pytest.mark.parametrize(
+    ("wrote_minutes_ago", "expected"), [(30, MessageState.SENT), (None, MessageState.SCHEDULED)]
+)
+def test_staff_reply_at_night_goes_only_right_after_the_patients_own_message(
+    settings: Settings, session_factory: sessionmaker[Session], wrote_minutes_ago: int | None, expected: str
+) -> None:
+    three_am_la = datetime(2026, 1, 15, 11, 0, tzinfo=UTC)
+    provider = FakeProvider()
+    message_id = _queued(session_factory, kind="conversational")
+    if wrote_minutes_ago is not None:
+        with session_factory.begin() as session:
+            phone = session.scalar(
+                select(Contact.phone)
+                .join(Message, Message.contact_id == Contact.id)
+                .where(Message.id == message_id)
+            )
+            assert phone is not None
+            inbound(
+                session, phone, "are you open tomorrow?", three_am_la - timedelta(minutes=wrote_minutes_ago)
+            )
+    services = _services(settings, session_factory, provider, now=three_am_la)
+    assert send_message(services, message_id) == expected
+    assert len(provider.sent) == (1 if expected == MessageState.SENT else 0)
+
+
+def test_crisis_reply_goes_out_at_night(settings: Settings, session_factory: sessionmaker[Session]) -> None:
+    three_am_la = datetime(2026, 1, 15, 11, 0, tzinfo=UTC)
+    provider = FakeProvider()
+    message_id = _queued(session_factory, kind="system")
+    assert (
+        send_message(_services(settings, session_factory, provider, now=three_am_la), message_id)
+        == MessageState.SENT
+    )
+
+
+def test_expired_message_is_not_sent(settings: Settings, session_factory: sessionmaker[Session]) -> None:
+    provider = FakeProvider()
+    message_id = _queued(session_factory, not_after=NOON_LA - timedelta(seconds=1))
+    assert send_message(_services(settings, session_factory, provider), message_id) == MessageState.EXPIRED
+    assert provider.sent == []
+
+
+def test_crisis_pause_committed_after_prepare_holds_an_automated_message(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """A crisis text pauses automation between the attempt being recorded and the provider
+    call: the education message waits for staff instead of reaching a patient in crisis."""
+    provider = FakeProvider()
+    message_id = _queued(session_factory, kind="automated")
+    services = _services(settings, session_factory, provider)
+
+    def crisis_text() -> None:
+        with session_factory.begin() as session:
+            contact_id = session.scalar(select(Message.contact_id).where(Message.id == message_id))
+            paused = update(Contact).where(Contact.id == contact_id).values(automation_paused_at=NOON_LA)
+            session.execute(paused)
+
+    services.limiter = LimiterThatRuns(crisis_text)
+    assert send_message(services, message_id) == MessageState.SCHEDULED
+    assert provider.sent == []
+    message = _get(session_factory, message_id)
+    assert message.state_reason == "automation paused for this contact until staff clear it"
+    assert message.attempts == 0  # no provider call was made
+    assert message.due_at > NOON_LA
+
+
+def test_opt_out_committed_after_prepare_stops_the_call(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """STOP lands between the attempt being recorded and the provider call: nothing is sent."""
+    provider = FakeProvider()
+    message_id = _queued(session_factory, kind="automated")
+    services = _services(settings, session_factory, provider)
+
+    def stop() -> None:
+        with session_factory.begin() as session:
+            contact_id = session.scalar(select(Message.contact_id).where(Message.id == message_id))
+            assert contact_id is not None
+            consent.revoke(
+                session,
+                contact_id,
+                "sms",
+                ["care", "education", "marketing"],
+                consent.Evidence(source=ConsentSource.KEYWORD, wording="STOP"),
+            )
+
+    services.limiter = LimiterThatRuns(stop)
+    assert send_message(services, message_id) == MessageState.CANCELLED
+    assert provider.sent == []
+    with session_factory() as session:
+        assert session.scalars(select(MessageAttempt.outcome)).all() == ["skipped"]
+        assert set(session.scalars(select(Consent.state).where(Consent.channel == "sms"))) == {"revoked"}
+
+
+def test_a_stalled_worker_whose_message_was_re_claimed_does_not_send_it_again(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """Worker A records its attempt, then stalls past its lease. The message is rescued,
+    reconciled ("never reached the provider") and claimed by worker B, which records attempt 2.
+    When A wakes up and reaches the provider call first, the message is no longer its attempt:
+    only B sends. (The two halves of a send are driven one by one to force that interleaving.)"""
+    provider = FakeProvider()
+    message_id = _queued(session_factory)
+    services = _services(settings, session_factory, provider)
+
+    def prepare() -> send.Slotted:
+        batch = prepare_batch(session_factory, settings, [message_id], services.clock)
+        assert [p.message_id for p in batch.ready] == [message_id]
+        return send.Slotted(batch.ready[0], slot=0.0)
+
+    worker_a = prepare()
+    with session_factory.begin() as session:
+        transition(session, message_id, [MessageState.SENDING], MessageState.UNKNOWN)
+        transition(session, message_id, [MessageState.UNKNOWN], MessageState.QUEUED)
+    worker_b = prepare()
+    assert send.call_group(services, [worker_a]) == {message_id: "lost-race"}
+    assert send.call_group(services, [worker_b]) == {message_id: MessageState.SENT}
+    assert len(provider.sent) == 1
+
+
+def test_an_adapter_bug_leaves_the_message_unknown_and_keeps_patient_data_out_of_the_log(
+    settings: Settings, session_factory: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    def explode(outgoing: Outgoing) -> None:
+        raise RuntimeError(f"could not encode {outgoing.to}: {outgoing.body}")
+
+    provider = FakeProvider(before_send=explode)
+    message_id = _queued(session_factory)
+    with caplog.at_level(logging.DEBUG):
+        assert (
+            send_message(_services(settings, session_factory, provider), message_id) == MessageState.UNKNOWN
+        )
+    phone = _get(session_factory, message_id).to_address
+    assert phone and phone not in caplog.text
+    assert "Test message from the clinic" not in caplog.text
+    assert "RuntimeError" in caplog.text
+
+
+def test_an_accept_is_recorded_even_when_its_call_transaction_is_lost(pg_url: str) -> None:
+    """The database connection of the call transaction dies while the provider is taking the
+    message (a restart, a deadlock victim, a dropped network): the message went out, so it is
+    recorded ``sent`` at once in a transaction of its own, instead of waiting ``sending`` for
+    the rescue sweep and reconciliation."""
+    settings = load_settings(database_url=pg_url, templates_dir=TEMPLATES)
+    engine = make_engine(pg_url)
+    factory = make_session_factory(engine)
+
+    def drop_the_call_transaction(_outgoing: Outgoing) -> None:
+        with engine.connect() as other:
+            dropped = other.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND state = 'idle in transaction'"
+                )
+            )
+        assert dropped == 1
+
+    provider = FakeProvider(before_send=drop_the_call_transaction)
+    message_id = _queued(factory)
+    try:
+        with pytest.raises(OperationalError):
+            send_message(_services(settings, factory, provider), message_id)
+        assert len(provider.sent) == 1
+        message = _get(factory, message_id)
+        assert message.state == MessageState.SENT and message.provider_id
+        assert [a.outcome for a in message.attempts_log] == ["accepted"]
+    finally:
+        engine.dispose()
+
+
+def test_a_message_whose_window_closes_while_it_waits_for_its_slot_is_not_sent(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """Prepared one second before 20:00 in Los Angeles, its rate-limit slot comes after 20:00:
+    it goes back to the schedule instead of reaching the patient after hours."""
+    provider = FakeProvider()
+    message_id = _queued(session_factory, kind="automated")
+    just_before_eight_pm = datetime(2026, 1, 16, 3, 59, 59, tzinfo=UTC)  # 19:59:59 PST
+    services = _services(settings, session_factory, provider, now=just_before_eight_pm)
+    clock = services.clock
+    assert isinstance(clock, FakeClock)
+
+    def slot_comes_late() -> None:
+        clock.now += timedelta(seconds=2)
+
+    services.limiter = LimiterThatRuns(slot_comes_late)
+    assert send_message(services, message_id) == MessageState.SCHEDULED
+    assert provider.sent == []
+    message = _get(session_factory, message_id)
+    assert message.state_reason == send.WINDOW_CLOSED_REASON
+    assert message.attempts == 0
+    # Claimed again, prepare holds it until 08:00 the next morning.
+    with session_factory.begin() as session:
+        transition(session, message_id, [MessageState.SCHEDULED], MessageState.QUEUED)
+    assert send_message(services, message_id) == MessageState.SCHEDULED
+    assert _get(session_factory, message_id).due_at == datetime(2026, 1, 16, 16, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("now", "not_after", "validity"),
+    [
+        # 19:00 in Los Angeles: Twilio may hold it until 20:00, when the window closes.
+        (datetime(2026, 1, 16, 3, 0, tzinfo=UTC), None, 3600),
+        # ... unless the message stops being useful sooner (a reminder before its visit).
+        (datetime(2026, 1, 16, 3, 0, tzinfo=UTC), datetime(2026, 1, 16, 3, 10, tzinfo=UTC), 600),
+    ],
+)
+def test_twilio_may_hold_an_sms_only_until_its_window_closes(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    now: datetime,
+    not_after: datetime | None,
+    validity: int,
+) -> None:
+    provider = FakeProvider()
+    message_id = _queued(session_factory, kind="automated", not_after=not_after)
+    services = _services(settings, session_factory, provider, now=now)
+    assert send_message(services, message_id) == MessageState.SENT
+    assert provider.sent[0].validity_period == validity
