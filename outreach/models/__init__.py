@@ -1,6 +1,7 @@
 """All tables, imported together so metadata (and Alembic) sees every one."""
 
 from outreach.models.appointments import Appointment, AppointmentStatus
+from outreach.models.audit import AuditEvent
 from outreach.models.base import Base, UTCDateTime, utcnow
 from outreach.models.campaigns import Campaign, CampaignStep, Closure, Enrollment, EnrollmentState
 from outreach.models.contacts import (
@@ -33,6 +34,7 @@ __all__ = [
     "TERMINAL_STATES",
     "Appointment",
     "AppointmentStatus",
+    "AuditEvent",
     "Base",
     "Campaign",
     "CampaignStep",
