@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from outreach.appointments import planning
 from outreach.appointments.planning import COMBINED, Planned, Visit
 from outreach.appointments.policy import ReminderPolicy, load_policies
+from outreach.closures import campaign_policy, load_closures
 from outreach.config import Settings
-from outreach.delivery.sendpolicy import policy_for
 from outreach.models import (
     CAP_COUNTED_STATES,
     Appointment,
@@ -70,7 +70,7 @@ class Context:
             settings,
             load_policies(settings.templates_dir),
             ZoneInfo(contact.timezone),
-            policy_for(session, settings, None),
+            campaign_policy(settings, None, load_closures(session)),
         )
 
 

@@ -21,7 +21,7 @@ Which messages count:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, func, select
@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from outreach.config import Settings
 from outreach.models import CAP_COUNTED_STATES, Category, Message, MessageKind, MessageState
 from outreach.outbox.idsets import IdSets
-from outreach.scheduling import FrequencyCap, cap_allows_day, count_days, local_day_of
+from outreach.scheduling import FrequencyCap, SendPolicy, cap_allows_day, count_days, local_day_of
 
 CAPPED_CATEGORIES = frozenset({str(Category.EDUCATION), str(Category.MARKETING)})
 COUNTED_WHEN_PLANNING = frozenset(str(s) for s in CAP_COUNTED_STATES)
@@ -139,3 +139,18 @@ def cap_violation(
             f"(limit {cap.per_week})"
         )
     return None
+
+
+def cap_deferral(
+    policy: SendPolicy,
+    settings: Settings,
+    message: Message,
+    zone: ZoneInfo,
+    recent: Iterable[tuple[int, datetime]],
+    now: datetime,
+) -> datetime | None:
+    """When a capped message may go instead (the next allowed local day), or None if it may go now."""
+    if cap_violation(settings, message, zone, recent, now) is None:
+        return None
+    tomorrow = datetime.combine(now.astimezone(zone).date() + timedelta(days=1), time(0), tzinfo=zone)
+    return policy.next_opening(tomorrow, zone)

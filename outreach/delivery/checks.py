@@ -25,7 +25,6 @@ from outreach.campaigns.enrollment import PAUSED_REASON
 from outreach.closures import campaign_policy, load_closures
 from outreach.config import Settings
 from outreach.delivery import caps
-from outreach.delivery.sendpolicy import cap_deferral
 from outreach.models import (
     Appointment,
     AppointmentStatus,
@@ -298,7 +297,7 @@ def _timing(
         return Hold(opening, "outside the allowed sending window; moved to the next opening")
     if message.kind == MessageKind.AUTOMATED:
         recent = facts.recent.get(contact.id, [])
-        later = cap_deferral(policy, settings, message, zone, recent, now)
+        later = caps.cap_deferral(policy, settings, message, zone, recent, now)
         if later is not None:
             return Hold(later, "frequency cap reached; moved to the next allowed day")
     return policy.closes(now, zone)
