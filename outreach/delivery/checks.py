@@ -25,6 +25,7 @@ from outreach.campaigns.enrollment import PAUSED_REASON
 from outreach.closures import campaign_policy, load_closures
 from outreach.config import Settings
 from outreach.delivery import caps
+from outreach.delivery.conversation import conversational_window_open, last_inbound_times
 from outreach.models import (
     Appointment,
     AppointmentStatus,
@@ -41,7 +42,6 @@ from outreach.models import (
     Suppression,
 )
 from outreach.outbox.idsets import IdSets
-from outreach.replies import inbox
 
 # How often a message held for a crisis pause looks again (staff may clear the pause any time).
 PAUSE_RECHECK = timedelta(hours=1)
@@ -158,7 +158,7 @@ def load_facts(
             and contact.phone
         }
     )
-    facts.last_inbound = inbox.last_inbound_times(session, phones)
+    facts.last_inbound = last_inbound_times(session, phones)
     return facts
 
 
@@ -313,7 +313,7 @@ def _conversation_open(facts: Facts, settings: Settings, contact: Contact, now: 
     if not contact.phone:
         return False
     last = facts.last_inbound.get(contact.phone)
-    return inbox.conversational_window_open(last, now, settings.conversational_window_hours)
+    return conversational_window_open(last, now, settings.conversational_window_hours)
 
 
 def sender_for(settings: Settings, channel: str) -> str:

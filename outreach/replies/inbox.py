@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from outreach import outbox
 from outreach.config import Settings
+from outreach.delivery.conversation import conversational_window_open, last_inbound_at
 from outreach.errors import NotFound, OutreachError
 from outreach.models import (
     Category,
@@ -32,7 +32,6 @@ from outreach.models import (
     MessageKind,
     MessageState,
 )
-from outreach.outbox.idsets import IdSets
 from outreach.replies.effects import sms_opted_out
 
 log = logging.getLogger(__name__)
@@ -44,38 +43,6 @@ StateFilter = Literal["open", "unread", "read", "handled", "all"]
 
 class ReplyRefused(OutreachError):
     """A staff reply that must not be sent (opted-out number, no single recipient, bad text)."""
-
-
-def conversational_window_open(last_inbound_at: datetime | None, now: datetime, hours: float) -> bool:
-    """Whether a staff reply may go out now even outside the automated sending window.
-
-    The rule: within ``hours`` (Settings.conversational_window_hours) of the patient's own
-    latest message. Dispatch must call this for ``conversational`` messages; inside the
-    automated window they go out anyway. Consent is checked separately (never to an
-    opted-out number).
-    """
-    if last_inbound_at is None:
-        return False
-    return timedelta(0) <= now - last_inbound_at <= timedelta(hours=hours)
-
-
-def last_inbound_at(session: Session, phone: str) -> datetime | None:
-    """When this number last wrote to us."""
-    return last_inbound_times(session, [phone]).get(phone)
-
-
-def last_inbound_times(session: Session, phones: Sequence[str]) -> dict[str, datetime]:
-    """When each of these numbers last wrote to us (numbers that never did are absent)."""
-    if not phones:
-        return {}
-    sets = IdSets(session)
-    rows = session.execute(
-        select(InboundMessage.from_address, func.max(InboundMessage.received_at))
-        .where(sets.among(InboundMessage.from_address, phones))
-        .group_by(InboundMessage.from_address)
-    )
-    # An aggregate can lose the column's type on SQLite: the value is stored as UTC.
-    return {phone: at if at.tzinfo is not None else at.replace(tzinfo=UTC) for phone, at in rows}
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from outreach.config import Settings
 from outreach.db import transaction
+from outreach.delivery.conversation import conversational_window_open
 from outreach.errors import NotFound
 from outreach.models import Contact, InboxItem, Message
 from outreach.replies import inbox
@@ -35,7 +36,7 @@ def test_conversational_window_is_open_for_hours_after_the_patients_own_message(
     wrote_minutes_ago: int | None, hours: float, expected: bool
 ) -> None:
     last = None if wrote_minutes_ago is None else NOW - timedelta(minutes=wrote_minutes_ago)
-    assert inbox.conversational_window_open(last, NOW, hours) is expected
+    assert conversational_window_open(last, NOW, hours) is expected
 
 
 def _item_id(session: Session) -> int:
