@@ -6,7 +6,8 @@ one of three answers: go (with the address and sender), hold until a later insta
 pause, cap), or stop in a terminal state with a reason a person can read.
 
 The checks read ``Facts``: everything they need for a whole batch of messages, loaded with
-one query per kind (``load_facts``), so checking 25 messages costs what checking one did.
+one query per kind (``load_facts``; ``load_call_facts`` for the look just before the
+provider call), so checking 25 messages costs what checking one did.
 Load them inside the transaction that holds the contacts' locks, so they cannot change
 before the decision is acted on.
 """
@@ -100,44 +101,15 @@ class Facts:
 
 
 def load_facts(
-    session: Session,
-    messages: Sequence[Message],
-    contacts: Iterable[Contact],
-    now: datetime,
-    *,
-    timing: bool = True,
+    session: Session, messages: Sequence[Message], contacts: Iterable[Contact], now: datetime
 ) -> Facts:
-    """Everything ``decide`` (``timing=True``) or the last look before the provider call
-    (``still_wanted`` and ``consent_problem``, ``timing=False``) reads for ``messages``.
+    """Everything ``decide`` reads for ``messages`` when they are prepared.
 
     The rows loaded also sit in the session's identity map, where rendering finds them.
     """
     facts = Facts(contacts={c.id: c for c in contacts})
     sets = IdSets(session)
-    contact_ids = sorted({m.contact_id for m in messages if m.contact_id is not None})
-    enrollment_ids = sorted({m.enrollment_id for m in messages if m.enrollment_id is not None})
-    appointment_ids = sorted({m.appointment_id for m in messages if m.appointment_id is not None})
-    if contact_ids:
-        rows = session.execute(
-            select(Consent.contact_id, Consent.channel, Consent.category, Consent.state).where(
-                sets.among(Consent.contact_id, contact_ids)
-            )
-        )
-        facts.consents = {
-            (contact_id, channel, category): state for contact_id, channel, category, state in rows
-        }
-    if enrollment_ids:
-        facts.enrollments = {
-            e.id: e
-            for e in session.scalars(select(Enrollment).where(sets.among(Enrollment.id, enrollment_ids)))
-        }
-    if appointment_ids:
-        facts.appointments = {
-            a.id: a
-            for a in session.scalars(select(Appointment).where(sets.among(Appointment.id, appointment_ids)))
-        }
-    if not timing:
-        return facts
+    _load_wanted(session, sets, facts, messages)
     campaign_ids = sorted({e.campaign_id for e in facts.enrollments.values()})
     if campaign_ids:
         facts.campaigns = {
@@ -160,6 +132,40 @@ def load_facts(
     )
     facts.last_inbound = last_inbound_times(session, phones)
     return facts
+
+
+def load_call_facts(session: Session, messages: Sequence[Message]) -> Facts:
+    """What the last look before the provider call (``still_wanted``, ``consent_problem``)
+    reads: the consents, enrollments and appointments, which may change after prepare."""
+    facts = Facts()
+    _load_wanted(session, IdSets(session), facts, messages)
+    return facts
+
+
+def _load_wanted(session: Session, sets: IdSets, facts: Facts, messages: Sequence[Message]) -> None:
+    """Into ``facts``: what ``still_wanted`` and ``consent_problem`` read, at both looks."""
+    contact_ids = sorted({m.contact_id for m in messages if m.contact_id is not None})
+    enrollment_ids = sorted({m.enrollment_id for m in messages if m.enrollment_id is not None})
+    appointment_ids = sorted({m.appointment_id for m in messages if m.appointment_id is not None})
+    if contact_ids:
+        rows = session.execute(
+            select(Consent.contact_id, Consent.channel, Consent.category, Consent.state).where(
+                sets.among(Consent.contact_id, contact_ids)
+            )
+        )
+        facts.consents = {
+            (contact_id, channel, category): state for contact_id, channel, category, state in rows
+        }
+    if enrollment_ids:
+        facts.enrollments = {
+            e.id: e
+            for e in session.scalars(select(Enrollment).where(sets.among(Enrollment.id, enrollment_ids)))
+        }
+    if appointment_ids:
+        facts.appointments = {
+            a.id: a
+            for a in session.scalars(select(Appointment).where(sets.among(Appointment.id, appointment_ids)))
+        }
 
 
 def _addresses(facts: Facts, messages: Sequence[Message]) -> set[tuple[str, str]]:

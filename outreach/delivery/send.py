@@ -238,7 +238,7 @@ def _call_some_in_transaction(
         # what is checked here still holds when the provider answers.
         paused = lock_contacts_pause_of(session, ids, [MessageState.SENDING])
         messages = {m.id: m for m in lock_messages(session, ids)}
-        facts = checks.load_facts(session, list(messages.values()), [], services.clock(), timing=False)
+        facts = checks.load_call_facts(session, list(messages.values()))
         locked_at = time.monotonic()
         for item in group:
             handled += 1
