@@ -119,10 +119,19 @@ def confirms_of(message: Message) -> list[tuple[int, int]]:
     return pairs
 
 
-def insert_plans(session: Session, plans: Iterable[Planned], contact_id: int, now: datetime) -> Outcome:
-    """Insert rows for plans (existing keys keep their row). Returns the due ones' ids."""
+def insert_plans(
+    session: Session, plans: Iterable[Planned], contact_id: int, now: datetime, *, detached: bool = False
+) -> Outcome:
+    """Insert rows for plans (existing keys keep their row). Returns the due ones' ids.
+
+    ``detached`` rows name no appointment (a cancellation notice: the send-time check would
+    cancel any message of a cancelled visit).
+    """
     listed = list(plans)
-    insert_messages(session, [row_for(p, contact_id, now) for p in listed])
+    rows = [row_for(p, contact_id, now) for p in listed]
+    if detached:
+        rows = [{**row, "appointment_id": None, "appointment_version": None} for row in rows]
+    insert_messages(session, rows)
     return _outcome(session, listed)
 
 

@@ -28,10 +28,9 @@ from outreach.appointments.materialise import (
     sync_contact,
     visit_of,
 )
-from outreach.appointments.planning import Planned
-from outreach.appointments.policy import ReminderPolicy, Step, policy_for
+from outreach.appointments.notices import booking_notice, cancellation_notice
+from outreach.appointments.policy import policy_for
 from outreach.config import Settings
-from outreach.content.rendering import appointment_context
 from outreach.errors import NotFound, OutreachError
 from outreach.models import Appointment, AppointmentStatus, Contact, Message, MessageState, utcnow
 
@@ -223,7 +222,7 @@ def book_series(
     ctx = Context.load(session, settings, contact)
     changes = [Change(a, "booked") for a in appointments]
     for step in policy.at_booking:
-        changes[0].absorb(_notice(session, ctx, contact, policy, step, appointments, at))
+        changes[0].absorb(booking_notice(session, ctx, contact, policy, step, appointments, at))
     outcome = sync_contact(session, ctx, contact.id, at)
     for change in changes:
         mine = _belonging_to(session, outcome, change.appointment.id)
@@ -250,64 +249,6 @@ def _belonging_to(session: Session, outcome: Outcome, appointment_id: int) -> Ou
         [i for i in outcome.message_ids if i in ids],
         [s for s in outcome.skipped if s["key"].startswith(prefix)],
     )
-
-
-def _notice(
-    session: Session,
-    ctx: Context,
-    contact: Contact,
-    policy: ReminderPolicy,
-    step: Step,
-    appointments: Sequence[Appointment],
-    now: datetime,
-) -> Outcome:
-    """A one-off message (booking confirmation, reschedule notice) for visits booked together.
-
-    A booking confirmation still waiting to go out (booked at night, or an import in one
-    transaction) absorbs a later booking of the same patient and type instead of stacking a
-    second one: the waiting row's list of visits grows, and the new one is recorded skipped.
-    """
-    visits = [visit_of(a) for a in appointments]
-    plan = planning.plan_notice(visits, policy, step, ctx.zone, ctx.send, now)
-    waiting = _waiting_notice(session, contact.id, step, policy.type, now) if plan.sends else None
-    if waiting is not None:
-        return _extend_notice(session, waiting, plan, now)
-    return insert_plans(session, [plan], contact.id, now)
-
-
-def _waiting_notice(
-    session: Session, contact_id: int, step: Step, kind: str, now: datetime
-) -> Message | None:
-    candidates = session.scalars(
-        select(Message)
-        .join(Appointment, Appointment.id == Message.appointment_id)
-        .where(
-            Message.contact_id == contact_id,
-            Message.reminder_key == step.key,
-            Message.state == str(MessageState.SCHEDULED),
-            Message.due_at >= now,
-            Appointment.type == kind,
-            Appointment.status.in_(sorted(LIVE)),
-        )
-        .order_by(Message.due_at, Message.id)
-    ).all()
-    return candidates[0] if candidates else None
-
-
-def _extend_notice(session: Session, waiting: Message, plan: Planned, now: datetime) -> Outcome:
-    context = dict(waiting.context or {})
-    labels = list(context.get("series_visits") or [])  # type: ignore[call-overload]
-    confirms = list(context.get("confirms") or [])  # type: ignore[call-overload]
-    labels.extend(plan.context.get("series_visits", []))
-    confirms.extend([aid, version] for aid, version in plan.confirms)
-    context.update(series_visits=labels, confirms=confirms)
-    waiting.context = context
-    skipped = plan.skipped(
-        f"{planning.COMBINED}included in the message of appointment #{waiting.appointment_id}"
-    )
-    outcome = insert_plans(session, [skipped], waiting.contact_id or 0, now)
-    outcome.message_ids.append(waiting.id)
-    return outcome
 
 
 # ---------------------------------------------------------------- changes
@@ -367,7 +308,7 @@ def move(
     ctx = Context.load(session, settings, contact)
     notice = policy.notices.get("rescheduled")
     if notify and notice is not None:
-        change.absorb(_notice(session, ctx, contact, policy, notice, [appointment], now))
+        change.absorb(booking_notice(session, ctx, contact, policy, notice, [appointment], now))
     return change.absorb(sync_contact(session, ctx, contact.id, now))
 
 
@@ -401,42 +342,10 @@ def cancel(
         ctx.policies[appointment.type].notices.get("cancelled") if appointment.type in ctx.policies else None
     )
     if notify and notice is not None and appointment.starts_at > at:
-        change.absorb(_cancellation_notice(session, ctx, appointment, notice, at))
+        change.absorb(cancellation_notice(session, ctx, appointment, notice, at))
     # Freed days and series: reminders of the patient's other visits dropped because of this
     # one come back.
     return change.absorb(sync_contact(session, ctx, contact.id, at))
-
-
-def _cancellation_notice(
-    session: Session, ctx: Context, appointment: Appointment, step: Step, now: datetime
-) -> Outcome:
-    # The send-time check cancels any message of a cancelled appointment, so the notice is not
-    # tied to it: it carries the visit's date and time as plain values instead.
-    plan = planning.plan_step(
-        visit_of(appointment), ctx.policies[appointment.type], step, ctx.zone, ctx.send, now
-    )
-    row_context = {**plan.context, **appointment_context(appointment)}
-    if not plan.sends:
-        return Outcome(skipped=[{"key": plan.idempotency_key, "reason": plan.skip_reason or ""}])
-    outbox.insert_messages(
-        session,
-        [
-            {
-                "idempotency_key": plan.idempotency_key,
-                "contact_id": appointment.contact_id,
-                "channel": step.channel,
-                "category": "care",
-                "kind": "automated",
-                "template": step.template,
-                "context": row_context,
-                "reminder_key": step.key,
-                "due_at": plan.due_at,
-                "not_after": plan.not_after,
-            }
-        ],
-    )
-    message_id = session.scalar(select(Message.id).where(Message.idempotency_key == plan.idempotency_key))
-    return Outcome([message_id] if message_id is not None else [])
 
 
 def complete(
