@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from outreach.config import Settings
 from outreach.errors import OutreachError
-from outreach.models import Campaign, Closure, Contact, Enrollment, Message, MessageKind, MessageState, utcnow
+from outreach.models import Campaign, Closure, Contact, Enrollment, Message, MessageKind, MessageState
 from outreach.scheduling import SendPolicy, Window, local_day_of, parse_clock
 
 
@@ -124,7 +124,7 @@ def _move_off_closed_days(session: Session, settings: Settings, days: list[date]
                 result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
                     update(Message)
                     .where(Message.id == message_id, Message.state == str(MessageState.SCHEDULED))
-                    .values(due_at=new_due, updated_at=utcnow())
+                    .values(due_at=new_due, updated_at=now)
                     .execution_options(synchronize_session=False)
                 )
                 moved += result.rowcount

@@ -33,7 +33,7 @@ from outreach.contacts.csvformat import HeaderError, RowError, header_key, locat
 from outreach.contacts.fields import FieldError, normalize_external_id, normalize_timezone
 from outreach.contacts.reader import CsvUnusable
 from outreach.errors import OutreachError
-from outreach.models import Contact, utcnow
+from outreach.models import Contact
 
 COLUMNS = (
     "external_id",
@@ -203,11 +203,11 @@ def _row_data(
 
 
 def import_appointments_csv(
-    session: Session, settings: Settings, path: Path, *, notify: bool = True, now: datetime | None = None
+    session: Session, settings: Settings, path: Path, *, notify: bool = True, now: datetime
 ) -> ImportReport:
     """Import ``path`` within the session's transaction (the caller commits). Raises
     ``CsvUnusable`` when the file itself cannot be used."""
-    at = now or utcnow()
+    at = now
     name, records = _records(path)
     if not records:
         raise CsvUnusable(f"{name} is empty: it needs at least a header line")

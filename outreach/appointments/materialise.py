@@ -228,7 +228,7 @@ def _align(
     wanted = row_for(plan, contact_id, now)
     if plan.sends:
         if message.state in PENDING and message.context != wanted["context"]:
-            _update(session, message.id, PENDING, context=wanted["context"])
+            _update(session, message.id, PENDING, now, context=wanted["context"])
         # Dropped earlier only because of another visit that has since changed: back it comes.
         elif (
             message.state in REVIVABLE_STATES
@@ -238,6 +238,7 @@ def _align(
                 session,
                 message.id,
                 REVIVABLE_STATES,
+                now,
                 state=str(MessageState.SCHEDULED),
                 state_reason=None,
                 lease_until=None,
@@ -254,6 +255,7 @@ def _align(
             session,
             message.id,
             PENDING,
+            now,
             state=str(MessageState.SKIPPED),
             state_reason=plan.skip_reason,
             lease_until=None,
@@ -262,11 +264,13 @@ def _align(
         outcome.skipped.append({"key": plan.idempotency_key, "reason": plan.skip_reason})
 
 
-def _update(session: Session, message_id: int, expected: Iterable[str], **values: Any) -> bool:
+def _update(
+    session: Session, message_id: int, expected: Iterable[str], now: datetime, **values: Any
+) -> bool:
     result = session.execute(
         update(Message)
         .where(Message.id == message_id, Message.state.in_(sorted(expected)))
-        .values(updated_at=datetime.now(UTC), **values)
+        .values(updated_at=now, **values)
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0) == 1)

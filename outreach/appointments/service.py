@@ -32,7 +32,7 @@ from outreach.appointments.notices import booking_notice, cancellation_notice
 from outreach.appointments.policy import policy_for
 from outreach.config import Settings
 from outreach.errors import NotFound, OutreachError
-from outreach.models import Appointment, AppointmentStatus, Contact, Message, MessageState, utcnow
+from outreach.models import Appointment, AppointmentStatus, Contact, Message, MessageState
 
 EXTERNAL_ID_MAX = 64
 LOCATION_MAX = 200
@@ -158,7 +158,7 @@ def book(
     location: str = "",
     external_id: str | None = None,
     timezone: str | None = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> Change:
     """Book one visit and materialise its reminders; returns the appointment and message ids."""
     changes = book_series(
@@ -187,11 +187,11 @@ def book_series(
     location: str = "",
     external_ids: Sequence[str | None] | None = None,
     timezone: str | None = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> list[Change]:
     """Book several visits of one patient at once (a course of infusions): one booking
     confirmation lists them all, and the combining rules apply across them."""
-    at = now or utcnow()
+    at = now
     if not starts:
         raise AppointmentError("no start times given")
     policy = policy_for(settings.templates_dir, type)
@@ -262,11 +262,11 @@ def reschedule(
     *,
     timezone: str | None = None,
     notify: bool = True,
-    now: datetime | None = None,
+    now: datetime,
 ) -> Change:
     """Move a visit: new version, old reminders cancelled, new ones materialised (and a
     notice asking the patient to confirm the new time, when the policy has one)."""
-    at = now or utcnow()
+    at = now
     appointment, contact = lock_appointment(session, appointment_id)
     if appointment.status not in LIVE:
         raise AppointmentError(
@@ -318,10 +318,10 @@ def cancel(
     appointment_id: int,
     *,
     notify: bool = False,
-    now: datetime | None = None,
+    now: datetime,
 ) -> Change:
     """Cancel a visit and its pending reminders; with ``notify``, tell the patient."""
-    at = now or utcnow()
+    at = now
     appointment, contact = lock_appointment(session, appointment_id)
     if appointment.status == AppointmentStatus.CANCELLED:
         return Change(appointment, "unchanged")
@@ -349,17 +349,17 @@ def cancel(
 
 
 def complete(
-    session: Session, settings: Settings, appointment_id: int, *, now: datetime | None = None
+    session: Session, settings: Settings, appointment_id: int, *, now: datetime
 ) -> Change:
     """The visit happened: stop anything still pending before it, start the post-visit steps."""
-    return _close(session, settings, appointment_id, str(AppointmentStatus.COMPLETED), now or utcnow())
+    return _close(session, settings, appointment_id, str(AppointmentStatus.COMPLETED), now)
 
 
 def no_show(
-    session: Session, settings: Settings, appointment_id: int, *, now: datetime | None = None
+    session: Session, settings: Settings, appointment_id: int, *, now: datetime
 ) -> Change:
     """The patient did not come: pre-visit and "completed" steps stop, "no_show" steps start."""
-    return _close(session, settings, appointment_id, str(AppointmentStatus.NO_SHOW), now or utcnow())
+    return _close(session, settings, appointment_id, str(AppointmentStatus.NO_SHOW), now)
 
 
 def _close(session: Session, settings: Settings, appointment_id: int, outcome: str, now: datetime) -> Change:
@@ -395,11 +395,11 @@ def _contact_appointments(session: Session, contact_id: int) -> list[Appointment
 
 
 def confirm(
-    session: Session, settings: Settings, appointment_id: int, *, now: datetime | None = None
+    session: Session, settings: Settings, appointment_id: int, *, now: datetime
 ) -> Change:
     """The patient confirmed (a "1" reply, or staff on the phone). Pending requests to confirm
     this visit are no longer needed and are cancelled."""
-    at = now or utcnow()
+    at = now
     appointment, _contact = lock_appointment(session, appointment_id)
     if appointment.status == AppointmentStatus.CONFIRMED:
         return Change(appointment, "unchanged")
@@ -442,11 +442,11 @@ def _cancel_confirmation_requests(session: Session, appointment: Appointment) ->
 
 
 def request_reschedule(
-    session: Session, settings: Settings, appointment_id: int, *, now: datetime | None = None
+    session: Session, settings: Settings, appointment_id: int, *, now: datetime
 ) -> Change:
     """The patient asked to move the visit ("2"): staff call them; reminders stay until staff
     reschedule or cancel it, so a patient who then keeps the slot is still reminded."""
-    at = now or utcnow()
+    at = now
     appointment, _contact = lock_appointment(session, appointment_id)
     if appointment.status not in LIVE:
         raise AppointmentError(f"appointment {appointment_id} is {appointment.status}")

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from outreach.appointments import service
 from outreach.appointments.service import AppointmentError, Change
 from outreach.config import Settings
-from outreach.models import Appointment, AppointmentStatus, utcnow
+from outreach.models import Appointment, AppointmentStatus
 
 PUSHABLE_STATUSES = frozenset(
     str(s)
@@ -73,10 +73,10 @@ def upsert(
     data: AppointmentData,
     *,
     notify: bool = True,
-    now: datetime | None = None,
+    now: datetime,
 ) -> Change:
     """Create or update one appointment so it matches ``data``; safe to repeat."""
-    at = now or utcnow()
+    at = now
     status = data.status or None
     if status is not None and status not in PUSHABLE_STATUSES:
         raise AppointmentError(f"status must be one of {', '.join(sorted(PUSHABLE_STATUSES))}")

@@ -90,6 +90,7 @@ def add_command(
                     location=location or None,
                     timezone=zone,
                 ),
+                now=utcnow(),
             )
             changes = [change]
         else:
@@ -102,6 +103,7 @@ def add_command(
                 duration_minutes=duration,
                 location=location,
                 timezone=zone,
+                now=utcnow(),
             )
     _report(changes, as_json)
 
@@ -128,6 +130,7 @@ def reschedule_command(
             parse_local(at, zone),
             timezone=zone if tz else None,
             notify=notify,
+            now=utcnow(),
         )
     _report([change], as_json)
 
@@ -141,7 +144,7 @@ def cancel_command(
 ) -> None:
     """Cancel a visit and its pending reminders."""
     with transaction() as session:
-        change = appointments.cancel(session, settings(), appointment_id, notify=notify)
+        change = appointments.cancel(session, settings(), appointment_id, notify=notify, now=utcnow())
     _report([change], as_json)
 
 
@@ -150,7 +153,7 @@ def cancel_command(
 def complete_command(appointment_id: int, as_json: JsonOption = False) -> None:
     """Mark a visit completed: post-visit steps (the next-day check-in) start."""
     with transaction() as session:
-        change = appointments.complete(session, settings(), appointment_id)
+        change = appointments.complete(session, settings(), appointment_id, now=utcnow())
     _report([change], as_json)
 
 
@@ -159,7 +162,7 @@ def complete_command(appointment_id: int, as_json: JsonOption = False) -> None:
 def no_show_command(appointment_id: int, as_json: JsonOption = False) -> None:
     """Mark a visit as a no-show: the check-in stops, the "we missed you" step starts."""
     with transaction() as session:
-        change = appointments.no_show(session, settings(), appointment_id)
+        change = appointments.no_show(session, settings(), appointment_id, now=utcnow())
     _report([change], as_json)
 
 
@@ -168,7 +171,7 @@ def no_show_command(appointment_id: int, as_json: JsonOption = False) -> None:
 def confirm_command(appointment_id: int, as_json: JsonOption = False) -> None:
     """Record that the patient confirmed (e.g. by phone); pending requests to confirm stop."""
     with transaction() as session:
-        change = appointments.confirm(session, settings(), appointment_id)
+        change = appointments.confirm(session, settings(), appointment_id, now=utcnow())
     _report([change], as_json)
 
 
@@ -221,7 +224,7 @@ def import_command(
     """Import appointments from a CSV (idempotent by external_id). Exit 1 if rows were rejected,
     2 if the file could not be used at all (nothing written then)."""
     with transaction() as session:
-        report = appointments.import_appointments_csv(session, settings(), file, notify=notify)
+        report = appointments.import_appointments_csv(session, settings(), file, notify=notify, now=utcnow())
     if as_json:
         print_json(report.as_dict())
     else:

@@ -37,6 +37,7 @@ def _book(system: System) -> tuple[int, int, str]:
             starts_at=utcnow() + timedelta(days=2),
             type="infusion",
             timezone=contact.timezone,
+            now=utcnow(),
         )
         return contact.id, change.appointment.id, contact.phone
 
