@@ -224,7 +224,7 @@ def _align(
     session: Session, message: Message, plan: Planned, contact_id: int, now: datetime, outcome: Outcome
 ) -> None:
     """One existing row against its plan; conditional updates, so a sender that claimed the
-    row meanwhile keeps it (the sender also takes the contact lock we hold)."""
+    row meanwhile keeps it (lock order: ``outreach.outbox``)."""
     wanted = row_for(plan, contact_id, now)
     if plan.sends:
         if message.state in PENDING and message.context != wanted["context"]:

@@ -2,9 +2,7 @@
 
 Service functions a CLI, a JSON API or a booking-system integration call alike. Each works in
 the caller's transaction (the caller commits) and first locks the patient's contact row
-(``outbox.lock_contacts``): the sender holds the same lock across its provider call, so a
-reschedule that commits was either seen by a send (which then does not go) or waited for the
-provider's answer — the patient never gets a reminder with the old time after it committed.
+(lock order and why: ``outreach.outbox``), so no reminder with the old time goes after a change.
 """
 
 from __future__ import annotations

@@ -7,11 +7,10 @@ pattern:
 1. *prepare* (``outreach.delivery.prepare``): lock, re-check, render, ``queued -> sending`` with an
    attempt row, committed **before** any provider call.
 2. *call*, per group of messages whose rate-limit slots fall together (the whole batch when
-   the sender is far from its limit, one message at a time when it is near): lock the
-   contacts again, then the messages; confirm each is still *our* attempt and still wanted,
+   the sender is far from its limit, one message at a time when it is near): lock again
+   (lock order: ``outreach.outbox``); confirm each is still *our* attempt and still wanted,
    with consent (an opt-out or a reschedule may have committed in between); call the
-   provider for each while holding the locks; record the outcomes. An opt-out therefore
-   either happened before the call (and we do not send) or waited for the provider's answer.
+   provider for each while holding the locks; record the outcomes.
 
 The statements per batch stay the same whatever its size; only the provider calls are one
 per message. That is what lets one worker process keep up with hundreds of messages a second.
@@ -234,8 +233,7 @@ def _call_some_in_transaction(
     ids = [item.prepared.message_id for item in group]
     handled = 0
     with services.session_factory() as session, session.begin():
-        # The contacts first, then the messages (the order every writer takes them in), so
-        # what is checked here still holds when the provider answers.
+        # Lock order: see outreach.outbox.
         paused = lock_contacts_pause_of(session, ids, [MessageState.SENDING])
         messages = {m.id: m for m in lock_messages(session, ids)}
         facts = checks.load_call_facts(session, list(messages.values()))

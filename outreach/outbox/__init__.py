@@ -3,11 +3,13 @@
 Every state change is ``UPDATE ... WHERE id = :id AND state IN (:expected)``: a duplicate
 task, a second beat or a second dispatcher finds nothing to change and stops there.
 
-Locking protocol (what makes "never to someone who said stop" hold under races): whoever
-changes a contact's consent, and whoever is about to hand a message for that contact to a
-provider, first locks the contact row with ``lock_contacts``. The provider call happens while
-the lock is held, so an opt-out that commits was either stored before the send began (and
-the send sees it) or waited until the provider had answered.
+Locking protocol (what makes "never to someone who said stop" hold under races; also in
+docs/delivery.md): whoever changes a contact's consent or appointments, and whoever is about
+to hand a message for that contact to a provider, first locks the contact rows
+(``lock_contacts``, ``lock_contacts_of``: in id order, so two lockers never deadlock), then
+the message rows (``lock_messages``). The provider call happens while the lock is held, so an
+opt-out or a reschedule that commits was either stored before the send began (and the send
+sees it) or waited until the provider had answered.
 """
 
 from __future__ import annotations
