@@ -25,17 +25,21 @@ from outreach.appointments.planning import COMBINED, Planned, Visit
 from outreach.appointments.policy import ReminderPolicy, load_policies
 from outreach.closures import campaign_policy, load_closures
 from outreach.config import Settings
+from outreach.delivery import caps
+from outreach.delivery.caps import COUNTED_WHEN_SENDING
 from outreach.models import (
     CAP_COUNTED_STATES,
     Appointment,
+    Campaign,
     Category,
     Contact,
+    Enrollment,
     Message,
     MessageKind,
     MessageState,
 )
 from outreach.outbox import insert_messages
-from outreach.scheduling import SendPolicy, count_days
+from outreach.scheduling import SendPolicy, local_day_of
 
 # The patient's automated messages that count towards the daily limit.
 COUNTED_STATES = frozenset(str(s) for s in CAP_COUNTED_STATES)
@@ -111,7 +115,11 @@ def row_for(plan: Planned, contact_id: int, now: datetime) -> dict[str, Any]:
 
 def confirms_of(message: Message) -> list[tuple[int, int]]:
     """The (appointment id, version) pairs a message asked the patient to confirm."""
-    raw: Any = (message.context or {}).get("confirms") or []
+    return confirms_in(message.context)
+
+
+def confirms_in(context: Any) -> list[tuple[int, int]]:
+    raw: Any = context.get("confirms") if isinstance(context, dict) else None
     pairs = []
     for item in raw if isinstance(raw, list) else []:
         if isinstance(item, list | tuple) and len(item) == 2:
@@ -163,20 +171,52 @@ def live_visits(session: Session, contact_id: int, now: datetime) -> list[Visit]
     return [visit_of(a) for a in rows]
 
 
-def other_days(session: Session, contact_id: int, zone: ZoneInfo, *, exclude_keys: set[str]) -> Counter[date]:
-    """The patient's automated messages per local day, except the rows the plan decides."""
-    instant = func.coalesce(Message.sent_at, Message.due_at)
+@dataclass
+class Around:
+    """A patient's automated messages outside the plan, as the combining rules count them."""
+
+    busy: Counter[date] = field(default_factory=Counter)  # what the daily limit counts, per day
+    care: Counter[date] = field(default_factory=Counter)  # care messages, per day
+    capped_left: Counter[date] = field(default_factory=Counter)  # education/marketing gone out
+    asked: dict[tuple[int, int], set[date]] = field(default_factory=dict)  # (visit, version) -> days
+    movable: list[tuple[int, datetime, int | None]] = field(default_factory=list)  # id, due, enrollment
+
+
+def around(session: Session, contact_id: int, zone: ZoneInfo, *, exclude_keys: set[str]) -> Around:
+    """The patient's counted automated messages, except the rows the plan decides."""
+    found = Around()
     rows = session.execute(
-        select(Message.idempotency_key, instant).where(
+        select(
+            Message.id,
+            Message.idempotency_key,
+            Message.category,
+            Message.state,
+            func.coalesce(Message.sent_at, Message.due_at),
+            Message.enrollment_id,
+            Message.context,
+        ).where(
             Message.contact_id == contact_id,
             Message.kind == str(MessageKind.AUTOMATED),
             Message.state.in_(sorted(COUNTED_STATES)),
         )
     )
-    instants = [
-        at if at.tzinfo is not None else at.replace(tzinfo=UTC) for key, at in rows if key not in exclude_keys
-    ]
-    return count_days(instants, zone)
+    for message_id, key, category, state, at, enrollment_id, context in rows:
+        if key in exclude_keys:
+            continue
+        instant = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        day = local_day_of(instant, zone)
+        if category == Category.CARE:
+            found.busy[day] += 1
+            found.care[day] += 1
+            for pair in confirms_in(context):
+                found.asked.setdefault(pair, set()).add(day)
+        elif state in COUNTED_WHEN_SENDING:
+            found.busy[day] += 1
+            found.capped_left[day] += 1
+        elif state == MessageState.SCHEDULED:
+            # Care first: a pending education/marketing message moves rather than a reminder.
+            found.movable.append((message_id, instant, enrollment_id))
+    return found
 
 
 def pre_visit_keys(visits: Iterable[Visit], policies: dict[str, ReminderPolicy]) -> set[str]:
@@ -191,7 +231,7 @@ def pre_visit_keys(visits: Iterable[Visit], policies: dict[str, ReminderPolicy])
 def sync_contact(session: Session, ctx: Context, contact_id: int, now: datetime) -> Outcome:
     """Re-plan every upcoming visit of one patient and bring their pending rows in line."""
     visits = live_visits(session, contact_id, now)
-    busy = other_days(session, contact_id, ctx.zone, exclude_keys=pre_visit_keys(visits, ctx.policies))
+    others = around(session, contact_id, ctx.zone, exclude_keys=pre_visit_keys(visits, ctx.policies))
     plans = planning.plan_pre_visit(
         visits,
         ctx.policies,
@@ -199,7 +239,8 @@ def sync_contact(session: Session, ctx: Context, contact_id: int, now: datetime)
         ctx.send,
         now,
         day_limit=ctx.settings.care_cap_per_day,
-        other_days=busy,
+        other_days=others.busy,
+        asked=others.asked,
     )
     keys = [p.idempotency_key for p in plans]
     existing = (
@@ -217,7 +258,43 @@ def sync_contact(session: Session, ctx: Context, contact_id: int, now: datetime)
         if message is None:
             continue
         _align(session, message, plan, contact_id, now, outcome)
+    care = others.care + Counter(local_day_of(p.due_at, ctx.zone) for p in plans if p.sends)
+    _make_room(session, ctx, others, care, now)
     return outcome
+
+
+def _make_room(session: Session, ctx: Context, others: Around, care: Counter[date], now: datetime) -> None:
+    """Care first: pending education/marketing messages on days the reminders now fill move to
+    the next allowed day (``caps.make_room``), with the reason staff see."""
+    if not others.movable:
+        return
+    campaigns = _campaigns_of(session, [e for _, _, e in others.movable if e is not None])
+    pending = [
+        caps.Pending(mid, due, campaign_policy(ctx.settings, campaigns.get(eid or 0), ctx.send.closures))
+        for mid, due, eid in others.movable
+    ]
+    moved = caps.make_room(pending, ctx.settings, ctx.zone, care, others.capped_left)
+    for message_id, due in moved.items():
+        _update(
+            session,
+            message_id,
+            [str(MessageState.SCHEDULED)],
+            now,
+            due_at=due,
+            state_reason="care first: the day's automated messages are the visit's reminders; "
+            "moved to the next allowed day",
+        )
+
+
+def _campaigns_of(session: Session, enrollment_ids: Sequence[int]) -> dict[int, Campaign]:
+    if not enrollment_ids:
+        return {}
+    rows = session.execute(
+        select(Enrollment.id, Campaign)
+        .join(Campaign, Campaign.id == Enrollment.campaign_id)
+        .where(Enrollment.id.in_(sorted(set(enrollment_ids))))
+    )
+    return {enrollment_id: campaign for enrollment_id, campaign in rows}
 
 
 def _align(

@@ -21,9 +21,13 @@ prefix ``COMBINED``, and comes back by itself if the reason goes away (a visit i
    request, the next-day check-in) is not sent on a local day when the patient has another
    visit: they are at the clinic that day, and that visit's on-the-day message (a step
    marked ``carries_next_visit``) names the next visit instead.
-3. **Daily limit**: never more than ``day_limit`` (settings.care_cap_per_day, default 2)
-   automated messages to one patient per local day, counting their other automated
-   messages; the earliest visit's messages win, then the policy's step order.
+3. **Asked already**: a step that asks the patient to confirm (the day-before request) is not
+   sent on a local day when another message already asks them to confirm the same visit (the
+   booking message, when the visit is booked the day before): one message does both.
+4. **Daily limit**: never more than ``day_limit`` (settings.care_cap_per_day, default 2)
+   automated messages to one patient per local day, counting their other care messages and
+   the education/marketing messages that already left (care first: pending ones move instead,
+   ``outreach.delivery.caps``); the earliest visit's messages win, then the policy's step order.
 """
 
 from __future__ import annotations
@@ -37,10 +41,11 @@ from zoneinfo import ZoneInfo
 
 from outreach.appointments.policy import ReminderPolicy, Step
 from outreach.content.rendering import appointment_fields
+from outreach.delivery import caps
 from outreach.models import AppointmentStatus
 from outreach.scheduling import NoOpening, SendPolicy, day_at, local_day_of
 
-COMBINED = "combined: "
+COMBINED = caps.COMBINED
 # A post-visit message later than this after its nominal time is pointless (and never sent).
 POST_VISIT_VALIDITY = timedelta(days=1)
 LIVE_STATUSES = frozenset(
@@ -177,11 +182,13 @@ def plan_pre_visit(
     *,
     day_limit: int,
     other_days: Counter[date] | None = None,
+    asked: Mapping[tuple[int, int], Iterable[date]] | None = None,
 ) -> list[Planned]:
     """Every pre-visit reminder of a patient's upcoming live visits, timed and combined.
 
-    ``other_days`` counts the patient's other automated messages per local day (campaigns,
-    booking notices, messages already gone out) for the daily limit.
+    ``other_days`` counts the patient's other automated messages per local day that the daily
+    limit counts (see the module doc). ``asked`` gives, per visit (id, version), the local days
+    on which another message (the booking message) asks the patient to confirm it.
     """
     upcoming = [v for v in visits if v.live and v.starts_at > now and v.type in policies]
     plans = [
@@ -191,6 +198,7 @@ def plan_pre_visit(
     ]
     plans = _once_per_series(plans, series_of(upcoming, policies), now)
     plans = _visit_days(plans, upcoming, zone, policies)
+    plans = _asked_already(plans, asked or {}, zone)
     return apply_day_limit(plans, zone, day_limit, other_days or Counter())
 
 
@@ -238,6 +246,18 @@ def _visit_days(
     return out
 
 
+def _asked_already(
+    plans: list[Planned], asked: Mapping[tuple[int, int], Iterable[date]], zone: ZoneInfo
+) -> list[Planned]:
+    out: list[Planned] = []
+    for plan in plans:
+        days = asked.get((plan.visit.id, plan.visit.version), ())
+        if plan.sends and plan.step.asks_confirmation and local_day_of(plan.due_at, zone) in days:
+            plan = plan.skipped(f"{COMBINED}the booking message that day already asks to confirm this visit")
+        out.append(plan)
+    return out
+
+
 def _next_in_series(
     visit: Visit, upcoming: Sequence[Visit], policies: Mapping[str, ReminderPolicy]
 ) -> Visit | None:
@@ -262,9 +282,7 @@ def apply_day_limit(
         if plan.sends:
             day = local_day_of(plan.due_at, zone)
             if taken[day] >= day_limit:
-                plan = plan.skipped(
-                    f"{COMBINED}at most {day_limit} automated messages per day to one patient"
-                )
+                plan = plan.skipped(caps.day_limit_reason(day_limit))
             else:
                 taken[day] += 1
         decided[plan.idempotency_key] = plan

@@ -31,6 +31,7 @@ from outreach.models import (
     Appointment,
     AppointmentStatus,
     Campaign,
+    Category,
     Channel,
     Consent,
     ConsentState,
@@ -86,6 +87,8 @@ class Facts:
     closures: frozenset[date] = frozenset()
     # Per contact, (message id, instant) of capped messages that left recently (``caps``).
     recent: dict[int, list[tuple[int, datetime]]] = field(default_factory=dict)
+    # Per contact, automated messages near today, for the daily limit (``caps.care_first``).
+    loads: dict[int, list[caps.DayLoad]] = field(default_factory=dict)
     last_inbound: dict[str, datetime] = field(default_factory=dict)  # by phone number
 
     def consent(self, contact_id: int, channel: str, category: str) -> str:
@@ -95,9 +98,14 @@ class Facts:
         return "granted" if state == ConsentState.GRANTED else "revoked"
 
     def counted_send(self, message: Message, now: datetime) -> None:
-        """A capped message of this batch is about to go: the batch's later ones must see it."""
-        if message.contact_id is not None and caps.is_capped(message.kind, message.category):
+        """A counted message of this batch is about to go: the batch's later ones must see it."""
+        if message.contact_id is None or message.kind != MessageKind.AUTOMATED:
+            return
+        if caps.is_capped(message.kind, message.category):
             self.recent.setdefault(message.contact_id, []).append((message.id, now))
+        loads = self.loads.setdefault(message.contact_id, [])
+        loads[:] = [x for x in loads if x.message_id != message.id]
+        loads.append(caps.DayLoad(message.id, message.category == Category.CARE, now, left=True))
 
 
 def load_facts(
@@ -120,6 +128,8 @@ def load_facts(
         facts.closures = load_closures(session)
     capped = sorted({m.contact_id for m in messages if m.contact_id and caps.is_capped(m.kind, m.category)})
     facts.recent = caps.recent_sends(session, capped, now)
+    automated = sorted({m.contact_id for m in messages if m.contact_id and m.kind == MessageKind.AUTOMATED})
+    facts.loads = caps.day_loads(session, automated, now)
     phones = sorted(
         {
             contact.phone
@@ -306,6 +316,11 @@ def _timing(
         later = caps.cap_deferral(policy, settings, message, zone, recent, now)
         if later is not None:
             return Hold(later, "frequency cap reached; moved to the next allowed day")
+        verdict = caps.care_first(policy, settings, message, zone, facts.loads.get(contact.id, []), now)
+        if verdict is not None:
+            if verdict.until is None:
+                return Stop(MessageState.SKIPPED, verdict.reason)
+            return Hold(verdict.until, verdict.reason)
     return policy.closes(now, zone)
 
 

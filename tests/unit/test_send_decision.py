@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from outreach.config import Settings, load_settings
-from outreach.delivery import checks
+from outreach.delivery import caps, checks
 from outreach.models import (
     Appointment,
     AppointmentStatus,
@@ -51,6 +51,8 @@ class Case:
     not_after: datetime | None = None
     closures: frozenset[date] = frozenset()
     recent: list[datetime] = field(default_factory=list)  # capped messages that left
+    # Automated messages near today for the daily limit: (category, instant, already left).
+    loads: list[tuple[str, datetime, bool]] = field(default_factory=list)
     last_inbound: datetime | None = None
     enrollment_state: str | None = None
     appointment: tuple[str, int] | None = None  # (status, version) of the message's visit
@@ -75,6 +77,10 @@ def _facts_and_message(case: Case) -> tuple[checks.Facts, Message]:
     if case.consent is not None:
         facts.consents[(1, case.channel, case.category)] = case.consent
     facts.recent[1] = [(900 + i, at) for i, at in enumerate(case.recent)]
+    facts.loads[1] = [
+        caps.DayLoad(800 + i, category == "care", at, left)
+        for i, (category, at, left) in enumerate(case.loads)
+    ]
     if case.last_inbound is not None:
         facts.last_inbound[PHONE] = case.last_inbound
     if case.enrollment_state is not None or case.campaign_no_weekends is not None:
@@ -174,6 +180,26 @@ ROWS: list[tuple[str, Case, Callable[[checks.Decision], bool]]] = [
     (
         "care messages are not counted by the education cap",
         Case(category="care", recent=[_la(10, 9)]),
+        goes,
+    ),
+    (
+        "daily limit: two care messages already went today: a third reminder is skipped",
+        Case(category="care", loads=[("care", _la(10, 8), True), ("care", _la(10, 10), True)]),
+        stopped(MessageState.SKIPPED, "combined: at most 2 automated messages per day"),
+    ),
+    (
+        "care first: an education message earlier today does not stop a reminder",
+        Case(category="care", loads=[("education", _la(10, 8), True), ("care", _la(10, 10), True)]),
+        goes,
+    ),
+    (
+        "care first: one reminder went and one is still due today: education waits for tomorrow",
+        Case(loads=[("care", _la(10, 8), True), ("care", _la(10, 16), False)]),
+        held_until(_la(11, 8), "care first"),
+    ),
+    (
+        "care first: yesterday's reminders leave today free for education",
+        Case(loads=[("care", _la(9, 8), True), ("care", _la(9, 16), True)]),
         goes,
     ),
     (
