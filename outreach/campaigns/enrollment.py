@@ -56,7 +56,13 @@ from outreach.campaigns.definitions import timing_of
 from outreach.closures import campaign_policy, load_closures
 from outreach.config import Settings
 from outreach.db import is_postgres
-from outreach.delivery.caps import CAPPED_CATEGORIES, cap_of, planned_instants
+from outreach.delivery.caps import (
+    CAPPED_CATEGORIES,
+    cap_of,
+    care_first_policy,
+    care_instants,
+    planned_instants,
+)
 from outreach.errors import NotFound, OutreachError
 from outreach.models import (
     PENDING_STATES,
@@ -357,6 +363,8 @@ def enroll(
     policy, cap = _policy_and_cap(session, settings, campaign)
     fresh = [cid for cid in ids if cid in facts and cid not in existing]
     taken_all = planned_instants(session, fresh) if cap is not None and fresh else {}
+    # Care first: days the patient's reminders fill are closed to this campaign (caps module doc).
+    care_all = care_instants(session, fresh) if cap is not None and fresh else {}
 
     report = EnrollmentReport(campaign.slug)
     plan_ids: dict[tuple[object, ...], int] = {}
@@ -402,12 +410,15 @@ def enroll(
             continue
         instants = taken_all.get(cid)
         taken = count_days(instants, fact.zone) if instants else None
-        signature = (fact.zone.key, fact.usable, tuple(sorted(taken.items())) if taken else ())
+        mine = care_first_policy(policy, settings, fact.zone, care_all.get(cid, ()), instants or ())
+        signature = (
+            fact.zone.key, fact.usable, tuple(sorted(taken.items())) if taken else (), mine.closures
+        )
         plan_id = plan_ids.get(signature)
         if plan_id is None:
             plan_id = plan_ids[signature] = len(plans)
             due = plan_steps(
-                [timing_of(s) for s in usable], anchor, fact.zone, policy, now=now, cap=cap, taken=taken
+                [timing_of(s) for s in usable], anchor, fact.zone, mine, now=now, cap=cap, taken=taken
             )
             plans.append([(s, due[s.key]) for s in usable])
         members.append((cid, plan_id))
@@ -724,6 +735,7 @@ def materialise_outstanding(
     facts, _ = _load_facts(session, contact_ids, campaign.category, {s.channel for s in steps})
     policy, cap = _policy_and_cap(session, settings, campaign)
     taken_all = planned_instants(session, contact_ids) if cap is not None else {}
+    care_all = care_instants(session, contact_ids) if cap is not None else {}
     rows: list[dict[str, Any]] = []
     for eid, cid, started_at, stopped in enrollments:
         fact = facts.get(cid)
@@ -737,8 +749,9 @@ def materialise_outstanding(
         if not todo:
             continue
         taken = count_days(taken_all.get(cid, ()), fact.zone)
+        mine = care_first_policy(policy, settings, fact.zone, care_all.get(cid, ()), taken_all.get(cid, ()))
         due = plan_steps(
-            [timing_of(s) for s in todo], started_at, fact.zone, policy, now=now, cap=cap, taken=taken
+            [timing_of(s) for s in todo], started_at, fact.zone, mine, now=now, cap=cap, taken=taken
         )
         rows.extend(
             _message_row(campaign, eid, cid, s, due[s.key], earlier.get((eid, s.key), 0)) for s in todo
