@@ -1,0 +1,216 @@
+"""Care first: a visit's reminders are never dropped or moved for education or marketing, and
+one message both books and asks to confirm a visit booked the day before. Both databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from outreach import appointments
+from outreach.appointments.replies import appointment_reply
+from outreach.campaigns import definitions, enrollment
+from outreach.config import Settings
+from outreach.delivery.send import NoLimit, Services, send_message
+from outreach.models import Contact, Message, MessageState
+from outreach.outbox import transition
+from tests.support.appointments import CONFIRM, LA, inbound, la, messages_of
+from tests.support.factories import make_contact, make_message
+from tests.support.fakes import FakeClock, FakeProvider
+
+MON_0830 = la(2026, 3, 2, 8, 30)  # a Monday morning in Los Angeles
+EDUCATION = "ketamine-education"  # first email: day 0 at 10:00, campaign window 09:00-19:00
+
+
+def _services(
+    settings: Settings, factory: sessionmaker[Session], now: datetime
+) -> tuple[Services, FakeProvider]:
+    provider = FakeProvider()
+    services = Services(
+        settings=settings,
+        session_factory=factory,
+        providers={"sms": provider, "email": FakeProvider(channel="email", can_reconcile=False)},
+        limiter=NoLimit(),
+        clock=FakeClock(now),
+        sleep=lambda _s: None,
+    )
+    return services, provider
+
+
+def _enrolled(session: Session, settings: Settings, now: datetime) -> Contact:
+    definitions.sync(session, settings, now)
+    contact = make_contact(session)
+    report = enrollment.enroll(session, settings, EDUCATION, [contact.id], now=now)
+    assert [o.outcome for o in report.outcomes] == ["enrolled"]
+    return contact
+
+
+def _education(session: Session, contact_id: int) -> list[Message]:
+    return list(
+        session.scalars(
+            select(Message)
+            .where(Message.contact_id == contact_id, Message.category == "education")
+            .order_by(Message.due_at)
+        )
+    )
+
+
+def _local(instant: datetime) -> str:
+    return instant.astimezone(LA).strftime("%a %H:%M")
+
+
+def test_booked_the_day_before_one_message_books_and_asks_to_confirm_and_the_education_email_still_goes(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    with session_factory.begin() as session:
+        contact = _enrolled(session, settings, MON_0830)
+        change = appointments.book(
+            session,
+            settings,
+            contact_id=contact.id,
+            starts_at=la(2026, 3, 3, 14, 0),
+            type="follow-up",
+            now=MON_0830,
+        )
+        visit_id, contact_id, phone = change.appointment.id, contact.id, contact.phone
+        rows = messages_of(session, visit_id)
+        request = rows[f"appointment:{visit_id}:reminder:confirm_request:v1"]
+        assert request.state == MessageState.SKIPPED
+        assert (
+            request.state_reason
+            == "combined: the booking message that day already asks to confirm this visit"
+        )
+        booked = rows[f"appointment:{visit_id}:reminder:booked:v1"]
+        assert booked.state == MessageState.SCHEDULED
+        email = _education(session, contact_id)[0]
+        assert email.state == MessageState.SCHEDULED and _local(email.due_at) == "Mon 10:00"
+        transition(session, booked.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+        booked_id = booked.id
+
+    services, provider = _services(settings, session_factory, MON_0830)
+    assert send_message(services, booked_id) == MessageState.SENT
+    [sms] = provider.sent
+    assert "you're booked for Tue, Mar 3 at 2:00 PM. Reply 1 to confirm, 2 to reschedule." in sms.body
+
+    with session_factory.begin() as session:
+        assert phone is not None
+        patient = session.get(Contact, contact_id)
+        reply = inbound(session, phone, "1", MON_0830 + timedelta(minutes=5))
+        assert appointment_reply(session, settings, reply, [patient], CONFIRM, reply.received_at) is True  # type: ignore[list-item]
+    with session_factory() as session:
+        assert appointments.get(session, visit_id).status == "confirmed"
+
+
+def test_when_the_daily_limit_binds_the_education_email_moves_to_the_next_day_and_the_reminders_stay(
+    session: Session, settings: Settings
+) -> None:
+    contact = _enrolled(session, settings, MON_0830)
+    # Thursday's infusion: the booking text now and the preparation email at 10:00 fill Monday.
+    change = appointments.book(
+        session,
+        settings,
+        contact_id=contact.id,
+        starts_at=la(2026, 3, 5, 14, 0),
+        type="infusion",
+        now=MON_0830,
+    )
+    rows = messages_of(session, change.appointment.id)
+    by_step = {m.reminder_key: m for m in rows.values()}
+    assert {k: m.state for k, m in by_step.items()} == {
+        "booked": "scheduled",
+        "prep": "scheduled",
+        "confirm_request": "scheduled",
+        "day_of": "scheduled",
+    }
+    assert _local(by_step["prep"].due_at) == "Mon 10:00"
+    first = _education(session, contact.id)[0]
+    session.refresh(first)
+    assert first.state == MessageState.SCHEDULED
+    assert _local(first.due_at) == "Tue 09:00"
+    assert (first.state_reason or "").startswith("care first:")
+
+
+def test_enrolling_after_a_booking_keeps_education_off_the_day_the_reminders_fill(
+    session: Session, settings: Settings
+) -> None:
+    definitions.sync(session, settings, MON_0830)
+    contact = make_contact(session)
+    appointments.book(
+        session,
+        settings,
+        contact_id=contact.id,
+        starts_at=la(2026, 3, 5, 14, 0),
+        type="infusion",
+        now=MON_0830,
+    )
+    enrollment.enroll(session, settings, EDUCATION, [contact.id], now=MON_0830)
+    # Monday is full (booking text, preparation email): the first email goes Tuesday; Thursday
+    # has one reminder (the on-the-day text), so the second email keeps its time there.
+    assert [_local(m.due_at) for m in _education(session, contact.id)][:2] == ["Tue 09:00", "Thu 10:00"]
+
+
+# ---------------------------------------------------------------- at send time
+
+NOON = la(2026, 1, 15, 12, 0)  # Thursday noon in Los Angeles
+
+
+def _sent(session: Session, contact: Contact, category: str, at: datetime) -> None:
+    make_message(session, contact, kind="automated", category=category, state="sent", sent_at=at, due_at=at)
+
+
+def _queued(session: Session, contact: Contact, category: str) -> int:
+    message = make_message(session, contact, kind="automated", category=category, due_at=NOON)
+    transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+    return message.id
+
+
+def _after_send(settings: Settings, factory: sessionmaker[Session], message_id: int) -> tuple[Message, int]:
+    services, provider = _services(settings, factory, NOON)
+    send_message(services, message_id)
+    with factory() as session:
+        message = session.get(Message, message_id)
+        assert message is not None
+        return message, len(provider.sent)
+
+
+def test_a_third_care_message_in_one_day_is_skipped_at_send_time_too(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    with session_factory.begin() as session:
+        contact = make_contact(session)
+        _sent(session, contact, "care", NOON - timedelta(hours=3))
+        _sent(session, contact, "care", NOON - timedelta(hours=1))
+        third = _queued(session, contact, "care")
+    message, sent = _after_send(settings, session_factory, third)
+    assert sent == 0
+    assert message.state == MessageState.SKIPPED
+    assert message.state_reason == "combined: at most 2 automated messages per day to one patient"
+
+
+def test_an_education_email_sent_earlier_never_stops_a_visit_reminder(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    with session_factory.begin() as session:
+        contact = make_contact(session)
+        _sent(session, contact, "education", NOON - timedelta(hours=3))
+        _sent(session, contact, "care", NOON - timedelta(hours=1))
+        reminder = _queued(session, contact, "care")
+    message, sent = _after_send(settings, session_factory, reminder)
+    assert (message.state, sent) == (MessageState.SENT, 1)
+
+
+def test_an_education_message_waits_for_tomorrow_when_the_days_reminders_fill_the_limit(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    with session_factory.begin() as session:
+        contact = make_contact(session)
+        _sent(session, contact, "care", NOON - timedelta(hours=2))
+        # The on-the-day reminder still to go this afternoon counts before the education text.
+        make_message(session, contact, kind="automated", category="care", due_at=NOON + timedelta(hours=4))
+        education = _queued(session, contact, "education")
+    message, sent = _after_send(settings, session_factory, education)
+    assert sent == 0
+    assert message.state == MessageState.SCHEDULED
+    assert message.due_at == datetime(2026, 1, 16, 16, 0, tzinfo=UTC)  # Friday 08:00 in Los Angeles
+    assert (message.state_reason or "").startswith("care first:")
