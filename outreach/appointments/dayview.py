@@ -1,4 +1,6 @@
-"""The staff day view: each visit of a local day with its confirmation state and what was sent."""
+"""The staff day view: each visit of a local day, its confirmation state and what happens to
+each of its messages, in plain words with times in the clinic's zone (``--json`` keeps the
+ISO-8601 instants beside them)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ from sqlalchemy.orm import Session
 
 from outreach.appointments.materialise import confirms_of
 from outreach.appointments.service import describe
-from outreach.models import Appointment, AppointmentStatus, Contact, Message, MessageState
+from outreach.models import Appointment, AppointmentStatus, Contact, Message, MessageKind, MessageState
 
 SENT_STATES = frozenset(str(s) for s in (MessageState.SENT, MessageState.DELIVERED))
+PENDING = frozenset(str(s) for s in (MessageState.SCHEDULED, MessageState.QUEUED, MessageState.SENDING))
 
 
 def day_view(session: Session, day: date, zone: ZoneInfo) -> list[dict[str, Any]]:
@@ -33,21 +36,58 @@ def day_view(session: Session, day: date, zone: ZoneInfo) -> list[dict[str, Any]
             select(Message).where(Message.appointment_id.in_(ids)).order_by(Message.due_at, Message.id)
         ):
             messages.setdefault(message.appointment_id or 0, []).append(message)
-    return [_entry(a, c, messages.get(a.id, [])) for a, c in rows]
+    return [_entry(a, c, messages.get(a.id, []), zone) for a, c in rows]
 
 
-def _entry(appointment: Appointment, contact: Contact, messages: list[Message]) -> dict[str, Any]:
+def _entry(
+    appointment: Appointment, contact: Contact, messages: list[Message], zone: ZoneInfo
+) -> dict[str, Any]:
     entry = describe(appointment)
     entry["contact_name"] = contact.full_name
-    entry["confirmation"] = confirmation_state(appointment, messages)
-    entry["messages"] = [_message(m, contact) for m in messages]
+    entry["confirmation"] = confirmation_state(appointment, messages, zone, contact.automation_paused_at)
+    entry["messages"] = [_message(m, contact, zone) for m in messages]
     return entry
 
 
-def confirmation_state(appointment: Appointment, messages: list[Message]) -> str:
-    """One phrase for the front desk: confirmed / requested / not requested yet / …"""
+def at(instant: datetime | None, zone: ZoneInfo) -> str:
+    """ "Tue Jun 10 8:00 AM" in ``zone``."""
+    if instant is None:
+        return "(time not recorded)"
+    local = instant.astimezone(zone)
+    return f"{local:%a %b} {local.day} {local.hour % 12 or 12}:{local:%M %p}"
+
+
+def outcome(message: Message, zone: ZoneInfo, paused_at: datetime | None = None) -> str:
+    """What happens, or happened, to one message, as the front desk should read it."""
+    state = message.state
+    reason = message.state_reason or "no reason recorded"
+    if state == MessageState.DELIVERED:
+        return f"delivered (sent {at(message.sent_at, zone)})"
+    if state == MessageState.SENT:
+        return f"sent {at(message.sent_at, zone)}"
+    if state in (MessageState.QUEUED, MessageState.SENDING):
+        return "being sent now"
+    if state == MessageState.SCHEDULED:
+        if paused_at is not None and message.kind == MessageKind.AUTOMATED:
+            # The send-time check holds it (crisis pause) however near its due time is.
+            return (
+                f"held: automation paused for this patient since {at(paused_at, zone)} until staff clear it"
+            )
+        if message.state_reason:
+            return f"held until {at(message.due_at, zone)}: {message.state_reason}"
+        return f"goes {at(message.due_at, zone)}"
+    if state == MessageState.UNKNOWN:
+        return "outcome unknown: being checked with the provider"
+    return f"{state}: {reason}"
+
+
+def confirmation_state(
+    appointment: Appointment, messages: list[Message], zone: ZoneInfo, paused_at: datetime | None = None
+) -> str:
+    """One phrase for the front desk: confirmed, requested (and how far the request got), the
+    request to come (when, or held until when), or not requested and why."""
     if appointment.status == AppointmentStatus.CONFIRMED:
-        return "confirmed"
+        return f"confirmed {at(appointment.confirmed_at, zone)}" if appointment.confirmed_at else "confirmed"
     if appointment.status == AppointmentStatus.RESCHEDULE_REQUESTED:
         return "patient asked to reschedule"
     if appointment.status != AppointmentStatus.BOOKED:
@@ -55,9 +95,12 @@ def confirmation_state(appointment: Appointment, messages: list[Message]) -> str
     current = [m for m in messages if m.appointment_version == appointment.version and _asks(m, appointment)]
     sent = [m for m in current if m.state in SENT_STATES]
     if sent:
-        return "requested, no answer yet"
-    if any(m.state in (MessageState.SCHEDULED, MessageState.QUEUED, MessageState.SENDING) for m in current):
-        return "request scheduled"
+        return f"requested ({outcome(sent[-1], zone)}), no answer yet"
+    pending = [m for m in current if m.state in PENDING]
+    if pending:
+        return f"request {outcome(pending[0], zone, paused_at)}"
+    if current:
+        return f"not requested ({outcome(current[-1], zone)}); confirm by phone"
     return "not requested (confirm by phone)"
 
 
@@ -65,8 +108,8 @@ def _asks(message: Message, appointment: Appointment) -> bool:
     return any(pair[0] == appointment.id for pair in confirms_of(message))
 
 
-def _message(message: Message, contact: Contact) -> dict[str, Any]:
-    zone = ZoneInfo(contact.timezone)
+def _message(message: Message, contact: Contact, zone: ZoneInfo) -> dict[str, Any]:
+    own = ZoneInfo(contact.timezone)
     return {
         "id": message.id,
         "reminder": message.reminder_key,
@@ -74,7 +117,8 @@ def _message(message: Message, contact: Contact) -> dict[str, Any]:
         "channel": message.channel,
         "state": message.state,
         "reason": message.state_reason,
+        "outcome": outcome(message, zone, contact.automation_paused_at),
         "due_at": message.due_at.isoformat(),
-        "local_due_at": message.due_at.astimezone(zone).isoformat(),
+        "local_due_at": message.due_at.astimezone(own).isoformat(),
         "sent_at": message.sent_at.isoformat() if message.sent_at else None,
     }

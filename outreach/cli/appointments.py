@@ -200,7 +200,7 @@ def list_command(
     table = Table("id", "time", "patient", "type", "status", "confirmation", "messages")
     for visit in visits:
         sent = [
-            f"{m['reminder']}:{m['state']}" for m in visit["messages"] if m["version"] == visit["version"]
+            f"{m['reminder']}: {m['outcome']}" for m in visit["messages"] if m["version"] == visit["version"]
         ]
         table.add_row(
             str(visit["id"]),
@@ -209,7 +209,7 @@ def list_command(
             visit["type"],
             visit["status"],
             visit["confirmation"],
-            ", ".join(sent),
+            "\n".join(sent),
         )
     console.print(table)
 
