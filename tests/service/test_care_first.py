@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -12,12 +13,12 @@ from outreach import appointments
 from outreach.appointments.replies import appointment_reply
 from outreach.campaigns import definitions, enrollment
 from outreach.config import Settings
-from outreach.delivery.send import NoLimit, Services, send_message
-from outreach.models import Contact, Message, MessageState
+from outreach.delivery.send import Services, send_message
+from outreach.models import Appointment, Contact, Message, MessageState
 from outreach.outbox import transition
 from tests.support.appointments import CONFIRM, LA, inbound, la, messages_of
 from tests.support.factories import make_contact, make_message
-from tests.support.fakes import FakeClock, FakeProvider
+from tests.support.fakes import FakeProvider, fake_services
 
 MON_0830 = la(2026, 3, 2, 8, 30)  # a Monday morning in Los Angeles
 EDUCATION = "ketamine-education"  # first email: day 0 at 10:00, campaign window 09:00-19:00
@@ -27,15 +28,7 @@ def _services(
     settings: Settings, factory: sessionmaker[Session], now: datetime
 ) -> tuple[Services, FakeProvider]:
     provider = FakeProvider()
-    services = Services(
-        settings=settings,
-        session_factory=factory,
-        providers={"sms": provider, "email": FakeProvider(channel="email", can_reconcile=False)},
-        limiter=NoLimit(),
-        clock=FakeClock(now),
-        sleep=lambda _s: None,
-    )
-    return services, provider
+    return fake_services(settings, factory, provider, now), provider
 
 
 def _enrolled(session: Session, settings: Settings, now: datetime) -> Contact:
@@ -44,6 +37,12 @@ def _enrolled(session: Session, settings: Settings, now: datetime) -> Contact:
     report = enrollment.enroll(session, settings, EDUCATION, [contact.id], now=now)
     assert [o.outcome for o in report.outcomes] == ["enrolled"]
     return contact
+
+
+def _book(session: Session, settings: Settings, contact: Contact, starts: datetime, kind: str) -> Appointment:
+    return appointments.book(
+        session, settings, contact_id=contact.id, starts_at=starts, type=kind, now=MON_0830
+    ).appointment
 
 
 def _education(session: Session, contact_id: int) -> list[Message]:
@@ -65,15 +64,8 @@ def test_booked_the_day_before_one_message_books_and_asks_to_confirm_and_the_edu
 ) -> None:
     with session_factory.begin() as session:
         contact = _enrolled(session, settings, MON_0830)
-        change = appointments.book(
-            session,
-            settings,
-            contact_id=contact.id,
-            starts_at=la(2026, 3, 3, 14, 0),
-            type="follow-up",
-            now=MON_0830,
-        )
-        visit_id, contact_id, phone = change.appointment.id, contact.id, contact.phone
+        visit = _book(session, settings, contact, la(2026, 3, 3, 14, 0), "follow-up")
+        visit_id, contact_id, phone = visit.id, contact.id, contact.phone
         rows = messages_of(session, visit_id)
         request = rows[f"appointment:{visit_id}:reminder:confirm_request:v1"]
         assert request.state == MessageState.SKIPPED
@@ -107,15 +99,8 @@ def test_when_the_daily_limit_binds_the_education_email_moves_to_the_next_day_an
 ) -> None:
     contact = _enrolled(session, settings, MON_0830)
     # Thursday's infusion: the booking text now and the preparation email at 10:00 fill Monday.
-    change = appointments.book(
-        session,
-        settings,
-        contact_id=contact.id,
-        starts_at=la(2026, 3, 5, 14, 0),
-        type="infusion",
-        now=MON_0830,
-    )
-    rows = messages_of(session, change.appointment.id)
+    visit = _book(session, settings, contact, la(2026, 3, 5, 14, 0), "infusion")
+    rows = messages_of(session, visit.id)
     by_step = {m.reminder_key: m for m in rows.values()}
     assert {k: m.state for k, m in by_step.items()} == {
         "booked": "scheduled",
@@ -136,14 +121,7 @@ def test_enrolling_after_a_booking_keeps_education_off_the_day_the_reminders_fil
 ) -> None:
     definitions.sync(session, settings, MON_0830)
     contact = make_contact(session)
-    appointments.book(
-        session,
-        settings,
-        contact_id=contact.id,
-        starts_at=la(2026, 3, 5, 14, 0),
-        type="infusion",
-        now=MON_0830,
-    )
+    _book(session, settings, contact, la(2026, 3, 5, 14, 0), "infusion")
     enrollment.enroll(session, settings, EDUCATION, [contact.id], now=MON_0830)
     # Monday is full (booking text, preparation email): the first email goes Tuesday; Thursday
     # has one reminder (the on-the-day text), so the second email keeps its time there.
@@ -174,30 +152,32 @@ def _after_send(settings: Settings, factory: sessionmaker[Session], message_id: 
         return message, len(provider.sent)
 
 
-def test_a_third_care_message_in_one_day_is_skipped_at_send_time_too(
-    settings: Settings, session_factory: sessionmaker[Session]
+@pytest.mark.parametrize(
+    ("earlier", "state", "reason"),
+    [
+        (
+            ("care", "care"),
+            MessageState.SKIPPED,
+            "combined: at most 2 automated messages per day to one patient",
+        ),
+        (("education", "care"), MessageState.SENT, None),
+    ],
+    ids=["a third reminder is skipped", "an education email sent earlier never stops a reminder"],
+)
+def test_the_send_time_daily_limit_counts_only_care_against_a_reminder(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    earlier: tuple[str, str],
+    state: str,
+    reason: str | None,
 ) -> None:
     with session_factory.begin() as session:
         contact = make_contact(session)
-        _sent(session, contact, "care", NOON - timedelta(hours=3))
-        _sent(session, contact, "care", NOON - timedelta(hours=1))
-        third = _queued(session, contact, "care")
-    message, sent = _after_send(settings, session_factory, third)
-    assert sent == 0
-    assert message.state == MessageState.SKIPPED
-    assert message.state_reason == "combined: at most 2 automated messages per day to one patient"
-
-
-def test_an_education_email_sent_earlier_never_stops_a_visit_reminder(
-    settings: Settings, session_factory: sessionmaker[Session]
-) -> None:
-    with session_factory.begin() as session:
-        contact = make_contact(session)
-        _sent(session, contact, "education", NOON - timedelta(hours=3))
-        _sent(session, contact, "care", NOON - timedelta(hours=1))
+        for hours, category in zip((3, 1), earlier, strict=True):
+            _sent(session, contact, category, NOON - timedelta(hours=hours))
         reminder = _queued(session, contact, "care")
     message, sent = _after_send(settings, session_factory, reminder)
-    assert (message.state, sent) == (MessageState.SENT, 1)
+    assert (message.state, message.state_reason, sent) == (state, reason, int(state == MessageState.SENT))
 
 
 def test_an_education_message_waits_for_tomorrow_when_the_days_reminders_fill_the_limit(

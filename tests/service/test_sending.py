@@ -17,13 +17,13 @@ from outreach.db import make_engine, make_session_factory
 from outreach.delivery import send
 from outreach.delivery.prepare import prepare as prepare_batch
 from outreach.delivery.reconcile import reconcile_unknown
-from outreach.delivery.send import NoLimit, Services, send_message
+from outreach.delivery.send import Services, send_message
 from outreach.models import Consent, ConsentSource, Contact, Message, MessageAttempt, MessageState, utcnow
 from outreach.outbox import transition
 from tests.support.appointments import inbound
 from tests.support.campaigns import TEMPLATES
 from tests.support.factories import make_contact, make_message
-from tests.support.fakes import FakeClock, FakeProvider, LimiterThatRuns
+from tests.support.fakes import FakeClock, FakeProvider, LimiterThatRuns, fake_services
 
 # 18:00 UTC = 10:00 in Los Angeles (PST): inside the default 08:00-20:00 window.
 NOON_LA = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
@@ -32,14 +32,7 @@ NOON_LA = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
 def _services(
     settings: Settings, factory: sessionmaker[Session], provider: FakeProvider, now: datetime = NOON_LA
 ) -> Services:
-    return Services(
-        settings=settings,
-        session_factory=factory,
-        providers={"sms": provider, "email": FakeProvider(channel="email", can_reconcile=False)},
-        limiter=NoLimit(),
-        clock=FakeClock(now),
-        sleep=lambda _s: None,
-    )
+    return fake_services(settings, factory, provider, now)
 
 
 def _queued(factory: sessionmaker[Session], **kwargs: object) -> int:

@@ -6,8 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from outreach.channels import DeliveryError, Outgoing, SendResult
+from outreach.config import Settings
 from outreach.delivery.ratelimit import Reservation
+from outreach.delivery.send import NoLimit, Services
 
 
 @dataclass
@@ -59,3 +63,18 @@ class LimiterThatRuns:
     def acquire_many(self, sender: str, count: int, now: datetime, *, max_wait: float = 0.0) -> Reservation:
         self.action()
         return Reservation([0.0] * count)
+
+
+def fake_services(
+    settings: Settings, factory: sessionmaker[Session], provider: FakeProvider, now: datetime
+) -> Services:
+    """Send-path collaborators for a service test: ``provider`` for SMS, an email fake, no rate
+    limit, the clock fixed at ``now`` and no real sleeping."""
+    return Services(
+        settings=settings,
+        session_factory=factory,
+        providers={"sms": provider, "email": FakeProvider(channel="email", can_reconcile=False)},
+        limiter=NoLimit(),
+        clock=FakeClock(now),
+        sleep=lambda _s: None,
+    )
