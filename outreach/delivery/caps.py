@@ -194,10 +194,6 @@ def day_limit_reason(limit: int) -> str:
     return f"{COMBINED}at most {limit} automated messages per day to one patient"
 
 
-def is_care(kind: str, category: str) -> bool:
-    return kind == MessageKind.AUTOMATED and category == Category.CARE
-
-
 @dataclass(frozen=True)
 class DayLoad:
     """One automated message of a patient near today, for the send-time daily limit."""
