@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,12 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from outreach import closures
+from outreach.campaigns import enrollment
 from outreach.config import Settings
 from outreach.errors import OutreachError
 from outreach.models import Campaign, CampaignStep, Category, Channel, Enrollment, EnrollmentState
-from outreach.scheduling import StepTiming, Window, parse_clock, parse_duration
+from outreach.scheduling import StepTiming, Window, parse_clock, parse_duration, step_timing
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -74,17 +76,6 @@ class CampaignDefinition:
         if self.window_start and self.window_end:
             return Window(parse_clock(self.window_start), parse_clock(self.window_end))
         return None
-
-
-def step_timing(key: str, day_offset: int | None, at: str | None, delay_seconds: int | None) -> StepTiming:
-    if delay_seconds is not None:
-        return StepTiming(key, delay=timedelta(seconds=delay_seconds))
-    assert day_offset is not None and at is not None
-    return StepTiming(key, day_offset=day_offset, at=parse_clock(at))
-
-
-def timing_of(step: CampaignStep) -> StepTiming:
-    return step_timing(step.key, step.day_offset, step.at_time, step.delay_seconds)
 
 
 def _problem(path: Path, where: str, what: str) -> CampaignFileError:
@@ -270,10 +261,6 @@ def _step_signature(step: CampaignStep | StepDefinition) -> tuple[object, ...]:
 
 def sync(session: Session, settings: Settings, now: datetime) -> SyncReport:
     """Load every campaign file and the closure calendar into the database (see module doc)."""
-    # Imported here: enrollment imports this module for step timings.
-    from outreach import closures
-    from outreach.campaigns import enrollment
-
     definitions = load_definitions(settings)
     report = SyncReport()
     by_slug = {c.slug: c for c in session.scalars(select(Campaign))}
@@ -285,7 +272,7 @@ def sync(session: Session, settings: Settings, now: datetime) -> SyncReport:
                 CampaignSync(definition.slug, "created", [s.key for s in definition.steps])
             )
             continue
-        report.campaigns.append(_update(session, settings, campaign, definition, now, enrollment))
+        report.campaigns.append(_update(session, settings, campaign, definition, now))
     for slug, campaign in sorted(by_slug.items()):
         if campaign.active and slug not in {d.slug for d in definitions}:
             campaign.active = False
@@ -332,7 +319,6 @@ def _update(
     campaign: Campaign,
     definition: CampaignDefinition,
     now: datetime,
-    enrollment: Any,
 ) -> CampaignSync:
     result = CampaignSync(definition.slug, "unchanged")
     if campaign.definition_hash == definition.definition_hash and campaign.active:

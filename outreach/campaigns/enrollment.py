@@ -52,7 +52,6 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, aliased
 
 from outreach import outbox
-from outreach.campaigns.definitions import timing_of
 from outreach.closures import campaign_policy, load_closures
 from outreach.config import Settings
 from outreach.db import is_postgres
@@ -77,7 +76,7 @@ from outreach.models import (
     utcnow,
 )
 from outreach.outbox.idsets import IdSets
-from outreach.scheduling import FrequencyCap, SendPolicy, count_days, plan_steps
+from outreach.scheduling import FrequencyCap, SendPolicy, count_days, plan_steps, timing_of
 
 # Cancellation reasons. Dispatch uses the same words when it meets a paused enrollment.
 PAUSED_REASON = "the enrollment is paused"

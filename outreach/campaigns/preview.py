@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from outreach.campaigns.definitions import timing_of
 from outreach.campaigns.enrollment import _campaign
 from outreach.closures import campaign_policy, load_closures
 from outreach.config import Settings
@@ -19,7 +18,7 @@ from outreach.content.rendering import RenderError, base_context, load_meta, ren
 from outreach.delivery.caps import CAPPED_CATEGORIES, cap_of, planned_instants
 from outreach.errors import NotFound
 from outreach.models import Contact
-from outreach.scheduling import count_days, plan_steps
+from outreach.scheduling import count_days, plan_steps, timing_of
 
 
 @dataclass
