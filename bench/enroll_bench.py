@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import func, select, text
 
-from outreach.campaigns import definitions, enrollment
+from outreach.campaigns import enrollment, sync
 from outreach.config import load_settings
 from outreach.db import make_engine, make_session_factory
 from outreach.migrate import upgrade
@@ -118,7 +118,7 @@ def run(contacts: int = 100_000, pg_admin_url: str = DEFAULT_PG_ADMIN_URL) -> di
             factory = make_session_factory(engine)
             now = datetime(2026, 3, 2, 17, 0, tzinfo=UTC)
             with factory() as session, session.begin():
-                definitions.sync(session, settings, now)
+                sync.sync(session, settings, now)
             ids = list(range(1, contacts + 1))
 
             load = os.getloadavg()[0]

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outreach import appointments
-from outreach.campaigns import definitions, enrollment
+from outreach.campaigns import enrollment, sync
 from outreach.config import Settings
 from outreach.contacts import consent
 from outreach.contacts.service import ContactInput, add_contact
@@ -45,7 +45,7 @@ class DemoReport:
 
 
 def seed(session: Session, settings: Settings, now: datetime) -> DemoReport:
-    definitions.sync(session, settings, now)
+    sync.sync(session, settings, now)
     ids = [_ensure_patient(session, settings, patient) for patient in DEMO_PATIENTS]
     report = enrollment.enroll(session, settings, EDUCATION_CAMPAIGN, ids[:2], now=now)
     visit = session.scalar(select(Appointment).where(Appointment.external_id == DEMO_VISIT))

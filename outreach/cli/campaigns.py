@@ -11,8 +11,9 @@ import typer
 from rich.table import Table
 from sqlalchemy import func, select
 
-from outreach.campaigns import definitions as campaign_files
 from outreach.campaigns import enrollment
+from outreach.campaigns import files as campaign_files
+from outreach.campaigns import sync as campaign_sync
 from outreach.campaigns.preview import preview as preview_steps
 from outreach.cli.common import console, err_console, handle_errors, print_json, settings, transaction
 from outreach.content.lint import check_templates
@@ -49,7 +50,7 @@ def parse_start(value: str | None, zone_name: str) -> datetime | None:
 def sync(as_json: JsonOption = False) -> None:
     """Load every campaign file and templates/closures.yaml into the database."""
     with transaction() as session:
-        report = campaign_files.sync(session, settings(), utcnow())
+        report = campaign_sync.sync(session, settings(), utcnow())
     if as_json:
         print_json(
             {

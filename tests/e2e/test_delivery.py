@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from outreach.campaigns import definitions, enrollment
+from outreach.campaigns import enrollment, sync
 from outreach.contacts import consent
 from outreach.models import Message, MessageState, Suppression, utcnow
 from outreach.outbox import insert_messages
@@ -33,7 +33,7 @@ def system(pg_url: str, tmp_path: Path) -> Iterator[System]:
 def test_campaign_steps_reach_the_patient_and_are_logged_delivered(system: System) -> None:
     now = utcnow()
     with system.factory.begin() as session:
-        definitions.sync(session, system.settings, now)
+        sync.sync(session, system.settings, now)
         reader = make_contact(session, timezone=daytime_zone())
         texter = make_contact(session, timezone=daytime_zone())
         ids = {"reader": reader.id, "texter": texter.id}

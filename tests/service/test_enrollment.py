@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from outreach.campaigns import definitions, enrollment
+from outreach.campaigns import enrollment, sync
 from outreach.config import Settings
 from outreach.delivery import caps
 from outreach.delivery.views import list_messages
@@ -30,7 +30,7 @@ def demo_settings(tmp_path: Path, db_url: str) -> Settings:
 
 @pytest.fixture
 def synced(session: Session, demo_settings: Settings) -> Session:
-    definitions.sync(session, demo_settings, NOW)
+    sync.sync(session, demo_settings, NOW)
     session.commit()
     return session
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from outreach.campaigns import definitions, enrollment
+from outreach.campaigns import enrollment, sync
 from outreach.campaigns.enrollment import EnrollmentReport
 from outreach.config import Settings
 from outreach.db import make_engine, make_session_factory
@@ -29,7 +29,7 @@ def demo_settings(tmp_path: Path, db_url: str) -> Settings:
 
 @pytest.fixture
 def synced(session: Session, demo_settings: Settings) -> Session:
-    definitions.sync(session, demo_settings, NOW)
+    sync.sync(session, demo_settings, NOW)
     session.commit()
     return session
 
@@ -124,7 +124,7 @@ def pg(pg_url: str, tmp_path: Path) -> Iterator[tuple[Settings, sessionmaker[Ses
     settings = copy_templates(tmp_path, pg_url, campaigns={"demo": SMALL_CAMPAIGN})
     factory = make_session_factory(engine)
     with factory() as session, session.begin():
-        definitions.sync(session, settings, NOW)
+        sync.sync(session, settings, NOW)
     yield settings, factory, engine
     engine.dispose()
 
