@@ -26,7 +26,8 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import func, select, text
 
-from outreach.campaigns import enrollment, sync
+from outreach.campaigns import sync
+from outreach.campaigns.enroll import enroll
 from outreach.config import load_settings
 from outreach.db import make_engine, make_session_factory
 from outreach.migrate import upgrade
@@ -125,13 +126,13 @@ def run(contacts: int = 100_000, pg_admin_url: str = DEFAULT_PG_ADMIN_URL) -> di
             checkpoints = _checkpoints(pg_admin_url, first=True)
             started = time.perf_counter()
             with factory() as session, session.begin():
-                report = enrollment.enroll(session, settings, "bench-series", ids, now=now)
+                report = enroll(session, settings, "bench-series", ids, now=now)
             first = time.perf_counter() - started
             checkpointed = _checkpoints(pg_admin_url) > checkpoints
 
             started = time.perf_counter()
             with factory() as session, session.begin():
-                again = enrollment.enroll(session, settings, "bench-series", ids, now=now)
+                again = enroll(session, settings, "bench-series", ids, now=now)
             second = time.perf_counter() - started
 
             with factory() as session:

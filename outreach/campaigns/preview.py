@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from outreach.campaigns.enrollment import _campaign
+from outreach.campaigns.eligibility import find_campaign
 from outreach.closures import campaign_policy, load_closures
 from outreach.config import Settings
 from outreach.contacts import consent
@@ -46,7 +46,7 @@ class StepPreview:
 def preview(
     session: Session, settings: Settings, slug: str, contact_id: int, *, start: datetime | None, now: datetime
 ) -> list[StepPreview]:
-    campaign = _campaign(session, slug)
+    campaign = find_campaign(session, slug)
     contact = session.get(Contact, contact_id)
     if contact is None:
         raise NotFound(f"no contact with id {contact_id}")

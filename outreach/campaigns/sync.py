@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outreach import closures
-from outreach.campaigns import enrollment
+from outreach.campaigns import rematerialise, reports
 from outreach.campaigns.files import CampaignDefinition, CampaignFileError, StepDefinition, load_definitions
 from outreach.config import Settings
 from outreach.models import Campaign, CampaignStep, Enrollment, EnrollmentState
@@ -160,12 +160,12 @@ def _update(
             result.steps_removed.append(key)
     session.flush()
     if result.steps_removed:
-        result.messages_cancelled += enrollment.cancel_campaign_steps(
+        result.messages_cancelled += rematerialise.cancel_campaign_steps(
             session, campaign.id, result.steps_removed, REMOVED_REASON
         )
     if result.steps_changed:
-        result.messages_cancelled += enrollment.cancel_campaign_steps(
-            session, campaign.id, result.steps_changed, enrollment.REPLACED_REASON
+        result.messages_cancelled += rematerialise.cancel_campaign_steps(
+            session, campaign.id, result.steps_changed, reports.REPLACED_REASON
         )
     touched = result.steps_added + result.steps_changed
     if touched:
@@ -176,7 +176,7 @@ def _update(
                 )
             )
         )
-        result.messages_created = enrollment.materialise_outstanding(
+        result.messages_created = rematerialise.materialise_outstanding(
             session, settings, campaign, active_ids, now, step_keys=set(touched)
         )
     result.action = "updated"

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from outreach.campaigns import enrollment, sync
+from outreach.campaigns import lifecycle, reports, sync
+from outreach.campaigns.enroll import enroll
 from outreach.campaigns.files import CampaignFileError, parse_definition
 from outreach.config import Settings
 from outreach.models import Message, MessageState
@@ -81,7 +82,7 @@ def test_resync_changed_step_moves_pending_messages_and_keeps_sent_ones(
     session: Session, demo: Settings
 ) -> None:
     sent_contact, pending_contact = add_contact(session), add_contact(session)
-    enrollment.enroll(session, demo, "demo", [sent_contact, pending_contact], now=NOW)
+    enroll(session, demo, "demo", [sent_contact, pending_contact], now=NOW)
     nudge = next(m for m in messages_of(session, sent_contact) if m.step_key == "nudge")
     session.execute(update(Message).where(Message.id == nudge.id).values(state=MessageState.SENT))
     write_campaign(demo, "demo", SMALL_CAMPAIGN.replace('day: 2\n    at: "12:00"', 'day: 3\n    at: "15:00"'))
@@ -94,7 +95,7 @@ def test_resync_changed_step_moves_pending_messages_and_keeps_sent_ones(
     assert [(m.state, m.due_at.strftime("%d %H:%M")) for m in sent_nudges] == [("sent", "04 20:00")]
     nudges = [m for m in messages_of(session, pending_contact) if m.step_key == "nudge"]
     assert [(m.state, m.state_reason) for m in nudges] == [
-        ("cancelled", enrollment.REPLACED_REASON),
+        ("cancelled", reports.REPLACED_REASON),
         ("scheduled", None),
     ]
     assert nudges[1].due_at == utc("2026-03-05 23:00")  # day 3 at 15:00 Los Angeles
@@ -103,7 +104,7 @@ def test_resync_changed_step_moves_pending_messages_and_keeps_sent_ones(
 
 def test_resync_removed_step_cancels_its_pending_messages(session: Session, demo: Settings) -> None:
     contact = add_contact(session)
-    enrollment.enroll(session, demo, "demo", [contact], now=NOW)
+    enroll(session, demo, "demo", [contact], now=NOW)
     without_nudge = (
         SMALL_CAMPAIGN.split("  - key: nudge")[0]
         + "  - key: second"
@@ -122,8 +123,8 @@ def test_resync_new_step_is_materialised_for_active_enrollments_only(
     session: Session, demo: Settings
 ) -> None:
     active, paused = add_contact(session), add_contact(session)
-    enrollment.enroll(session, demo, "demo", [active, paused], now=NOW)
-    enrollment.pause(session, contact_ids=[paused], now=NOW)
+    enroll(session, demo, "demo", [active, paused], now=NOW)
+    lifecycle.pause(session, contact_ids=[paused], now=NOW)
     added = SMALL_CAMPAIGN + (
         "  - key: third\n    channel: email\n    template: email/education/ketamine/03_your_visit\n"
         '    day: 6\n    at: "10:00"\n'
@@ -134,7 +135,7 @@ def test_resync_new_step_is_materialised_for_active_enrollments_only(
     assert [m.step_key for m in messages_of(session, active)][-1] == "third"
     assert "third" not in {m.step_key for m in messages_of(session, paused)}
     # Resuming later picks up the new step too.
-    enrollment.resume(session, demo, contact_ids=[paused], now=NOW)
+    lifecycle.resume(session, demo, contact_ids=[paused], now=NOW)
     assert "third" in {m.step_key for m in messages_of(session, paused) if m.state == "scheduled"}
 
 
@@ -146,7 +147,7 @@ def test_changing_a_campaigns_category_is_refused(session: Session, demo: Settin
 
 def test_adding_a_closure_moves_scheduled_messages_off_that_day(session: Session, demo: Settings) -> None:
     contact = add_contact(session)
-    enrollment.enroll(session, demo, "demo", [contact], now=NOW)
+    enroll(session, demo, "demo", [contact], now=NOW)
     (Path(demo.templates_dir) / "closures.yaml").write_text(
         "closures:\n  - day: 2026-03-04\n    reason: training\n"
     )

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from outreach.campaigns import enrollment, files, sync
+from outreach.campaigns import files, sync
+from outreach.campaigns.enroll import enroll
 from outreach.config import Settings, load_settings
 from outreach.content.lint import check_templates
 from outreach.content.rendering import RenderError, render_message, render_template
@@ -127,7 +128,7 @@ def test_render_message_fills_contact_and_clinic_and_requires_unsubscribe_for_ed
     settings = copy_templates(tmp_path, db_url)
     sync.sync(session, settings, NOW)
     contact = add_contact(session, first_name="Rosa")
-    enrollment.enroll(session, settings, "ketamine-education", [contact], now=NOW)
+    enroll(session, settings, "ketamine-education", [contact], now=NOW)
     email = next(m for m in messages_of(session, contact) if m.channel == "email")
     sms = next(m for m in messages_of(session, contact) if m.channel == "sms")
     with pytest.raises(RenderError, match="needs an unsubscribe link"):

@@ -1,0 +1,178 @@
+"""Materialising steps again for existing enrollments, and cancelling a campaign's steps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    and_,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from outreach import outbox
+from outreach.campaigns.eligibility import (
+    load_facts,
+)
+from outreach.campaigns.planning import policy_and_cap
+from outreach.campaigns.reports import (
+    REMATERIALISABLE,
+)
+from outreach.config import Settings
+from outreach.delivery.caps import planned_instants
+from outreach.models import (
+    PENDING_STATES,
+    Campaign,
+    CampaignStep,
+    Enrollment,
+    EnrollmentState,
+    Message,
+    MessageKind,
+    MessageState,
+    utcnow,
+)
+from outreach.outbox.idsets import IdSets
+from outreach.scheduling import count_days, plan_steps, timing_of
+
+
+def step_key_for(enrollment_id: int, step_key: str, earlier_rows: int) -> str:
+    base = f"enrollment:{enrollment_id}:step:{step_key}"
+    return base if earlier_rows == 0 else f"{base}:r{earlier_rows}"
+
+
+def materialise_outstanding(
+    session: Session,
+    settings: Settings,
+    campaign: Campaign,
+    enrollment_ids: Sequence[int],
+    now: datetime,
+    *,
+    step_keys: set[str] | None = None,
+) -> int:
+    """Materialise, for active enrollments, every active step that has no message yet (or only
+    ones cancelled by a pause or a re-sync) and that the contact can receive. Returns rows created."""
+    steps = [s for s in campaign.steps if s.active and (step_keys is None or s.key in step_keys)]
+    if not steps or not enrollment_ids:
+        return 0
+    keys = [s.key for s in steps]
+    sets = IdSets(session)
+    blocking = or_(
+        Message.state != str(MessageState.CANCELLED),
+        Message.state_reason.is_(None),
+        Message.state_reason.not_in(sorted(REMATERIALISABLE)),
+    )
+    # Cheap first pass: enrollments where every requested step already has a blocking row are done.
+    candidates: list[int] = []
+    for chunk in sets.batches(sorted(set(enrollment_ids))):
+        full = set(
+            session.scalars(
+                select(Message.enrollment_id)
+                .where(of_enrollments(sets, chunk), Message.step_key.in_(keys), blocking)
+                .group_by(Message.enrollment_id)
+                .having(func.count(func.distinct(Message.step_key)) >= len(keys))
+            )
+        )
+        candidates.extend(eid for eid in chunk if eid not in full)
+    enrollments: list[tuple[int, int, datetime, list[str]]] = []
+    earlier: dict[tuple[int, str], int] = {}
+    blocked: set[tuple[int, str]] = set()
+    for chunk in sets.batches(candidates):
+        enrollments.extend(
+            session.execute(
+                select(
+                    Enrollment.id, Enrollment.contact_id, Enrollment.started_at, Enrollment.stopped_channels
+                ).where(sets.among(Enrollment.id, chunk), Enrollment.state == str(EnrollmentState.ACTIVE))
+            )
+        )
+        for eid, key, state, reason in session.execute(
+            select(Message.enrollment_id, Message.step_key, Message.state, Message.state_reason).where(
+                of_enrollments(sets, chunk), Message.step_key.in_(keys)
+            )
+        ):
+            if eid is None or key is None:
+                continue
+            earlier[(eid, key)] = earlier.get((eid, key), 0) + 1
+            if not (state == MessageState.CANCELLED and reason in REMATERIALISABLE):
+                blocked.add((eid, key))
+    contact_ids = sorted({e[1] for e in enrollments})
+    facts, _ = load_facts(session, contact_ids, campaign.category, {s.channel for s in steps})
+    policy, cap = policy_and_cap(session, settings, campaign)
+    taken_all = planned_instants(session, contact_ids) if cap is not None else {}
+    rows: list[dict[str, Any]] = []
+    for eid, cid, started_at, stopped in enrollments:
+        fact = facts.get(cid)
+        if fact is None or fact.zone is None:
+            continue
+        todo = [
+            s
+            for s in steps
+            if (eid, s.key) not in blocked and s.channel in fact.usable and s.channel not in (stopped or [])
+        ]
+        if not todo:
+            continue
+        taken = count_days(taken_all.get(cid, ()), fact.zone)
+        due = plan_steps(
+            [timing_of(s) for s in todo], started_at, fact.zone, policy, now=now, cap=cap, taken=taken
+        )
+        rows.extend(
+            _message_row(campaign, eid, cid, s, due[s.key], earlier.get((eid, s.key), 0)) for s in todo
+        )
+    created = 0
+    for start in range(0, len(rows), 5000):
+        created += outbox.insert_messages(session, rows[start : start + 5000])
+    return created
+
+
+def _message_row(
+    campaign: Campaign,
+    enrollment_id: int,
+    contact_id: int,
+    step: CampaignStep,
+    due_at: datetime,
+    earlier: int,
+) -> dict[str, Any]:
+    return {
+        "idempotency_key": step_key_for(enrollment_id, step.key, earlier),
+        "contact_id": contact_id,
+        "channel": step.channel,
+        "category": campaign.category,
+        "kind": str(MessageKind.AUTOMATED),
+        "template": step.template,
+        "enrollment_id": enrollment_id,
+        "step_key": step.key,
+        "due_at": due_at,
+    }
+
+
+def of_enrollments(sets: IdSets, enrollment_ids: Sequence[int]) -> ColumnElement[bool]:
+    """Messages of these enrollments, found through their contacts. Messages are indexed by
+    contact, not by enrollment: an index kept up to date on each of the 500k rows a bulk
+    enrollment writes costs more than these look-ups gain from it."""
+    owners = select(Enrollment.contact_id).where(sets.among(Enrollment.id, enrollment_ids))
+    return and_(Message.contact_id.in_(owners), sets.among(Message.enrollment_id, enrollment_ids))
+
+
+def cancel_campaign_steps(session: Session, campaign_id: int, step_keys: Sequence[str], reason: str) -> int:
+    """Cancel the pending messages of these steps in every enrollment of the campaign."""
+    in_campaign = select(Enrollment.id).where(Enrollment.campaign_id == campaign_id).scalar_subquery()
+    # Through the contacts (see of_enrollments), and then their rows of this campaign.
+    members = select(Enrollment.contact_id).where(Enrollment.campaign_id == campaign_id)
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(Message)
+        .where(
+            Message.state.in_([str(s) for s in PENDING_STATES]),
+            Message.step_key.in_(list(step_keys)),
+            Message.contact_id.in_(members),
+            Message.enrollment_id.in_(in_campaign),
+        )
+        .values(state=str(MessageState.CANCELLED), state_reason=reason, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return max(result.rowcount, 0)
