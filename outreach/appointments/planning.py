@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo
 from outreach.appointments.policy import ReminderPolicy, Step
 from outreach.content.rendering import appointment_fields
 from outreach.models import AppointmentStatus
+from outreach.outbox.rows import appointment_key
 from outreach.scheduling import NoOpening, SendPolicy, day_at, local_day_of
 
 COMBINED = "combined: "
@@ -98,7 +99,7 @@ class Planned:
 
 def reminder_key(appointment_id: int, step: Step, version: int) -> str:
     kind = "notice" if step.notice else "reminder"
-    return f"appointment:{appointment_id}:{kind}:{step.key}:v{version}"
+    return appointment_key(appointment_id, kind, step.key, version)
 
 
 def timed(

@@ -9,14 +9,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session
 
 from outreach.campaigns.planning import NewEnrollments
-from outreach.campaigns.rematerialise import (
-    step_key_for,
-)
 from outreach.models import (
     EnrollmentState,
-    MessageKind,
-    MessageState,
 )
+from outreach.outbox import rows
 
 # message row is the same for every contact on one plan. Binary spares the server from
 # parsing three timestamps per row, which text COPY spends more time on than the insert.
@@ -98,14 +94,14 @@ def copy_fresh(session: Session, new: NewEnrollments) -> None:
                     step.key,
                     _field_text(step.channel)
                     + _field_text(campaign.category)
-                    + _field_text(str(MessageKind.AUTOMATED))
+                    + _field_text(str(rows.DEFAULT_KIND))
                     + _field_text(step.template)
                     + _field_text("{}"),
                     _field_text(step.key)
                     + _field_time(due_at)
-                    + _field_text(str(MessageState.SCHEDULED))
-                    + _field_int(0)
-                    + _field_int(5)
+                    + _field_text(str(rows.INITIAL_STATE))
+                    + _field_int(rows.INITIAL_ATTEMPTS)
+                    + _field_int(rows.MAX_ATTEMPTS)
                     + stamp
                     + stamp,
                 )
@@ -134,4 +130,5 @@ def _message_rows(
     for eid, (cid, plan) in chunk:
         enrollment, contact = _field_int(eid), _field_int(cid)
         for key, middle, tail in encoded[plan]:
-            yield fields + _field_text(step_key_for(eid, key, 0)) + contact + middle + enrollment + tail
+            idempotency_key = _field_text(rows.enrollment_step_key(eid, key))
+            yield fields + idempotency_key + contact + middle + enrollment + tail

@@ -34,17 +34,12 @@ from outreach.models import (
     Enrollment,
     EnrollmentState,
     Message,
-    MessageKind,
     MessageState,
     utcnow,
 )
+from outreach.outbox import rows
 from outreach.outbox.idsets import IdSets
 from outreach.scheduling import count_days, plan_steps, timing_of
-
-
-def step_key_for(enrollment_id: int, step_key: str, earlier_rows: int) -> str:
-    base = f"enrollment:{enrollment_id}:step:{step_key}"
-    return base if earlier_rows == 0 else f"{base}:r{earlier_rows}"
 
 
 def materialise_outstanding(
@@ -139,11 +134,11 @@ def _message_row(
     earlier: int,
 ) -> dict[str, Any]:
     return {
-        "idempotency_key": step_key_for(enrollment_id, step.key, earlier),
+        "idempotency_key": rows.enrollment_step_key(enrollment_id, step.key, earlier),
         "contact_id": contact_id,
         "channel": step.channel,
         "category": campaign.category,
-        "kind": str(MessageKind.AUTOMATED),
+        "kind": str(rows.DEFAULT_KIND),
         "template": step.template,
         "enrollment_id": enrollment_id,
         "step_key": step.key,

@@ -9,7 +9,6 @@ from sqlalchemy import (
     String,
     Table,
     and_,
-    cast,
     literal,
     literal_column,
     select,
@@ -25,10 +24,9 @@ from outreach.campaigns.planning import NewEnrollments
 from outreach.models import (
     EnrollmentState,
     Message,
-    MessageKind,
-    MessageState,
     UTCDateTime,
 )
+from outreach.outbox import rows
 
 MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 _tmp = MetaData()
@@ -105,7 +103,7 @@ def insert_fresh_sql(session: Session, new: NewEnrollments) -> None:
             )
         )
         e = enrollments.c
-        key = literal("enrollment:") + cast(e.id, String) + literal(":step:") + _plans.c.step_key
+        key = rows.enrollment_step_key_sql(e.id, _plans.c.step_key)
         connection.execute(
             sqlite.insert(MESSAGES).from_select(
                 [
@@ -130,15 +128,15 @@ def insert_fresh_sql(session: Session, new: NewEnrollments) -> None:
                     e.contact_id,
                     _plans.c.channel,
                     literal(campaign.category),
-                    literal(str(MessageKind.AUTOMATED)),
+                    literal(str(rows.DEFAULT_KIND)),
                     _plans.c.template,
                     literal_column("'{}'"),
                     e.id,
                     _plans.c.step_key,
                     _plans.c.due_at,
-                    literal(str(MessageState.SCHEDULED)),
-                    literal(0),
-                    literal(5),
+                    literal(str(rows.INITIAL_STATE)),
+                    literal(rows.INITIAL_ATTEMPTS),
+                    literal(rows.MAX_ATTEMPTS),
                     stamp,
                     stamp,
                 )

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, lazyload
 
 from outreach.models import PENDING_STATES, Contact, Message, MessageState, utcnow
+from outreach.outbox import rows as rows_module
 
 
 def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -30,20 +31,8 @@ def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     """
     if not rows:
         return 0
-    now = utcnow()
-    values = [
-        {
-            "state": MessageState.SCHEDULED,
-            "kind": "automated",
-            "context": {},
-            "attempts": 0,
-            "max_attempts": 5,
-            "created_at": now,
-            "updated_at": now,
-            **row,
-        }
-        for row in rows
-    ]
+    initial = rows_module.defaults(utcnow())
+    values = [{**initial, **row} for row in rows]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(Message).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(Message.id)

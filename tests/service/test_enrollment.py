@@ -16,6 +16,7 @@ from outreach.config import Settings
 from outreach.delivery import caps
 from outreach.delivery.views import list_messages
 from outreach.models import Closure, Contact, Enrollment, Message, MessageState
+from outreach.outbox import rows
 from tests.support.campaigns import SMALL_CAMPAIGN, add_contact, copy_templates, messages_of, utc
 
 NOW = utc("2026-03-02 17:00")  # Monday 09:00 in Los Angeles
@@ -54,8 +55,9 @@ def test_enrollment_materialises_every_step_as_scheduled_messages(
     for message in messages:
         assert message.state == MessageState.SCHEDULED
         assert message.kind == "automated" and message.category == "education"
-        assert message.enrollment_id == enrollment_id
-        assert message.idempotency_key == f"enrollment:{enrollment_id}:step:{message.step_key}"
+        assert message.enrollment_id == enrollment_id and enrollment_id is not None
+        assert message.step_key is not None
+        assert message.idempotency_key == rows.enrollment_step_key(enrollment_id, message.step_key)
         assert message.due_at.tzinfo is not None
     assert [m.channel for m in messages] == ["email", "sms", "email"]
     assert messages[0].template == "email/education/ketamine/01_what_it_is"

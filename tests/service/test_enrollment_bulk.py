@@ -17,6 +17,7 @@ from outreach.campaigns.reports import EnrollmentReport
 from outreach.config import Settings
 from outreach.db import make_engine, make_session_factory
 from outreach.models import Contact, Enrollment, Message, Suppression
+from outreach.outbox import rows
 from tests.support.campaigns import SMALL_CAMPAIGN, add_contact, copy_templates, messages_of, utc
 from tests.support.waiting import wait_for, waiting_for_a_lock
 
@@ -105,12 +106,13 @@ def test_each_message_names_its_own_enrollment_and_contact(synced: Session, demo
     assert len(messages) == 75
     for message in messages:
         assert message.enrollment_id is not None and owner[message.enrollment_id] == message.contact_id
-        assert message.idempotency_key == f"enrollment:{message.enrollment_id}:step:{message.step_key}"
+        assert message.step_key is not None
+        assert message.idempotency_key == rows.enrollment_step_key(message.enrollment_id, message.step_key)
         assert (message.state, message.kind, message.attempts, message.max_attempts) == (
-            "scheduled",
-            "automated",
-            0,
-            5,
+            rows.INITIAL_STATE,
+            rows.DEFAULT_KIND,
+            rows.INITIAL_ATTEMPTS,
+            rows.MAX_ATTEMPTS,
         )
         assert message.context == {} and message.created_at == NOW
     enrollments = synced.scalars(select(Enrollment)).all()
