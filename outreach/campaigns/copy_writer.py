@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from outreach.campaigns.eligibility import ENROLLMENTS
 from outreach.campaigns.planning import NewEnrollments
 from outreach.models import (
     EnrollmentState,
 )
 from outreach.outbox import rows
+from outreach.outbox.idsets import allocate_ids
 
 # message row is the same for every contact on one plan. Binary spares the server from
 # parsing three timestamps per row, which text COPY spends more time on than the insert.
@@ -56,14 +58,8 @@ def copy_fresh(session: Session, new: NewEnrollments) -> None:
     assert driver is not None
     campaign, members = new.campaign, new.members
     stamp = _field_time(new.created_at)
+    enrollment_ids = allocate_ids(session, ENROLLMENTS, len(members))
     with driver.cursor() as cursor:
-        # The sequence is looked up once (as an argument of nextval it would be, once per row).
-        cursor.execute(
-            "WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence('enrollments', 'id')::regclass AS seq) "
-            "SELECT nextval(s.seq) FROM s, generate_series(1, %s)",
-            (len(members),),
-        )
-        enrollment_ids = [row[0] for row in cursor.fetchall()]
         enrollment_tail = (
             _field_int(campaign.id)
             + _field_text(str(EnrollmentState.ACTIVE))
