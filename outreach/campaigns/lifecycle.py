@@ -36,19 +36,18 @@ from outreach.models import (
     EnrollmentState,
     Message,
     MessageState,
-    utcnow,
 )
 from outreach.outbox.idsets import IdSets
 
 
-def _cancel_enrollments(session: Session, enrollment_ids: Sequence[int], reason: str) -> int:
+def _cancel_enrollments(session: Session, enrollment_ids: Sequence[int], reason: str, now: datetime) -> int:
     cancelled = 0
     sets = IdSets(session)
     for chunk in sets.batches(enrollment_ids):
         result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             update(Message)
             .where(of_enrollments(sets, chunk), Message.state.in_([str(s) for s in PENDING_STATES]))
-            .values(state=str(MessageState.CANCELLED), state_reason=reason, updated_at=utcnow())
+            .values(state=str(MessageState.CANCELLED), state_reason=reason, updated_at=now)
             .execution_options(synchronize_session=False)
         )
         cancelled += max(result.rowcount, 0)
@@ -85,7 +84,9 @@ def _select(
     return found
 
 
-def _set_state(session: Session, ids: Sequence[int], expected: str, values: dict[str, Any]) -> list[int]:
+def _set_state(
+    session: Session, ids: Sequence[int], expected: str, values: dict[str, Any], now: datetime
+) -> list[int]:
     """Conditionally move enrollments; returns the ids that moved (a concurrent change wins)."""
     moved: list[int] = []
     sets = IdSets(session)
@@ -94,7 +95,7 @@ def _set_state(session: Session, ids: Sequence[int], expected: str, values: dict
             session.scalars(
                 update(Enrollment)
                 .where(sets.among(Enrollment.id, chunk), Enrollment.state == expected)
-                .values(updated_at=utcnow(), **values)
+                .values(updated_at=now, **values)
                 .returning(Enrollment.id)
                 .execution_options(synchronize_session=False)
             )
@@ -119,8 +120,9 @@ def pause(
         [f[0] for f in found],
         EnrollmentState.ACTIVE,
         {"state": str(EnrollmentState.PAUSED), "paused_at": now},
+        now,
     )
-    return ChangeReport(len(moved), _cancel_enrollments(session, moved, PAUSED_REASON))
+    return ChangeReport(len(moved), _cancel_enrollments(session, moved, PAUSED_REASON, now))
 
 
 def resume(
@@ -187,5 +189,6 @@ def unenroll(
             [f[0] for f in found],
             state,
             {"state": str(EnrollmentState.UNENROLLED), "paused_at": None},
+            now,
         )
-    return ChangeReport(len(moved), _cancel_enrollments(session, moved, UNENROLLED_REASON))
+    return ChangeReport(len(moved), _cancel_enrollments(session, moved, UNENROLLED_REASON, now))

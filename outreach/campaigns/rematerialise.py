@@ -35,7 +35,6 @@ from outreach.models import (
     EnrollmentState,
     Message,
     MessageState,
-    utcnow,
 )
 from outreach.outbox import rows
 from outreach.outbox.idsets import IdSets
@@ -117,7 +116,7 @@ def materialise_outstanding(
             [timing_of(s) for s in todo], started_at, fact.zone, policy, now=now, cap=cap, taken=taken
         )
         rows.extend(
-            _message_row(campaign, eid, cid, s, due[s.key], earlier.get((eid, s.key), 0)) for s in todo
+            _message_row(campaign, eid, cid, s, due[s.key], earlier.get((eid, s.key), 0), now) for s in todo
         )
     created = 0
     for start in range(0, len(rows), 5000):
@@ -132,6 +131,7 @@ def _message_row(
     step: CampaignStep,
     due_at: datetime,
     earlier: int,
+    now: datetime,
 ) -> dict[str, Any]:
     return {
         "idempotency_key": rows.enrollment_step_key(enrollment_id, step.key, earlier),
@@ -143,6 +143,8 @@ def _message_row(
         "enrollment_id": enrollment_id,
         "step_key": step.key,
         "due_at": due_at,
+        "created_at": now,
+        "updated_at": now,
     }
 
 
@@ -154,7 +156,9 @@ def of_enrollments(sets: IdSets, enrollment_ids: Sequence[int]) -> ColumnElement
     return and_(Message.contact_id.in_(owners), sets.among(Message.enrollment_id, enrollment_ids))
 
 
-def cancel_campaign_steps(session: Session, campaign_id: int, step_keys: Sequence[str], reason: str) -> int:
+def cancel_campaign_steps(
+    session: Session, campaign_id: int, step_keys: Sequence[str], reason: str, now: datetime
+) -> int:
     """Cancel the pending messages of these steps in every enrollment of the campaign."""
     in_campaign = select(Enrollment.id).where(Enrollment.campaign_id == campaign_id).scalar_subquery()
     # Through the contacts (see of_enrollments), and then their rows of this campaign.
@@ -167,7 +171,7 @@ def cancel_campaign_steps(session: Session, campaign_id: int, step_keys: Sequenc
             Message.contact_id.in_(members),
             Message.enrollment_id.in_(in_campaign),
         )
-        .values(state=str(MessageState.CANCELLED), state_reason=reason, updated_at=utcnow())
+        .values(state=str(MessageState.CANCELLED), state_reason=reason, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     return max(result.rowcount, 0)

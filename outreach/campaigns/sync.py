@@ -161,11 +161,11 @@ def _update(
     session.flush()
     if result.steps_removed:
         result.messages_cancelled += rematerialise.cancel_campaign_steps(
-            session, campaign.id, result.steps_removed, REMOVED_REASON
+            session, campaign.id, result.steps_removed, REMOVED_REASON, now
         )
     if result.steps_changed:
         result.messages_cancelled += rematerialise.cancel_campaign_steps(
-            session, campaign.id, result.steps_changed, reports.REPLACED_REASON
+            session, campaign.id, result.steps_changed, reports.REPLACED_REASON, now
         )
     touched = result.steps_added + result.steps_changed
     if touched:
