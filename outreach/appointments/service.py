@@ -1,10 +1,9 @@
 """Appointment use cases: book, reschedule, cancel, complete, no-show, confirm, upsert.
 
 Service functions a CLI, a JSON API or a booking-system integration call alike. Each works in
-the caller's transaction (the caller commits) and first locks the patient's contact row
-(``outbox.lock_contacts``): the sender holds the same lock across its provider call, so a
-reschedule that commits was either seen by a send (which then does not go) or waited for the
-provider's answer — the patient never gets a reminder with the old time after it committed.
+the caller's transaction (the caller commits) and first locks the patient's contact row, as
+the locking protocol in ``outreach.outbox`` requires: a reminder with the old time never goes
+out after a reschedule committed.
 """
 
 from __future__ import annotations

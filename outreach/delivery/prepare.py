@@ -1,10 +1,10 @@
 """The first half of a send, for a batch of claimed messages, in one short transaction.
 
-Lock the contacts, then the messages; re-check everything that may have changed since each
-message was scheduled (``checks.decide``, with the facts of the whole batch loaded once);
-render; then ``queued -> sending`` with an attempt row, committed **before** any provider
-call, so a crash mid-call leaves a visible ``sending`` row that the rescue sweep turns into
-``unknown`` (reconciled, never resent).
+Lock the contacts, then the messages (the locking protocol: ``outreach.outbox``); re-check
+everything that may have changed since each message was scheduled (``checks.decide``, with
+the facts of the whole batch loaded once); render; then ``queued -> sending`` with an
+attempt row, committed **before** any provider call, so a crash mid-call leaves a visible
+``sending`` row that the rescue sweep turns into ``unknown`` (reconciled, never resent).
 
 The statements do not grow with the batch: one per kind of row read, one executemany for
 the ``sending`` rows and one for the attempts. Holds and stops (outside the window, consent

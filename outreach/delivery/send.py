@@ -8,10 +8,10 @@ pattern:
    attempt row, committed **before** any provider call.
 2. *call*, per group of messages whose rate-limit slots fall together (the whole batch when
    the sender is far from its limit, one message at a time when it is near): lock the
-   contacts again, then the messages; confirm each is still *our* attempt and still wanted,
-   with consent (an opt-out or a reschedule may have committed in between); call the
-   provider for each while holding the locks; record the outcomes. An opt-out therefore
-   either happened before the call (and we do not send) or waited for the provider's answer.
+   contacts again, then the messages (the locking protocol: ``outreach.outbox``); confirm each
+   is still *our* attempt and still wanted, with consent (an opt-out or a reschedule may have
+   committed in between); call the provider for each while holding the locks; record the
+   outcomes.
 
 The statements per batch stay the same whatever its size; only the provider calls are one
 per message. That is what lets one worker process keep up with hundreds of messages a second.
