@@ -1,4 +1,10 @@
-"""Pause, resume and unenroll: moving enrollments between states and their pending messages with them."""
+"""An enrollment's life: pause, resume, unenroll, and completion.
+
+An active enrollment becomes **completed** once every message it has is done: sent,
+delivered or otherwise terminal (``DONE_STATES``). ``complete_finished`` makes that move; the
+beat runs it every few minutes (``scheduler.py``) and ``enroll`` runs it for the enrollments it
+is asked about, so a finished series can be enrolled again at once.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     CursorResult,
+    and_,
     bindparam,
     select,
     update,
@@ -31,6 +38,7 @@ from outreach.config import Settings
 from outreach.errors import OutreachError
 from outreach.models import (
     PENDING_STATES,
+    TERMINAL_STATES,
     Campaign,
     Enrollment,
     EnrollmentState,
@@ -38,6 +46,40 @@ from outreach.models import (
     MessageState,
 )
 from outreach.outbox.idsets import IdSets
+
+# A message that will change no more by itself (a ``sent`` one may still be confirmed
+# delivered, but it has left): what completion waits for.
+DONE_STATES = frozenset(str(s) for s in TERMINAL_STATES | {MessageState.SENT})
+# Enrollments that enrolling again starts afresh (``outreach.campaigns.enroll``).
+RESTARTABLE = frozenset({str(EnrollmentState.UNENROLLED), str(EnrollmentState.COMPLETED)})
+
+
+def complete_finished(
+    session: Session, now: datetime, *, enrollment_ids: Sequence[int] | None = None
+) -> list[int]:
+    """Mark active enrollments completed once they have messages and all are done; returns
+    their ids. ``enrollment_ids`` limits the look to those enrollments."""
+    # Through the contact, as everywhere (see ``of_enrollments``): messages have no index on
+    # their enrollment.
+    mine = and_(Message.contact_id == Enrollment.contact_id, Message.enrollment_id == Enrollment.id)
+    statement = (
+        update(Enrollment)
+        .where(
+            Enrollment.state == str(EnrollmentState.ACTIVE),
+            select(Message.id).where(mine).exists(),
+            ~select(Message.id).where(mine, Message.state.not_in(sorted(DONE_STATES))).exists(),
+        )
+        .values(state=str(EnrollmentState.COMPLETED), updated_at=now)
+        .returning(Enrollment.id)
+        .execution_options(synchronize_session=False)
+    )
+    if enrollment_ids is None:
+        return list(session.scalars(statement))
+    completed: list[int] = []
+    sets = IdSets(session)
+    for chunk in sets.batches(sorted(set(enrollment_ids))):
+        completed.extend(session.scalars(statement.where(sets.among(Enrollment.id, chunk))))
+    return completed
 
 
 def _cancel_enrollments(session: Session, enrollment_ids: Sequence[int], reason: str, now: datetime) -> int:
@@ -174,7 +216,7 @@ def unenroll(
     everything: bool = False,
     now: datetime,
 ) -> ChangeReport:
-    """End enrollments for good: pending messages cancelled; re-enrolling is refused."""
+    """End enrollments: pending messages cancelled. Enrolling again starts a fresh schedule."""
     found = _select(
         session,
         slug=slug,

@@ -73,11 +73,16 @@ class Planner:
         return choice
 
     def plan(self, contact_id: int, fact: Facts, usable: list[CampaignStep]) -> int:
-        """The index in ``plans`` of the contact's plan (``usable`` from ``choose``)."""
+        """The index in ``plans`` of the contact's plan for ``usable`` (from ``choose``, or
+        fewer steps)."""
         assert fact.zone is not None
         instants = self.history.get(contact_id)
         taken = count_days(instants, fact.zone) if instants else None
-        signature = (fact.zone.key, fact.usable, tuple(sorted(taken.items())) if taken else ())
+        signature = (
+            fact.zone.key,
+            tuple(s.key for s in usable),
+            tuple(sorted(taken.items())) if taken else (),
+        )
         plan_id = self._plan_ids.get(signature)
         if plan_id is None:
             plan_id = self._plan_ids[signature] = len(self.plans)

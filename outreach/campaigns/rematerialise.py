@@ -75,8 +75,6 @@ def materialise_outstanding(
         )
         candidates.extend(eid for eid in chunk if eid not in full)
     enrollments: list[tuple[int, int, datetime, list[str]]] = []
-    earlier: dict[tuple[int, str], int] = {}
-    blocked: set[tuple[int, str]] = set()
     for chunk in sets.batches(candidates):
         enrollments.extend(
             session.execute(
@@ -85,16 +83,13 @@ def materialise_outstanding(
                 ).where(sets.among(Enrollment.id, chunk), Enrollment.state == str(EnrollmentState.ACTIVE))
             )
         )
-        for eid, key, state, reason in session.execute(
-            select(Message.enrollment_id, Message.step_key, Message.state, Message.state_reason).where(
-                of_enrollments(sets, chunk), Message.step_key.in_(keys)
-            )
-        ):
-            if eid is None or key is None:
-                continue
-            earlier[(eid, key)] = earlier.get((eid, key), 0) + 1
-            if not (state == MessageState.CANCELLED and reason in REMATERIALISABLE):
-                blocked.add((eid, key))
+    history = step_history(session, candidates, keys)
+    earlier = {step: len(had) for step, had in history.items()}
+    blocked = {
+        step
+        for step, had in history.items()
+        if any(not (state == MessageState.CANCELLED and reason in REMATERIALISABLE) for state, reason in had)
+    }
     contact_ids = sorted({e[1] for e in enrollments})
     facts, _ = load_facts(session, contact_ids, campaign.category, {s.channel for s in steps})
     policy, cap = policy_and_cap(session, settings, campaign)
@@ -116,15 +111,49 @@ def materialise_outstanding(
             [timing_of(s) for s in todo], started_at, fact.zone, policy, now=now, cap=cap, taken=taken
         )
         rows.extend(
-            _message_row(campaign, eid, cid, s, due[s.key], earlier.get((eid, s.key), 0), now) for s in todo
+            message_row(campaign, eid, cid, s, due[s.key], earlier.get((eid, s.key), 0), now) for s in todo
         )
+    return insert_rows(session, rows)
+
+
+def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """``outbox.insert_messages`` in chunks that keep each statement's parameters bounded."""
     created = 0
     for start in range(0, len(rows), 5000):
         created += outbox.insert_messages(session, rows[start : start + 5000])
     return created
 
 
-def _message_row(
+# A message that reached, or may have reached, the patient: a re-enrollment does not send its
+# step again.
+WENT_OUT_STATES = frozenset(
+    str(s) for s in (MessageState.SENDING, MessageState.SENT, MessageState.DELIVERED, MessageState.UNKNOWN)
+)
+
+
+def went_out(had: Sequence[tuple[str, str | None]]) -> bool:
+    """Did any of a step's messages (``step_history``) go out?"""
+    return any(state in WENT_OUT_STATES for state, _reason in had)
+
+
+def step_history(
+    session: Session, enrollment_ids: Sequence[int], keys: Sequence[str]
+) -> dict[tuple[int, str], list[tuple[str, str | None]]]:
+    """Per (enrollment, step key): the state and reason of every message the step has had."""
+    history: dict[tuple[int, str], list[tuple[str, str | None]]] = {}
+    sets = IdSets(session)
+    for chunk in sets.batches(sorted(set(enrollment_ids))):
+        for eid, key, state, reason in session.execute(
+            select(Message.enrollment_id, Message.step_key, Message.state, Message.state_reason).where(
+                of_enrollments(sets, chunk), Message.step_key.in_(keys)
+            )
+        ):
+            if eid is not None and key is not None:
+                history.setdefault((eid, key), []).append((state, reason))
+    return history
+
+
+def message_row(
     campaign: Campaign,
     enrollment_id: int,
     contact_id: int,

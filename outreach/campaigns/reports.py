@@ -9,8 +9,11 @@ from typing import Any
 PAUSED_REASON = "the enrollment is paused"
 REPLACED_REASON = "replaced: the campaign step changed"
 UNENROLLED_REASON = "the contact left the campaign"
-# Rows cancelled for these reasons do not stop the step from being materialised again.
-REMATERIALISABLE = frozenset({PAUSED_REASON, REPLACED_REASON})
+# Why a re-enrollment does not schedule a step again.
+ALREADY_SENT_REASON = "already sent in an earlier enrollment"
+# Rows cancelled for these reasons do not stop the step from being materialised again (an
+# unenrolled enrollment that is active again was enrolled anew).
+REMATERIALISABLE = frozenset({PAUSED_REASON, REPLACED_REASON, UNENROLLED_REASON})
 
 
 @dataclass

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from outreach.campaigns import eligibility, lifecycle, sync
 from outreach.campaigns.enroll import enroll
+from outreach.campaigns.reports import ALREADY_SENT_REASON
 from outreach.config import Settings
 from outreach.delivery import caps
 from outreach.delivery.views import list_messages
@@ -130,8 +131,70 @@ def test_unenroll_cancels_pending_messages_and_keeps_sent_ones(
     states = [(m.step_key, m.state) for m in messages_of(synced, contact)]
     assert result.enrollments == 1 and result.messages_cancelled == 2
     assert states == [("first", "sent"), ("nudge", "cancelled"), ("second", "cancelled")]
-    again = enroll(synced, demo_settings, "demo", [contact], now=NOW)
-    assert again.refused == {contact: "unenrolled from this campaign earlier"}
+
+
+def test_enrolling_again_after_unenroll_schedules_afresh_and_never_resends_what_was_sent(
+    synced: Session, demo_settings: Settings
+) -> None:
+    contact = add_contact(synced)
+    enroll(synced, demo_settings, "demo", [contact], now=NOW)
+    first = messages_of(synced, contact)[0]
+    synced.execute(update(Message).where(Message.id == first.id).values(state=MessageState.SENT))
+    lifecycle.unenroll(synced, slug="demo", contact_ids=[contact], now=NOW)
+    later = utc("2026-03-16 17:00")  # two weeks on, Monday 10:00 in Los Angeles (PDT)
+    again = enroll(synced, demo_settings, "demo", [contact], now=later)
+    synced.commit()
+    synced.expire_all()
+    assert again.enrolled == [contact] and again.messages_created == 2
+    assert again.outcomes[0].skipped_steps == {"first": ALREADY_SENT_REASON}
+    pending = [m for m in messages_of(synced, contact) if m.state == MessageState.SCHEDULED]
+    # The series starts again from the new start: day 2 and day 4 after March 16.
+    assert [m.step_key for m in pending] == ["nudge", "second"]
+    assert local_times(pending) == ["Wed 03-18 12:00", "Fri 03-20 10:00"]
+    old_keys = {m.idempotency_key for m in messages_of(synced, contact) if m.state != MessageState.SCHEDULED}
+    assert not old_keys & {m.idempotency_key for m in pending}
+    assert [m.step_key for m in messages_of(synced, contact) if m.state == MessageState.SENT] == ["first"]
+    assert synced.scalar(select(Enrollment.state).where(Enrollment.contact_id == contact)) == "active"
+    # Enrolling once more while active changes nothing.
+    assert enroll(synced, demo_settings, "demo", [contact], now=later).messages_created == 0
+
+
+def test_an_enrollment_completes_when_its_last_message_is_done(
+    synced: Session, demo_settings: Settings
+) -> None:
+    contact = add_contact(synced)
+    enroll(synced, demo_settings, "demo", [contact], now=NOW)
+    first, nudge, second = messages_of(synced, contact)
+    for message, state in ((first, MessageState.DELIVERED), (nudge, MessageState.FAILED)):
+        synced.execute(update(Message).where(Message.id == message.id).values(state=state))
+    assert lifecycle.complete_finished(synced, NOW) == []
+    synced.execute(update(Message).where(Message.id == second.id).values(state=MessageState.SENT))
+    enrollment_id = synced.scalars(select(Enrollment.id).where(Enrollment.contact_id == contact)).one()
+    assert lifecycle.complete_finished(synced, NOW) == [enrollment_id]
+    synced.commit()
+    assert synced.scalar(select(Enrollment.state).where(Enrollment.id == enrollment_id)) == "completed"
+    # Enrolled again: only the step whose message failed is scheduled again.
+    again = enroll(synced, demo_settings, "demo", [contact], now=utc("2026-03-16 17:00"))
+    assert (again.enrolled, again.messages_created) == ([contact], 1)
+    assert again.outcomes[0].skipped_steps == {"first": ALREADY_SENT_REASON, "second": ALREADY_SENT_REASON}
+    synced.expire_all()
+    pending = [m for m in messages_of(synced, contact) if m.state == MessageState.SCHEDULED]
+    assert [(m.step_key, m.idempotency_key) for m in pending] == [
+        ("nudge", rows.enrollment_step_key(enrollment_id, "nudge", 1))
+    ]
+
+
+def test_enrolling_a_finished_series_again_completes_it_and_refuses_when_everything_went_out(
+    synced: Session, demo_settings: Settings
+) -> None:
+    contact = add_contact(synced)
+    enroll(synced, demo_settings, "demo", [contact], now=NOW)
+    synced.execute(update(Message).where(Message.contact_id == contact).values(state=MessageState.DELIVERED))
+    # No sweep has run yet: enroll itself sees that the series is over.
+    again = enroll(synced, demo_settings, "demo", [contact], now=NOW + timedelta(days=7))
+    assert again.refused == {contact: f"every step was {ALREADY_SENT_REASON}"}
+    assert synced.scalar(select(Enrollment.state).where(Enrollment.contact_id == contact)) == "completed"
+    assert len(messages_of(synced, contact)) == 3
 
 
 def test_pause_cancels_pending_and_resume_reschedules_the_rest_shifted(
