@@ -11,7 +11,6 @@ from sqlalchemy import (
     CursorResult,
     and_,
     func,
-    or_,
     select,
     update,
 )
@@ -57,12 +56,9 @@ def materialise_outstanding(
         return 0
     keys = [s.key for s in steps]
     sets = IdSets(session)
-    blocking = or_(
-        Message.state != str(MessageState.CANCELLED),
-        Message.state_reason.is_(None),
-        Message.state_reason.not_in(sorted(REMATERIALISABLE)),
-    )
-    # Cheap first pass: enrollments where every requested step already has a blocking row are done.
+    # Cheap first pass: enrollments where every requested step has a row that is pending or
+    # went out are done (``is_blocked`` decides the rest).
+    blocking = Message.state.in_(sorted(PENDING_OR_OUT))
     candidates: list[int] = []
     for chunk in sets.batches(sorted(set(enrollment_ids))):
         full = set(
@@ -85,11 +81,7 @@ def materialise_outstanding(
         )
     history = step_history(session, candidates, keys)
     earlier = {step: len(had) for step, had in history.items()}
-    blocked = {
-        step
-        for step, had in history.items()
-        if any(not (state == MessageState.CANCELLED and reason in REMATERIALISABLE) for state, reason in had)
-    }
+    blocked = {step for step, had in history.items() if is_blocked(had)}
     contact_ids = sorted({e[1] for e in enrollments})
     facts, _ = load_facts(session, contact_ids, campaign.category, {s.channel for s in steps})
     policy, cap = policy_and_cap(session, settings, campaign)
@@ -131,22 +123,36 @@ WENT_OUT_STATES = frozenset(
 )
 
 
+PENDING_OR_OUT = WENT_OUT_STATES | {str(s) for s in PENDING_STATES}
+
+
 def went_out(had: Sequence[tuple[str, str | None]]) -> bool:
     """Did any of a step's messages (``step_history``) go out?"""
     return any(state in WENT_OUT_STATES for state, _reason in had)
 
 
+def is_blocked(had: Sequence[tuple[str, str | None]]) -> bool:
+    """Does a step's history (``step_history``) keep it from being materialised again? Yes if
+    a message is pending or went out, or if the latest one ended for a reason that is final
+    (failed, skipped, cancelled by an opt-out...); rows before a re-enrollment do not count."""
+    if any(state in PENDING_OR_OUT for state, _reason in had):
+        return True
+    state, reason = had[-1]
+    return not (state == MessageState.CANCELLED and reason in REMATERIALISABLE)
+
+
 def step_history(
     session: Session, enrollment_ids: Sequence[int], keys: Sequence[str]
 ) -> dict[tuple[int, str], list[tuple[str, str | None]]]:
-    """Per (enrollment, step key): the state and reason of every message the step has had."""
+    """Per (enrollment, step key): the state and reason of every message the step has had,
+    oldest first."""
     history: dict[tuple[int, str], list[tuple[str, str | None]]] = {}
     sets = IdSets(session)
     for chunk in sets.batches(sorted(set(enrollment_ids))):
         for eid, key, state, reason in session.execute(
             select(Message.enrollment_id, Message.step_key, Message.state, Message.state_reason).where(
                 of_enrollments(sets, chunk), Message.step_key.in_(keys)
-            )
+            ).order_by(Message.id)
         ):
             if eid is not None and key is not None:
                 history.setdefault((eid, key), []).append((state, reason))

@@ -182,6 +182,10 @@ def test_an_enrollment_completes_when_its_last_message_is_done(
     assert [(m.step_key, m.idempotency_key) for m in pending] == [
         ("nudge", rows.enrollment_step_key(enrollment_id, "nudge", 1))
     ]
+    # A pause and resume in the new run bring the step back, whatever the first run's row says.
+    lifecycle.pause(synced, contact_ids=[contact], now=utc("2026-03-16 18:00"))
+    resumed = lifecycle.resume(synced, demo_settings, contact_ids=[contact], now=utc("2026-03-16 19:00"))
+    assert resumed.messages_created == 1
 
 
 def test_enrolling_a_finished_series_again_completes_it_and_refuses_when_everything_went_out(
