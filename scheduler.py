@@ -23,4 +23,11 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 30.0,
         "options": {"expires": 30.0},
     },
+    # Mark enrollments whose messages are all done as completed (nothing waits on it but the
+    # campaign counts and re-enrolling, which checks for itself).
+    "complete-enrollments": {
+        "task": "outreach.complete_enrollments",
+        "schedule": 300.0,
+        "options": {"expires": 300.0},
+    },
 }

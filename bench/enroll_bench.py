@@ -26,7 +26,8 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import func, select, text
 
-from outreach.campaigns import definitions, enrollment
+from outreach.campaigns import sync
+from outreach.campaigns.enroll import enroll
 from outreach.config import load_settings
 from outreach.db import make_engine, make_session_factory
 from outreach.migrate import upgrade
@@ -118,20 +119,20 @@ def run(contacts: int = 100_000, pg_admin_url: str = DEFAULT_PG_ADMIN_URL) -> di
             factory = make_session_factory(engine)
             now = datetime(2026, 3, 2, 17, 0, tzinfo=UTC)
             with factory() as session, session.begin():
-                definitions.sync(session, settings, now)
+                sync.sync(session, settings, now)
             ids = list(range(1, contacts + 1))
 
             load = os.getloadavg()[0]
             checkpoints = _checkpoints(pg_admin_url, first=True)
             started = time.perf_counter()
             with factory() as session, session.begin():
-                report = enrollment.enroll(session, settings, "bench-series", ids, now=now)
+                report = enroll(session, settings, "bench-series", ids, now=now)
             first = time.perf_counter() - started
             checkpointed = _checkpoints(pg_admin_url) > checkpoints
 
             started = time.perf_counter()
             with factory() as session, session.begin():
-                again = enrollment.enroll(session, settings, "bench-series", ids, now=now)
+                again = enroll(session, settings, "bench-series", ids, now=now)
             second = time.perf_counter() - started
 
             with factory() as session:

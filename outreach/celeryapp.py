@@ -11,7 +11,7 @@ from kombu.entity import Queue
 
 from outreach.config import Settings
 
-TASK_MODULES = ["tasks.delivery", "tasks.replies"]
+TASK_MODULES = ["tasks.delivery", "tasks.replies", "tasks.campaigns"]
 PROCESS_INBOUND = "outreach.process_inbound"
 DISPATCH_DUE = "outreach.dispatch_due"
 # Everything but the sends: the dispatcher, patients' replies and the sweeps. On a queue of
@@ -23,6 +23,7 @@ CONTROL_TASKS = (
     "outreach.rescue_stuck",
     "outreach.reconcile_unknown",
     "outreach.process_unprocessed_inbound",
+    "outreach.complete_enrollments",
 )
 
 

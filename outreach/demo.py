@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outreach import appointments
-from outreach.campaigns import definitions, enrollment
+from outreach.campaigns import sync
+from outreach.campaigns.enroll import enroll
 from outreach.config import Settings
 from outreach.contacts import consent
 from outreach.contacts.service import ContactInput, add_contact
@@ -45,9 +46,9 @@ class DemoReport:
 
 
 def seed(session: Session, settings: Settings, now: datetime) -> DemoReport:
-    definitions.sync(session, settings, now)
+    sync.sync(session, settings, now)
     ids = [_ensure_patient(session, settings, patient) for patient in DEMO_PATIENTS]
-    report = enrollment.enroll(session, settings, EDUCATION_CAMPAIGN, ids[:2], now=now)
+    report = enroll(session, settings, EDUCATION_CAMPAIGN, ids[:2], now=now)
     visit = session.scalar(select(Appointment).where(Appointment.external_id == DEMO_VISIT))
     if visit is None:
         # Four days out, so the preparation email (three days before) is still ahead.

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 # Give up looking for an opening after this many local days (a calendar closed for a year is a
@@ -236,6 +237,31 @@ class StepTiming:
             return after(anchor, self.delay)
         assert self.day_offset is not None and self.at is not None
         return day_at(anchor, zone, self.day_offset, self.at)
+
+
+class TimedStep(Protocol):
+    """What a stored campaign step (``CampaignStep``) carries about its timing."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def day_offset(self) -> int | None: ...
+    @property
+    def at_time(self) -> str | None: ...
+    @property
+    def delay_seconds(self) -> int | None: ...
+
+
+def step_timing(key: str, day_offset: int | None, at: str | None, delay_seconds: int | None) -> StepTiming:
+    """A step's timing from its stored form: a delay in seconds, or a day offset at ``"HH:MM"``."""
+    if delay_seconds is not None:
+        return StepTiming(key, delay=timedelta(seconds=delay_seconds))
+    assert day_offset is not None and at is not None
+    return StepTiming(key, day_offset=day_offset, at=parse_clock(at))
+
+
+def timing_of(step: TimedStep) -> StepTiming:
+    return step_timing(step.key, step.day_offset, step.at_time, step.delay_seconds)
 
 
 def plan_steps(

@@ -43,6 +43,7 @@ from outreach.appointments.policy import ReminderPolicy, Step
 from outreach.content.rendering import appointment_fields
 from outreach.delivery import caps
 from outreach.models import AppointmentStatus
+from outreach.outbox.rows import appointment_key
 from outreach.scheduling import NoOpening, SendPolicy, day_at, local_day_of
 
 COMBINED = caps.COMBINED
@@ -103,7 +104,7 @@ class Planned:
 
 def reminder_key(appointment_id: int, step: Step, version: int) -> str:
     kind = "notice" if step.notice else "reminder"
-    return f"appointment:{appointment_id}:{kind}:{step.key}:v{version}"
+    return appointment_key(appointment_id, kind, step.key, version)
 
 
 def timed(

@@ -31,6 +31,7 @@ from outreach.appointments.policy import policy_for
 from outreach.config import Settings
 from outreach.errors import NotFound, OutreachError
 from outreach.models import Appointment, AppointmentStatus, Contact, Message, MessageState
+from outreach.outbox.rows import appointment_key_prefix
 
 EXTERNAL_ID_MAX = 64
 LOCATION_MAX = 200
@@ -242,7 +243,7 @@ def _belonging_to(session: Session, outcome: Outcome, appointment_id: int) -> Ou
         if outcome.message_ids
         else set()
     )
-    prefix = f"appointment:{appointment_id}:"
+    prefix = appointment_key_prefix(appointment_id)
     return Outcome(
         [i for i in outcome.message_ids if i in ids],
         [s for s in outcome.skipped if s["key"].startswith(prefix)],

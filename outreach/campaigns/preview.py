@@ -9,8 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from outreach.campaigns.definitions import timing_of
-from outreach.campaigns.enrollment import _campaign
+from outreach.campaigns.eligibility import find_campaign
 from outreach.closures import campaign_policy, load_closures
 from outreach.config import Settings
 from outreach.contacts import consent
@@ -19,7 +18,7 @@ from outreach.content.rendering import RenderError, base_context, load_meta, ren
 from outreach.delivery.caps import CAPPED_CATEGORIES, cap_of, planned_instants
 from outreach.errors import NotFound
 from outreach.models import Contact
-from outreach.scheduling import count_days, plan_steps
+from outreach.scheduling import count_days, plan_steps, timing_of
 
 
 @dataclass
@@ -47,7 +46,7 @@ class StepPreview:
 def preview(
     session: Session, settings: Settings, slug: str, contact_id: int, *, start: datetime | None, now: datetime
 ) -> list[StepPreview]:
-    campaign = _campaign(session, slug)
+    campaign = find_campaign(session, slug)
     contact = session.get(Contact, contact_id)
     if contact is None:
         raise NotFound(f"no contact with id {contact_id}")

@@ -11,8 +11,10 @@ import typer
 from rich.table import Table
 from sqlalchemy import func, select
 
-from outreach.campaigns import definitions as campaign_files
-from outreach.campaigns import enrollment
+from outreach.campaigns import eligibility, lifecycle
+from outreach.campaigns import files as campaign_files
+from outreach.campaigns import sync as campaign_sync
+from outreach.campaigns.enroll import enroll as enroll_contacts
 from outreach.campaigns.preview import preview as preview_steps
 from outreach.cli.common import console, err_console, handle_errors, print_json, settings, transaction
 from outreach.content.lint import check_templates
@@ -49,7 +51,7 @@ def parse_start(value: str | None, zone_name: str) -> datetime | None:
 def sync(as_json: JsonOption = False) -> None:
     """Load every campaign file and templates/closures.yaml into the database."""
     with transaction() as session:
-        report = campaign_files.sync(session, settings(), utcnow())
+        report = campaign_sync.sync(session, settings(), utcnow())
     if as_json:
         print_json(
             {
@@ -191,7 +193,7 @@ def _contact_ids(session: Any, contacts: list[int] | None, tag: str | None) -> l
     if contacts and tag:
         raise OutreachError("give --contact or --tag, not both")
     if tag is not None:
-        return enrollment.contact_ids_for_tag(session, tag)
+        return eligibility.contact_ids_for_tag(session, tag)
     return list(contacts) if contacts else None
 
 
@@ -214,7 +216,7 @@ def enroll(
         ids = _contact_ids(session, contact, tag)
         if not ids:
             raise OutreachError("no contacts: give --contact ID (repeatable) or --tag TAG matching someone")
-        report = enrollment.enroll(session, settings(), slug, ids, begin, now=now)
+        report = enroll_contacts(session, settings(), slug, ids, begin, now=now)
     if as_json:
         print_json(report.as_dict())
         return
@@ -246,13 +248,13 @@ def _scope_command(action: str) -> Any:
             if tag is not None and not ids:
                 raise OutreachError(f"no contact has the tag {tag!r}")
             if action == "pause":
-                result = enrollment.pause(session, slug=slug, contact_ids=ids, everything=everything, now=now)
+                result = lifecycle.pause(session, slug=slug, contact_ids=ids, everything=everything, now=now)
             elif action == "resume":
-                result = enrollment.resume(
+                result = lifecycle.resume(
                     session, settings(), slug=slug, contact_ids=ids, everything=everything, now=now
                 )
             else:
-                result = enrollment.unenroll(
+                result = lifecycle.unenroll(
                     session, slug=slug, contact_ids=ids, everything=everything, now=now
                 )
         if as_json:

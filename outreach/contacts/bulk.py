@@ -12,7 +12,6 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     BigInteger,
     Boolean,
     ColumnElement,
@@ -21,44 +20,27 @@ from sqlalchemy import (
     String,
     Table,
     TypeDecorator,
-    any_,
-    bindparam,
-    func,
-    select,
     text,
 )
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
+from outreach.outbox.idsets import allocate_ids, among
+
 
 class BulkWriter:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.postgres = session.get_bind().dialect.name == "postgresql"
-        self._sequences: dict[str, str] = {}
 
     def allocate_ids(self, table: Table, count: int) -> list[int]:
         """``count`` fresh primary keys for ``table``, unused by anyone else."""
-        if count == 0:
-            return []
-        if self.postgres:
-            sequence = self._sequence(table)
-            ids: list[int] = self.session.execute(
-                text("SELECT array_agg(nextval(:seq)) FROM generate_series(1, :n)"),
-                {"seq": sequence, "n": count},
-            ).scalar_one()
-            return ids
-        # SQLite: this transaction holds the database's write lock (BEGIN IMMEDIATE), so
-        # nobody else can take ids between reading the maximum and inserting.
-        current = self.session.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
-        return list(range(current + 1, current + 1 + count))
+        return allocate_ids(self.session, table, count)
 
     def is_in(self, column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
         """``column IN values``; on PostgreSQL one array parameter instead of thousands."""
-        if self.postgres:
-            return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-        return column.in_(values)
+        return among(self.postgres, column, values)
 
     def insert(self, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
@@ -85,14 +67,6 @@ class BulkWriter:
         marks = ", ".join("?" for _ in columns)
         # Table and column names come from our own metadata, never from input.
         connection.executemany(f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks})', rows)  # noqa: S608
-
-    def _sequence(self, table: Table) -> str:
-        if table.name not in self._sequences:
-            name = self.session.execute(
-                text("SELECT pg_get_serial_sequence(:table, 'id')"), {"table": table.name}
-            ).scalar_one()
-            self._sequences[table.name] = name
-        return self._sequences[table.name]
 
     def _copy(self, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         connection = self.session.connection().connection.driver_connection

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from markupsafe import escape
 
-from outreach.campaigns.definitions import CampaignDefinition, CampaignFileError, load_definitions
+from outreach.campaigns.files import CampaignDefinition, CampaignFileError, load_definitions
 from outreach.config import Settings
 from outreach.content.rendering import (
     UNSUBSCRIBABLE,

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from outreach.campaigns.enrollment import PAUSED_REASON
+from outreach.campaigns.reports import PAUSED_REASON
 from outreach.closures import campaign_policy, load_closures
 from outreach.config import Settings
 from outreach.delivery import caps

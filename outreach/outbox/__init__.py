@@ -3,13 +3,20 @@
 Every state change is ``UPDATE ... WHERE id = :id AND state IN (:expected)``: a duplicate
 task, a second beat or a second dispatcher finds nothing to change and stops there.
 
-Locking protocol (what makes "never to someone who said stop" hold under races; also in
-docs/delivery.md): whoever changes a contact's consent or appointments, and whoever is about
-to hand a message for that contact to a provider, first locks the contact rows
-(``lock_contacts``, ``lock_contacts_of``: in id order, so two lockers never deadlock), then
-the message rows (``lock_messages``). The provider call happens while the lock is held, so an
-opt-out or a reschedule that commits was either stored before the send began (and the send
-sees it) or waited until the provider had answered.
+Locking protocol, the one place it is explained (what makes "never to someone who said stop"
+and "never a reminder with the old time" hold under races):
+
+* Whoever changes what a send depends on for a contact — consent (opt-out, unsubscribe, an
+  import), an appointment (reschedule, cancel), a crisis pause, a staff reply — first locks
+  the contact row (``lock_contacts``) in its transaction.
+* Whoever hands messages to a provider locks their contacts (``lock_contacts_of``), then the
+  message rows (``lock_messages``), re-checks, and calls the provider while holding the locks.
+* The order is always contacts before messages, and contacts in id order, so two lockers never
+  wait for each other in a circle.
+
+So a change that commits was either stored before the send began (the send sees it and does
+not go) or waited until the provider had answered. On SQLite the transaction already holds
+the database's write lock (``BEGIN IMMEDIATE``), which gives the same exclusion.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, lazyload
 
 from outreach.models import PENDING_STATES, Contact, Message, MessageState, utcnow
+from outreach.outbox import rows as rows_module
 
 
 def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -32,20 +40,8 @@ def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     """
     if not rows:
         return 0
-    now = utcnow()
-    values = [
-        {
-            "state": MessageState.SCHEDULED,
-            "kind": "automated",
-            "context": {},
-            "attempts": 0,
-            "max_attempts": 5,
-            "created_at": now,
-            "updated_at": now,
-            **row,
-        }
-        for row in rows
-    ]
+    initial = rows_module.defaults(utcnow())
+    values = [{**initial, **row} for row in rows]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(Message).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(Message.id)

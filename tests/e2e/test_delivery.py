@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from outreach.campaigns import definitions, enrollment
+from outreach.campaigns import sync
+from outreach.campaigns.enroll import enroll
 from outreach.contacts import consent
 from outreach.models import Message, MessageState, Suppression, utcnow
 from outreach.outbox import insert_messages
@@ -33,14 +34,14 @@ def system(pg_url: str, tmp_path: Path) -> Iterator[System]:
 def test_campaign_steps_reach_the_patient_and_are_logged_delivered(system: System) -> None:
     now = utcnow()
     with system.factory.begin() as session:
-        definitions.sync(session, system.settings, now)
+        sync.sync(session, system.settings, now)
         reader = make_contact(session, timezone=daytime_zone())
         texter = make_contact(session, timezone=daytime_zone())
         ids = {"reader": reader.id, "texter": texter.id}
         phone, email = texter.phone, reader.email
     system.clear_closures()
     with system.factory.begin() as session:
-        enrollment.enroll(session, system.settings, "ketamine-education", list(ids.values()), now=now)
+        enroll(session, system.settings, "ketamine-education", list(ids.values()), now=now)
         # Time travel on one row: bring the texter's SMS nudge (day 10) forward to now. (The
         # texter is another contact: the education cap allows one message a day per patient.)
         nudge_id = session.scalar(

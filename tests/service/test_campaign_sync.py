@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from outreach.campaigns import definitions, enrollment
-from outreach.campaigns.definitions import CampaignFileError, parse_definition
+from outreach.campaigns import lifecycle, reports, sync
+from outreach.campaigns.enroll import enroll
+from outreach.campaigns.files import CampaignFileError, parse_definition
 from outreach.config import Settings
 from outreach.models import Message, MessageState
 from tests.support.campaigns import (
@@ -68,12 +69,12 @@ def test_a_step_naming_a_missing_template_is_refused(tmp_path: Path) -> None:
 @pytest.fixture
 def demo(tmp_path: Path, db_url: str, session: Session) -> Settings:
     settings = copy_templates(tmp_path, db_url, campaigns={"demo": SMALL_CAMPAIGN})
-    definitions.sync(session, settings, NOW)
+    sync.sync(session, settings, NOW)
     return settings
 
 
 def test_resync_of_an_unchanged_file_changes_nothing(session: Session, demo: Settings) -> None:
-    report = definitions.sync(session, demo, NOW)
+    report = sync.sync(session, demo, NOW)
     assert [(c.slug, c.action) for c in report.campaigns] == [("demo", "unchanged")]
 
 
@@ -81,11 +82,11 @@ def test_resync_changed_step_moves_pending_messages_and_keeps_sent_ones(
     session: Session, demo: Settings
 ) -> None:
     sent_contact, pending_contact = add_contact(session), add_contact(session)
-    enrollment.enroll(session, demo, "demo", [sent_contact, pending_contact], now=NOW)
+    enroll(session, demo, "demo", [sent_contact, pending_contact], now=NOW)
     nudge = next(m for m in messages_of(session, sent_contact) if m.step_key == "nudge")
     session.execute(update(Message).where(Message.id == nudge.id).values(state=MessageState.SENT))
     write_campaign(demo, "demo", SMALL_CAMPAIGN.replace('day: 2\n    at: "12:00"', 'day: 3\n    at: "15:00"'))
-    report = definitions.sync(session, demo, NOW)
+    report = sync.sync(session, demo, NOW)
     session.commit()
     session.expire_all()
     assert report.campaigns[0].steps_changed == ["nudge"]
@@ -94,7 +95,7 @@ def test_resync_changed_step_moves_pending_messages_and_keeps_sent_ones(
     assert [(m.state, m.due_at.strftime("%d %H:%M")) for m in sent_nudges] == [("sent", "04 20:00")]
     nudges = [m for m in messages_of(session, pending_contact) if m.step_key == "nudge"]
     assert [(m.state, m.state_reason) for m in nudges] == [
-        ("cancelled", enrollment.REPLACED_REASON),
+        ("cancelled", reports.REPLACED_REASON),
         ("scheduled", None),
     ]
     assert nudges[1].due_at == utc("2026-03-05 23:00")  # day 3 at 15:00 Los Angeles
@@ -103,18 +104,18 @@ def test_resync_changed_step_moves_pending_messages_and_keeps_sent_ones(
 
 def test_resync_removed_step_cancels_its_pending_messages(session: Session, demo: Settings) -> None:
     contact = add_contact(session)
-    enrollment.enroll(session, demo, "demo", [contact], now=NOW)
+    enroll(session, demo, "demo", [contact], now=NOW)
     without_nudge = (
         SMALL_CAMPAIGN.split("  - key: nudge")[0]
         + "  - key: second"
         + SMALL_CAMPAIGN.split("  - key: second")[1]
     )
     write_campaign(demo, "demo", without_nudge)
-    report = definitions.sync(session, demo, NOW)
+    report = sync.sync(session, demo, NOW)
     session.expire_all()
     assert report.campaigns[0].steps_removed == ["nudge"]
     states = {m.step_key: (m.state, m.state_reason) for m in messages_of(session, contact)}
-    assert states["nudge"] == ("cancelled", definitions.REMOVED_REASON)
+    assert states["nudge"] == ("cancelled", sync.REMOVED_REASON)
     assert states["first"][0] == states["second"][0] == "scheduled"
 
 
@@ -122,35 +123,35 @@ def test_resync_new_step_is_materialised_for_active_enrollments_only(
     session: Session, demo: Settings
 ) -> None:
     active, paused = add_contact(session), add_contact(session)
-    enrollment.enroll(session, demo, "demo", [active, paused], now=NOW)
-    enrollment.pause(session, contact_ids=[paused], now=NOW)
+    enroll(session, demo, "demo", [active, paused], now=NOW)
+    lifecycle.pause(session, contact_ids=[paused], now=NOW)
     added = SMALL_CAMPAIGN + (
         "  - key: third\n    channel: email\n    template: email/education/ketamine/03_your_visit\n"
         '    day: 6\n    at: "10:00"\n'
     )
     write_campaign(demo, "demo", added)
-    report = definitions.sync(session, demo, NOW)
+    report = sync.sync(session, demo, NOW)
     assert report.campaigns[0].steps_added == ["third"] and report.campaigns[0].messages_created == 1
     assert [m.step_key for m in messages_of(session, active)][-1] == "third"
     assert "third" not in {m.step_key for m in messages_of(session, paused)}
     # Resuming later picks up the new step too.
-    enrollment.resume(session, demo, contact_ids=[paused], now=NOW)
+    lifecycle.resume(session, demo, contact_ids=[paused], now=NOW)
     assert "third" in {m.step_key for m in messages_of(session, paused) if m.state == "scheduled"}
 
 
 def test_changing_a_campaigns_category_is_refused(session: Session, demo: Settings) -> None:
     write_campaign(demo, "demo", SMALL_CAMPAIGN.replace("category: education", "category: marketing"))
     with pytest.raises(CampaignFileError, match="a category cannot change"):
-        definitions.sync(session, demo, NOW)
+        sync.sync(session, demo, NOW)
 
 
 def test_adding_a_closure_moves_scheduled_messages_off_that_day(session: Session, demo: Settings) -> None:
     contact = add_contact(session)
-    enrollment.enroll(session, demo, "demo", [contact], now=NOW)
+    enroll(session, demo, "demo", [contact], now=NOW)
     (Path(demo.templates_dir) / "closures.yaml").write_text(
         "closures:\n  - day: 2026-03-04\n    reason: training\n"
     )
-    report = definitions.sync(session, demo, NOW)
+    report = sync.sync(session, demo, NOW)
     assert report.closures_added == ["2026-03-04"] and report.messages_moved == 1
     session.expire_all()
     nudge = next(m for m in messages_of(session, contact) if m.step_key == "nudge")

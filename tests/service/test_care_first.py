@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from outreach import appointments
 from outreach.appointments.replies import appointment_reply
-from outreach.campaigns import definitions, enrollment
+from outreach.campaigns import sync
+from outreach.campaigns.enroll import enroll
 from outreach.config import Settings
 from outreach.delivery.send import Services, send_message
 from outreach.models import Appointment, Contact, Message, MessageState
@@ -32,9 +33,9 @@ def _services(
 
 
 def _enrolled(session: Session, settings: Settings, now: datetime) -> Contact:
-    definitions.sync(session, settings, now)
+    sync.sync(session, settings, now)
     contact = make_contact(session)
-    report = enrollment.enroll(session, settings, EDUCATION, [contact.id], now=now)
+    report = enroll(session, settings, EDUCATION, [contact.id], now=now)
     assert [o.outcome for o in report.outcomes] == ["enrolled"]
     return contact
 
@@ -119,10 +120,10 @@ def test_when_the_daily_limit_binds_the_education_email_moves_to_the_next_day_an
 def test_enrolling_after_a_booking_keeps_education_off_the_day_the_reminders_fill(
     session: Session, settings: Settings
 ) -> None:
-    definitions.sync(session, settings, MON_0830)
+    sync.sync(session, settings, MON_0830)
     contact = make_contact(session)
     _book(session, settings, contact, la(2026, 3, 5, 14, 0), "infusion")
-    enrollment.enroll(session, settings, EDUCATION, [contact.id], now=MON_0830)
+    enroll(session, settings, EDUCATION, [contact.id], now=MON_0830)
     # Monday is full (booking text, preparation email): the first email goes Tuesday; Thursday
     # has one reminder (the on-the-day text), so the second email keeps its time there.
     assert [_local(m.due_at) for m in _education(session, contact.id)][:2] == ["Tue 09:00", "Thu 10:00"]

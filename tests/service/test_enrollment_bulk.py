@@ -11,11 +11,13 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from outreach.campaigns import definitions, enrollment
-from outreach.campaigns.enrollment import EnrollmentReport
+from outreach.campaigns import sync
+from outreach.campaigns.enroll import enroll
+from outreach.campaigns.reports import EnrollmentReport
 from outreach.config import Settings
 from outreach.db import make_engine, make_session_factory
 from outreach.models import Contact, Enrollment, Message, Suppression
+from outreach.outbox import rows
 from tests.support.campaigns import SMALL_CAMPAIGN, add_contact, copy_templates, messages_of, utc
 from tests.support.waiting import wait_for, waiting_for_a_lock
 
@@ -29,7 +31,7 @@ def demo_settings(tmp_path: Path, db_url: str) -> Settings:
 
 @pytest.fixture
 def synced(session: Session, demo_settings: Settings) -> Session:
-    definitions.sync(session, demo_settings, NOW)
+    sync.sync(session, demo_settings, NOW)
     session.commit()
     return session
 
@@ -38,7 +40,7 @@ def test_one_call_answers_for_every_contact_and_writes_only_the_usable_steps(
     synced: Session, demo_settings: Settings
 ) -> None:
     already = add_contact(synced)
-    enrollment.enroll(synced, demo_settings, "demo", [already], now=NOW)
+    enroll(synced, demo_settings, "demo", [already], now=NOW)
     everything = add_contact(synced, timezone="America/New_York")
     email_only = add_contact(synced, consents={"email": ["education"]})
     bounced = add_contact(synced, email="bounced@example.org")
@@ -51,7 +53,7 @@ def test_one_call_answers_for_every_contact_and_writes_only_the_usable_steps(
     synced.commit()
     wanted = [already, everything, email_only, bounced, no_phone, paused, lost, care_only, 424242]
 
-    report = enrollment.enroll(synced, demo_settings, "demo", wanted, now=NOW)
+    report = enroll(synced, demo_settings, "demo", wanted, now=NOW)
     synced.commit()
 
     assert report.already_enrolled == [already]
@@ -96,7 +98,7 @@ def test_each_message_names_its_own_enrollment_and_contact(synced: Session, demo
     # as text ("enrollment:10:..." < "enrollment:9:...") than as numbers.
     contacts = [add_contact(synced, first_name=f"P{n}") for n in range(25)]
     synced.commit()
-    report = enrollment.enroll(synced, demo_settings, "demo", contacts, now=NOW)
+    report = enroll(synced, demo_settings, "demo", contacts, now=NOW)
     synced.commit()
     assert report.enrolled == contacts and report.messages_created == 75
     owner = {eid: cid for eid, cid in synced.execute(select(Enrollment.id, Enrollment.contact_id))}
@@ -104,12 +106,13 @@ def test_each_message_names_its_own_enrollment_and_contact(synced: Session, demo
     assert len(messages) == 75
     for message in messages:
         assert message.enrollment_id is not None and owner[message.enrollment_id] == message.contact_id
-        assert message.idempotency_key == f"enrollment:{message.enrollment_id}:step:{message.step_key}"
+        assert message.step_key is not None
+        assert message.idempotency_key == rows.enrollment_step_key(message.enrollment_id, message.step_key)
         assert (message.state, message.kind, message.attempts, message.max_attempts) == (
-            "scheduled",
-            "automated",
-            0,
-            5,
+            rows.INITIAL_STATE,
+            rows.DEFAULT_KIND,
+            rows.INITIAL_ATTEMPTS,
+            rows.MAX_ATTEMPTS,
         )
         assert message.context == {} and message.created_at == NOW
     enrollments = synced.scalars(select(Enrollment)).all()
@@ -124,7 +127,7 @@ def pg(pg_url: str, tmp_path: Path) -> Iterator[tuple[Settings, sessionmaker[Ses
     settings = copy_templates(tmp_path, pg_url, campaigns={"demo": SMALL_CAMPAIGN})
     factory = make_session_factory(engine)
     with factory() as session, session.begin():
-        definitions.sync(session, settings, NOW)
+        sync.sync(session, settings, NOW)
     yield settings, factory, engine
     engine.dispose()
 
@@ -141,12 +144,12 @@ def test_a_concurrent_enrollment_waits_for_the_campaign_lock_and_then_creates_no
     def enroll_in_another_session() -> None:
         try:
             with factory() as other, other.begin():
-                second.append(enrollment.enroll(other, settings, "demo", [contact], now=NOW))
+                second.append(enroll(other, settings, "demo", [contact], now=NOW))
         except BaseException as error:  # handed to the test thread
             errors.append(error)
 
     with factory() as first, first.begin():
-        report = enrollment.enroll(first, settings, "demo", [contact], now=NOW)
+        report = enroll(first, settings, "demo", [contact], now=NOW)
         worker = threading.Thread(target=enroll_in_another_session)
         worker.start()
         wait_for(lambda: waiting_for_a_lock(engine), what="the second enrollment to wait for the lock")

@@ -25,6 +25,7 @@ from outreach.models import (
     MessageEvent,
     utcnow,
 )
+from outreach.outbox import rows as outbox_rows
 from tests.support.waiting import wait_for, waiting_for_a_lock
 
 MISSING = 987654
@@ -68,7 +69,7 @@ def _message(key: str, contact_id: int | None, appointment_id: int | None = None
         "idempotency_key": key, "contact_id": contact_id, "appointment_id": appointment_id,
         "channel": "sms", "category": "care", "kind": "system", "context": {},
         "body_override": "Test message from the clinic.", "due_at": utcnow(), "state": "scheduled",
-        "attempts": 0, "max_attempts": 5,
+        "attempts": outbox_rows.INITIAL_ATTEMPTS, "max_attempts": outbox_rows.MAX_ATTEMPTS,
     }
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from outreach.campaigns import definitions, enrollment
+from outreach.campaigns import files, sync
+from outreach.campaigns.enroll import enroll
 from outreach.config import Settings, load_settings
 from outreach.content.lint import check_templates
 from outreach.content.rendering import RenderError, render_message, render_template
@@ -35,7 +36,7 @@ def test_the_shipped_templates_pass_the_linter() -> None:
 
 def test_the_education_series_fits_the_cap_with_one_short_sms() -> None:
     settings = load_settings(templates_dir=TEMPLATES)
-    (series,) = [d for d in definitions.load_definitions(settings) if d.slug == "ketamine-education"]
+    (series,) = [d for d in files.load_definitions(settings) if d.slug == "ketamine-education"]
     assert series.category == "education"
     assert [s.channel for s in series.steps].count("sms") == 1
     assert 14 <= max(s.day_offset or 0 for s in series.steps) <= 21
@@ -125,9 +126,9 @@ def test_render_message_fills_contact_and_clinic_and_requires_unsubscribe_for_ed
     session: Session, tmp_path: Path, db_url: str
 ) -> None:
     settings = copy_templates(tmp_path, db_url)
-    definitions.sync(session, settings, NOW)
+    sync.sync(session, settings, NOW)
     contact = add_contact(session, first_name="Rosa")
-    enrollment.enroll(session, settings, "ketamine-education", [contact], now=NOW)
+    enroll(session, settings, "ketamine-education", [contact], now=NOW)
     email = next(m for m in messages_of(session, contact) if m.channel == "email")
     sms = next(m for m in messages_of(session, contact) if m.channel == "sms")
     with pytest.raises(RenderError, match="needs an unsubscribe link"):

@@ -1,0 +1,109 @@
+"""What enrolling creates: the steps each contact can receive and their due instants (plans
+shared by contacts with the same answers), handed to a writer as ``NewEnrollments``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from outreach.campaigns.eligibility import Facts
+from outreach.closures import campaign_policy, load_closures
+from outreach.config import Settings
+from outreach.delivery.caps import CAPPED_CATEGORIES, cap_of, care_first_policy
+from outreach.models import Campaign, CampaignStep
+from outreach.scheduling import FrequencyCap, SendPolicy, count_days, plan_steps, timing_of
+
+
+@dataclass(frozen=True)
+class NewEnrollments:
+    """Enrollments to write: each member is (contact id, index into ``plans``); a plan is the
+    steps a contact gets with their due instants, shared by contacts with the same answers."""
+
+    campaign: Campaign
+    members: list[tuple[int, int]]
+    plans: list[list[tuple[CampaignStep, datetime]]]
+    started_at: datetime
+    created_at: datetime
+
+    @property
+    def messages(self) -> int:
+        return sum(len(self.plans[plan]) for _contact, plan in self.members)
+
+
+def policy_and_cap(
+    session: Session, settings: Settings, campaign: Campaign
+) -> tuple[SendPolicy, FrequencyCap | None]:
+    policy = campaign_policy(settings, campaign, load_closures(session))
+    cap = cap_of(settings) if campaign.category in CAPPED_CATEGORIES else None
+    return policy, cap
+
+
+@dataclass
+class Planner:
+    """Plans for one campaign from one start: what ``enroll`` writes and ``preview`` shows.
+
+    ``history`` is, per contact, the instants of their messages counted by the frequency cap
+    (``caps.planned_instants``); ``care`` the instants of their care messages
+    (``caps.care_instants``): days those fill up to the daily limit are closed to a capped
+    campaign, so a visit's reminders are never the ones that give way (care first, see
+    ``outreach.delivery.caps``). Contacts with the same zone, usable channels, cap history and
+    closed days share one plan.
+    """
+
+    steps: Sequence[CampaignStep]
+    policy: SendPolicy
+    cap: FrequencyCap | None
+    anchor: datetime
+    now: datetime
+    history: Mapping[int, list[datetime]]
+    settings: Settings
+    care: Mapping[int, list[datetime]] = field(default_factory=dict)
+    plans: list[list[tuple[CampaignStep, datetime]]] = field(default_factory=list)
+    _plan_ids: dict[tuple[object, ...], int] = field(default_factory=dict)
+    _choices: dict[int, tuple[list[CampaignStep], dict[str, str]]] = field(default_factory=dict)
+
+    def choose(self, fact: Facts) -> tuple[list[CampaignStep], dict[str, str]]:
+        """The steps the contact can receive, and why each other step is skipped."""
+        # Facts objects are shared by contacts with the same answers: one choice per object.
+        choice = self._choices.get(id(fact))
+        if choice is None:
+            choice = self._choices[id(fact)] = (
+                [s for s in self.steps if s.channel in fact.usable],
+                {s.key: fact.missing[s.channel] for s in self.steps if s.channel not in fact.usable},
+            )
+        return choice
+
+    def plan(self, contact_id: int, fact: Facts, usable: list[CampaignStep]) -> int:
+        """The index in ``plans`` of the contact's plan for ``usable`` (from ``choose``, or
+        fewer steps)."""
+        assert fact.zone is not None
+        instants = self.history.get(contact_id)
+        taken = count_days(instants, fact.zone) if instants else None
+        policy = self.policy
+        if self.cap is not None:
+            care = self.care.get(contact_id, ())
+            policy = care_first_policy(policy, self.settings, fact.zone, care, instants or ())
+        signature = (
+            fact.zone.key,
+            tuple(s.key for s in usable),
+            tuple(sorted(taken.items())) if taken else (),
+            policy.closures,
+        )
+        plan_id = self._plan_ids.get(signature)
+        if plan_id is None:
+            plan_id = self._plan_ids[signature] = len(self.plans)
+            due = plan_steps(
+                [timing_of(s) for s in usable],
+                self.anchor,
+                fact.zone,
+                policy,
+                now=self.now,
+                cap=self.cap,
+                taken=taken,
+            )
+            self.plans.append([(s, due[s.key]) for s in usable])
+        return plan_id
