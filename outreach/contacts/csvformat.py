@@ -24,6 +24,7 @@ from outreach.contacts.fields import (
     zone_from_phone,
 )
 from outreach.models import Category
+from outreach.text import control_problem
 
 COLUMNS = (
     "external_id",
@@ -181,8 +182,15 @@ def validate_row(line: int, cells: Sequence[str], header: Header) -> ContactRow 
         return RowError(line, f"{len(cells)} fields, but the header has {header.width}")
     problems: list[str] = []
     values: dict[str, str] = {}
+    blanked: set[str] = set()
     for column, index in header.positions.items():
         values[column] = unescape_cell(cells[index]).strip() if index < len(cells) else ""
+        problem = control_problem(column, values[column])
+        if problem is not None:
+            # Reported, not stored: PostgreSQL refuses NUL, and escapes would reach terminals.
+            problems.append(problem)
+            values[column] = ""
+            blanked.add(column)
 
     def field(column: str, check: Callable[[str], T]) -> T | None:
         raw = values.get(column, "")
@@ -204,7 +212,7 @@ def validate_row(line: int, cells: Sequence[str], header: Header) -> ContactRow 
     tags = field("tags", parse_tags_cell)
     sms = field("sms_consent", lambda v: parse_consent_cell(v, "sms_consent"))
     mail = field("email_consent", lambda v: parse_consent_cell(v, "email_consent"))
-    if not values.get("phone") and not values.get("email"):
+    if not values.get("phone") and not values.get("email") and not blanked & {"phone", "email"}:
         problems.append("no phone and no email")
     if problems:
         return RowError(line, "; ".join(problems))
