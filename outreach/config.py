@@ -229,8 +229,8 @@ def talks_to_real_smtp(settings: Settings) -> bool:
     return not _is_local(settings.smtp_host.strip(), settings.sandbox_host)
 
 
-def _secret_problem(variable: str, value: str) -> str | None:
-    if not value.strip():
+def _secret_problem(variable: str, value: str, given: bool) -> str | None:
+    if not given or not value.strip():
         return f"{variable} is not set"
     if value.strip().casefold() in PLACEHOLDER_SECRETS:
         return f"{variable} is a published default or placeholder"
@@ -252,16 +252,19 @@ def refuse_public_secrets(settings: Settings) -> None:
         return
     why = "Twilio at " + settings.twilio_api_base_url if twilio else "the mail server " + settings.smtp_host
     see = "; see README.md, Security"
-    checks: list[tuple[str, str]] = []
+    given = settings.model_fields_set
+    checks: list[tuple[str, str, bool]] = []
     if twilio:
         if settings.twilio_account_sid == PLACEHOLDER_ACCOUNT_SID:
             raise InsecureConfiguration(f"TWILIO_ACCOUNT_SID is not set (needed to use {why}){see}")
-        checks.append(("TWILIO_AUTH_TOKEN", settings.twilio_auth_token.get_secret_value()))
-    checks.append(("OUTREACH_SECRET_KEY", settings.secret_key.get_secret_value()))
+        token = settings.twilio_auth_token.get_secret_value()
+        checks.append(("TWILIO_AUTH_TOKEN", token, "twilio_auth_token" in given))
+    checks.append(("OUTREACH_SECRET_KEY", settings.secret_key.get_secret_value(), "secret_key" in given))
     if smtp and settings.smtp_username:
-        checks.append(("OUTREACH_SMTP_PASSWORD", settings.smtp_password.get_secret_value()))
-    for variable, value in checks:
-        problem = _secret_problem(variable, value)
+        password = settings.smtp_password.get_secret_value()
+        checks.append(("OUTREACH_SMTP_PASSWORD", password, "smtp_password" in given))
+    for variable, value, was_given in checks:
+        problem = _secret_problem(variable, value, was_given)
         if problem is not None:
             raise InsecureConfiguration(f"{problem} (needed to use {why}){see}")
 

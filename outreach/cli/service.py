@@ -12,7 +12,13 @@ from types import FrameType
 import typer
 
 from outreach.cli.common import console, handle_errors, settings, transaction
-from outreach.config import Settings, environment_with, load_settings, refuse_public_secrets
+from outreach.config import (
+    InsecureConfiguration,
+    Settings,
+    environment_with,
+    load_settings,
+    refuse_public_secrets,
+)
 
 # Where `outreach run` keeps Celery beat's small state file, out of the working tree's way.
 RUN_DIR = Path("var")
@@ -29,7 +35,7 @@ def serve(
     from outreach.web.app import create_app
 
     config = settings()
-    refuse_public_secrets(config)
+    _refuse_if_insecure(config)
     uvicorn.run(
         create_app(config),
         host=host or config.web_host,
@@ -45,7 +51,7 @@ def run() -> None:
     config = settings()
     wiring = _sandbox_wiring(config)
     # Checked here as each child checks itself, so a refusal is one line, not four.
-    refuse_public_secrets(load_settings(**{field: value for field, (_, value) in wiring.items()}))
+    _refuse_if_insecure(load_settings(**{field: value for field, (_, value) in wiring.items()}))
     RUN_DIR.mkdir(exist_ok=True)
     python = sys.executable
     commands = {
@@ -131,6 +137,15 @@ def demo_seed() -> None:
         f"demo data ready: contacts {report.contacts}, enrolled {report.enrolled or 'already'}, "
         f"appointment {report.appointment_id}"
     )
+
+
+def _refuse_if_insecure(config: Settings) -> None:
+    try:
+        refuse_public_secrets(config)
+    except InsecureConfiguration as exc:
+        # One unwrapped line (a terminal's width must not split it), as worker.py prints it.
+        sys.stderr.write(f"error: refusing to start: {exc}\n")
+        raise typer.Exit(exc.exit_code) from None
 
 
 def _sandbox_wiring(config: Settings) -> dict[str, tuple[str, str]]:
