@@ -48,6 +48,10 @@ _NO = frozenset({"no", "n", "false", "0"})
 # apostrophe and import removes it again (OWASP's advice on CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
+# Cells where a line break is a separator people use (Alt+Enter in a spreadsheet); elsewhere
+# it is junk, like every other control character.
+MULTILINE_COLUMNS = frozenset({"tags"})
+
 T = TypeVar("T")
 
 GRANT = "granted"
@@ -185,7 +189,7 @@ def validate_row(line: int, cells: Sequence[str], header: Header) -> ContactRow 
     blanked: set[str] = set()
     for column, index in header.positions.items():
         values[column] = unescape_cell(cells[index]).strip() if index < len(cells) else ""
-        problem = control_problem(column, values[column])
+        problem = control_problem(column, values[column], multiline=column in MULTILINE_COLUMNS)
         if problem is not None:
             # Reported, not stored: PostgreSQL refuses NUL, and escapes would reach terminals.
             problems.append(problem)
