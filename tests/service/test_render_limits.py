@@ -70,7 +70,7 @@ def test_a_hostile_template_fails_its_message_while_the_batch_is_sent(
     with session_factory.begin() as session:
         for template in ("sms/good", "sms/hostile", "sms/good"):
             message = make_message(
-                session, make_contact(session), template=template, body=None,
+                session, make_contact(session), template=template, body_override=None,
                 due_at=NOON_LA - timedelta(minutes=1),
             )
             transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED)
