@@ -6,15 +6,22 @@ database is the schedule, so no task is ever given an ETA or countdown.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from celery.signals import worker_process_init
 
 from outreach import runtime
 from outreach.celeryapp import make_celery
-from outreach.config import load_settings
+from outreach.config import InsecureConfiguration, load_settings, refuse_public_secrets
 
 settings = load_settings()
+try:
+    refuse_public_secrets(settings)
+except InsecureConfiguration as exc:
+    # One line, no traceback: the operator needs the variable's name, nothing else.
+    sys.stderr.write(f"error: refusing to start: {exc}\n")
+    raise SystemExit(exc.exit_code) from None
 app = make_celery(settings)
 runtime.install(settings)
 

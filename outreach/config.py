@@ -6,19 +6,34 @@ no other module reads ``os.environ``. Secrets are ``SecretStr`` so ``repr`` mask
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import time
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from outreach.errors import OutreachError
+
 TWILIO_API = "https://api.twilio.com"
 # Stands in for a real account until TWILIO_ACCOUNT_SID is set; never sent to Twilio itself.
 PLACEHOLDER_ACCOUNT_SID = "AC" + "0" * 32
+
+# The development defaults below are public (they are in this file): they sign nothing real.
+DEV_SECRET_KEY = "dev-insecure-change-me"  # noqa: S105
+SANDBOX_AUTH_TOKEN = "sandbox-auth-token"  # noqa: S105
+# Values people paste from examples; refused like the defaults wherever a real secret is needed.
+PLACEHOLDER_SECRETS = frozenset(
+    {DEV_SECRET_KEY, SANDBOX_AUTH_TOKEN, "changeme", "change-me", "change_me", "secret", "password",
+     "your_auth_token", "your-auth-token", "auth_token", "xxxxxxxx", "test", "example"}
+)
+# Twilio auth tokens are 32 hex digits; a signing key should be at least as long.
+MIN_SECRET_LENGTH = {"TWILIO_AUTH_TOKEN": 32, "OUTREACH_SECRET_KEY": 32, "OUTREACH_SMTP_PASSWORD": 8}
 
 # The federal window for telephone solicitations; our configured window may be narrower, never wider.
 FEDERAL_WINDOW = (time(8, 0), time(21, 0))
@@ -68,7 +83,7 @@ class Settings(BaseSettings):
     clinic_email: str = "frontdesk@clinic.example.org"
 
     public_base_url: str = "http://127.0.0.1:8000"
-    secret_key: SecretStr = SecretStr("dev-insecure-change-me")
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     templates_dir: Path = Path("templates")
 
     # When automated messages may go out, in the recipient's local time.
@@ -91,7 +106,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TWILIO_ACCOUNT_SID", "OUTREACH_TWILIO_ACCOUNT_SID"),
     )
     twilio_auth_token: SecretStr = Field(
-        default=SecretStr("sandbox-auth-token"),
+        default=SecretStr(SANDBOX_AUTH_TOKEN),
         validation_alias=AliasChoices("TWILIO_AUTH_TOKEN", "OUTREACH_TWILIO_AUTH_TOKEN"),
     )
     twilio_messaging_service_sid: str = ""
@@ -187,12 +202,71 @@ class Settings(BaseSettings):
     def clinic_zone(self) -> ZoneInfo:
         return ZoneInfo(self.clinic_timezone)
 
-    @property
-    def uses_real_twilio_without_account(self) -> bool:
-        """Pointed at Twilio itself but with no account configured: a setup mistake to refuse."""
-        return self.twilio_api_base_url.startswith(TWILIO_API) and (
-            self.twilio_account_sid == PLACEHOLDER_ACCOUNT_SID
-        )
+
+class InsecureConfiguration(OutreachError):
+    """A process would reach real Twilio or a real mail server with a missing or public secret."""
+
+    exit_code = 2
+
+
+def _is_local(host: str | None, sandbox_host: str) -> bool:
+    if not host:
+        return False
+    if host in ("localhost", sandbox_host):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def talks_to_real_twilio(settings: Settings) -> bool:
+    """Anything but the sandbox on this machine is real Twilio (or something posing as it)."""
+    return not _is_local(urlsplit(settings.twilio_api_base_url).hostname, settings.sandbox_host)
+
+
+def talks_to_real_smtp(settings: Settings) -> bool:
+    return not _is_local(settings.smtp_host.strip(), settings.sandbox_host)
+
+
+def _secret_problem(variable: str, value: str, given: bool) -> str | None:
+    if not given or not value.strip():
+        return f"{variable} is not set"
+    if value.strip().casefold() in PLACEHOLDER_SECRETS:
+        return f"{variable} is a published default or placeholder"
+    if len(value) < MIN_SECRET_LENGTH[variable]:
+        return f"{variable} is shorter than {MIN_SECRET_LENGTH[variable]} characters"
+    return None
+
+
+def refuse_public_secrets(settings: Settings) -> None:
+    """The start-up rule every process runs (web, worker, beat, ``outreach run``).
+
+    With the sandbox (loopback Twilio API and SMTP) anything goes: nothing real is reachable.
+    Once real Twilio or a real mail server is configured, a missing, default, placeholder or
+    short secret would let anyone who read this file forge a STOP or an unsubscribe, so the
+    process refuses to start. Raises ``InsecureConfiguration`` naming the first variable.
+    """
+    twilio, smtp = talks_to_real_twilio(settings), talks_to_real_smtp(settings)
+    if not (twilio or smtp):
+        return
+    why = "Twilio at " + settings.twilio_api_base_url if twilio else "the mail server " + settings.smtp_host
+    see = "; see README.md, Security"
+    given = settings.model_fields_set
+    checks: list[tuple[str, str, bool]] = []
+    if twilio:
+        if settings.twilio_account_sid == PLACEHOLDER_ACCOUNT_SID:
+            raise InsecureConfiguration(f"TWILIO_ACCOUNT_SID is not set (needed to use {why}){see}")
+        token = settings.twilio_auth_token.get_secret_value()
+        checks.append(("TWILIO_AUTH_TOKEN", token, "twilio_auth_token" in given))
+    checks.append(("OUTREACH_SECRET_KEY", settings.secret_key.get_secret_value(), "secret_key" in given))
+    if smtp and settings.smtp_username:
+        password = settings.smtp_password.get_secret_value()
+        checks.append(("OUTREACH_SMTP_PASSWORD", password, "smtp_password" in given))
+    for variable, value, was_given in checks:
+        problem = _secret_problem(variable, value, was_given)
+        if problem is not None:
+            raise InsecureConfiguration(f"{problem} (needed to use {why}){see}")
 
 
 def environment_with(overrides: dict[str, str]) -> dict[str, str]:

@@ -19,6 +19,9 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # Statement parameters are patient data (phones, names, message bodies): an error's text
+    # and the engine's logs must never carry them.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(
             url,

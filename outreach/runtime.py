@@ -5,21 +5,16 @@ from __future__ import annotations
 
 from outreach.channels.smtp.client import SmtpEmail
 from outreach.channels.twilio.client import TwilioSms
-from outreach.config import Settings
+from outreach.config import Settings, refuse_public_secrets
 from outreach.db import make_engine, make_session_factory
 from outreach.delivery.ratelimit import limiter_from_settings
 from outreach.delivery.send import Services
-from outreach.errors import OutreachError
 
 _current: Services | None = None
 
 
 def build(settings: Settings) -> Services:
-    if settings.uses_real_twilio_without_account:
-        raise OutreachError(
-            "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set; set them, or point "
-            "OUTREACH_TWILIO_API_BASE_URL at the sandbox (`outreach run` does that for you)"
-        )
+    refuse_public_secrets(settings)
     factory = make_session_factory(make_engine(settings.database_url))
     return Services(
         settings=settings,

@@ -88,6 +88,10 @@ def import_(
         err_console.print(
             f"note: column {column!r} is not one of ours and was ignored", highlight=False, soft_wrap=True
         )
+    if report.ignored_columns_more:
+        err_console.print(
+            f"note: {report.ignored_columns_more} more columns are not ours and were ignored", highlight=False
+        )
     summary = (
         f"{report.rows} rows: {report.added} added, {report.updated} updated, "
         f"{report.unchanged} unchanged, {report.rejected} rejected; "

@@ -12,7 +12,13 @@ from types import FrameType
 import typer
 
 from outreach.cli.common import console, handle_errors, settings, transaction
-from outreach.config import Settings, environment_with
+from outreach.config import (
+    InsecureConfiguration,
+    Settings,
+    environment_with,
+    load_settings,
+    refuse_public_secrets,
+)
 
 # Where `outreach run` keeps Celery beat's small state file, out of the working tree's way.
 RUN_DIR = Path("var")
@@ -29,6 +35,7 @@ def serve(
     from outreach.web.app import create_app
 
     config = settings()
+    _refuse_if_insecure(config)
     uvicorn.run(
         create_app(config),
         host=host or config.web_host,
@@ -42,6 +49,9 @@ def serve(
 def run() -> None:
     """Run web, worker, beat and the sandbox together until Ctrl-C (embedded defaults)."""
     config = settings()
+    wiring = _sandbox_wiring(config)
+    # Checked here as each child checks itself, so a refusal is one line, not four.
+    _refuse_if_insecure(load_settings(**{field: value for field, (_, value) in wiring.items()}))
     RUN_DIR.mkdir(exist_ok=True)
     python = sys.executable
     commands = {
@@ -72,8 +82,7 @@ def run() -> None:
             str(RUN_DIR / "celerybeat-schedule"),
         ],
     }
-    wiring = _sandbox_wiring(config)
-    env = environment_with(wiring)
+    env = environment_with({variable: value for variable, value in wiring.values()})
     processes: dict[str, subprocess.Popen[bytes]] = {}
     for name, command in commands.items():
         processes[name] = subprocess.Popen(command, env=env)  # noqa: S603 (our own interpreter and modules)
@@ -130,14 +139,25 @@ def demo_seed() -> None:
     )
 
 
-def _sandbox_wiring(config: Settings) -> dict[str, str]:
-    """Point the processes we start at the sandbox, unless Twilio or SMTP were configured."""
-    wiring: dict[str, str] = {}
+def _refuse_if_insecure(config: Settings) -> None:
+    try:
+        refuse_public_secrets(config)
+    except InsecureConfiguration as exc:
+        # One unwrapped line (a terminal's width must not split it), as worker.py prints it.
+        sys.stderr.write(f"error: refusing to start: {exc}\n")
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _sandbox_wiring(config: Settings) -> dict[str, tuple[str, str]]:
+    """Point the processes we start at the sandbox, unless Twilio or SMTP were configured.
+    Settings field -> (environment variable, value)."""
+    wiring: dict[str, tuple[str, str]] = {}
     if "twilio_api_base_url" not in config.model_fields_set:
-        wiring["OUTREACH_TWILIO_API_BASE_URL"] = f"http://127.0.0.1:{config.sandbox_http_port}"
+        url = f"http://127.0.0.1:{config.sandbox_http_port}"
+        wiring["twilio_api_base_url"] = ("OUTREACH_TWILIO_API_BASE_URL", url)
     if "smtp_host" not in config.model_fields_set and "smtp_port" not in config.model_fields_set:
-        wiring["OUTREACH_SMTP_HOST"] = "127.0.0.1"
-        wiring["OUTREACH_SMTP_PORT"] = str(config.sandbox_smtp_port)
+        wiring["smtp_host"] = ("OUTREACH_SMTP_HOST", "127.0.0.1")
+        wiring["smtp_port"] = ("OUTREACH_SMTP_PORT", str(config.sandbox_smtp_port))
     return wiring
 
 

@@ -24,6 +24,7 @@ from outreach.contacts.fields import (
     zone_from_phone,
 )
 from outreach.models import Category
+from outreach.text import control_problem
 
 COLUMNS = (
     "external_id",
@@ -46,6 +47,10 @@ _NO = frozenset({"no", "n", "false", "0"})
 # Spreadsheets run cells starting with these as formulas; export prefixes such cells with an
 # apostrophe and import removes it again (OWASP's advice on CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+# Cells where a line break is a separator people use (Alt+Enter in a spreadsheet); elsewhere
+# it is junk, like every other control character.
+MULTILINE_COLUMNS = frozenset({"tags"})
 
 T = TypeVar("T")
 
@@ -181,8 +186,15 @@ def validate_row(line: int, cells: Sequence[str], header: Header) -> ContactRow 
         return RowError(line, f"{len(cells)} fields, but the header has {header.width}")
     problems: list[str] = []
     values: dict[str, str] = {}
+    blanked: set[str] = set()
     for column, index in header.positions.items():
         values[column] = unescape_cell(cells[index]).strip() if index < len(cells) else ""
+        problem = control_problem(column, values[column], multiline=column in MULTILINE_COLUMNS)
+        if problem is not None:
+            # Reported, not stored: PostgreSQL refuses NUL, and escapes would reach terminals.
+            problems.append(problem)
+            values[column] = ""
+            blanked.add(column)
 
     def field(column: str, check: Callable[[str], T]) -> T | None:
         raw = values.get(column, "")
@@ -204,7 +216,7 @@ def validate_row(line: int, cells: Sequence[str], header: Header) -> ContactRow 
     tags = field("tags", parse_tags_cell)
     sms = field("sms_consent", lambda v: parse_consent_cell(v, "sms_consent"))
     mail = field("email_consent", lambda v: parse_consent_cell(v, "email_consent"))
-    if not values.get("phone") and not values.get("email"):
+    if not values.get("phone") and not values.get("email") and not blanked & {"phone", "email"}:
         problems.append("no phone and no email")
     if problems:
         return RowError(line, "; ".join(problems))

@@ -33,6 +33,8 @@ CHUNK_ROWS = 2500
 # Below this size, starting worker processes (and the initial-load path) cost more than they save.
 BIG_FILE_BYTES = 256 * 1024
 KEPT_ERRORS = 1000
+# A header with thousands of unknown columns (a mis-saved export) is summarised, not listed.
+IGNORED_COLUMNS_SHOWN = 20
 
 
 @dataclass
@@ -45,6 +47,8 @@ class ImportReport:
     rejected: int = 0
     consent_events: int = 0
     ignored_columns: list[str] = field(default_factory=list)
+    # How many more unknown columns there were beyond ``ignored_columns``.
+    ignored_columns_more: int = 0
     # The first KEPT_ERRORS rejections; ``on_rejected`` sees every one.
     errors: list[RowError] = field(default_factory=list)
 
@@ -62,6 +66,7 @@ class ImportReport:
             "rejected": self.rejected,
             "consent_events": self.consent_events,
             "ignored_columns": self.ignored_columns,
+            "ignored_columns_more": self.ignored_columns_more,
             "errors": [{"line": e.line, "reason": e.reason} for e in self.errors],
         }
 
@@ -127,7 +132,12 @@ def import_contacts_csv(
     with ExitStack() as stack:
         stack.enter_context(_cyclic_gc_paused())
         source = stack.enter_context(open_contacts_csv(path))
-        report = ImportReport(file=source.name, ignored_columns=source.header.ignored)
+        ignored = source.header.ignored
+        report = ImportReport(
+            file=source.name,
+            ignored_columns=ignored[:IGNORED_COLUMNS_SHOWN],
+            ignored_columns_more=max(0, len(ignored) - IGNORED_COLUMNS_SHOWN),
+        )
         big = source.size >= BIG_FILE_BYTES
         if workers is None:
             workers = default_workers() if big else 1
@@ -166,6 +176,9 @@ def import_contacts_csv(
                 reject(error)
             if on_progress is not None:
                 on_progress(source.bytes_read(), source.size)
+        for error in source.late_errors:
+            report.rows += 1
+            reject(error)
     # The writes went around the ORM: objects the session already holds may be stale.
     session.expire_all()
     return report

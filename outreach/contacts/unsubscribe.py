@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # Distinct salt: a token signed for another purpose with the same key never passes here.
 TOKEN_SALT = "outreach.unsubscribe.v1"  # noqa: S105 (a salt, not a secret)
+# Ids are 64-bit integers in the database.
+MAX_ID = 2**63
 REASON = "the contact unsubscribed from this email category"
 
 
@@ -73,6 +75,9 @@ def read_token(settings: Settings, token: str) -> UnsubscribeTarget:
         not isinstance(payload, list)
         or len(payload) != 2
         or not isinstance(payload[0], int)
+        or isinstance(payload[0], bool)
+        # A signed id the database could not hold (only a leaked key could sign one) is junk too.
+        or not 0 < payload[0] < MAX_ID
         or payload[1] not in {str(c) for c in Category}
     ):
         raise BadUnsubscribeToken("this unsubscribe link is not valid (unexpected content)")

@@ -9,8 +9,10 @@ Layout of ``settings.templates_dir`` (names are paths without extension):
   for education and marketing mail the unsubscribe link.
 
 Any template may start with YAML front matter between ``---`` lines (see ``TemplateMeta``).
-Staff may edit templates later, so everything renders in Jinja's ``SandboxedEnvironment``;
-a missing variable is an error (``StrictUndefined``), never a blank in a patient's message.
+Staff may edit templates later, so everything renders in Jinja's sandbox, bounded in output
+size and time (``outreach.content.bounded``); a missing variable is an error
+(``StrictUndefined``), never a blank in a patient's message. Whatever goes wrong while
+rendering is raised as ``RenderError``: one message fails with a reason, never the batch.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from outreach.config import Settings
+from outreach.content.bounded import BoundedSandbox, RenderLimitExceeded, render_bounded
 from outreach.content.segments import count_segments, smart_encode
 from outreach.errors import OutreachError
 from outreach.models import Appointment, Category, Channel, Contact, Message
@@ -109,7 +112,7 @@ def _autoescape(name: str | None) -> bool:
 @lru_cache(maxsize=8)
 def environment(templates_dir: str) -> SandboxedEnvironment:
     loader: BaseLoader = FrontMatterLoader(templates_dir)
-    return SandboxedEnvironment(
+    return BoundedSandbox(
         loader=loader,
         undefined=StrictUndefined,
         autoescape=_autoescape,
@@ -174,7 +177,7 @@ def parse_meta(front: str, name: str) -> TemplateMeta:
 
 def _render(env: SandboxedEnvironment, name: str, file: str, context: Mapping[str, Any]) -> str:
     try:
-        return env.get_template(file).render(context)
+        return render_bounded(env.get_template(file), context)
     except UndefinedError as exc:
         raise RenderError(f"template {name}: undefined variable ({exc.message})") from None
     except TemplateNotFound as exc:
@@ -184,14 +187,20 @@ def _render(env: SandboxedEnvironment, name: str, file: str, context: Mapping[st
         raise RenderError(f"template {name}: syntax error in {where}: {exc.message}") from None
     except TemplateError as exc:
         raise RenderError(f"template {name}: {exc.__class__.__name__} in {file}") from None
+    except RenderLimitExceeded as exc:
+        raise RenderError(f"template {name}: {exc} in {file}") from None
+    except Exception as exc:
+        raise RenderError(f"template {name}: {exc.__class__.__name__} in {file}") from None
 
 
 def _render_string(env: SandboxedEnvironment, name: str, source: str, context: Mapping[str, Any]) -> str:
     try:
-        return env.from_string(source).render(context)
+        return render_bounded(env.from_string(source), context)
     except UndefinedError as exc:
         raise RenderError(f"template {name}: undefined variable in subject ({exc.message})") from None
-    except TemplateError as exc:
+    except RenderLimitExceeded as exc:
+        raise RenderError(f"template {name}: subject does not render ({exc})") from None
+    except Exception as exc:
         raise RenderError(f"template {name}: subject does not render ({exc.__class__.__name__})") from None
 
 

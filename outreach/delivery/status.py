@@ -1,20 +1,22 @@
 """Provider status callbacks: append the event, move the message forward, never back.
 
 Callbacks arrive late, twice and out of order. Each one is kept as a ``MessageEvent``; the
-message's state changes only when the new status ranks above the current one. A callback
-for a message we do not know is acknowledged and ignored (so Twilio stops retrying).
+message's state changes only when the new status ranks above the current one, and its
+``provider_status`` only when Twilio's status ranks above the one recorded, so a late
+"undelivered" never sits beside state "delivered". A callback for a message we do not know
+is acknowledged and ignored (so Twilio stops retrying). Parsing and checking the form is
+the channel's business (``outreach.channels.twilio.callbacks``); this module gets an event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
+from outreach.channels.twilio.callbacks import StatusEvent
 from outreach.channels.twilio.errors import FailureAction, classify_delivery_failure
 from outreach.delivery.effects import apply_effect
 from outreach.models import Message, MessageEvent, MessageState
@@ -50,34 +52,23 @@ PROVIDER_STATUS: dict[str, MessageState] = {
     "canceled": MessageState.FAILED,
 }
 
+# Twilio's statuses ranked the same way, for ``provider_status``: "read" comes after "delivered".
+PROVIDER_RANK: dict[str, int] = {
+    "accepted": 0,
+    "scheduled": 0,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+    "partially_delivered": 4,
+    "read": 5,
+}
+
 # A message that failed at the carrier with a transient code gets one later re-send.
 RESEND_DELAY = timedelta(hours=2)
-
-
-@dataclass(frozen=True)
-class StatusEvent:
-    """A callback normalised: which message, what status, which error."""
-
-    provider_id: str
-    status: str
-    error_code: str | None
-    correlation_id: str | None
-    payload: dict[str, object]
-
-
-class InvalidCallback(ValueError):
-    """A callback missing a field we need; the message names the field."""
-
-
-def normalise(form: Mapping[str, str], correlation_id: str | None) -> StatusEvent:
-    sid = form.get("MessageSid") or form.get("SmsSid")
-    if not sid:
-        raise InvalidCallback("missing field MessageSid")
-    status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
-    if not status:
-        raise InvalidCallback("missing field MessageStatus")
-    error = form.get("ErrorCode") or None
-    return StatusEvent(sid, status, error, correlation_id, dict(form))
 
 
 def handle(session: Session, event: StatusEvent, now: datetime) -> Message | None:
@@ -98,11 +89,14 @@ def handle(session: Session, event: StatusEvent, now: datetime) -> Message | Non
         )
     )
     target = PROVIDER_STATUS.get(event.status)
-    values: dict[str, object] = {"provider_status": event.status, "updated_at": now}
+    values: dict[str, object] = {"updated_at": now}
+    if _provider_status_advances(message.provider_status, event.status):
+        values["provider_status"] = event.status
     if message.provider_id is None:
         values["provider_id"] = event.provider_id
     if target is not None and RANK[target] > RANK.get(message.state, 0):
         values["state"] = target
+        values["provider_status"] = event.status
         values["lease_until"] = None
         if event.error_code:
             values["error_code"] = event.error_code
@@ -117,9 +111,16 @@ def handle(session: Session, event: StatusEvent, now: datetime) -> Message | Non
         moved = result.rowcount
         if moved and target in (MessageState.UNDELIVERED, MessageState.FAILED):
             _after_delivery_failure(session, message, event, now)
-    else:
+    elif len(values) > 1:
+        # The row is locked (FOR UPDATE above; SQLite's write lock): what we read still holds.
         session.execute(update(Message).where(Message.id == message.id).values(**values))
     return message
+
+
+def _provider_status_advances(current: str | None, new: str) -> bool:
+    if new not in PROVIDER_RANK:
+        return False
+    return current is None or PROVIDER_RANK[new] > PROVIDER_RANK.get(current, -1)
 
 
 def _after_delivery_failure(session: Session, message: Message, event: StatusEvent, now: datetime) -> None:

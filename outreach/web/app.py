@@ -17,6 +17,7 @@ from outreach.celeryapp import PROCESS_INBOUND, make_celery
 from outreach.config import Settings
 from outreach.db import make_engine, make_session_factory
 from outreach.web import inbound, status_webhook, unsubscribe
+from outreach.web.limits import BodySizeLimit
 
 
 def create_app(
@@ -25,6 +26,7 @@ def create_app(
     enqueue_inbound: Callable[[int], None] | None = None,
 ) -> FastAPI:
     app = FastAPI(title="Clinic Outreach", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(BodySizeLimit)
     app.state.settings = settings
     app.state.session_factory = session_factory or make_session_factory(make_engine(settings.database_url))
     app.state.enqueue_inbound = enqueue_inbound or celery_enqueue_inbound(settings)

@@ -9,12 +9,35 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from twilio.request_validator import RequestValidator
 
 from outreach.config import Settings
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
+
+
+class UnreadableForm(ValueError):
+    """The body is not a form we can read (malformed encoding, a file where text belongs)."""
+
+
+async def signed_form(request: Request) -> dict[str, list[str]]:
+    """The posted form as Twilio signed it: every value of every key, in order.
+
+    Raises ``UnreadableForm`` (the webhooks answer 400) rather than letting a parser error
+    become a 500. The body's size was already capped by ``outreach.web.limits``.
+    """
+    try:
+        raw = await request.form()
+    except Exception as exc:  # python-multipart and Starlette raise several types for junk
+        raise UnreadableForm("the request body is not a readable form") from exc
+    form: dict[str, list[str]] = {}
+    for key, value in raw.multi_items():
+        if isinstance(value, UploadFile):
+            raise UnreadableForm("the form holds a file upload where text belongs")
+        form.setdefault(key, []).append(value)
+    return form
 
 
 def public_url(settings: Settings, request: Request) -> str:

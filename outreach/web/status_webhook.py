@@ -1,29 +1,46 @@
-"""POST /webhooks/twilio/status: verify, normalise, handle."""
+"""POST /webhooks/twilio/status: verify, normalise, handle.
+
+The database work runs in a worker thread: the message's row may be locked by a sender
+waiting on Twilio, and waiting for it on the event loop would stall every other request
+(crisis texts, unsubscribe pages, /healthz) until the sender let go.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
+from outreach.channels.twilio.callbacks import InvalidCallback, StatusEvent, parse_status_callback
+from outreach.db import transaction
 from outreach.delivery import status
 from outreach.models import utcnow
-from outreach.web.signature import is_signed_by_twilio
+from outreach.web.deps import get_session_factory, get_settings
+from outreach.web.signature import UnreadableForm, is_signed_by_twilio, signed_form
 
 router = APIRouter()
 
 
 @router.post("/webhooks/twilio/status")
 async def twilio_status(request: Request) -> Response:
-    settings = request.app.state.settings
-    raw = await request.form()
-    form = {key: [str(v) for v in raw.getlist(key)] for key in raw}
+    settings = get_settings(request)
+    try:
+        form = await signed_form(request)
+    except UnreadableForm as exc:
+        return Response(str(exc), status_code=400, media_type="text/plain")
     if not is_signed_by_twilio(settings, request, form):
         return Response("invalid signature", status_code=403, media_type="text/plain")
     try:
-        event = status.normalise({k: v[-1] for k, v in form.items()}, request.query_params.get("c"))
-    except status.InvalidCallback as exc:
-        return Response(str(exc), status_code=400, media_type="text/plain")
-    factory = request.app.state.session_factory
-    with factory() as session, session.begin():
-        status.handle(session, event, utcnow())
+        event = parse_status_callback(
+            {k: v[-1] for k, v in form.items() if v}, request.query_params.get("c")
+        )
+    except InvalidCallback as exc:
+        return Response(f"status callback: {exc}", status_code=400, media_type="text/plain")
+    await run_in_threadpool(_handle, get_session_factory(request), event)
     # 200 also for message ids we do not know, so Twilio stops retrying them.
     return Response(status_code=200)
+
+
+def _handle(factory: sessionmaker[Session], event: StatusEvent) -> None:
+    with transaction(factory) as session:
+        status.handle(session, event, utcnow())

@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from outreach.channels.twilio import callbacks
 from outreach.delivery import status
 from outreach.models import Message, MessageEvent, MessageState, Suppression, utcnow
 from outreach.outbox import transition
@@ -33,7 +34,7 @@ def _callback(
     form = {"MessageSid": "SM" + "a" * 32, "MessageStatus": status_text}
     if error:
         form["ErrorCode"] = error
-    status.handle(session, status.normalise(form, correlation), utcnow())
+    status.handle(session, callbacks.parse_status_callback(form, correlation), utcnow())
     session.expire_all()
 
 
@@ -58,7 +59,7 @@ def test_duplicate_callbacks_are_harmless(session: Session) -> None:
 
 def test_callback_for_unknown_message_changes_nothing(session: Session) -> None:
     form = {"MessageSid": "SM" + "f" * 32, "MessageStatus": "delivered"}
-    assert status.handle(session, status.normalise(form, None), utcnow()) is None
+    assert status.handle(session, callbacks.parse_status_callback(form, None), utcnow()) is None
     assert session.scalars(select(MessageEvent)).all() == []
 
 
@@ -92,5 +93,5 @@ def test_unreachable_handset_gets_exactly_one_later_resend(session: Session) -> 
 
 
 def test_callback_without_status_is_rejected_with_the_field_named() -> None:
-    with pytest.raises(status.InvalidCallback, match="MessageStatus"):
-        status.normalise({"MessageSid": "SM1"}, None)
+    with pytest.raises(callbacks.InvalidCallback, match="MessageStatus"):
+        callbacks.parse_status_callback({"MessageSid": "SM" + "1" * 32}, None)

@@ -49,7 +49,7 @@ def add_contact(
 def form(body: str, from_: str = "+15105550101", sid: str | None = None, **extra: str) -> dict[str, str]:
     return {
         "MessageSid": sid or f"SM{next(_sids):032d}",
-        "AccountSid": "ACsandbox00000000000000000000000000",
+        "AccountSid": "AC" + "0" * 32,
         "From": from_,
         "To": CLINIC_NUMBER,
         "Body": body,
