@@ -150,9 +150,9 @@ def step_history(
     sets = IdSets(session)
     for chunk in sets.batches(sorted(set(enrollment_ids))):
         for eid, key, state, reason in session.execute(
-            select(Message.enrollment_id, Message.step_key, Message.state, Message.state_reason).where(
-                of_enrollments(sets, chunk), Message.step_key.in_(keys)
-            ).order_by(Message.id)
+            select(Message.enrollment_id, Message.step_key, Message.state, Message.state_reason)
+            .where(of_enrollments(sets, chunk), Message.step_key.in_(keys))
+            .order_by(Message.id)
         ):
             if eid is not None and key is not None:
                 history.setdefault((eid, key), []).append((state, reason))

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from outreach.campaigns import eligibility, lifecycle, sync
 from outreach.campaigns.enroll import enroll
+from outreach.campaigns.preview import preview
 from outreach.campaigns.reports import ALREADY_SENT_REASON
 from outreach.config import Settings
 from outreach.delivery import caps
@@ -302,3 +303,24 @@ def test_messages_list_filters_by_campaign(synced: Session, demo_settings: Setti
     assert listed["demo"] and listed["other"]
     assert not listed["demo"] & listed["other"]
     assert listed["demo"] | listed["other"] == {m.idempotency_key for m in messages_of(synced, contact)}
+
+
+def test_preview_after_unenroll_is_what_enrolling_again_creates(
+    synced: Session, demo_settings: Settings
+) -> None:
+    contact = add_contact(synced)
+    enroll(synced, demo_settings, "demo", [contact], now=NOW)
+    first = messages_of(synced, contact)[0]
+    synced.execute(update(Message).where(Message.id == first.id).values(state=MessageState.DELIVERED))
+    lifecycle.unenroll(synced, slug="demo", contact_ids=[contact], now=NOW)
+    later = utc("2026-03-16 17:00")
+    steps = preview(synced, demo_settings, "demo", contact, start=None, now=later)
+    assert [(s.key, s.would_send, s.reason) for s in steps] == [
+        ("first", False, ALREADY_SENT_REASON),
+        ("nudge", True, None),
+        ("second", True, None),
+    ]
+    enroll(synced, demo_settings, "demo", [contact], now=later)
+    synced.expire_all()
+    pending = [m for m in messages_of(synced, contact) if m.state == MessageState.SCHEDULED]
+    assert [m.due_at for m in pending] == [s.due_at for s in steps if s.would_send]
