@@ -30,10 +30,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from outreach.campaigns.copy_writer import copy_fresh
-from outreach.campaigns.eligibility import (
-    find_campaign,
-    load_facts,
-)
+from outreach.campaigns.eligibility import find_campaign, load_facts
 from outreach.campaigns.lifecycle import RESTARTABLE, complete_finished
 from outreach.campaigns.planning import NewEnrollments, Planner, policy_and_cap
 from outreach.campaigns.rematerialise import (

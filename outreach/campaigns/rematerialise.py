@@ -6,24 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    CursorResult,
-    and_,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import ColumnElement, CursorResult, and_, func, select, update
 from sqlalchemy.orm import Session
 
 from outreach import outbox
-from outreach.campaigns.eligibility import (
-    load_facts,
-)
+from outreach.campaigns.eligibility import load_facts
 from outreach.campaigns.planning import policy_and_cap
-from outreach.campaigns.reports import (
-    REMATERIALISABLE,
-)
+from outreach.campaigns.reports import REMATERIALISABLE
 from outreach.config import Settings
 from outreach.delivery.caps import planned_instants
 from outreach.models import (
