@@ -10,12 +10,11 @@ from sqlalchemy.orm import Session
 
 from outreach.campaigns.eligibility import ENROLLMENTS
 from outreach.campaigns.planning import NewEnrollments
-from outreach.models import (
-    EnrollmentState,
-)
+from outreach.models import EnrollmentState
 from outreach.outbox import rows
 from outreach.outbox.idsets import allocate_ids
 
+# PostgreSQL binary COPY: rows are assembled from pre-encoded fields, since most of a
 # message row is the same for every contact on one plan. Binary spares the server from
 # parsing three timestamps per row, which text COPY spends more time on than the insert.
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length

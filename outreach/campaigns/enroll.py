@@ -30,10 +30,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from outreach.campaigns.copy_writer import copy_fresh
-from outreach.campaigns.eligibility import (
-    find_campaign,
-    load_facts,
-)
+from outreach.campaigns.eligibility import find_campaign, load_facts
 from outreach.campaigns.lifecycle import RESTARTABLE, complete_finished
 from outreach.campaigns.planning import NewEnrollments, Planner, policy_and_cap
 from outreach.campaigns.rematerialise import (
@@ -43,7 +40,7 @@ from outreach.campaigns.rematerialise import (
     step_history,
     went_out,
 )
-from outreach.campaigns.reports import ALREADY_SENT_REASON, ContactOutcome, EnrollmentReport
+from outreach.campaigns.reports import ContactOutcome, EnrollmentReport
 from outreach.campaigns.sqlite_writer import insert_fresh_sql
 from outreach.config import Settings
 from outreach.db import is_postgres
@@ -102,46 +99,27 @@ def enroll(
             report.outcomes.append(ContactOutcome(cid, "refused", "no such contact"))
             continue
         if cid in existing and cid not in again:
-            eid, state = existing[cid]
+            current, state = existing[cid]
             if state == EnrollmentState.ACTIVE:
-                repair.append(eid)
+                repair.append(current)
             report.outcomes.append(
                 ContactOutcome(cid, "already_enrolled", None if state == "active" else state)
             )
             continue
-        if fact.zone is None:
-            report.outcomes.append(ContactOutcome(cid, "refused", "the contact's time zone is unknown"))
+        eid = again.get(cid)
+        # Steps whose message went out in an earlier run of this enrollment are not sent again.
+        sent = {s.key for s in steps if eid is not None and went_out(history.get((eid, s.key), []))}
+        decision = planner.decide(cid, fact, sent)
+        if decision.refused is not None or decision.plan is None:
+            report.outcomes.append(ContactOutcome(cid, "refused", decision.refused))
             continue
-        if fact.paused:
-            report.outcomes.append(ContactOutcome(cid, "refused", "automation is paused for this contact"))
-            continue
-        usable, skipped = planner.choose(fact)
-        if not usable:
-            reason = "; ".join(sorted(set(fact.missing.values()))) or "the campaign has no steps"
-            report.outcomes.append(ContactOutcome(cid, "refused", reason))
-            continue
-        if cid not in again:
-            members.append((cid, planner.plan(cid, fact, usable)))
-            report.outcomes.append(
-                ContactOutcome(cid, "enrolled", skipped_steps=dict(skipped), messages=len(usable))
-            )
-            continue
-        eid = again[cid]
-        sent = {s.key for s in usable if went_out(history.get((eid, s.key), []))}
-        todo = [s for s in usable if s.key not in sent]
-        if not todo:
-            report.outcomes.append(ContactOutcome(cid, "refused", f"every step was {ALREADY_SENT_REASON}"))
-            continue
-        restarts.append((cid, eid, planner.plan(cid, fact, todo)))
-        report.outcomes.append(
-            ContactOutcome(
-                cid,
-                "enrolled",
-                f"enrolled again (was {existing[cid][1]})",
-                {**skipped, **dict.fromkeys(sorted(sent), ALREADY_SENT_REASON)},
-                len(todo),
-            )
-        )
+        if eid is None:
+            members.append((cid, decision.plan))
+            was = None
+        else:
+            restarts.append((cid, eid, decision.plan))
+            was = f"enrolled again (was {existing[cid][1]})"
+        report.outcomes.append(ContactOutcome(cid, "enrolled", was, decision.skipped, decision.messages))
     new = NewEnrollments(campaign, members, planner.plans, anchor, now)
     report.messages_created = _insert_fresh(session, new)
     if restarts:

@@ -12,28 +12,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    CursorResult,
-    and_,
-    bindparam,
-    select,
-    update,
-)
+from sqlalchemy import CursorResult, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from outreach.campaigns.eligibility import (
-    ENROLLMENTS,
-    find_campaign,
-)
-from outreach.campaigns.rematerialise import (
-    materialise_outstanding,
-    of_enrollments,
-)
-from outreach.campaigns.reports import (
-    PAUSED_REASON,
-    UNENROLLED_REASON,
-    ChangeReport,
-)
+from outreach.campaigns.eligibility import ENROLLMENTS, find_campaign
+from outreach.campaigns.rematerialise import materialise_outstanding, of_enrollments
+from outreach.campaigns.reports import PAUSED_REASON, UNENROLLED_REASON, ChangeReport
 from outreach.config import Settings
 from outreach.errors import OutreachError
 from outreach.models import (

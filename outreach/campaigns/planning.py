@@ -4,13 +4,14 @@ shared by contacts with the same answers), handed to a writer as ``NewEnrollment
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from outreach.campaigns.eligibility import Facts
+from outreach.campaigns.reports import ALREADY_SENT_REASON
 from outreach.closures import campaign_policy, load_closures
 from outreach.config import Settings
 from outreach.delivery.caps import CAPPED_CATEGORIES, cap_of, care_first_policy
@@ -42,6 +43,17 @@ def policy_and_cap(
     return policy, cap
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What enrolling one contact creates: ``refused`` (why nothing), or a plan (an index in
+    ``Planner.plans``) and the steps left out of it with the reason for each."""
+
+    refused: str | None = None
+    plan: int | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
+    messages: int = 0
+
+
 @dataclass
 class Planner:
     """Plans for one campaign from one start: what ``enroll`` writes and ``preview`` shows.
@@ -65,6 +77,22 @@ class Planner:
     plans: list[list[tuple[CampaignStep, datetime]]] = field(default_factory=list)
     _plan_ids: dict[tuple[object, ...], int] = field(default_factory=dict)
     _choices: dict[int, tuple[list[CampaignStep], dict[str, str]]] = field(default_factory=dict)
+
+    def decide(self, contact_id: int, fact: Facts, sent: Collection[str] = ()) -> Decision:
+        """What enrolling this contact creates. ``sent``: keys of the steps whose message went
+        out to the contact in an earlier run of the enrollment; they are not planned again."""
+        if fact.zone is None:
+            return Decision("the contact's time zone is unknown")
+        if fact.paused:
+            return Decision("automation is paused for this contact")
+        usable, skipped = self.choose(fact)
+        if not usable:
+            return Decision("; ".join(sorted(set(fact.missing.values()))) or "the campaign has no steps")
+        todo = [s for s in usable if s.key not in sent]
+        if not todo:
+            return Decision(f"every step was {ALREADY_SENT_REASON}")
+        again = {s.key: ALREADY_SENT_REASON for s in usable if s.key in sent}
+        return Decision(None, self.plan(contact_id, fact, todo), {**skipped, **again}, len(todo))
 
     def choose(self, fact: Facts) -> tuple[list[CampaignStep], dict[str, str]]:
         """The steps the contact can receive, and why each other step is skipped."""

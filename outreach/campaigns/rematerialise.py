@@ -6,24 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    CursorResult,
-    and_,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import ColumnElement, CursorResult, and_, func, select, update
 from sqlalchemy.orm import Session
 
 from outreach import outbox
-from outreach.campaigns.eligibility import (
-    load_facts,
-)
+from outreach.campaigns.eligibility import load_facts
 from outreach.campaigns.planning import policy_and_cap
-from outreach.campaigns.reports import (
-    REMATERIALISABLE,
-)
+from outreach.campaigns.reports import REMATERIALISABLE
 from outreach.config import Settings
 from outreach.delivery.caps import care_first_policy, care_instants, planned_instants
 from outreach.models import (
@@ -153,9 +142,9 @@ def step_history(
     sets = IdSets(session)
     for chunk in sets.batches(sorted(set(enrollment_ids))):
         for eid, key, state, reason in session.execute(
-            select(Message.enrollment_id, Message.step_key, Message.state, Message.state_reason).where(
-                of_enrollments(sets, chunk), Message.step_key.in_(keys)
-            ).order_by(Message.id)
+            select(Message.enrollment_id, Message.step_key, Message.state, Message.state_reason)
+            .where(of_enrollments(sets, chunk), Message.step_key.in_(keys))
+            .order_by(Message.id)
         ):
             if eid is not None and key is not None:
                 history.setdefault((eid, key), []).append((state, reason))

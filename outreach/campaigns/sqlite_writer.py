@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import (
-    Column,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    and_,
-    literal,
-    literal_column,
-    select,
-    true,
-)
+from sqlalchemy import Column, Integer, MetaData, String, Table, and_, literal, literal_column, select, true
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
-from outreach.campaigns.eligibility import (
-    ENROLLMENTS,
-)
+from outreach.campaigns.eligibility import ENROLLMENTS
 from outreach.campaigns.planning import NewEnrollments
-from outreach.models import (
-    EnrollmentState,
-    Message,
-    UTCDateTime,
-)
+from outreach.models import EnrollmentState, Message, UTCDateTime
 from outreach.outbox import rows
 
 MESSAGES: Table = Message.__table__  # type: ignore[assignment]

@@ -147,18 +147,28 @@ def preview(
     tz: Annotated[str | None, typer.Option("--tz", help="Zone of --start (default: the clinic's).")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Each step's local send time, rendered text, segments and lint warnings for one contact."""
+    """For an enrolled contact, the schedule that exists; for anyone else, what enrolling now
+    would create. Each step's local send time, rendered text, segments and lint warnings."""
     begin = parse_start(start, tz or settings().clinic_timezone)
     with transaction() as session:
         steps = preview_steps(session, settings(), slug, contact, start=begin, now=utcnow())
     if as_json:
         print_json([s.as_dict() for s in steps])
         return
+    enrolled = any(step.message_id is not None for step in steps)
+    console.print(
+        f"contact {contact}: "
+        + ("the messages scheduled for this enrollment" if enrolled else "what enrolling now would schedule"),
+        highlight=False,
+    )
     for step in steps:
-        status = "" if step.would_send else f"  [yellow]NOT SENT: {step.reason}[/yellow]"
-        console.print(
-            f"[bold]{step.key}[/bold] {step.channel} {step.local_due_at:%a %Y-%m-%d %H:%M %Z}{status}"
-        )
+        when = f"{step.local_due_at:%a %Y-%m-%d %H:%M %Z}" if step.local_due_at else "no message"
+        if step.state is not None:
+            status = f"  {step.state}" + (f": {step.reason}" if step.reason else "")
+        else:
+            status = "" if step.would_send else f"  NOT SENT: {step.reason}"
+        console.print(f"[bold]{step.key}[/bold] {step.channel} {when}", end="", highlight=False)
+        console.print(status, style=None if step.would_send else "yellow", highlight=False, markup=False)
         if step.subject:
             console.print(f"  subject: {step.subject}", highlight=False, markup=False)
         if step.segments is not None:

@@ -154,3 +154,59 @@ def test_preview_shows_local_times_segments_and_consent(cli: CliRunner, db_url: 
         1,
     )
     assert steps[0]["subject"] == "A note from Bay Area Wellness" and "Hi Rosa," in steps[0]["text"]
+
+
+OTHER_SERIES = SMALL_CAMPAIGN.replace("slug: demo", "slug: other").replace("Demo series", "Other series")
+
+
+def scheduled_times(cli: CliRunner, patient: int, campaign: str) -> list[str]:
+    listed = run(cli, "messages", "list", "--contact", str(patient), "--campaign", campaign, "--json")
+    return sorted(m["due_at"] for m in json.loads(listed.stdout) if m["state"] == "scheduled")
+
+
+def preview_json(cli: CliRunner, patient: int, *start: str) -> list[dict[str, object]]:
+    result = run(cli, "campaigns", "preview", "demo", "--contact", str(patient), *start, "--json")
+    assert result.exit_code == 0, result.stderr
+    steps: list[dict[str, object]] = json.loads(result.stdout)
+    return steps
+
+
+def test_preview_of_an_enrolled_patient_shows_the_schedule_that_exists(
+    cli: CliRunner, db_url: str, templates_dir: Path
+) -> None:
+    (templates_dir / "campaigns" / "other.yaml").write_text(OTHER_SERIES)
+    run(cli, "campaigns", "sync")
+    patient = contacts(db_url)
+    for campaign in ("other", "demo"):
+        enrolled = run(cli, "enroll", campaign, "--contact", str(patient), "--start", "2099-03-02 09:00")
+        assert enrolled.exit_code == 0, enrolled.stderr
+    # The patient's own demo messages are what the preview shows, not something they push later.
+    steps = preview_json(cli, patient)
+    assert sorted(str(s["due_at"]) for s in steps) == scheduled_times(cli, patient, "demo")
+    assert [(s["state"], s["would_send"]) for s in steps] == [("scheduled", True)] * 3
+    run(cli, "pause", "demo", "--contact", str(patient))
+    paused = preview_json(cli, patient)
+    assert {(s["state"], s["reason"]) for s in paused} == {("cancelled", "the enrollment is paused")}
+    shown = run(cli, "campaigns", "preview", "demo", "--contact", str(patient))
+    assert "the messages scheduled for this enrollment" in shown.stdout
+    assert "cancelled: the enrollment is paused" in shown.stdout
+
+
+def test_preview_of_a_patient_not_enrolled_is_what_enrolling_then_creates(
+    cli: CliRunner, db_url: str, templates_dir: Path
+) -> None:
+    (templates_dir / "campaigns" / "other.yaml").write_text(OTHER_SERIES)
+    run(cli, "campaigns", "sync")
+    patient = contacts(db_url, consents={"email": ["education"]})
+    # Another series on the same days: the frequency cap moves the demo steps to other days.
+    run(cli, "enroll", "other", "--contact", str(patient), "--start", "2099-03-02 09:00")
+    steps = preview_json(cli, patient, "--start", "2099-03-02 09:00")
+    assert [s["state"] for s in steps] == [None] * 3
+    planned = sorted(str(s["due_at"]) for s in steps if s["would_send"])
+    assert len(planned) == 2 and [s["reason"] for s in steps if not s["would_send"]] == [
+        "no education consent on sms"
+    ]
+    enrolled = run(cli, "enroll", "demo", "--contact", str(patient), "--start", "2099-03-02 09:00")
+    assert enrolled.exit_code == 0, enrolled.stderr
+    assert scheduled_times(cli, patient, "demo") == planned
+    assert scheduled_times(cli, patient, "other")[0] not in planned

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from outreach.campaigns import eligibility, lifecycle, sync
 from outreach.campaigns.enroll import enroll
+from outreach.campaigns.preview import preview
 from outreach.campaigns.reports import ALREADY_SENT_REASON
 from outreach.config import Settings
 from outreach.delivery import caps
@@ -133,14 +134,20 @@ def test_unenroll_cancels_pending_messages_and_keeps_sent_ones(
     assert states == [("first", "sent"), ("nudge", "cancelled"), ("second", "cancelled")]
 
 
-def test_enrolling_again_after_unenroll_schedules_afresh_and_never_resends_what_was_sent(
-    synced: Session, demo_settings: Settings
-) -> None:
+def unenrolled_after_first_step(synced: Session, demo_settings: Settings, state: MessageState) -> int:
+    """A contact enrolled in demo at NOW whose first message reached ``state``, then unenrolled."""
     contact = add_contact(synced)
     enroll(synced, demo_settings, "demo", [contact], now=NOW)
     first = messages_of(synced, contact)[0]
-    synced.execute(update(Message).where(Message.id == first.id).values(state=MessageState.SENT))
+    synced.execute(update(Message).where(Message.id == first.id).values(state=state))
     lifecycle.unenroll(synced, slug="demo", contact_ids=[contact], now=NOW)
+    return contact
+
+
+def test_enrolling_again_after_unenroll_schedules_afresh_and_never_resends_what_was_sent(
+    synced: Session, demo_settings: Settings
+) -> None:
+    contact = unenrolled_after_first_step(synced, demo_settings, MessageState.SENT)
     later = utc("2026-03-16 17:00")  # two weeks on, Monday 10:00 in Los Angeles (PDT)
     again = enroll(synced, demo_settings, "demo", [contact], now=later)
     synced.commit()
@@ -302,3 +309,20 @@ def test_messages_list_filters_by_campaign(synced: Session, demo_settings: Setti
     assert listed["demo"] and listed["other"]
     assert not listed["demo"] & listed["other"]
     assert listed["demo"] | listed["other"] == {m.idempotency_key for m in messages_of(synced, contact)}
+
+
+def test_preview_after_unenroll_is_what_enrolling_again_creates(
+    synced: Session, demo_settings: Settings
+) -> None:
+    contact = unenrolled_after_first_step(synced, demo_settings, MessageState.DELIVERED)
+    later = utc("2026-03-16 17:00")
+    steps = preview(synced, demo_settings, "demo", contact, start=None, now=later)
+    assert [(s.key, s.would_send, s.reason) for s in steps] == [
+        ("first", False, ALREADY_SENT_REASON),
+        ("nudge", True, None),
+        ("second", True, None),
+    ]
+    enroll(synced, demo_settings, "demo", [contact], now=later)
+    synced.expire_all()
+    pending = [m for m in messages_of(synced, contact) if m.state == MessageState.SCHEDULED]
+    assert [m.due_at for m in pending] == [s.due_at for s in steps if s.would_send]
