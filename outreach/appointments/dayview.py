@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from outreach.appointments.materialise import confirms_of
 from outreach.appointments.service import describe
-from outreach.models import Appointment, AppointmentStatus, Contact, Message, MessageKind, MessageState
+from outreach.delivery.views import at, outcome
+from outreach.models import Appointment, AppointmentStatus, Contact, Message, MessageState
 
 SENT_STATES = frozenset(str(s) for s in (MessageState.SENT, MessageState.DELIVERED))
 PENDING = frozenset(str(s) for s in (MessageState.SCHEDULED, MessageState.QUEUED, MessageState.SENDING))
@@ -47,38 +48,6 @@ def _entry(
     entry["confirmation"] = confirmation_state(appointment, messages, zone, contact.automation_paused_at)
     entry["messages"] = [_message(m, contact, zone) for m in messages]
     return entry
-
-
-def at(instant: datetime | None, zone: ZoneInfo) -> str:
-    """ "Tue Jun 10 8:00 AM" in ``zone``."""
-    if instant is None:
-        return "(time not recorded)"
-    local = instant.astimezone(zone)
-    return f"{local:%a %b} {local.day} {local.hour % 12 or 12}:{local:%M %p}"
-
-
-def outcome(message: Message, zone: ZoneInfo, paused_at: datetime | None = None) -> str:
-    """What happens, or happened, to one message, as the front desk should read it."""
-    state = message.state
-    reason = message.state_reason or "no reason recorded"
-    if state == MessageState.DELIVERED:
-        return f"delivered (sent {at(message.sent_at, zone)})"
-    if state == MessageState.SENT:
-        return f"sent {at(message.sent_at, zone)}"
-    if state in (MessageState.QUEUED, MessageState.SENDING):
-        return "being sent now"
-    if state == MessageState.SCHEDULED:
-        if paused_at is not None and message.kind == MessageKind.AUTOMATED:
-            # The send-time check holds it (crisis pause) however near its due time is.
-            return (
-                f"held: automation paused for this patient since {at(paused_at, zone)} until staff clear it"
-            )
-        if message.state_reason:
-            return f"held until {at(message.due_at, zone)}: {message.state_reason}"
-        return f"goes {at(message.due_at, zone)}"
-    if state == MessageState.UNKNOWN:
-        return "outcome unknown: being checked with the provider"
-    return f"{state}: {reason}"
 
 
 def confirmation_state(

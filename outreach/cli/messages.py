@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from outreach.cli.common import console, handle_errors, print_json, transaction
+from outreach.cli.common import console, handle_errors, print_json, settings, transaction
 from outreach.delivery.views import list_messages, message_detail
 
 app = typer.Typer(no_args_is_help=True, help="Messages in the outbox and their delivery log.")
@@ -24,13 +24,21 @@ def list_(
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 200,
     as_json: JsonOption = False,
 ) -> None:
-    """Messages by due time: UTC and the recipient's local time, state, attempts, idempotency key."""
+    """Messages by due time: the recipient's local time, what happens to each (when it goes, held
+    until when and why, sent, delivered, skipped and why; times in the clinic's zone), attempts."""
     with transaction() as session:
-        rows = list_messages(session, contact_id=contact, state=status, campaign=campaign, limit=limit)
+        rows = list_messages(
+            session,
+            contact_id=contact,
+            state=status,
+            campaign=campaign,
+            limit=limit,
+            staff_zone=settings().clinic_zone,
+        )
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "contact", "channel", "category", "template", "local due", "state", "tries")
+    table = Table("id", "contact", "channel", "category", "template", "local due", "what happens", "tries")
     for row in rows:
         table.add_row(
             str(row["id"]),
@@ -39,7 +47,7 @@ def list_(
             row["category"],
             row["template"] or "-",
             row["local_due_at"] or row["due_at"],
-            row["state"],
+            row["outcome"],
             str(row["attempts"]),
         )
     console.print(table)
@@ -53,7 +61,7 @@ def show(
 ) -> None:
     """One message with its attempts and provider events."""
     with transaction() as session:
-        detail = message_detail(session, message_id)
+        detail = message_detail(session, message_id, settings().clinic_zone)
     if as_json:
         print_json(detail)
         return

@@ -1,7 +1,13 @@
-"""Read-only views of the outbox for the CLI (and later the web UI and JSON API)."""
+"""Read-only views of the outbox for the CLI (and later the web UI and JSON API).
+
+Every row says what will actually happen to the message (``outcome``): when it goes, until
+when and why it is held, or why it did not go, with times in the zone staff read (the
+clinic's); the ISO-8601 instants stay beside it for ``--json``.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -9,10 +15,44 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from outreach.errors import NotFound
-from outreach.models import Campaign, Contact, Enrollment, Message, MessageState
+from outreach.models import Campaign, Contact, Enrollment, Message, MessageKind, MessageState
 
 
-def _summary(message: Message, zone: ZoneInfo | None) -> dict[str, Any]:
+def at(instant: datetime | None, zone: ZoneInfo) -> str:
+    """ "Tue Jun 10 8:00 AM" in ``zone``."""
+    if instant is None:
+        return "(time not recorded)"
+    local = instant.astimezone(zone)
+    return f"{local:%a %b} {local.day} {local.hour % 12 or 12}:{local:%M %p}"
+
+
+def outcome(message: Message, zone: ZoneInfo, paused_at: datetime | None = None) -> str:
+    """What happens, or happened, to one message, as the front desk should read it."""
+    state = message.state
+    reason = message.state_reason or "no reason recorded"
+    if state == MessageState.DELIVERED:
+        return f"delivered (sent {at(message.sent_at, zone)})"
+    if state == MessageState.SENT:
+        return f"sent {at(message.sent_at, zone)}"
+    if state in (MessageState.QUEUED, MessageState.SENDING):
+        return "being sent now"
+    if state == MessageState.SCHEDULED:
+        if paused_at is not None and message.kind == MessageKind.AUTOMATED:
+            # The send-time check holds it (crisis pause) however near its due time is.
+            return (
+                f"held: automation paused for this patient since {at(paused_at, zone)} until staff clear it"
+            )
+        if message.state_reason:
+            return f"held until {at(message.due_at, zone)}: {message.state_reason}"
+        return f"goes {at(message.due_at, zone)}"
+    if state == MessageState.UNKNOWN:
+        return "outcome unknown: being checked with the provider"
+    return f"{state}: {reason}"
+
+
+def _summary(
+    message: Message, zone: ZoneInfo | None, staff_zone: ZoneInfo | None, paused_at: datetime | None
+) -> dict[str, Any]:
     return {
         "id": message.id,
         "contact_id": message.contact_id,
@@ -24,6 +64,7 @@ def _summary(message: Message, zone: ZoneInfo | None) -> dict[str, Any]:
         "local_due_at": message.due_at.astimezone(zone).isoformat() if zone else None,
         "state": message.state,
         "state_reason": message.state_reason,
+        "outcome": outcome(message, staff_zone or zone or ZoneInfo("UTC"), paused_at),
         "attempts": message.attempts,
         "idempotency_key": message.idempotency_key,
     }
@@ -36,12 +77,14 @@ def list_messages(
     state: str | None = None,
     campaign: str | None = None,
     limit: int = 200,
+    staff_zone: ZoneInfo | None = None,
 ) -> list[dict[str, Any]]:
-    """Messages by due time (then id), newest schedule last; filters combine."""
+    """Messages by due time (then id), newest schedule last; filters combine. ``outcome``
+    times are in ``staff_zone`` (the clinic's; default each recipient's own)."""
     if state is not None and state not in {str(s) for s in MessageState}:
         raise NotFound(f"unknown message state {state!r}; one of {', '.join(s.value for s in MessageState)}")
     query = (
-        select(Message, Contact.timezone)
+        select(Message, Contact.timezone, Contact.automation_paused_at)
         .outerjoin(Contact, Contact.id == Message.contact_id)
         .order_by(Message.due_at, Message.id)
         .limit(limit)
@@ -62,18 +105,20 @@ def list_messages(
             .where(Campaign.slug == campaign)
         )
     return [
-        _summary(message, ZoneInfo(tz) if tz else None) for message, tz in session.execute(query)
+        _summary(message, ZoneInfo(tz) if tz else None, staff_zone, paused_at)
+        for message, tz, paused_at in session.execute(query)
     ]
 
 
-def message_detail(session: Session, message_id: int) -> dict[str, Any]:
+def message_detail(session: Session, message_id: int, staff_zone: ZoneInfo | None = None) -> dict[str, Any]:
     """One message with its attempts and provider events (the delivery log). No body text:
     the log is for staff tracing delivery, and bodies are patient data."""
     message = session.get(Message, message_id)
     if message is None:
         raise NotFound(f"no message with id {message_id}")
     contact = session.get(Contact, message.contact_id) if message.contact_id is not None else None
-    detail = _summary(message, ZoneInfo(contact.timezone) if contact else None)
+    paused_at = contact.automation_paused_at if contact else None
+    detail = _summary(message, ZoneInfo(contact.timezone) if contact else None, staff_zone, paused_at)
     detail.update(
         {
             "enrollment_id": message.enrollment_id,
