@@ -10,16 +10,25 @@ import sys
 from typing import Any
 
 from celery.signals import worker_process_init
+from pydantic import ValidationError
 
 from outreach import runtime
 from outreach.celeryapp import make_celery
-from outreach.config import InsecureConfiguration, load_settings, refuse_public_secrets
+from outreach.config import (
+    InsecureConfiguration,
+    describe_invalid_settings,
+    load_settings,
+    refuse_public_secrets,
+)
 
-settings = load_settings()
 try:
+    settings = load_settings()
     refuse_public_secrets(settings)
-except InsecureConfiguration as exc:
+except ValidationError as invalid:
     # One line, no traceback: the operator needs the variable's name, nothing else.
+    sys.stderr.write(f"error: {describe_invalid_settings(invalid)}\n")
+    raise SystemExit(2) from None
+except InsecureConfiguration as exc:
     sys.stderr.write(f"error: refusing to start: {exc}\n")
     raise SystemExit(exc.exit_code) from None
 app = make_celery(settings)

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from outreach.errors import OutreachError
@@ -267,6 +267,20 @@ def refuse_public_secrets(settings: Settings) -> None:
         problem = _secret_problem(variable, value, was_given)
         if problem is not None:
             raise InsecureConfiguration(f"{problem} (needed to use {why}){see}")
+
+
+def describe_invalid_settings(error: ValidationError) -> str:
+    """One line naming the variable(s) a ``ValidationError`` is about, without their values
+    (a value may be a secret): what entry points print instead of a traceback."""
+    problems = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        if field.startswith("twilio_a"):
+            variable = field.upper()
+        else:
+            variable = f"OUTREACH_{field.upper()}" if field else "settings"
+        problems.append(f"{variable}: {item['msg']}")
+    return "invalid configuration: " + "; ".join(problems)
 
 
 def environment_with(overrides: dict[str, str]) -> dict[str, str]:

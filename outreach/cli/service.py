@@ -10,11 +10,13 @@ from pathlib import Path
 from types import FrameType
 
 import typer
+from pydantic import ValidationError
 
 from outreach.cli.common import console, handle_errors, settings, transaction
 from outreach.config import (
     InsecureConfiguration,
     Settings,
+    describe_invalid_settings,
     environment_with,
     load_settings,
     refuse_public_secrets,
@@ -34,8 +36,7 @@ def serve(
 
     from outreach.web.app import create_app
 
-    config = settings()
-    _refuse_if_insecure(config)
+    config = _checked_settings()
     uvicorn.run(
         create_app(config),
         host=host or config.web_host,
@@ -48,7 +49,7 @@ def serve(
 @handle_errors
 def run() -> None:
     """Run web, worker, beat and the sandbox together until Ctrl-C (embedded defaults)."""
-    config = settings()
+    config = _checked_settings()
     wiring = _sandbox_wiring(config)
     # Checked here as each child checks itself, so a refusal is one line, not four.
     _refuse_if_insecure(load_settings(**{field: value for field, (_, value) in wiring.items()}))
@@ -137,6 +138,17 @@ def demo_seed() -> None:
         f"demo data ready: contacts {report.contacts}, enrolled {report.enrolled or 'already'}, "
         f"appointment {report.appointment_id}"
     )
+
+
+def _checked_settings() -> Settings:
+    """The settings, or one line naming what is wrong (as worker.py prints it) and exit 2."""
+    try:
+        config = settings()
+    except ValidationError as invalid:
+        sys.stderr.write(f"error: {describe_invalid_settings(invalid)}\n")
+        raise typer.Exit(2) from None
+    _refuse_if_insecure(config)
+    return config
 
 
 def _refuse_if_insecure(config: Settings) -> None:

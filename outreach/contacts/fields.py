@@ -18,6 +18,8 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, valida
 from phonenumbers import PhoneNumberType
 from phonenumbers import timezone as phone_zones
 
+from outreach.text import control_problem
+
 DEFAULT_REGION = "US"
 DEFAULT_LANGUAGE = "en"
 NAME_MAX = 100
@@ -35,6 +37,14 @@ class FieldError(ValueError):
     """One field's problem, phrased for a person ("invalid phone")."""
 
 
+def refuse_control(raw: str, field: str) -> None:
+    """Every route in (service, CLI, API, CSV) refuses NUL, escapes and the like, by field name:
+    PostgreSQL cannot store NUL, and escapes would reach staff terminals."""
+    problem = control_problem(field, raw)
+    if problem is not None:
+        raise FieldError(problem)
+
+
 @dataclass(frozen=True)
 class Phone:
     e164: str
@@ -44,6 +54,7 @@ class Phone:
 
 def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> Phone:
     """E.164 form of a phone number written any usual way; national numbers are taken as US."""
+    refuse_control(raw, "phone")
     number = _plain_nanp(raw) if region == DEFAULT_REGION else None
     if number is None:
         try:
@@ -109,6 +120,7 @@ def _plain_email(raw: str) -> str | None:
 
 def normalize_email(raw: str) -> str:
     """The normalised address (domain lower-cased, Unicode NFC); syntax only, no DNS."""
+    refuse_control(raw, "email")
     plain = _plain_email(raw)
     if plain is not None:
         return plain
@@ -160,6 +172,7 @@ def normalize_language(raw: str) -> str:
 
 
 def normalize_name(raw: str, field: str) -> str:
+    refuse_control(raw, field)
     value = " ".join(raw.split())
     if len(value) > NAME_MAX:
         raise FieldError(f"{field} longer than {NAME_MAX} characters")
@@ -167,6 +180,7 @@ def normalize_name(raw: str, field: str) -> str:
 
 
 def normalize_external_id(raw: str) -> str | None:
+    refuse_control(raw, "external_id")
     value = raw.strip()
     if len(value) > EXTERNAL_ID_MAX:
         raise FieldError(f"external_id longer than {EXTERNAL_ID_MAX} characters")
@@ -176,6 +190,8 @@ def normalize_external_id(raw: str) -> str | None:
 def normalize_tags(raw: Iterable[str]) -> tuple[str, ...]:
     """Trimmed, lower-cased, de-duplicated and sorted; empty entries dropped."""
     tags = {" ".join(tag.split()).lower() for tag in raw}
+    for tag in tags:
+        refuse_control(tag, "tags")
     tags.discard("")
     if any(len(tag) > TAG_MAX for tag in tags):
         raise FieldError(f"tag longer than {TAG_MAX} characters")

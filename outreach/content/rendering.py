@@ -189,7 +189,7 @@ def _render(env: SandboxedEnvironment, name: str, file: str, context: Mapping[st
         raise RenderError(f"template {name}: {exc.__class__.__name__} in {file}") from None
     except RenderLimitExceeded as exc:
         raise RenderError(f"template {name}: {exc} in {file}") from None
-    except Exception as exc:
+    except Exception as exc:  # OverflowError, MemoryError, RecursionError, a filter's own bug
         raise RenderError(f"template {name}: {exc.__class__.__name__} in {file}") from None
 
 
@@ -200,7 +200,7 @@ def _render_string(env: SandboxedEnvironment, name: str, source: str, context: M
         raise RenderError(f"template {name}: undefined variable in subject ({exc.message})") from None
     except RenderLimitExceeded as exc:
         raise RenderError(f"template {name}: subject does not render ({exc})") from None
-    except Exception as exc:
+    except Exception as exc:  # as in _render
         raise RenderError(f"template {name}: subject does not render ({exc.__class__.__name__})") from None
 
 

@@ -51,8 +51,11 @@ def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
 async def unsubscribe_action(token: str, request: Request) -> HTMLResponse:
     settings = get_settings(request)
-    form = await request.form()
-    one_click = form.get("List-Unsubscribe") == "One-Click"
+    try:
+        form = await request.form()
+        one_click = form.get("List-Unsubscribe") == "One-Click"
+    except Exception:  # a malformed body: the signed token is what matters
+        one_click = False
     how = "one-click unsubscribe (RFC 8058)" if one_click else "unsubscribe page"
     try:
         result = await run_in_threadpool(_unsubscribe, get_session_factory(request), settings, token, how)

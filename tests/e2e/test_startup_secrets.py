@@ -96,3 +96,19 @@ def test_serve_starts_and_answers_on_sandbox_defaults(tmp_path: Path) -> None:
         process.terminate()
         process.wait(timeout=15)
         log.close()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "outreach.cli.app", "serve"], ["-m", "celery", "-A", "worker", "worker"]],
+    ids=["serve", "worker"],
+)
+def test_an_invalid_setting_is_one_line_naming_the_variable_not_its_value(
+    command: list[str], tmp_path: Path
+) -> None:
+    env = {"OUTREACH_SMTP_PORT": "not-a-port-4711", "OUTREACH_TWILIO_API_BASE_URL": "http://127.0.0.1:8025"}
+    result = _run(command, _environment(tmp_path, env))
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: invalid configuration: OUTREACH_SMTP_PORT:")
+    assert "4711" not in result.stderr and "Traceback" not in result.stderr

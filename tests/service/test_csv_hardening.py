@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from outreach.cli.app import app
-from outreach.contacts import CsvUnusable
+from outreach.contacts import ContactInput, CsvUnusable, InvalidContact, add_contact
 from outreach.contacts.importer import IGNORED_COLUMNS_SHOWN
 from tests.service.test_contacts_cli import cli  # noqa: F401 (the fixture, reused)
 from tests.support.contacts_csv import HEADER, run_import, stored, write
@@ -97,3 +97,19 @@ def test_the_cli_keeps_its_exit_code_contract_for_a_nul_row(
     assert result.exit_code == 1
     assert "2 rows: 1 added" in result.stdout
     assert result.stderr.splitlines() == ["line 3: first_name contains a control character (NUL)"]
+
+
+def test_a_contact_typed_with_control_characters_is_refused_by_field_and_nothing_is_written(
+    session: Session,
+) -> None:
+    data = ContactInput(
+        first_name="Ann\x00", last_name="L\x1b[31mee", phone="925\x00289 1430", tags=["vip\x07"]
+    )
+    with pytest.raises(InvalidContact) as refused:
+        add_contact(session, data, clinic_timezone="America/Los_Angeles")
+    assert str(refused.value) == (
+        "first_name contains a control character (NUL); last_name contains a control character (ESC); "
+        "phone contains a control character (NUL); tags contains a control character (U+0007)"
+    )
+    session.rollback()
+    assert stored(session) == []

@@ -9,6 +9,7 @@ import io
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -129,3 +130,11 @@ def test_arbitrary_bytes_posted_to_a_webhook_get_a_4xx(client: TestClient, data:
             path, content=data, headers={"Content-Type": content_type, "X-Twilio-Signature": "x"}
         )
         assert 400 <= response.status_code < 500, response.text
+
+
+@FUZZ
+@given(token=st.text(min_size=1, max_size=80))
+def test_any_unsubscribe_token_gets_a_page_never_a_5xx(client: TestClient, token: str) -> None:
+    path = "/unsubscribe/" + quote(token, safe="")
+    for response in (client.get(path), client.post(path, data={"List-Unsubscribe": "One-Click"})):
+        assert response.status_code in (400, 404), response.text

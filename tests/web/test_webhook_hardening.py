@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach.config import Settings
-from outreach.contacts.unsubscribe import _serializer
+from outreach.contacts.unsubscribe import _serializer, make_token
 from outreach.models import InboundMessage, Message, MessageEvent, MessageState
 from outreach.outbox import transition
 from tests.support.factories import make_contact, make_message
@@ -174,3 +174,15 @@ def test_an_unsubscribe_token_whose_id_overflows_is_a_bad_link_not_a_500(
     for response in (client.get(f"/unsubscribe/{token}"), client.post(f"/unsubscribe/{token}")):
         assert response.status_code == 400
         assert "does not work" in response.text
+
+
+def test_an_unsubscribe_post_with_a_malformed_body_still_unsubscribes(
+    client: TestClient, settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    with session_factory.begin() as session:
+        contact_id = make_contact(session).id
+    token = make_token(web_settings(settings), contact_id, "education")
+    response = client.post(
+        f"/unsubscribe/{token}", content=b"--x\r\nbroken", headers={"Content-Type": "multipart/form-data"}
+    )
+    assert response.status_code == 200 and "You are unsubscribed" in response.text
