@@ -20,9 +20,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -161,17 +168,28 @@ def _age(now: datetime, since: datetime | None) -> float:
 
 def exposition(state: Collector | None) -> bytes:
     """The text Prometheus scrapes: every process's counters, then the live gauges."""
-    counted = CollectorRegistry()
-    try:
-        MultiProcessCollector(counted)  # type: ignore[no-untyped-call]
-    except ValueError:
-        counted = REGISTRY  # PROMETHEUS_MULTIPROC_DIR unset: this process's own counters
-    text = generate_latest(counted)
+    text = generate_latest(_counted())
     if state is not None:
         live = CollectorRegistry(auto_describe=False)
         live.register(state)
         text += generate_latest(live)
     return text
+
+
+def _counted() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    try:
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    except ValueError:
+        return REGISTRY  # PROMETHEUS_MULTIPROC_DIR unset: this process's own counters
+    return registry
+
+
+def serve_worker_metrics(port: int) -> None:
+    """A worker on a machine with no web process serves its own pool's counters (no gauges:
+    those come from the database, which one web process already reports)."""
+    if port:
+        start_http_server(port, registry=_counted())
 
 
 def broker_queue_depth(broker_url: str, queues: Sequence[str]) -> QueueDepth:
