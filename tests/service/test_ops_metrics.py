@@ -9,11 +9,16 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import REGISTRY
 from sqlalchemy.orm import Session, sessionmaker
 
+from outreach.channels import DeliveryError
+from outreach.config import Settings
 from outreach.delivery.claim import claim_due
+from outreach.delivery.send import NoLimit, Services, send_message
 from outreach.models import InboxItem, InboxState, MessageState
 from outreach.ops.metrics import StateCollector
 from outreach.outbox import transition
+from outreach.replies import inbox
 from tests.support.factories import make_contact, make_message
+from tests.support.fakes import FakeClock, FakeProvider
 
 NOW = datetime(2026, 3, 10, 18, 0, tzinfo=UTC)
 
@@ -95,9 +100,8 @@ def test_a_broker_that_does_not_answer_reads_as_down_without_failing_the_scrape(
 
 def test_claiming_records_how_late_each_message_was(session_factory: sessionmaker[Session]) -> None:
     def late_between_30_and_60() -> float:
-        above = REGISTRY.get_sample_value("outreach_scheduling_lag_seconds_bucket", {"le": "60.0"}) or 0.0
-        below = REGISTRY.get_sample_value("outreach_scheduling_lag_seconds_bucket", {"le": "30.0"}) or 0.0
-        return above - below
+        above = _sample("outreach_scheduling_lag_seconds_bucket", le="60.0")
+        return above - _sample("outreach_scheduling_lag_seconds_bucket", le="30.0")
 
     before = late_between_30_and_60()
     with session_factory.begin() as session:
@@ -108,3 +112,63 @@ def test_claiming_records_how_late_each_message_was(session_factory: sessionmake
         assert len(claim_due(session, NOW)) == 2
 
     assert late_between_30_and_60() - before == 2
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_provider_errors_are_counted_by_code_and_the_retry_and_the_accept_too(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    noon_la = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)  # inside the sending window
+    provider = FakeProvider(script=[DeliveryError("rate limited", permanent=False, code="20429")])
+    services = Services(
+        settings=settings,
+        session_factory=session_factory,
+        providers={"sms": provider},
+        limiter=NoLimit(),
+        clock=FakeClock(noon_la),
+        sleep=lambda _s: None,
+    )
+    before = (
+        _sample("outreach_provider_errors_total", channel="sms", code="20429"),
+        _sample("outreach_provider_calls_total", channel="sms", outcome="error"),
+        _sample("outreach_provider_calls_total", channel="sms", outcome="accepted"),
+        _sample("outreach_send_retries_total"),
+    )
+    with session_factory.begin() as session:
+        message = make_message(session, make_contact(session), due_at=noon_la - timedelta(minutes=1))
+        message_id = message.id
+    for _ in range(2):
+        with session_factory.begin() as session:
+            transition(session, message_id, [MessageState.SCHEDULED], MessageState.QUEUED)
+        send_message(services, message_id)
+
+    after = (
+        _sample("outreach_provider_errors_total", channel="sms", code="20429"),
+        _sample("outreach_provider_calls_total", channel="sms", outcome="error"),
+        _sample("outreach_provider_calls_total", channel="sms", outcome="accepted"),
+        _sample("outreach_send_retries_total"),
+    )
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1, 1]
+
+
+def test_handling_a_crisis_item_records_how_long_it_waited(session_factory: sessionmaker[Session]) -> None:
+    def within(seconds: str) -> float:
+        return _sample("outreach_crisis_first_action_seconds_bucket", le=seconds)
+
+    before = (within("300.0"), within("900.0"))
+    with session_factory.begin() as session:
+        item = InboxItem(
+            contact_id=make_contact(session).id,
+            kind="crisis",
+            urgent=True,
+            created_at=NOW - timedelta(minutes=10),
+        )
+        session.add(item)
+        session.flush()
+        inbox.mark_handled(session, item.id, "nurse", NOW)
+        inbox.mark_handled(session, item.id, "nurse", NOW + timedelta(hours=1))  # already handled: not again
+
+    assert (within("300.0") - before[0], within("900.0") - before[1]) == (0, 1)
