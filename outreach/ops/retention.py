@@ -26,21 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, cast, or_, select, update
+from sqlalchemy import ColumnElement, String, cast, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from outreach.models import InboundMessage, InboxItem, InboxState, Message, MessageState
+from outreach.models import TERMINAL_STATES, InboundMessage, InboxItem, InboxState, Message, MessageState
 
 # States after which nothing will be sent: safe to forget what would have been said.
-SETTLED = (
-    MessageState.SENT,
-    MessageState.DELIVERED,
-    MessageState.UNDELIVERED,
-    MessageState.FAILED,
-    MessageState.CANCELLED,
-    MessageState.SKIPPED,
-    MessageState.EXPIRED,
-)
+SETTLED = TERMINAL_STATES | {MessageState.SENT}
 BATCH = 1000
 EMPTY_CONTEXT = "{}"
 # One batch: the ids after the given one that it cleared.
@@ -86,68 +78,52 @@ def _messages(session: Session, cutoff: datetime, after: int, batch: int) -> lis
         Message.body_override.is_not(None),
         cast(Message.context, String) != EMPTY_CONTEXT,
     )
-    ids = list(
-        session.scalars(
-            select(Message.id)
-            .where(Message.id > after, Message.state.in_(SETTLED), Message.updated_at < cutoff, has_content)
-            .order_by(Message.id)
-            .limit(batch)
-        )
+    # updated_at stays as it was: it is when the message last changed, part of what happened.
+    cleared: dict[str, object] = {
+        "body": None,
+        "subject": None,
+        "body_override": None,
+        "context": {},
+        "updated_at": Message.updated_at,
+    }
+    settled = Message.state.in_(SETTLED)
+    return _clear(
+        session, Message, [settled, Message.updated_at < cutoff, has_content], cleared, after, batch
     )
-    if ids:
-        # updated_at stays: it is when the message last changed, part of what happened.
-        session.execute(
-            update(Message)
-            .where(Message.id.in_(ids), Message.state.in_(SETTLED))
-            .values(body=None, subject=None, body_override=None, context={}, updated_at=Message.updated_at)
-            .execution_options(synchronize_session=False)
-        )
-    return ids
 
 
 def _inbound(session: Session, cutoff: datetime, after: int, batch: int) -> list[int]:
-    ids = list(
-        session.scalars(
-            select(InboundMessage.id)
-            .where(
-                InboundMessage.id > after,
-                InboundMessage.received_at < cutoff,
-                InboundMessage.processed_at.is_not(None),
-                InboundMessage.body != "",
-            )
-            .order_by(InboundMessage.id)
-            .limit(batch)
-        )
-    )
-    if ids:
-        session.execute(
-            update(InboundMessage)
-            .where(InboundMessage.id.in_(ids))
-            .values(body="")
-            .execution_options(synchronize_session=False)
-        )
-    return ids
+    old = [
+        InboundMessage.received_at < cutoff,
+        InboundMessage.processed_at.is_not(None),
+        InboundMessage.body != "",
+    ]
+    return _clear(session, InboundMessage, old, {"body": ""}, after, batch)
 
 
 def _inbox(session: Session, cutoff: datetime, after: int, batch: int) -> list[int]:
+    old = [InboxItem.state == InboxState.HANDLED, InboxItem.handled_at < cutoff, InboxItem.text != ""]
+    return _clear(session, InboxItem, old, {"text": ""}, after, batch)
+
+
+def _clear(
+    session: Session,
+    model: type[Message] | type[InboundMessage] | type[InboxItem],
+    conditions: list[ColumnElement[bool]],
+    values: dict[str, object],
+    after: int,
+    batch: int,
+) -> list[int]:
+    """One batch: the next ``batch`` matching rows after id ``after``, cleared. The update
+    repeats the conditions, so a row that changed in between (a message re-sent) is left."""
     ids = list(
-        session.scalars(
-            select(InboxItem.id)
-            .where(
-                InboxItem.id > after,
-                InboxItem.state == InboxState.HANDLED,
-                InboxItem.handled_at < cutoff,
-                InboxItem.text != "",
-            )
-            .order_by(InboxItem.id)
-            .limit(batch)
-        )
+        session.scalars(select(model.id).where(model.id > after, *conditions).order_by(model.id).limit(batch))
     )
     if ids:
         session.execute(
-            update(InboxItem)
-            .where(InboxItem.id.in_(ids))
-            .values(text="")
+            update(model)
+            .where(model.id.in_(ids), *conditions)
+            .values(values)
             .execution_options(synchronize_session=False)
         )
     return ids

@@ -3,6 +3,7 @@ happened stays; nothing that may still be sent is touched; a second run changes 
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -60,6 +61,17 @@ def _message(session: Session, contact: Contact, state: MessageState, last_chang
     return message.id
 
 
+def _reply(body: str, at: datetime) -> InboundMessage:
+    return InboundMessage(
+        provider_sid=f"SM{uuid.uuid4().hex}",
+        from_address="+14155550123",
+        to_address="+15005550006",
+        body=body,
+        received_at=at,
+        processed_at=at,
+    )
+
+
 def _load(factory: sessionmaker[Session]) -> dict[str, Any]:
     with factory.begin() as session:
         contact = make_contact(session)
@@ -77,22 +89,7 @@ def _load(factory: sessionmaker[Session]) -> dict[str, Any]:
                 )
             },
         }
-        old_reply = InboundMessage(
-            provider_sid="SM" + "1" * 32,
-            from_address="+14155550123",
-            to_address="+15005550006",
-            body="I can't make Friday",
-            received_at=OLD,
-            processed_at=OLD,
-        )
-        new_reply = InboundMessage(
-            provider_sid="SM" + "2" * 32,
-            from_address="+14155550123",
-            to_address="+15005550006",
-            body="See you then",
-            received_at=RECENT,
-            processed_at=RECENT,
-        )
+        old_reply, new_reply = _reply("I can't make Friday", OLD), _reply("See you then", RECENT)
         session.add_all([old_reply, new_reply])
         session.flush()
         handled = InboxItem(
