@@ -88,10 +88,10 @@ def print_report(path: Path) -> int:
         print(f"no fault lines in {path}: did the fault tests run?", file=sys.stderr)
         return 1
     lines = [FaultLine(**json.loads(text)) for text in path.read_text().splitlines() if text.strip()]
-    print(f"{'fault':<44} {'scheduled':>9} {'accepts':>8} {'duplicates':>10} {'lost':>5} {'regressions':>11}")
+    print(f"{'fault':<52} {'scheduled':>9} {'accepts':>8} {'duplicates':>10} {'lost':>5} {'regressions':>11}")
     for line in lines:
         print(
-            f"{line.fault:<44} {line.scheduled:>9} {line.accepts:>8} {line.duplicates:>10} {line.lost:>5} "
+            f"{line.fault:<52} {line.scheduled:>9} {line.accepts:>8} {line.duplicates:>10} {line.lost:>5} "
             f"{line.regressions:>11}  {'ok' if line.ok else 'BROKEN'}{'  ' + line.note if line.note else ''}"
         )
     return 0 if lines and all(line.ok for line in lines) else 1
