@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
     REGISTRY,
@@ -185,11 +186,14 @@ def _counted() -> CollectorRegistry:
     return registry
 
 
-def serve_worker_metrics(port: int) -> None:
+def serve_worker_metrics(port: int) -> WSGIServer | None:
     """A worker on a machine with no web process serves its own pool's counters (no gauges:
-    those come from the database, which one web process already reports)."""
-    if port:
-        start_http_server(port, registry=_counted())
+    those come from the database, which one web process already reports). On every
+    interface, so Prometheus on another machine can reach it: keep the port internal."""
+    if not port:
+        return None
+    server, _thread = start_http_server(port, registry=_counted())
+    return server
 
 
 def broker_queue_depth(broker_url: str, queues: Sequence[str]) -> QueueDepth:

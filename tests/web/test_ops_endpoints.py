@@ -6,12 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach.config import Settings, load_settings
 from outreach.models import InboxItem
+from outreach.ops.metrics import serve_worker_metrics
 from outreach.web.app import create_app
 from tests.support import services
 from tests.support.factories import make_contact, make_message
@@ -139,3 +141,18 @@ def test_healthz_checks_the_providers_only_when_asked(make_client: Any) -> None:
         "twilio": "unreachable",
         "smtp": "unreachable",
     }
+
+
+def test_a_worker_machine_can_serve_its_own_counters() -> None:
+    port = free_port()
+    server = serve_worker_metrics(port)
+    assert server is not None
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert response.status_code == 200
+    assert "# TYPE outreach_provider_calls_total counter" in response.text
+    assert serve_worker_metrics(0) is None
