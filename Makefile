@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench install migration clean
+.PHONY: run test lint typecheck pytest bench faults install migration clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -35,8 +35,18 @@ pytest: $(STAMP)
 	scripts/ensure-chromium
 	$(BIN)/pytest
 
+## Every benchmark: bench/results.json and one table, each figure beside its goal. QUICK=1: under two minutes.
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(if $(QUICK),--quick)
+
+## The fault matrix against real workers, Redis, PostgreSQL and the sandbox: one line per fault.
+FAULTS_REPORT := var/faults.jsonl
+faults: $(STAMP)
+	mkdir -p var && rm -f $(FAULTS_REPORT)
+	OUTREACH_FAULTS_REPORT=$(CURDIR)/$(FAULTS_REPORT) OUTREACH_FAULTS_KILLS=$${OUTREACH_FAULTS_KILLS:-20} \
+		$(BIN)/pytest -q -p no:cacheprovider tests/e2e/test_faults.py \
+		"tests/e2e/test_replies.py::test_opt_out_during_sending_means_nothing_accepted_after_it_was_stored"; \
+		status=$$?; $(BIN)/python -m tests.support.faults $(FAULTS_REPORT) || status=1; exit $$status
 
 ## Only until the first release: rebuild the initial migration from the models.
 migration: $(STAMP)

@@ -30,4 +30,6 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 300.0,
         "options": {"expires": 300.0},
     },
+    # Clear texts older than OUTREACH_RETENTION_DAYS (minimum necessary); hourly keeps each run small.
+    "retention": {"task": "outreach.clear_old_content", "schedule": 3600.0, "options": {"expires": 3600.0}},
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_init, worker_process_init
 from pydantic import ValidationError
 
 from outreach import runtime
@@ -20,6 +20,7 @@ from outreach.config import (
     load_settings,
     refuse_public_secrets,
 )
+from outreach.ops import logs, metrics
 
 try:
     settings = load_settings()
@@ -35,7 +36,19 @@ app = make_celery(settings)
 runtime.install(settings)
 
 
+@setup_logging.connect
+def _configure_logging(loglevel: str | int | None = None, **_: Any) -> None:
+    # Connected, so Celery installs none of its own handlers: ours keep patient data out.
+    logs.configure(settings, loglevel)
+
+
+@worker_init.connect
+def _serve_metrics(**_: Any) -> None:
+    metrics.serve_worker_metrics(settings.worker_metrics_port)
+
+
 @worker_process_init.connect
 def _rebuild_after_fork(**_: Any) -> None:
     # Pooled database connections must never cross a fork.
     runtime.install(settings)
+

@@ -38,6 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import redis
@@ -650,9 +651,9 @@ def report(figures: Figures) -> Pairs:
     return out
 
 
-def pairs() -> Pairs:
-    """The figures for `make bench` (bench/__main__.py)."""
-    return report(run())
+def pairs(**sizes: Any) -> Pairs:
+    """The figures for `make bench` (bench/__main__.py); ``sizes`` as for ``run``."""
+    return report(run(**sizes))
 
 
 def limiter_pairs() -> Pairs:

@@ -11,7 +11,7 @@ from kombu.entity import Queue
 
 from outreach.config import Settings
 
-TASK_MODULES = ["tasks.delivery", "tasks.replies", "tasks.campaigns"]
+TASK_MODULES = ["tasks.delivery", "tasks.replies", "tasks.campaigns", "tasks.retention"]
 PROCESS_INBOUND = "outreach.process_inbound"
 DISPATCH_DUE = "outreach.dispatch_due"
 # Everything but the sends: the dispatcher, patients' replies and the sweeps. On a queue of

@@ -174,6 +174,25 @@ class Settings(BaseSettings):
     # An unknown send is looked up at the provider only after this long (its list may lag).
     reconcile_after_seconds: float = Field(default=60.0, ge=0)
 
+    # Operations (outreach/ops). Logs: one line per event, JSON for log shippers or text for a
+    # terminal; OUTREACH_LOG_LEVEL, when set, overrides Celery's --loglevel. /metrics: a bearer
+    # token, or (empty) answered only to loopback clients. Message bodies, rendered context and
+    # inbound texts are cleared this many days after a message's last change (0: never).
+    log_format: Literal["json", "text"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_token: SecretStr = SecretStr("")
+    # A worker's metrics endpoint (0: none), for workers on machines without a web process.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    retention_days: int = Field(default=180, ge=0)
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _case_blind(cls, value: object) -> object:
+        # The level in capitals, the format in lower case, whichever way it was typed.
+        if isinstance(value, str):
+            return value.upper() if value.lower() in {"debug", "info", "warning", "error"} else value.lower()
+        return value
+
     @field_validator("treatment_words", "oncall_sms", "oncall_email", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:

@@ -34,14 +34,16 @@ def serve(
     """Run the web process: Twilio webhooks, unsubscribe pages, /healthz."""
     import uvicorn
 
+    from outreach.ops import logs
     from outreach.web.app import create_app
 
     config = _checked_settings()
+    logs.configure(config)
     uvicorn.run(
         create_app(config),
         host=host or config.web_host,
         port=port or config.web_port,
-        log_level="warning",
+        log_config=None,  # keep ours: JSON or text, with patient data redacted
         access_log=False,  # access logs would carry unsubscribe tokens and phone-page paths
     )
 
@@ -49,10 +51,13 @@ def serve(
 @handle_errors
 def run() -> None:
     """Run web, worker, beat and the sandbox together until Ctrl-C (embedded defaults)."""
+    from outreach.ops import logs
+
     config = _checked_settings()
     wiring = _sandbox_wiring(config)
     # Checked here as each child checks itself, so a refusal is one line, not four.
     _refuse_if_insecure(load_settings(**{field: value for field, (_, value) in wiring.items()}))
+    logs.configure(config, "WARNING")
     RUN_DIR.mkdir(exist_ok=True)
     python = sys.executable
     commands = {

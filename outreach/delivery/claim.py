@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from outreach.models import Message, MessageState
+from outreach.ops import metrics
 
 DEFAULT_CLAIM_LEASE = timedelta(minutes=5)
 
@@ -37,10 +38,10 @@ def claim_due(
         stmt = update(Message).where(Message.id == locked.c.id)
     else:
         stmt = update(Message).where(Message.id.in_(due.scalar_subquery()))
-    ids = session.scalars(
-        stmt.values(**values).returning(Message.id).execution_options(synchronize_session=False)
-    ).all()
-    return sorted(ids)
+    returning = stmt.values(**values).returning(Message.id, Message.due_at)
+    claimed = session.execute(returning.execution_options(synchronize_session=False)).all()
+    metrics.observe_lag(now, (due_at for _, due_at in claimed))
+    return sorted(message_id for message_id, _ in claimed)
 
 
 def next_due_at(session: Session) -> datetime | None:

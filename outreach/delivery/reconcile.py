@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from outreach.channels import DeliveryError
 from outreach.delivery.send import Services
 from outreach.models import Message, MessageAttempt, MessageState
+from outreach.ops import metrics
 from outreach.outbox import transition
 
 # Look this far before the attempt started, for clock skew between us and the provider.
@@ -31,7 +32,9 @@ def reconcile_unknown(services: Services) -> dict[str, int]:
         ).all()
     for message_id in ids:
         with services.session_factory() as session, session.begin():
-            counts[_reconcile_one(session, services, message_id)] += 1
+            result = _reconcile_one(session, services, message_id)
+        counts[result] += 1
+        metrics.RECONCILIATIONS.labels(result).inc()
     return counts
 
 

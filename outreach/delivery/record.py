@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from outreach.channels import DeliveryError, SendResult
 from outreach.delivery.effects import apply_effect
 from outreach.models import Message, MessageAttempt, MessageState
+from outreach.ops import metrics
 from outreach.outbox import transition
 
 BACKOFF_CAP = timedelta(hours=1)
@@ -144,6 +145,7 @@ def record_failure(
         lease_until=None,
     )
     finish_attempt(session, message_id, now, outcome="retry", error=error)
+    metrics.RETRIES.inc()
     return MessageState.SCHEDULED
 
 

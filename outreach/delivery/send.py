@@ -35,6 +35,7 @@ from outreach.delivery.prepare import Prepared, prepare
 from outreach.delivery.ratelimit import RateLimitUnavailable, Reservation
 from outreach.delivery.record import Accepted, finish_attempt, record_accepts, record_failure
 from outreach.models import Message, MessageKind, MessageState, utcnow
+from outreach.ops import metrics
 from outreach.outbox import lock_contacts_pause_of, lock_messages, transition
 
 log = logging.getLogger(__name__)
@@ -290,16 +291,20 @@ def _call(
 ) -> str:
     provider = services.providers[prepared.outgoing.channel]
     retry_base = timedelta(seconds=services.settings.retry_backoff_seconds)
+    channel = prepared.outgoing.channel
     try:
         result = provider.send(prepared.outgoing)
     except DeliveryError as error:
+        metrics.count_provider_error(channel, error.code)
         return record_failure(session, message, error, services.clock(), retry_base)
     except Exception as exc:
+        metrics.count_provider_error(channel, "unexpected")
         # An adapter bug after the request may have left: we cannot know, so reconcile.
         # Only the type is logged: a library's message may quote the number or the text.
         kind = type(exc).__name__
         log.error("provider adapter raised %s unexpectedly (message id %s)", kind, message.id)
         unexpected = DeliveryError(f"unexpected adapter error ({kind})", permanent=False, ambiguous=True)
         return record_failure(session, message, unexpected, services.clock(), retry_base)
+    metrics.PROVIDER_CALLS.labels(channel, "accepted").inc()
     accepted.append(Accepted(message.id, result, services.clock()))
     return MessageState.SENT

@@ -23,6 +23,7 @@ from outreach import outbox
 from outreach.config import Settings
 from outreach.errors import OutreachError
 from outreach.models import Contact, InboundClass, InboundMessage, utcnow
+from outreach.ops import metrics
 from outreach.replies import effects, handlers
 from outreach.replies.classify import ALSO_OPT_OUT, Classification, classify
 
@@ -85,6 +86,7 @@ def store_inbound(
     if result.classification == InboundClass.CRISIS:
         effects.pause_for_crisis(session, contacts, inbound, now)
     session.flush()
+    metrics.count_inbound(result.classification)
     log.info("inbound %s stored: %s (%s)", inbound.id, result.classification, result.rule)
     return StoreResult(
         "stored", inbound.id, str(result.classification), tuple(c.id for c in contacts), True

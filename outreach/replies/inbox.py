@@ -32,6 +32,7 @@ from outreach.models import (
     MessageKind,
     MessageState,
 )
+from outreach.ops import metrics
 from outreach.replies.effects import sms_opted_out
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,8 @@ def mark_handled(session: Session, item_id: int, staff: str, now: datetime) -> I
         item.state = InboxState.HANDLED
         item.handled_at = now
         item.handled_by = staff
+        if item.kind == "crisis":
+            metrics.CRISIS_FIRST_ACTION.observe(max((now - item.created_at).total_seconds(), 0.0))
     return _summary(item, _contact_of(session, item))
 
 

@@ -1,4 +1,4 @@
-"""The web process: Twilio webhooks, unsubscribe pages, health check.
+"""The web process: Twilio webhooks, unsubscribe pages, health check and metrics.
 
 ``create_app`` takes its settings and collaborators as arguments (tests pass their own);
 ``outreach serve`` builds them from the environment.
@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach.celeryapp import PROCESS_INBOUND, make_celery
 from outreach.config import Settings
 from outreach.db import make_engine, make_session_factory
+from outreach.ops import routes as ops_routes
 from outreach.web import inbound, status_webhook, unsubscribe
 from outreach.web.limits import BodySizeLimit
 
@@ -34,16 +33,7 @@ def create_app(
     app.include_router(inbound.router)
     app.include_router(unsubscribe.router)
 
-    @app.get("/healthz")
-    def healthz(request: Request) -> JSONResponse:
-        factory: sessionmaker[Session] = request.app.state.session_factory
-        try:
-            with factory() as session:
-                session.execute(text("SELECT 1"))
-        except Exception:
-            return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
-        return JSONResponse({"status": "ok"})
-
+    app.include_router(ops_routes.router(settings, app.state.session_factory))
     return app
 
 

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from twilio.request_validator import RequestValidator
 
 from outreach.config import Settings
+from outreach.ops import metrics
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 
@@ -49,11 +50,12 @@ def public_url(settings: Settings, request: Request) -> str:
 
 def is_signed_by_twilio(settings: Settings, request: Request, form: Mapping[str, Sequence[str]]) -> bool:
     signature = request.headers.get(SIGNATURE_HEADER)
-    if not signature:
-        return False
     validator = RequestValidator(settings.twilio_auth_token.get_secret_value())
     # The validator compares in constant time and accepts the URL with or without the port.
-    return bool(validator.validate(public_url(settings, request), _MultiDict(form), signature))
+    valid = bool(signature) and validator.validate(public_url(settings, request), _MultiDict(form), signature)
+    if not valid:
+        metrics.SIGNATURE_FAILURES.labels(request.url.path.rsplit("/", 1)[-1]).inc()
+    return bool(valid)
 
 
 class _MultiDict(dict[str, str]):

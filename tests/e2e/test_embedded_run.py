@@ -64,7 +64,8 @@ def test_run_on_embedded_defaults_delivers_the_demo_booking_confirmation(tmp_pat
             interval=1.0,
             what="the demo booking confirmation to be delivered",
         )
-        assert httpx.get(f"http://127.0.0.1:{web}/healthz").json() == {"status": "ok"}
+        health = httpx.get(f"http://127.0.0.1:{web}/healthz").json()
+        assert health == {"status": "ok", "database": "ok", "broker": "ok"}  # the embedded broker too
         phone = httpx.get(f"http://127.0.0.1:{api}/phone/+19255550101").text
         assert "Reply 1" in phone
         assert (tmp_path / "outreach.sqlite").exists()

@@ -1,27 +1,38 @@
-"""Fault tests: kill workers, restart Redis, drop database connections, run two beats.
+"""Fault tests: kill workers (at chosen and at random points), restart Redis, drop database
+connections, run two beats, provider 429s, 500s, timeouts and hangs, duplicate and reordered
+status callbacks, the web process killed while texts arrive.
 
-After each, the sandbox's accept counts show no message sent twice, and every message ends
-sent (here nothing fails for good), helped only by the sweeps beat would run anyway.
+After each, the sandbox's accept counts show no message sent twice, every message ends sent
+(here nothing fails for good), helped only by the sweeps beat would run anyway, and no status
+moved backward. Each records its line for `make faults` (tests/support/faults.py).
 """
 
 from __future__ import annotations
 
+import os
+import random
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from sqlalchemy import select
+from twilio.request_validator import RequestValidator
 
-from outreach.models import Message, MessageState, utcnow
+from outreach.models import InboundMessage, InboxItem, Message, MessageState, utcnow
 from outreach.outbox import insert_messages
+from tests.support import faults
 from tests.support.e2e import System, daytime_zone, running_system
 from tests.support.factories import make_contact
 from tests.support.processes import private_redis
+from tests.support.sandbox import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -57,11 +68,9 @@ def _load(system: System, count: int = MESSAGES) -> list[int]:
         return list(session.scalars(select(Message.id).where(Message.idempotency_key.like("fault:%"))))
 
 
-def _settle(system: System, ids: list[int], timeout: float = 90) -> None:
-    """Wait until every message is sent, running the rescue and reconcile sweeps as beat would.
-
-    The deadline is inside pytest's own timeout, so a failure names the states it found.
-    """
+def _settle(system: System, ids: list[int], timeout: float = 90) -> str | None:
+    """Wait until every message is sent, running the rescue and reconcile sweeps as beat would;
+    the states it found if the deadline passed (inside pytest's own timeout), else None."""
     last: dict[str, list[str | None]] = {}
 
     def all_done() -> bool:
@@ -82,17 +91,29 @@ def _settle(system: System, ids: list[int], timeout: float = 90) -> None:
         wait_for(all_done, timeout=timeout, interval=1.0, what="every message to be sent")
     except AssertionError as timed_out:
         pending = {s: sorted(set(map(str, reasons))) for s, reasons in last.items() if s not in DONE}
-        raise AssertionError(f"{timed_out}; not sent: {pending}") from None
+        return f"{timed_out}; not sent: {pending}"
+    return None
 
 
-def _assert_never_twice(system: System, ids: list[int]) -> None:
+def _finish(system: System, ids: list[int], fault: str, note: str = "", timeout: float = 90) -> None:
+    """Settle, record the fault's report line, then hold the promises: every message sent,
+    none twice, no status backward."""
+    problem = _settle(system, ids, timeout)
     accepts = system.sandbox.control.accepts()
+    line = faults.outcome(system.factory, fault, ids, accepts.total, len(accepts.duplicates), note)
+    faults.record(line)
+    assert problem is None, problem
     assert accepts.duplicates == [], f"sent twice: {accepts.duplicates}"
     assert accepts.total == len(ids)
+    assert line.ok, line
 
 
 def _accepted(system: System) -> int:
     return system.sandbox.control.accepts().total
+
+
+def _reached(system: System, accepts: int) -> bool:
+    return _accepted(system) >= accepts
 
 
 @pytest.mark.parametrize("kill_after", [5, 40])
@@ -102,8 +123,7 @@ def test_worker_killed_mid_batch_sends_nothing_twice(pg_url: str, tmp_path: Path
         wait_for(lambda: _accepted(system) >= kill_after, timeout=60, what=f"{kill_after} sends")
         system.processes.kill("worker1", signal.SIGKILL)
         system.processes.start_worker("worker1")
-        _settle(system, ids)
-        _assert_never_twice(system, ids)
+        _finish(system, ids, f"worker SIGKILL after {kill_after} sends")
 
 
 def test_redis_restart_loses_no_message(pg_url: str, tmp_path: Path) -> None:
@@ -114,8 +134,7 @@ def test_redis_restart_loses_no_message(pg_url: str, tmp_path: Path) -> None:
         ids = _load(system)
         wait_for(lambda: _accepted(system) >= 10, timeout=60, what="sending to be under way")
         redis.restart()  # no persistence: every queued task and rate slot is gone
-        _settle(system, ids)
-        _assert_never_twice(system, ids)
+        _finish(system, ids, "Redis restart (no persistence)")
 
 
 def test_dropped_database_connections_lose_nothing(pg_url: str, tmp_path: Path) -> None:
@@ -132,12 +151,138 @@ def test_dropped_database_connections_lose_nothing(pg_url: str, tmp_path: Path) 
                     (name,),
                 )
             time.sleep(0.5)  # let a few sends start on fresh connections before the next drop
-        _settle(system, ids)
-        _assert_never_twice(system, ids)
+        _finish(system, ids, "PostgreSQL connections dropped x3", "not a server restart")
 
 
 def test_two_beats_and_two_workers_send_each_message_once(pg_url: str, tmp_path: Path) -> None:
     with slow_system(pg_url, tmp_path, workers=2, beats=2) as system:
         ids = _load(system, count=120)
-        _settle(system, ids)
-        _assert_never_twice(system, ids)
+        _finish(system, ids, "two beats, two workers (two dispatchers)")
+
+
+@pytest.mark.timeout(900)  # each kill waits for a fresh worker to be ready (seconds on a busy machine)
+def test_worker_killed_at_random_points_sends_nothing_twice(pg_url: str, tmp_path: Path) -> None:
+    """SIGKILL a worker at random moments while it sends (3 kills; ``make faults``: 20)."""
+    kills = int(os.environ.get("OUTREACH_FAULTS_KILLS", "3"))
+    seed = int(os.environ.get("OUTREACH_FAULTS_SEED", "20261204"))
+    count = 40 * kills
+    points = sorted(random.Random(seed).sample(range(1, count - 10), kills))
+    with slow_system(pg_url, tmp_path, workers=2) as system:
+        system.sandbox.control.clear_faults()
+        system.sandbox.control.inject("latency", seconds=0.2)
+        ids = _load(system, count=count)
+        for point in points:
+            wait_for(partial(_reached, system, point), timeout=120, what=f"{point} sends")
+            system.processes.kill("worker1", signal.SIGKILL)
+            system.processes.start_worker("worker1")
+        _finish(system, ids, f"worker SIGKILL at {kills} random points", f"seed {seed}", timeout=240)
+
+
+PROVIDER_FAULTS: dict[str, dict[str, Any]] = {
+    "provider 429 storm": {"kind": "error", "code": 20429, "count": 60},
+    "provider 500s": {"kind": "error", "code": 20500, "count": 40},
+    "provider timeouts (answer after the client gave up)": {"kind": "latency", "seconds": 3.0, "count": 10},
+    "provider hangs (accepted, never answered)": {"kind": "hang", "seconds": 4.0, "count": 10},
+}
+
+
+@pytest.mark.parametrize("fault", list(PROVIDER_FAULTS))
+def test_provider_faults_end_with_each_message_sent_once(pg_url: str, tmp_path: Path, fault: str) -> None:
+    with running_system(pg_url, tmp_path) as system:
+        system.sandbox.control.inject(**PROVIDER_FAULTS[fault])
+        ids = _load(system)
+        _finish(system, ids, fault)
+
+
+def _signed_post(system: System, path_and_query: str, form: dict[str, str]) -> int:
+    url = system.settings.public_base_url + path_and_query
+    signature = RequestValidator(TEST_AUTH_TOKEN).compute_signature(url, form)
+    try:
+        response = httpx.post(url, data=form, headers={"X-Twilio-Signature": str(signature)}, timeout=5)
+    except httpx.HTTPError:
+        return 0  # what Twilio sees when the web process is down: it will retry
+    return response.status_code
+
+
+def test_duplicate_and_reordered_status_callbacks_never_move_a_status_back(
+    pg_url: str, tmp_path: Path
+) -> None:
+    with running_system(pg_url, tmp_path) as system:
+        ids = _load(system, count=20)
+        assert _settle(system, ids) is None
+        wait_for(
+            lambda: all(system.message(i).state == MessageState.DELIVERED for i in ids),
+            timeout=30,
+            what="every message delivered",
+        )
+        for message_id in ids:
+            message = system.message(message_id)
+            assert message.provider_id and message.correlation_id
+            for status in ("delivered", "sent", "queued", "delivered", "sending"):
+                form = {
+                    "MessageSid": message.provider_id,
+                    "MessageStatus": status,
+                    "AccountSid": TEST_ACCOUNT_SID,
+                }
+                assert (
+                    _signed_post(system, f"/webhooks/twilio/status?c={message.correlation_id}", form) == 200
+                )
+        _finish(system, ids, "duplicate and reordered status callbacks")
+        assert all(system.message(i).state == MessageState.DELIVERED for i in ids)
+
+
+def test_web_killed_while_webhooks_arrive_loses_and_repeats_nothing(pg_url: str, tmp_path: Path) -> None:
+    """Patients' texts arrive while the web process is SIGKILLed and restarted. Twilio retries
+    what got no 200; here every text is posted again afterwards (a superset of Twilio's
+    retries, including those whose 200 was lost): each is stored and handled exactly once."""
+    with running_system(pg_url, tmp_path) as system:
+        with system.factory.begin() as session:
+            phones = [str(make_contact(session, timezone=daytime_zone()).phone) for _ in range(30)]
+        forms = [
+            {
+                "MessageSid": f"SM{uuid.uuid4().hex}",
+                "AccountSid": TEST_ACCOUNT_SID,
+                "From": phone,
+                "To": system.settings.twilio_from,
+                "Body": f"Running late today, sorry {n}",
+            }
+            for n, phone in enumerate(phones)
+        ]
+        answered = [_signed_post(system, "/webhooks/twilio/sms", form) for form in forms[:10]]
+        system.processes.kill("web", signal.SIGKILL)
+        answered += [_signed_post(system, "/webhooks/twilio/sms", form) for form in forms[10:20]]
+        system.processes.start_web(system.settings.web_port)
+        answered += [_signed_post(system, "/webhooks/twilio/sms", form) for form in forms[20:]]
+        assert answered.count(200) == 20, answered
+        assert all(_signed_post(system, "/webhooks/twilio/sms", form) == 200 for form in forms)  # retries
+        sids = [form["MessageSid"] for form in forms]
+
+        def processed() -> int:
+            with system.factory() as session:
+                return len(
+                    session.scalars(
+                        select(InboundMessage.id).where(
+                            InboundMessage.provider_sid.in_(sids), InboundMessage.processed_at.is_not(None)
+                        )
+                    ).all()
+                )
+
+        wait_for(lambda: processed() == len(forms), timeout=60, what="every text processed")
+        with system.factory() as session:
+            stored = session.scalars(
+                select(InboundMessage.id).where(InboundMessage.provider_sid.in_(sids))
+            ).all()
+            items = session.scalars(
+                select(InboxItem.inbound_message_id).where(InboxItem.inbound_message_id.in_(stored))
+            ).all()
+        line = faults.FaultLine(
+            "web SIGKILL while texts arrive",
+            scheduled=len(forms),
+            accepts=len(stored),
+            duplicates=len(items) - len(set(items)),
+            lost=len(forms) - len(set(items)),
+            regressions=0,
+            note="inbound texts: stored / inbox items",
+        )
+        faults.record(line)
+        assert line.ok, line

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from outreach.contacts import consent
 from outreach.models import InboxItem, Message, MessageState, utcnow
 from outreach.outbox import insert_messages
+from tests.support import faults
 from tests.support.e2e import ONCALL_EMAIL, ONCALL_SMS, System, daytime_zone, running_system
 from tests.support.factories import make_contact
 from tests.support.waiting import wait_for
@@ -129,6 +130,9 @@ def test_opt_out_during_sending_means_nothing_accepted_after_it_was_stored(
         )
 
     wait_for(settled, timeout=60, interval=0.2, what="every race message to settle")
+    accepts = control.accepts()
+    fault = f"STOP racing a send ({opt_out!r})"
+    faults.record(faults.outcome(system.factory, fault, ids, accepts.count(phone), len(accepts.duplicates)))
     outbound = [m for m in control.messages(phone) if m.direction == "outbound-api"]
     late = {
         m.body: (m.accepted_at - stored).total_seconds()

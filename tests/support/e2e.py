@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from celery import Celery
 from pydantic import SecretStr
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach.celeryapp import make_celery
 from outreach.config import Settings, load_settings
 from outreach.db import make_engine, make_session_factory
-from outreach.models import Closure, Message, MessageState
+from outreach.models import Closure, Contact, InboundMessage, Message, MessageState
 from tests.support import services
 from tests.support.processes import Stack, free_port, stack
 from tests.support.sandbox import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, RunningSandbox, running_sandbox
@@ -129,6 +129,9 @@ def system_settings(database_url: str, web_port: int, **overrides: Any) -> Setti
         "smtp_timeout_seconds": 5.0,
         "oncall_sms": [ONCALL_SMS],
         "oncall_email": [ONCALL_EMAIL],
+        # Every library at its most talkative, so the leak check below sees the worst case.
+        "log_level": "DEBUG",
+        "log_format": "json",
     }
     return load_settings(**{**values, **overrides})
 
@@ -147,7 +150,11 @@ def running_system(
     engine = make_engine(database_url)
     with running_sandbox(settings) as sandbox:
         aimed = sandbox.settings
-        with stack(environment(aimed), log_dir) as processes:
+        # One directory for every process's counters, as in a deployment (docs/operations.md).
+        metrics_dir = log_dir / "metrics"
+        metrics_dir.mkdir(exist_ok=True)
+        env = {**environment(aimed), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+        with stack(env, log_dir) as processes:
             processes.start_web(web_port)
             for n in range(workers):
                 processes.start_worker(f"worker{n + 1}")
@@ -160,4 +167,50 @@ def running_system(
                 for name in ("worker1", "worker2", "beat1", "web"):
                     print(f"----- {name} log -----\n{processes.log(name)[-4000:]}")
                 raise
+            processes.stop_all()  # so the logs are complete, shutdown included
+            assert_no_patient_data_in_logs(system.factory, log_dir)
     engine.dispose()
+
+
+# Shorter message texts ("1", "STOP") and names ("Al") are words a log may hold for other reasons.
+MIN_TEXT = 8
+MIN_NAME = 4
+
+
+def patient_data(factory: sessionmaker[Session]) -> set[str]:
+    """Every phone, email, name and message text the test database holds, with the on-call
+    staff's addresses: none of them may appear in any process's output."""
+    found: set[str] = {ONCALL_SMS, ONCALL_EMAIL}
+    texts: set[str] = set()
+    with factory() as session:
+        for phone, email, first, last in session.execute(
+            select(Contact.phone, Contact.email, Contact.first_name, Contact.last_name)
+        ):
+            found.update(value for value in (phone, email) if value)
+            found.update(name for name in (first, last) if name and len(name) >= MIN_NAME)
+        for row in session.execute(
+            select(
+                Message.body, Message.body_override, Message.subject, Message.to_address, Message.to_override
+            )
+        ):
+            texts.update(value for value in row if value)
+        for body, sender in session.execute(select(InboundMessage.body, InboundMessage.from_address)):
+            texts.add(body)
+            found.add(sender)
+    found.update(text for text in texts if len(text) >= MIN_TEXT)
+    for phone in [value for value in found if value.startswith("+1") and value[1:].isdigit()]:
+        found.add(phone[2:])  # the national spelling, 4155550123
+    return found
+
+
+def assert_no_patient_data_in_logs(factory: sessionmaker[Session], log_dir: Path) -> None:
+    secrets = patient_data(factory)
+    leaks: list[str] = []
+    for path in sorted(log_dir.glob("*.log")):
+        text = path.read_text(errors="replace")
+        for secret in secrets:
+            at = text.find(secret)
+            if at >= 0:
+                line = text[text.rfind("\n", 0, at) + 1 : text.find("\n", at)]
+                leaks.append(f"{path.name}: {secret!r} in {line[:300]!r}")
+    assert not leaks, "patient data in process output:\n" + "\n".join(leaks)

@@ -104,7 +104,3 @@ def test_callback_without_status_is_a_400_naming_the_field(client: TestClient, s
     sig = RequestValidator(TOKEN).compute_signature(url, fields)
     response = client.post("/webhooks/twilio/status", data=fields, headers={"X-Twilio-Signature": sig})
     assert response.status_code == 400 and "MessageStatus" in response.text
-
-
-def test_healthz_reports_the_database(client: TestClient) -> None:
-    assert client.get("/healthz").json() == {"status": "ok"}

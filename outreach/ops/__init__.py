@@ -1,0 +1,1 @@
+"""Running the service: metrics, logs, health checks and retention."""
