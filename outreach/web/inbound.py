@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from outreach.config import Settings
 from outreach.db import transaction
+from outreach.models import utcnow
 from outreach.replies.inbound import MalformedInbound, StoreResult, store_inbound
 from outreach.web.deps import get_session_factory, get_settings
 from outreach.web.signature import is_signed_by_twilio
@@ -55,4 +56,4 @@ async def twilio_inbound_sms(request: Request) -> Response:
 
 def _store(factory: sessionmaker[Session], settings: Settings, fields: Mapping[str, str]) -> StoreResult:
     with transaction(factory) as session:
-        return store_inbound(session, settings, fields)
+        return store_inbound(session, settings, fields, utcnow())
