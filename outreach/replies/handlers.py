@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -148,6 +148,8 @@ def _opt_in(reply: Reply) -> list[str]:
 def _help(reply: Reply) -> list[str]:
     if _opted_out(reply):
         return ["help_not_sent:opted_out"]
+    if _twilio_answered(reply):
+        return ["help_answered_by_twilio"]
     _insert_reply(reply, responses.HELP_TEMPLATE, "help")
     return ["help_reply"]
 
@@ -169,10 +171,28 @@ def _appointment(reply: Reply) -> list[str]:
 
 
 def _other(reply: Reply) -> list[str]:
+    """File the message for staff and tell the patient a person will answer.
+
+    The answer goes at any hour (it replies to the patient's own text), never to an opted-out
+    number nor during a crisis pause, and once per conversation window, so a patient writing
+    five texts gets one.
+    """
     item = staff.add_to_conversation(
         reply.session, reply.inbound, reply.contacts, reply.result.classification
     )
-    return [f"inbox:message:{item.id}"]
+    actions = [f"inbox:message:{item.id}"]
+    window = timedelta(hours=reply.settings.conversational_window_hours)
+    if _opted_out(reply):
+        actions.append("acknowledgement_not_sent:opted_out")
+    elif any(c.automation_paused_at is not None for c in reply.contacts):
+        # The crisis reply already said the team will reach out; "office hours" would undercut it.
+        actions.append("acknowledgement_not_sent:crisis_pause")
+    elif responses.acknowledged_since(reply.session, reply.inbound.from_address, reply.now - window):
+        actions.append("acknowledgement_not_sent:already_in_window")
+    else:
+        _insert_reply(reply, responses.ACKNOWLEDGEMENT_TEMPLATE, "acknowledgement")
+        actions.append("acknowledgement")
+    return actions
 
 
 def _insert_reply(

@@ -17,6 +17,18 @@ from outreach.sandbox.state import RuntimeConfig, SandboxState
 from outreach.sandbox.twilio_api import MessagesApi
 
 
+def keyword_auto_reply(settings: Settings) -> bool:
+    """Whether the sandbox answers STOP/START/HELP itself, as Twilio's default handling does.
+
+    It follows OUTREACH_TWILIO_HANDLES_OPT_OUT unless OUTREACH_SANDBOX_OPT_OUT_AUTO_REPLY is set:
+    the app stays silent on these keywords exactly when Twilio answers them, so the fake phone
+    shows one answer per keyword either way, as a real phone would.
+    """
+    if "sandbox_opt_out_auto_reply" in settings.model_fields_set:
+        return settings.sandbox_opt_out_auto_reply
+    return settings.twilio_handles_opt_out
+
+
 class Sandbox:
     """Everything but the listening sockets; ``start`` and ``close`` manage the callback threads."""
 
@@ -28,7 +40,7 @@ class Sandbox:
             RuntimeConfig(
                 callback_delay=settings.sandbox_callback_delay,
                 status_callbacks=settings.sandbox_status_callbacks,
-                auto_reply=settings.sandbox_opt_out_auto_reply,
+                auto_reply=keyword_auto_reply(settings),
             ),
         )
         self.progression = StatusProgression(self.state, token)

@@ -133,3 +133,17 @@ def test_open_phone_rejects_a_non_number(sandbox: RunningSandbox) -> None:
     response = httpx.get(sandbox.http_url + "/phone", params={"number": "hello"})
 
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize("twilio_answers", [True, False])
+def test_the_fake_phone_gets_one_answer_to_help_whoever_answers_it(
+    receiver: WebhookReceiver, twilio_answers: bool
+) -> None:
+    # Twilio answers keywords exactly when the app is told it does, so the app stays silent then
+    # and answers itself otherwise: one answer either way, as on a real phone.
+    with running_sandbox(
+        public_base_url=receiver.url, twilio_from=CLINIC, twilio_handles_opt_out=twilio_answers
+    ) as sandbox:
+        result = sandbox.control.reply(PATIENT, "HELP")
+
+    assert result.auto_reply == (AUTO_REPLIES["HELP"] if twilio_answers else None)
