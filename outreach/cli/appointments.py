@@ -9,11 +9,19 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
-from outreach import appointments
+from outreach import appointments, timefmt
 from outreach.appointments.service import Change
-from outreach.cli.common import console, err_console, handle_errors, print_json, settings, transaction
+from outreach.cli.common import (
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+    settings,
+    transaction,
+    when,
+)
 from outreach.contacts.fields import FieldError, normalize_timezone
 from outreach.errors import OutreachError
 from outreach.models import utcnow
@@ -50,9 +58,8 @@ def _report(changes: list[Change], as_json: bool) -> None:
         return
     for change in changes:
         a = change.appointment
-        local = a.starts_at.astimezone(ZoneInfo(a.timezone))
         console.print(
-            f"appointment {a.id} ({a.type}, {local:%Y-%m-%d %H:%M %Z}): {change.action}; "
+            f"appointment {a.id} ({a.type}, {when(a.starts_at, a.timezone)}): {change.action}; "
             f"{len(change.message_ids)} message(s) scheduled, {change.cancelled_messages} cancelled"
         )
         for skipped in change.skipped:
@@ -192,9 +199,12 @@ def list_command(
         print_json({"date": wanted.isoformat(), "timezone": str(zone), "appointments": visits})
         return
     if not visits:
-        console.print(f"No appointments on {wanted.isoformat()}.")
+        console.print(f"No appointments on {wanted:%A} {wanted.day} {wanted:%B %Y}.")
         return
-    table = Table("id", "time", "patient", "type", "status", "confirmation", "messages")
+    console.print(f"Appointments on {wanted:%A} {wanted.day} {wanted:%B %Y} ({timefmt.zone_name(zone)} time)")
+    table = Table(
+        "id", "time", "patient", "type", "status", "confirmation", Column("messages", overflow="fold")
+    )
     for visit in visits:
         sent = [
             f"{m['reminder']}:{m['state']}" for m in visit["messages"] if m["version"] == visit["version"]
