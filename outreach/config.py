@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, AwareDatetime, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 TWILIO_API = "https://api.twilio.com"
@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     # unsubscribe mailbox is the mailto: in List-Unsubscribe (empty: clinic_email).
     conversational_window_hours: float = 4.0
     unsubscribe_mailbox: str = ""
+
+    # A fixed start instant for this process's clock, which then advances in real time
+    # (outreach.clock): demos and tests at 03:00 Pacific whatever the hour. Unset in production.
+    clock: AwareDatetime | None = None
 
     # The sandbox (a local Twilio-compatible API and SMTP sink).
     sandbox_http_port: int = 8025
