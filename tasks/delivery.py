@@ -8,7 +8,6 @@ from celery import shared_task
 
 from outreach import runtime
 from outreach.delivery import claim, dispatch, reconcile, send
-from outreach.models import utcnow
 
 SEND_TASK = "outreach.send_messages"
 
@@ -46,7 +45,7 @@ def send_messages(message_ids: list[int]) -> None:
 def rescue_stuck() -> None:
     services = runtime.current()
     with services.session_factory() as session, session.begin():
-        now = utcnow()
+        now = services.clock()
         claim.release_stale_claims(session, now)
         claim.mark_stuck_sends_unknown(session, now)
 

@@ -8,7 +8,6 @@ from celery import shared_task
 
 from outreach import runtime
 from outreach.celeryapp import DISPATCH_DUE, PROCESS_INBOUND
-from outreach.models import utcnow
 from outreach.replies.inbound import process_inbound as process
 from outreach.replies.inbound import unprocessed_inbound_ids
 
@@ -17,7 +16,7 @@ from outreach.replies.inbound import unprocessed_inbound_ids
 def process_inbound(inbound_id: int) -> None:
     services = runtime.current()
     with services.session_factory() as session, session.begin():
-        process(session, services.settings, inbound_id, utcnow())
+        process(session, services.settings, inbound_id, services.clock())
     # Replies (HELP, crisis) were written to the outbox due now: claim them without waiting a tick.
     process_inbound.app.send_task(DISPATCH_DUE, kwargs={"run_for": 0.0})
 
@@ -30,6 +29,6 @@ LOST_AFTER = timedelta(seconds=30)
 def process_unprocessed_inbound() -> None:
     services = runtime.current()
     with services.session_factory() as session:
-        ids = unprocessed_inbound_ids(session, received_before=utcnow() - LOST_AFTER)
+        ids = unprocessed_inbound_ids(session, received_before=services.clock() - LOST_AFTER)
     for inbound_id in ids:
         process_inbound.delay(inbound_id)
