@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from datetime import datetime
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,9 +20,8 @@ from starlette.concurrency import run_in_threadpool
 
 from outreach.config import Settings
 from outreach.db import transaction
-from outreach.models import utcnow
 from outreach.replies.inbound import MalformedInbound, StoreResult, store_inbound
-from outreach.web.deps import get_session_factory, get_settings
+from outreach.web.deps import get_clock, get_session_factory, get_settings
 from outreach.web.signature import is_signed_by_twilio
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,9 @@ async def twilio_inbound_sms(request: Request) -> Response:
         return Response("invalid or missing Twilio signature", status_code=403, media_type="text/plain")
     fields = {key: values[-1] for key, values in form.items() if values}
     try:
-        result = await run_in_threadpool(_store, get_session_factory(request), settings, fields)
+        result = await run_in_threadpool(
+            _store, get_session_factory(request), settings, fields, get_clock(request)()
+        )
     except MalformedInbound as exc:
         return Response(str(exc), status_code=400, media_type="text/plain")
     if result.needs_processing:
@@ -54,6 +56,8 @@ async def twilio_inbound_sms(request: Request) -> Response:
     return Response(result.twiml, media_type="text/xml")
 
 
-def _store(factory: sessionmaker[Session], settings: Settings, fields: Mapping[str, str]) -> StoreResult:
+def _store(
+    factory: sessionmaker[Session], settings: Settings, fields: Mapping[str, str], now: datetime
+) -> StoreResult:
     with transaction(factory) as session:
-        return store_inbound(session, settings, fields, utcnow())
+        return store_inbound(session, settings, fields, now)

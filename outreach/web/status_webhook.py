@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from outreach.delivery import status
-from outreach.models import utcnow
+from outreach.web.deps import get_clock
 from outreach.web.signature import is_signed_by_twilio
 
 router = APIRouter()
@@ -24,6 +24,6 @@ async def twilio_status(request: Request) -> Response:
         return Response(str(exc), status_code=400, media_type="text/plain")
     factory = request.app.state.session_factory
     with factory() as session, session.begin():
-        status.handle(session, event, utcnow())
+        status.handle(session, event, get_clock(request)())
     # 200 also for message ids we do not know, so Twilio stops retrying them.
     return Response(status_code=200)
