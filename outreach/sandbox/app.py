@@ -58,7 +58,7 @@ class Sandbox:
             default_from=settings.twilio_from,
         )
         control = ControlApi(self.state, self.progression, self.inbound)
-        pages = Pages(self.state, self.inbound)
+        pages = Pages(self.state, self.inbound, f"{settings.sandbox_host}:{settings.sandbox_smtp_port}")
         self.loop: asyncio.AbstractEventLoop | None = None
         self.asgi = Starlette(
             routes=[*api.routes(), *control.routes(), *pages.routes()], lifespan=self._lifespan

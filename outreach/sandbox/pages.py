@@ -34,8 +34,9 @@ def _phone_url(number: str) -> str:
 
 
 class Pages:
-    def __init__(self, state: SandboxState, inbound: InboundSender) -> None:
+    def __init__(self, state: SandboxState, inbound: InboundSender, smtp_address: str = "") -> None:
         self._state = state
+        self._smtp_address = smtp_address
         self._inbound = inbound
         self._env = Environment(
             loader=FileSystemLoader(STATIC), autoescape=select_autoescape(["html"]), auto_reload=False
@@ -56,6 +57,7 @@ class Pages:
         ]
 
     def _render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        context.setdefault("notice", self._state.config.notice)
         html = self._env.get_template(template).render(**context)
         return HTMLResponse(html, status_code=status, headers={"Content-Security-Policy": PAGE_CSP})
 
@@ -120,7 +122,9 @@ class Pages:
         return RedirectResponse(_phone_url(number) + "?webhook=" + result, status_code=303)
 
     async def mail_list(self, request: Request) -> Response:
-        return self._render("mail_list.html", mail=list(reversed(self._state.mailbox.all())))
+        return self._render(
+            "mail_list.html", mail=list(reversed(self._state.mailbox.all())), smtp_address=self._smtp_address
+        )
 
     async def mail_detail(self, request: Request) -> Response:
         record = self._state.mailbox.get(request.path_params["mail_id"])

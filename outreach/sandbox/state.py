@@ -33,12 +33,15 @@ class RuntimeConfig:
     callback_delay: float
     status_callbacks: bool
     auto_reply: bool
+    # A line every page shows, e.g. what the app holds and until when (set by `outreach run`).
+    notice: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "callback_delay": self.callback_delay,
             "status_callbacks": self.status_callbacks,
             "auto_reply": self.auto_reply,
+            "notice": self.notice,
         }
 
 

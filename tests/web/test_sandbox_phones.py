@@ -147,3 +147,17 @@ def test_the_fake_phone_gets_one_answer_to_help_whoever_answers_it(
         result = sandbox.control.reply(PATIENT, "HELP")
 
     assert result.auto_reply == (AUTO_REPLIES["HELP"] if twilio_answers else None)
+
+
+def test_every_page_shows_the_notice_the_app_sets_and_the_mail_page_gives_no_wiring_advice(
+    sandbox: RunningSandbox,
+) -> None:
+    sandbox.control.configure(notice="Automated messages are held: next message 08:00 Pacific — quiet hours")
+
+    for path in ("/", f"/phone/{PATIENT}", "/mail"):
+        page = httpx.get(sandbox.http_url + path).text
+        assert "next message 08:00 Pacific — quiet hours" in page, path
+    mail = httpx.get(sandbox.http_url + "/mail").text
+    assert "No mail yet" in mail and "Point the app" not in mail
+    assert sandbox.control.configure(notice="")["notice"] == ""
+    assert 'data-testid="notice"' not in httpx.get(sandbox.http_url + "/").text
