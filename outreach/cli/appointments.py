@@ -17,6 +17,7 @@ from outreach.cli.common import (
     console,
     err_console,
     handle_errors,
+    now,
     print_json,
     settings,
     transaction,
@@ -24,7 +25,6 @@ from outreach.cli.common import (
 )
 from outreach.contacts.fields import FieldError, normalize_timezone
 from outreach.errors import OutreachError
-from outreach.models import utcnow
 
 app = typer.Typer(no_args_is_help=True, help="Appointments and their reminders.")
 
@@ -190,7 +190,7 @@ def list_command(
     """The day view: each visit with its confirmation state and what was sent."""
     zone = settings().clinic_zone
     try:
-        wanted = date.fromisoformat(day) if day else utcnow().astimezone(zone).date()
+        wanted = date.fromisoformat(day) if day else now().astimezone(zone).date()
     except ValueError:
         raise OutreachError("--date: expected YYYY-MM-DD") from None
     with transaction() as session:

@@ -17,6 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach import timefmt
+from outreach.clock import Clock
+from outreach.clock import from_settings as clock_from_settings
 from outreach.config import Settings, load_settings
 from outreach.db import make_engine, make_session_factory
 from outreach.errors import OutreachError
@@ -33,6 +35,16 @@ err_console = Console(stderr=True)
 @cache
 def settings() -> Settings:
     return load_settings()
+
+
+@cache
+def clock() -> Clock:
+    """This process's clock (OUTREACH_CLOCK can fix it), built once like the settings."""
+    return clock_from_settings(settings())
+
+
+def now() -> datetime:
+    return clock()()
 
 
 @cache

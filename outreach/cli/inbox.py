@@ -11,6 +11,7 @@ from rich.table import Table
 from outreach.cli.common import (
     console,
     handle_errors,
+    now,
     pause_lines,
     print_json,
     settings,
@@ -18,7 +19,6 @@ from outreach.cli.common import (
     when,
 )
 from outreach.errors import OutreachError
-from outreach.models import utcnow
 from outreach.replies import inbox
 
 app = typer.Typer(no_args_is_help=True, help="Patient replies, crisis cases and tasks for staff.")
@@ -125,7 +125,7 @@ def reply_command(
 ) -> None:
     """Text the patient back (never to an opted-out number)."""
     with transaction() as session:
-        queued = inbox.reply(session, settings(), item_id, text, _staff(staff), utcnow(), contact_id=contact)
+        queued = inbox.reply(session, settings(), item_id, text, _staff(staff), now(), contact_id=contact)
     hours = settings().conversational_window_hours
     when = (
         "it goes out now" if queued.goes_out_any_hour
@@ -139,7 +139,7 @@ def reply_command(
 def handle_command(item_id: int, staff: StaffOption = None) -> None:
     """Mark an item handled."""
     with transaction() as session:
-        item = inbox.mark_handled(session, item_id, _staff(staff), utcnow())
+        item = inbox.mark_handled(session, item_id, _staff(staff), now())
         paused = (
             item.kind == "crisis" and item.contact_id is not None
             and inbox.show_item(session, item_id, mark_read=False).automation_paused_at is not None
@@ -164,7 +164,7 @@ def assign_command(item_id: int, name: str) -> None:
 def clear_pause_command(contact_id: int, staff: StaffOption = None) -> None:
     """Let automated messages reach a contact again after a crisis pause."""
     with transaction() as session:
-        cleared = inbox.clear_crisis_pause(session, contact_id, _staff(staff), utcnow())
+        cleared = inbox.clear_crisis_pause(session, contact_id, _staff(staff), now())
     if cleared:
         console.print(f"Automation to contact #{contact_id} resumes.", highlight=False)
     else:

@@ -5,17 +5,27 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+import httpx
 import typer
 
-from outreach.cli.common import console, handle_errors, settings, transaction
+from outreach import demo
+from outreach.cli.common import clock, console, handle_errors, now, session_factory, settings, transaction
 from outreach.config import Settings, environment_with
+from outreach.errors import OutreachError
+from outreach.sandbox.control import SandboxControl, SandboxControlError
 
 # Where `outreach run` keeps Celery beat's small state file, out of the working tree's way.
 RUN_DIR = Path("var")
+# How long the processes may take to answer before the demo companion gives up, and how often
+# it rewrites the sandbox's banner (quiet hours end while the demo runs).
+START_WITHIN = 60.0
+NOTICE_REFRESH = 30.0
 
 
 @handle_errors
@@ -74,6 +84,8 @@ def run() -> None:
     }
     wiring = _sandbox_wiring(config)
     env = environment_with(wiring)
+    with transaction() as session:
+        held = demo.held_note(session, config, now())
     processes: dict[str, subprocess.Popen[bytes]] = {}
     for name, command in commands.items():
         processes[name] = subprocess.Popen(command, env=env)  # noqa: S603 (our own interpreter and modules)
@@ -84,6 +96,7 @@ def run() -> None:
         f"  fake phones     http://127.0.0.1:{config.sandbox_http_port}/\n"
         f"  mail inbox      http://127.0.0.1:{config.sandbox_http_port}/mail\n"
         f"  CLI             outreach --help  (e.g. outreach messages list)\n"
+        f"{held}\n"
         f"Press Ctrl-C to stop."
     )
     stopping = False
@@ -94,6 +107,9 @@ def run() -> None:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    threading.Thread(
+        target=_demo_companion, args=(config, bool(wiring), lambda: stopping), daemon=True
+    ).start()
     try:
         while not stopping:
             for name, process in processes.items():
@@ -120,14 +136,64 @@ demo_app = typer.Typer(no_args_is_help=True, help="Demo data for trying the serv
 def demo_seed() -> None:
     """Add fictional patients, enroll them in the education campaign, book a visit (idempotent)."""
     from outreach import demo
-    from outreach.models import utcnow
 
     with transaction() as session:
-        report = demo.seed(session, settings(), utcnow())
+        report = demo.seed(session, settings(), now())
     console.print(
         f"demo data ready: contacts {report.contacts}, enrolled {report.enrolled or 'already'}, "
         f"appointment {report.appointment_id}"
     )
+
+
+def _demo_companion(config: Settings, sandboxed: bool, stopped: Callable[[], bool]) -> None:
+    """Keep the sandbox's banner true, and play the demo conversation once on the fake phones.
+
+    Runs beside the processes `outreach run` started; it only talks to them the way a person
+    would (the sandbox's control API, the staff inbox service), so it bends no sending rule.
+    """
+    if not sandboxed:
+        return
+    control = SandboxControl(f"http://127.0.0.1:{config.sandbox_http_port}", timeout=10.0)
+    web = f"http://127.0.0.1:{config.web_port}/healthz"
+    try:
+        if not _wait_until(lambda: control.health() and _healthy(web), stopped):
+            return
+        _refresh_notice(control, config)
+        with transaction() as session:
+            seeded = demo.is_seeded(session)
+        if seeded:
+            demo.converse(session_factory(), config, control.reply, clock(), time.sleep)
+        while not stopped():
+            _refresh_notice(control, config)
+            time.sleep(NOTICE_REFRESH)
+    except (SandboxControlError, httpx.HTTPError, OutreachError) as exc:
+        console.print(f"[yellow]demo companion stopped: {type(exc).__name__}[/yellow]")
+    finally:
+        control.close()
+
+
+def _refresh_notice(control: SandboxControl, config: Settings) -> None:
+    with transaction() as session:
+        control.configure(notice=demo.held_note(session, config, now()))
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _wait_until(condition: Callable[[], bool], stopped: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + START_WITHIN
+    while time.monotonic() < deadline and not stopped():
+        try:
+            if condition():
+                return True
+        except (SandboxControlError, httpx.HTTPError):
+            pass
+        time.sleep(0.5)
+    return False
 
 
 def _sandbox_wiring(config: Settings) -> dict[str, str]:

@@ -14,9 +14,9 @@ from outreach.cli import common
 def cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     """The CLI on this test's database (it reads its settings from the environment once)."""
     monkeypatch.setenv("OUTREACH_DATABASE_URL", db_url)
-    common.settings.cache_clear()
-    common.session_factory.cache_clear()
+    for cached in (common.settings, common.session_factory, common.clock):
+        cached.cache_clear()
     yield CliRunner()
     common.session_factory().kw["bind"].dispose()
-    common.settings.cache_clear()
-    common.session_factory.cache_clear()
+    for cached in (common.settings, common.session_factory, common.clock):
+        cached.cache_clear()
