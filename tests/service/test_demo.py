@@ -11,6 +11,7 @@ from outreach import demo
 from outreach.config import Settings
 from outreach.db import transaction
 from outreach.models import InboxItem, Message
+from outreach.timefmt import local
 from tests.support.replies import form, receive
 
 NIGHT = datetime(2026, 6, 10, 10, 0, tzinfo=UTC)  # Wed 03:00 Pacific
@@ -35,12 +36,12 @@ def test_inside_the_window_the_banner_names_the_next_scheduled_message(
     session: Session, session_factory: sessionmaker[Session], settings: Settings
 ) -> None:
     _seed(session_factory, settings, NOON)
-    upcoming = session.scalar(
-        select(Message.due_at).where(Message.state == "scheduled", Message.due_at > NOON).order_by(Message.due_at)
-    )
+    pending = select(Message.due_at).where(Message.state == "scheduled", Message.due_at > NOON)
+    upcoming = session.scalars(pending.order_by(Message.due_at)).first()
     assert upcoming is not None
-    note = demo.held_note(session, settings, NOON)
-    assert note.startswith("Inside the sending window: next scheduled message ")
+    assert demo.held_note(session, settings, NOON) == (
+        f"Inside the sending window: next scheduled message {local(upcoming, settings.clinic_zone)}."
+    )
 
 
 def test_the_demo_conversation_plays_once_with_a_staff_reply_inside_the_window(
