@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 
+from outreach import clock
 from outreach.config import Settings
 from outreach.sandbox.callbacks import StatusProgression
 from outreach.sandbox.control_api import ControlApi
@@ -42,6 +43,7 @@ class Sandbox:
                 status_callbacks=settings.sandbox_status_callbacks,
                 auto_reply=keyword_auto_reply(settings),
             ),
+            clock=clock.from_settings(settings),
         )
         self.progression = StatusProgression(self.state, token)
         self.inbound = InboundSender(
@@ -58,7 +60,8 @@ class Sandbox:
             default_from=settings.twilio_from,
         )
         control = ControlApi(self.state, self.progression, self.inbound)
-        pages = Pages(self.state, self.inbound, f"{settings.sandbox_host}:{settings.sandbox_smtp_port}")
+        smtp_address = f"{settings.sandbox_host}:{settings.sandbox_smtp_port}"
+        pages = Pages(self.state, self.inbound, smtp_address, settings.clinic_zone)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.asgi = Starlette(
             routes=[*api.routes(), *control.routes(), *pages.routes()], lifespan=self._lifespan

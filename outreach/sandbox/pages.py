@@ -7,9 +7,11 @@ these URLs are fake sandbox data; the production app never puts a number in a UR
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from outreach import timefmt
 from outreach.sandbox.formats import E164
 from outreach.sandbox.inbound import InboundSender
 from outreach.sandbox.state import SandboxState
@@ -34,7 +37,13 @@ def _phone_url(number: str) -> str:
 
 
 class Pages:
-    def __init__(self, state: SandboxState, inbound: InboundSender, smtp_address: str = "") -> None:
+    def __init__(
+        self,
+        state: SandboxState,
+        inbound: InboundSender,
+        smtp_address: str,
+        zone: ZoneInfo,
+    ) -> None:
         self._state = state
         self._smtp_address = smtp_address
         self._inbound = inbound
@@ -42,6 +51,8 @@ class Pages:
             loader=FileSystemLoader(STATIC), autoescape=select_autoescape(["html"]), auto_reload=False
         )
         self._env.globals["phone_url"] = _phone_url
+        # Times as the clinic's staff read them everywhere (outreach.timefmt).
+        self._env.filters["local_time"] = lambda value: timefmt.local(datetime.fromisoformat(value), zone)
 
     def routes(self) -> list[BaseRoute]:
         return [

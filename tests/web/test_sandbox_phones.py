@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -161,3 +162,14 @@ def test_every_page_shows_the_notice_the_app_sets_and_the_mail_page_gives_no_wir
     assert "No mail yet" in mail and "Point the app" not in mail
     assert sandbox.control.configure(notice="")["notice"] == ""
     assert 'data-testid="notice"' not in httpx.get(sandbox.http_url + "/").text
+
+
+def test_the_phone_page_shows_times_on_the_clinics_clock_as_the_process_clock_reads(
+    receiver: WebhookReceiver,
+) -> None:
+    night = datetime(2026, 6, 10, 10, 0, tzinfo=UTC)  # 03:00 Pacific
+    with running_sandbox(public_base_url=receiver.url, twilio_from=CLINIC, clock=night) as sandbox:
+        sandbox.control.reply(PATIENT, "hello")
+        page = httpx.get(f"{sandbox.http_url}/phone/{PATIENT}/conversation").text
+
+    assert "Wed 10 Jun 2026, 03:00 Pacific" in page and "UTC" not in page
