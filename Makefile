@@ -37,14 +37,16 @@ pytest: $(STAMP)
 	$(BIN)/pytest
 
 # Debian's libfaketime moves every clock of the test processes (and of the processes they start)
-# to today's 03:00 Pacific, from where it runs on. CI must have it; elsewhere its absence is said.
+# to today's 03:00 Pacific by one offset, so processes started at different moments agree.
+# CI must have it; elsewhere its absence is said.
 pytest-night: $(STAMP)
 	scripts/ensure-chromium
 	scripts/ensure-faketime
 	@if command -v faketime >/dev/null; then \
-		at=$$(TZ=UTC date -d "@$$(TZ=America/Los_Angeles date -d 03:00 +%s)" '+%F %T'); \
-		echo "pytest with the clock at $$at UTC (03:00 Pacific)"; \
-		TZ=UTC faketime -f "@$$at" $(BIN)/pytest; \
+		offset=$$(( $$(TZ=America/Los_Angeles date -d 03:00 +%s) - $$(date +%s) )); \
+		case $$offset in -*) ;; *) offset="+$$offset";; esac; \
+		echo "pytest with every clock moved by $$offset s, to 03:00 Pacific"; \
+		TZ=UTC faketime -f "$$offset" $(BIN)/pytest; \
 	elif [ -n "$$CI" ]; then echo "faketime is required for the night run in CI" >&2; exit 1; \
 	else echo "faketime is not installed: the night run of the tests was skipped" >&2; fi
 

@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     # A fixed start instant for this process's clock, which then advances in real time
     # (outreach.clock): demos and tests at 03:00 Pacific whatever the hour. Unset in production.
     clock: AwareDatetime | None = None
+    # The same clock as an offset from the wall clock, which `outreach run` hands the processes
+    # it starts so that they all read one time, whenever each of them started.
+    clock_offset_seconds: float | None = None
 
     # The sandbox (a local Twilio-compatible API and SMTP sink).
     sandbox_http_port: int = 8025

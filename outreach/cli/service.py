@@ -16,6 +16,7 @@ import typer
 
 from outreach import demo
 from outreach.cli.common import clock, console, handle_errors, now, session_factory, settings, transaction
+from outreach.clock import child_environment
 from outreach.config import Settings, environment_with
 from outreach.errors import OutreachError
 from outreach.sandbox.control import SandboxControl, SandboxControlError
@@ -83,7 +84,7 @@ def run() -> None:
         ],
     }
     wiring = _sandbox_wiring(config)
-    env = environment_with(wiring)
+    env = child_environment(environment_with(wiring), clock())
     with transaction() as session:
         held = demo.held_note(session, config, now())
     processes: dict[str, subprocess.Popen[bytes]] = {}
