@@ -15,7 +15,15 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    AwareDatetime,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from outreach.errors import OutreachError
@@ -145,6 +153,13 @@ class Settings(BaseSettings):
     # unsubscribe mailbox is the mailto: in List-Unsubscribe (empty: clinic_email).
     conversational_window_hours: float = 4.0
     unsubscribe_mailbox: str = ""
+
+    # A fixed start instant for this process's clock, which then advances in real time
+    # (outreach.clock): demos and tests at 03:00 Pacific whatever the hour. Unset in production.
+    clock: AwareDatetime | None = None
+    # The same clock as an offset from the wall clock, which `outreach run` hands the processes
+    # it starts so that they all read one time, whenever each of them started.
+    clock_offset_seconds: float | None = None
 
     # The sandbox (a local Twilio-compatible API and SMTP sink).
     sandbox_http_port: int = 8025

@@ -3,6 +3,7 @@ a fork (pooled database connections must never be shared between processes)."""
 
 from __future__ import annotations
 
+from outreach import clock
 from outreach.channels.smtp.client import SmtpEmail
 from outreach.channels.twilio.client import TwilioSms
 from outreach.config import Settings, refuse_public_secrets
@@ -24,6 +25,7 @@ def build(settings: Settings) -> Services:
             "email": SmtpEmail.from_settings(settings),
         },
         limiter=limiter_from_settings(settings, factory),
+        clock=clock.from_settings(settings),
     )
 
 

@@ -9,14 +9,22 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
-from outreach import appointments
+from outreach import appointments, timefmt
 from outreach.appointments.service import Change
-from outreach.cli.common import console, err_console, handle_errors, print_json, settings, transaction
+from outreach.cli.common import (
+    console,
+    err_console,
+    handle_errors,
+    now,
+    print_json,
+    settings,
+    transaction,
+    when,
+)
 from outreach.contacts.fields import FieldError, normalize_timezone
 from outreach.errors import OutreachError
-from outreach.models import utcnow
 
 app = typer.Typer(no_args_is_help=True, help="Appointments and their reminders.")
 
@@ -50,9 +58,8 @@ def _report(changes: list[Change], as_json: bool) -> None:
         return
     for change in changes:
         a = change.appointment
-        local = a.starts_at.astimezone(ZoneInfo(a.timezone))
         console.print(
-            f"appointment {a.id} ({a.type}, {local:%Y-%m-%d %H:%M %Z}): {change.action}; "
+            f"appointment {a.id} ({a.type}, {when(a.starts_at, a.timezone)}): {change.action}; "
             f"{len(change.message_ids)} message(s) scheduled, {change.cancelled_messages} cancelled"
         )
         for skipped in change.skipped:
@@ -90,7 +97,7 @@ def add_command(
                     location=location or None,
                     timezone=zone,
                 ),
-                now=utcnow(),
+                now=now(),
             )
             changes = [change]
         else:
@@ -103,7 +110,7 @@ def add_command(
                 duration_minutes=duration,
                 location=location,
                 timezone=zone,
-                now=utcnow(),
+                now=now(),
             )
     _report(changes, as_json)
 
@@ -130,7 +137,7 @@ def reschedule_command(
             parse_local(at, zone),
             timezone=zone if tz else None,
             notify=notify,
-            now=utcnow(),
+            now=now(),
         )
     _report([change], as_json)
 
@@ -144,7 +151,7 @@ def cancel_command(
 ) -> None:
     """Cancel a visit and its pending reminders."""
     with transaction() as session:
-        change = appointments.cancel(session, settings(), appointment_id, notify=notify, now=utcnow())
+        change = appointments.cancel(session, settings(), appointment_id, notify=notify, now=now())
     _report([change], as_json)
 
 
@@ -153,7 +160,7 @@ def cancel_command(
 def complete_command(appointment_id: int, as_json: JsonOption = False) -> None:
     """Mark a visit completed: post-visit steps (the next-day check-in) start."""
     with transaction() as session:
-        change = appointments.complete(session, settings(), appointment_id, now=utcnow())
+        change = appointments.complete(session, settings(), appointment_id, now=now())
     _report([change], as_json)
 
 
@@ -162,7 +169,7 @@ def complete_command(appointment_id: int, as_json: JsonOption = False) -> None:
 def no_show_command(appointment_id: int, as_json: JsonOption = False) -> None:
     """Mark a visit as a no-show: the check-in stops, the "we missed you" step starts."""
     with transaction() as session:
-        change = appointments.no_show(session, settings(), appointment_id, now=utcnow())
+        change = appointments.no_show(session, settings(), appointment_id, now=now())
     _report([change], as_json)
 
 
@@ -171,7 +178,7 @@ def no_show_command(appointment_id: int, as_json: JsonOption = False) -> None:
 def confirm_command(appointment_id: int, as_json: JsonOption = False) -> None:
     """Record that the patient confirmed (e.g. by phone); pending requests to confirm stop."""
     with transaction() as session:
-        change = appointments.confirm(session, settings(), appointment_id, now=utcnow())
+        change = appointments.confirm(session, settings(), appointment_id, now=now())
     _report([change], as_json)
 
 
@@ -186,7 +193,7 @@ def list_command(
     """The day view: each visit with its confirmation state and what was sent."""
     zone = settings().clinic_zone
     try:
-        wanted = date.fromisoformat(day) if day else utcnow().astimezone(zone).date()
+        wanted = date.fromisoformat(day) if day else now().astimezone(zone).date()
     except ValueError:
         raise OutreachError("--date: expected YYYY-MM-DD") from None
     with transaction() as session:
@@ -195,9 +202,12 @@ def list_command(
         print_json({"date": wanted.isoformat(), "timezone": str(zone), "appointments": visits})
         return
     if not visits:
-        console.print(f"No appointments on {wanted.isoformat()}.")
+        console.print(f"No appointments on {wanted:%A} {wanted.day} {wanted:%B %Y}.")
         return
-    table = Table("id", "time", "patient", "type", "status", "confirmation", "messages")
+    console.print(f"Appointments on {wanted:%A} {wanted.day} {wanted:%B %Y} ({timefmt.zone_name(zone)} time)")
+    table = Table(
+        "id", "time", "patient", "type", "status", "confirmation", Column("messages", overflow="fold")
+    )
     for visit in visits:
         sent = [
             f"{m['reminder']}: {m['outcome']}" for m in visit["messages"] if m["version"] == visit["version"]
@@ -224,7 +234,7 @@ def import_command(
     """Import appointments from a CSV (idempotent by external_id). Exit 1 if rows were rejected,
     2 if the file could not be used at all (nothing written then)."""
     with transaction() as session:
-        report = appointments.import_appointments_csv(session, settings(), file, notify=notify, now=utcnow())
+        report = appointments.import_appointments_csv(session, settings(), file, notify=notify, now=now())
     if as_json:
         print_json(report.as_dict())
     else:

@@ -14,6 +14,7 @@ from outreach.cli.common import (
     console,
     err_console,
     handle_errors,
+    pause_lines,
     print_json,
     session_factory,
     settings,
@@ -32,6 +33,7 @@ from outreach.contacts import (
 )
 from outreach.contacts.csvformat import RowError
 from outreach.errors import OutreachError
+from outreach.replies.pause import pause_of
 
 app = typer.Typer(no_args_is_help=True, help="Patients and their consent.")
 
@@ -154,8 +156,9 @@ def show(
     """One contact with its consent."""
     with transaction() as session:
         doc = contact_json(session, get_contact(session, contact))
+        pause = pause_of(session, int(doc["id"]))
     if as_json:
-        print_json(doc)
+        print_json({**doc, "pause": pause.as_dict() if pause is not None else None})
         return
     for key in ("id", "external_id", "first_name", "last_name", "phone", "email", "timezone", "language"):
         console.print(f"{key:12} {doc[key] if doc[key] is not None else ''}", highlight=False)
@@ -167,6 +170,9 @@ def show(
             f"{channel + ' consent':12} " + ", ".join(f"{cat} {state}" for cat, state in states.items()),
             highlight=False,
         )
+    if pause is not None:
+        for line in pause_lines(pause):
+            console.print(f"{'paused':12} {line}", style="red", highlight=False, markup=False)
 
 
 @app.command()

@@ -8,9 +8,17 @@ from typing import Annotated, cast
 import typer
 from rich.table import Table
 
-from outreach.cli.common import console, handle_errors, print_json, settings, transaction
+from outreach.cli.common import (
+    console,
+    handle_errors,
+    now,
+    pause_lines,
+    print_json,
+    settings,
+    transaction,
+    when,
+)
 from outreach.errors import OutreachError
-from outreach.models import utcnow
 from outreach.replies import inbox
 
 app = typer.Typer(no_args_is_help=True, help="Patient replies, crisis cases and tasks for staff.")
@@ -47,21 +55,20 @@ def list_command(
     if not items:
         console.print("No inbox items.")
         return
-    table = Table("id", "urgent", "state", "kind", "class", "contact", "assigned", "received", "text")
+    # Narrow columns and wrapping rather than cutting: a date must never be cut at 80 columns.
+    table = Table("id", "state", "kind", "contact", "received", "text", show_lines=True)
     for item in items:
         contact = (
             f"#{item.contact_id} {item.contact_name}" if item.contact_id is not None
             else f"{len(item.candidates)} candidates" if item.candidates else "unknown sender"
         )
+        kind = item.kind + (f" ({item.classification})" if item.classification else "")
         table.add_row(
             str(item.id),
-            "[bold red]URGENT[/bold red]" if item.urgent else "",
-            item.state,
-            item.kind,
-            item.classification or "",
-            contact,
-            item.assigned_to or "",
-            item.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+            ("[bold red]URGENT[/bold red] " if item.urgent else "") + item.state,
+            kind,
+            contact + (f", assigned to {item.assigned_to}" if item.assigned_to else ""),
+            when(item.created_at),
             item.text if len(item.text) <= 60 else item.text[:57] + "...",
         )
     console.print(table)
@@ -91,18 +98,19 @@ def show_command(
             console.print(f"  #{candidate['contact_id']} {candidate['name']}", highlight=False)
     else:
         console.print(f"Unknown sender {detail.phone}", highlight=False)
-    if detail.automation_paused_at is not None:
-        console.print(f"[red]Automation paused since {detail.automation_paused_at:%Y-%m-%d %H:%M} UTC[/red]"
-                      f" (clear with: outreach inbox clear-pause {item.contact_id})", highlight=False)
+    if detail.pause is not None:
+        for line in pause_lines(detail.pause):
+            console.print(line, style="red", highlight=False, markup=False)
     if detail.sms_opted_out:
         console.print("[red]Opted out of SMS: phone, do not text.[/red]")
     if item.assigned_to:
         console.print(f"Assigned to {item.assigned_to}", highlight=False)
+    console.print(f"Received {when(item.created_at)}", highlight=False)
     console.print()
     for entry in detail.conversation:
-        arrow = "<-" if entry.direction == "in" else "->"
-        console.print(f"{entry.at:%Y-%m-%d %H:%M} {arrow} [{entry.detail}] {entry.text}", highlight=False,
-                      markup=False)
+        who = "patient" if entry.direction == "in" else "clinic"
+        console.print(f"{when(entry.at)}, {who} [{entry.detail}]:", highlight=False, markup=False)
+        console.print(f"  {entry.text}", highlight=False, markup=False)
 
 
 @app.command("reply")
@@ -117,7 +125,7 @@ def reply_command(
 ) -> None:
     """Text the patient back (never to an opted-out number)."""
     with transaction() as session:
-        queued = inbox.reply(session, settings(), item_id, text, _staff(staff), utcnow(), contact_id=contact)
+        queued = inbox.reply(session, settings(), item_id, text, _staff(staff), now(), contact_id=contact)
     hours = settings().conversational_window_hours
     when = (
         "it goes out now" if queued.goes_out_any_hour
@@ -131,7 +139,7 @@ def reply_command(
 def handle_command(item_id: int, staff: StaffOption = None) -> None:
     """Mark an item handled."""
     with transaction() as session:
-        item = inbox.mark_handled(session, item_id, _staff(staff), utcnow())
+        item = inbox.mark_handled(session, item_id, _staff(staff), now())
         paused = (
             item.kind == "crisis" and item.contact_id is not None
             and inbox.show_item(session, item_id, mark_read=False).automation_paused_at is not None
@@ -156,7 +164,7 @@ def assign_command(item_id: int, name: str) -> None:
 def clear_pause_command(contact_id: int, staff: StaffOption = None) -> None:
     """Let automated messages reach a contact again after a crisis pause."""
     with transaction() as session:
-        cleared = inbox.clear_crisis_pause(session, contact_id, _staff(staff), utcnow())
+        cleared = inbox.clear_crisis_pause(session, contact_id, _staff(staff), now())
     if cleared:
         console.print(f"Automation to contact #{contact_id} resumes.", highlight=False)
     else:

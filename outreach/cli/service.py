@@ -5,14 +5,19 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+import httpx
 import typer
 from pydantic import ValidationError
 
-from outreach.cli.common import console, handle_errors, settings, transaction
+from outreach import demo
+from outreach.cli.common import clock, console, handle_errors, now, session_factory, settings, transaction
+from outreach.clock import child_environment
 from outreach.config import (
     InsecureConfiguration,
     Settings,
@@ -21,9 +26,15 @@ from outreach.config import (
     load_settings,
     refuse_public_secrets,
 )
+from outreach.errors import OutreachError
+from outreach.sandbox.control import SandboxControl, SandboxControlError
 
 # Where `outreach run` keeps Celery beat's small state file, out of the working tree's way.
 RUN_DIR = Path("var")
+# How long the processes may take to answer before the demo companion gives up, and how often
+# it rewrites the sandbox's banner (quiet hours end while the demo runs).
+START_WITHIN = 60.0
+NOTICE_REFRESH = 30.0
 
 
 @handle_errors
@@ -88,7 +99,10 @@ def run() -> None:
             str(RUN_DIR / "celerybeat-schedule"),
         ],
     }
-    env = environment_with({variable: value for variable, value in wiring.values()})
+    wired = environment_with({variable: value for variable, value in wiring.values()})
+    env = child_environment(wired, clock())
+    with transaction() as session:
+        held = demo.held_note(session, config, now())
     processes: dict[str, subprocess.Popen[bytes]] = {}
     for name, command in commands.items():
         processes[name] = subprocess.Popen(command, env=env)  # noqa: S603 (our own interpreter and modules)
@@ -99,6 +113,7 @@ def run() -> None:
         f"  fake phones     http://127.0.0.1:{config.sandbox_http_port}/\n"
         f"  mail inbox      http://127.0.0.1:{config.sandbox_http_port}/mail\n"
         f"  CLI             outreach --help  (e.g. outreach messages list)\n"
+        f"{held}\n"
         f"Press Ctrl-C to stop."
     )
     stopping = False
@@ -109,6 +124,9 @@ def run() -> None:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    threading.Thread(
+        target=_demo_companion, args=(config, bool(wiring), lambda: stopping), daemon=True
+    ).start()
     try:
         while not stopping:
             for name, process in processes.items():
@@ -135,10 +153,9 @@ demo_app = typer.Typer(no_args_is_help=True, help="Demo data for trying the serv
 def demo_seed() -> None:
     """Add fictional patients, enroll them in the education campaign, book a visit (idempotent)."""
     from outreach import demo
-    from outreach.models import utcnow
 
     with transaction() as session:
-        report = demo.seed(session, settings(), utcnow())
+        report = demo.seed(session, settings(), now())
     console.print(
         f"demo data ready: contacts {report.contacts}, enrolled {report.enrolled or 'already'}, "
         f"appointment {report.appointment_id}"
@@ -163,6 +180,57 @@ def _refuse_if_insecure(config: Settings) -> None:
         # One unwrapped line (a terminal's width must not split it), as worker.py prints it.
         sys.stderr.write(f"error: refusing to start: {exc}\n")
         raise typer.Exit(exc.exit_code) from None
+
+
+def _demo_companion(config: Settings, sandboxed: bool, stopped: Callable[[], bool]) -> None:
+    """Keep the sandbox's banner true, and play the demo conversation once on the fake phones.
+
+    Runs beside the processes `outreach run` started; it only talks to them the way a person
+    would (the sandbox's control API, the staff inbox service), so it bends no sending rule.
+    """
+    if not sandboxed:
+        return
+    control = SandboxControl(f"http://127.0.0.1:{config.sandbox_http_port}", timeout=10.0)
+    web = f"http://127.0.0.1:{config.web_port}/healthz"
+    try:
+        if not _wait_until(lambda: control.health() and _healthy(web), stopped):
+            return
+        _refresh_notice(control, config)
+        with transaction() as session:
+            seeded = demo.is_seeded(session)
+        if seeded:
+            demo.converse(session_factory(), config, control.reply, clock(), time.sleep)
+        while not stopped():
+            _refresh_notice(control, config)
+            time.sleep(NOTICE_REFRESH)
+    except (SandboxControlError, httpx.HTTPError, OutreachError) as exc:
+        console.print(f"[yellow]demo companion stopped: {type(exc).__name__}[/yellow]")
+    finally:
+        control.close()
+
+
+def _refresh_notice(control: SandboxControl, config: Settings) -> None:
+    with transaction() as session:
+        control.configure(notice=demo.held_note(session, config, now()))
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _wait_until(condition: Callable[[], bool], stopped: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + START_WITHIN
+    while time.monotonic() < deadline and not stopped():
+        try:
+            if condition():
+                return True
+        except (SandboxControlError, httpx.HTTPError):
+            pass
+        time.sleep(0.5)
+    return False
 
 
 def _sandbox_wiring(config: Settings) -> dict[str, tuple[str, str]]:

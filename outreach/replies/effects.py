@@ -8,6 +8,7 @@ items and alerts come later, in ``process_inbound``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ from outreach.models import (
 # Exact reasons written on cancelled messages; an opt-in looks for the first to resume them.
 SMS_OPT_OUT_REASON = "the patient opted out of SMS by reply"
 CRISIS_PAUSE_REASON = "crisis language in an SMS reply"
+_PAUSE_CAUSE = re.compile(r"\(inbound #(\d+)\)$")
 
 
 def sms_opted_out(session: Session, contact_id: int) -> bool:
@@ -132,6 +134,12 @@ def pause_for_crisis(
             contact.automation_paused_reason = f"{CRISIS_PAUSE_REASON} (inbound #{inbound.id})"
             paused.append(contact.id)
     return paused
+
+
+def inbound_id_of_pause(reason: str | None) -> int | None:
+    """The inbound message a pause reason written by ``pause_for_crisis`` names, if any."""
+    found = _PAUSE_CAUSE.search(reason or "")
+    return int(found.group(1)) if found else None
 
 
 def _enrollments(session: Session, contact_id: int) -> list[Enrollment]:

@@ -1,4 +1,5 @@
-"""What ``process_inbound`` does for each classification. Each handler returns action names.
+"""What ``process_inbound`` does for each classification. Each handler takes one ``Reply`` and
+returns action names.
 
 Consent changes and the crisis pause already happened in the webhook (``effects``); handlers
 only write replies and alerts (outbox rows) and staff inbox items, so running one twice adds
@@ -11,15 +12,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from outreach import appointments
 from outreach.config import Settings
 from outreach.contacts import consent
 from outreach.models import ConsentEvent, ConsentState, Contact, InboundClass, InboundMessage
-from outreach.replies import appointments_hook, effects, responses, staff
+from outreach.replies import effects, responses, staff
 from outreach.replies.classify import (
     BARE_CANCEL,
     NATURAL_LANGUAGE,
@@ -42,45 +45,45 @@ NOTHING_TO_RESTORE_TASK_TEXT = (
     "restore: confirm consent with them before texting."
 )
 
-Handler = Callable[
-    [Session, Settings, InboundMessage, Sequence[Contact], Classification, datetime], list[str]
-]
 
 
-def handle(
-    session: Session,
-    settings: Settings,
-    inbound: InboundMessage,
-    contacts: Sequence[Contact],
-    result: Classification,
-    now: datetime,
-) -> list[str]:
-    handler = HANDLERS.get(result.classification, _other)
-    return handler(session, settings, inbound, contacts, result, now)
+@dataclass(frozen=True)
+class Reply:
+    """One stored inbound message being processed, with everything a handler reads.
+
+    ``contacts`` are every contact with the sender's phone number, locked by the caller
+    (``outbox.lock_contacts``): none (unknown sender), one, or several (a shared phone).
+    """
+
+    session: Session
+    settings: Settings
+    inbound: InboundMessage
+    contacts: Sequence[Contact]
+    result: Classification
+    now: datetime
 
 
-def _crisis(
-    session: Session,
-    settings: Settings,
-    inbound: InboundMessage,
-    contacts: Sequence[Contact],
-    result: Classification,
-    now: datetime,
-) -> list[str]:
-    actions = [f"paused:{cid}" for cid in effects.pause_for_crisis(session, contacts, inbound, now)]
+Handler = Callable[[Reply], list[str]]
+
+
+def handle(reply: Reply) -> list[str]:
+    return HANDLERS.get(reply.result.classification, _other)(reply)
+
+
+def _crisis(reply: Reply) -> list[str]:
+    session, inbound, contacts = reply.session, reply.inbound, reply.contacts
+    actions = [f"paused:{cid}" for cid in effects.pause_for_crisis(session, contacts, inbound, reply.now)]
     # An opted-out number cannot be texted (Twilio 21610): a human must phone instead.
-    reply_possible = not any(effects.sms_opted_out(session, c.id) for c in contacts)
+    reply_possible = not _opted_out(reply)
     if reply_possible:
-        responses.insert_reply(
-            session, inbound, contacts, responses.CRISIS_REPLY_TEMPLATE, "crisis_reply", now
-        )
+        _insert_reply(reply, responses.CRISIS_REPLY_TEMPLATE, "crisis_reply")
         actions.append("crisis_reply")
     text = inbound.body if reply_possible else f"[PHONE THE PATIENT: no SMS reply possible] {inbound.body}"
     item = staff.open_item(
         session, inbound, contacts, ItemKind.CRISIS, InboundClass.CRISIS, text, urgent=True
     )
     actions.append(f"inbox:crisis:{item.id}")
-    alerts = responses.insert_alerts(session, settings, inbound, item, reply_possible, now)
+    alerts = responses.insert_alerts(session, reply.settings, inbound, item, reply_possible, reply.now)
     if not alerts:
         log.warning("crisis reply %s: no on-call contacts configured (OUTREACH_ONCALL_SMS / "
                     "OUTREACH_ONCALL_EMAIL); only the inbox item was raised", inbound.id)
@@ -89,33 +92,23 @@ def _crisis(
     return actions
 
 
-def _opt_out(
-    session: Session,
-    settings: Settings,
-    inbound: InboundMessage,
-    contacts: Sequence[Contact],
-    result: Classification,
-    now: datetime,
-) -> list[str]:
+def _opt_out(reply: Reply) -> list[str]:
+    session, inbound, contacts = reply.session, reply.inbound, reply.contacts
     actions: list[str] = []
     newly_opted_out = _consent_events(session, inbound, ConsentState.REVOKED)
     # Twilio answers its own keywords when it handles opt-out; a second text would break the
     # one-confirmation rule. It does not answer opt-outs in the patient's own words.
-    twilio_replied = settings.twilio_handles_opt_out and result.has(TWILIO_KEYWORD)
-    if newly_opted_out and not twilio_replied:
-        responses.insert_reply(
-            session,
-            inbound,
-            contacts,
+    if newly_opted_out and not _twilio_answered(reply):
+        _insert_reply(
+            reply,
             responses.OPT_OUT_CONFIRMATION_TEMPLATE,
             "opt_out_confirmation",
-            now,
             # Dispatch lets exactly this message through after the opt-out.
             context={"after_opt_out": True},
-            not_after=now + responses.OPT_OUT_CONFIRMATION_WINDOW,
+            not_after=reply.now + responses.OPT_OUT_CONFIRMATION_WINDOW,
         )
         actions.append("opt_out_confirmation")
-    if result.has(BARE_CANCEL):
+    if reply.result.has(BARE_CANCEL):
         item = staff.open_item(
             session, inbound, contacts, ItemKind.TASK, InboundClass.OPT_OUT, CANCEL_TASK_TEXT
         )
@@ -126,28 +119,19 @@ def _opt_out(
             urgent=True,
         )
         actions.append(f"inbox:task:{item.id}")
-    if result.has(NATURAL_LANGUAGE) or not contacts:
+    if reply.result.has(NATURAL_LANGUAGE) or not contacts:
         # The patient's own words may say more ("wrong number", "I moved"): staff read them.
         item = staff.add_to_conversation(session, inbound, contacts, InboundClass.OPT_OUT)
         actions.append(f"inbox:message:{item.id}")
     return actions
 
 
-def _opt_in(
-    session: Session,
-    settings: Settings,
-    inbound: InboundMessage,
-    contacts: Sequence[Contact],
-    result: Classification,
-    now: datetime,
-) -> list[str]:
+def _opt_in(reply: Reply) -> list[str]:
+    session, inbound, contacts = reply.session, reply.inbound, reply.contacts
     actions: list[str] = []
     restored = _consent_events(session, inbound, ConsentState.GRANTED)
-    twilio_replied = settings.twilio_handles_opt_out and result.has(TWILIO_KEYWORD)
-    if restored and not twilio_replied:
-        responses.insert_reply(
-            session, inbound, contacts, responses.OPT_IN_CONFIRMATION_TEMPLATE, "opt_in_confirmation", now
-        )
+    if restored and not _twilio_answered(reply):
+        _insert_reply(reply, responses.OPT_IN_CONFIRMATION_TEMPLATE, "opt_in_confirmation")
         actions.append("opt_in_confirmation")
     if not contacts:
         item = staff.add_to_conversation(session, inbound, contacts, InboundClass.OPT_IN)
@@ -161,43 +145,77 @@ def _opt_in(
     return actions
 
 
-def _help(
-    session: Session,
-    settings: Settings,
-    inbound: InboundMessage,
-    contacts: Sequence[Contact],
-    result: Classification,
-    now: datetime,
-) -> list[str]:
-    if any(effects.sms_opted_out(session, c.id) for c in contacts):
+def _help(reply: Reply) -> list[str]:
+    if _opted_out(reply):
         return ["help_not_sent:opted_out"]
-    responses.insert_reply(session, inbound, contacts, responses.HELP_TEMPLATE, "help", now)
+    if _twilio_answered(reply):
+        return ["help_answered_by_twilio"]
+    _insert_reply(reply, responses.HELP_TEMPLATE, "help")
     return ["help_reply"]
 
 
-def _appointment(
-    session: Session,
-    settings: Settings,
-    inbound: InboundMessage,
-    contacts: Sequence[Contact],
-    result: Classification,
-    now: datetime,
-) -> list[str]:
-    if appointments_hook.appointment_reply(session, settings, inbound, contacts, result, now):
-        return [f"appointment:{result.classification}"]
-    return _other(session, settings, inbound, contacts, result, now)
+def _appointment(reply: Reply) -> list[str]:
+    """"1" / "2" (and CONFIRM, Y, R, RESCHEDULE, N, NO; see ``phrases``) bound to a visit.
+
+    ``appointments.appointment_reply`` binds the reply to the visit whose confirmation
+    request went out most recently, inside this transaction with the contacts locked. It
+    returns False for anything ambiguous (no open request, several, a shared phone, a visit
+    already past), and the reply is then filed for staff like any other message. It is
+    idempotent per ``inbound.id`` and sends nothing itself (replies are outbox rows).
+    """
+    if appointments.appointment_reply(
+        reply.session, reply.settings, reply.inbound, reply.contacts, reply.result, reply.now
+    ):
+        return [f"appointment:{reply.result.classification}"]
+    return _other(reply)
 
 
-def _other(
-    session: Session,
-    settings: Settings,
-    inbound: InboundMessage,
-    contacts: Sequence[Contact],
-    result: Classification,
-    now: datetime,
-) -> list[str]:
-    item = staff.add_to_conversation(session, inbound, contacts, result.classification)
-    return [f"inbox:message:{item.id}"]
+def _other(reply: Reply) -> list[str]:
+    """File the message for staff and tell the patient a person will answer.
+
+    The answer goes at any hour (it replies to the patient's own text), never to an opted-out
+    number nor during a crisis pause, and once per conversation window, so a patient writing
+    five texts gets one.
+    """
+    item = staff.add_to_conversation(
+        reply.session, reply.inbound, reply.contacts, reply.result.classification
+    )
+    actions = [f"inbox:message:{item.id}"]
+    window = timedelta(hours=reply.settings.conversational_window_hours)
+    if _opted_out(reply):
+        actions.append("acknowledgement_not_sent:opted_out")
+    elif any(c.automation_paused_at is not None for c in reply.contacts):
+        # The crisis reply already said the team will reach out; "office hours" would undercut it.
+        actions.append("acknowledgement_not_sent:crisis_pause")
+    elif responses.acknowledged_since(reply.session, reply.inbound.from_address, reply.now - window):
+        actions.append("acknowledgement_not_sent:already_in_window")
+    else:
+        _insert_reply(reply, responses.ACKNOWLEDGEMENT_TEMPLATE, "acknowledgement")
+        actions.append("acknowledgement")
+    return actions
+
+
+def _insert_reply(
+    reply: Reply,
+    template: str,
+    purpose: str,
+    *,
+    context: dict[str, object] | None = None,
+    not_after: datetime | None = None,
+) -> None:
+    responses.insert_reply(
+        reply.session, reply.inbound, reply.contacts, template, purpose, reply.now,
+        context=context, not_after=not_after,
+    )
+
+
+def _opted_out(reply: Reply) -> bool:
+    return any(effects.sms_opted_out(reply.session, c.id) for c in reply.contacts)
+
+
+def _twilio_answered(reply: Reply) -> bool:
+    """Twilio itself answered this keyword (its opt-out handling is on and the body is one)."""
+    return reply.settings.twilio_handles_opt_out and reply.result.has(TWILIO_KEYWORD)
 
 
 def _consent_events(session: Session, inbound: InboundMessage, state: ConsentState) -> bool:

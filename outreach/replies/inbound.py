@@ -22,10 +22,11 @@ from sqlalchemy.orm import Session
 from outreach import outbox
 from outreach.config import Settings
 from outreach.errors import OutreachError
-from outreach.models import Contact, InboundClass, InboundMessage, utcnow
+from outreach.models import Contact, InboundClass, InboundMessage
 from outreach.ops import metrics
 from outreach.replies import effects, handlers
 from outreach.replies.classify import ALSO_OPT_OUT, Classification, classify
+from outreach.replies.handlers import Reply
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,9 @@ class StoreResult:
 
 
 def store_inbound(
-    session: Session, settings: Settings, form: Mapping[str, str], now: datetime | None = None
+    session: Session, settings: Settings, form: Mapping[str, str], now: datetime
 ) -> StoreResult:
     """Store one inbound SMS and apply its immediate effects. Raises ``MalformedInbound``."""
-    now = now or utcnow()
     _validate(form)
     sender = normalise_phone(form["From"])
     contacts = outbox.lock_contacts(session, contacts_with_phone_ids(session, sender))
@@ -108,7 +108,7 @@ def process_inbound(session: Session, settings: Settings, inbound_id: int, now: 
     inbound = session.get_one(InboundMessage, inbound_id, populate_existing=True)
     contacts = outbox.lock_contacts(session, contacts_with_phone_ids(session, inbound.from_address))
     result = reclassify(inbound)
-    actions = handlers.handle(session, settings, inbound, contacts, result, now)
+    actions = handlers.handle(Reply(session, settings, inbound, contacts, result, now))
     log.info("inbound %s processed: %s", inbound.id, ", ".join(actions) or "nothing to do")
     return actions
 

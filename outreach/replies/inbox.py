@@ -34,6 +34,7 @@ from outreach.models import (
 )
 from outreach.ops import metrics
 from outreach.replies.effects import sms_opted_out
+from outreach.replies.pause import Pause, pause_of
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ class ItemDetail:
     item: ItemSummary
     phone: str | None
     automation_paused_at: datetime | None
+    # Since when, by which reply, how to clear it (None: not paused).
+    pause: Pause | None
     sms_opted_out: bool
     conversation: list[ConversationEntry]
 
@@ -135,6 +138,7 @@ def show_item(session: Session, item_id: int, *, mark_read: bool = True) -> Item
         item=_summary(item, contact),
         phone=phone,
         automation_paused_at=contact.automation_paused_at if contact is not None else None,
+        pause=pause_of(session, contact.id) if contact is not None else None,
         sms_opted_out=sms_opted_out(session, contact.id) if contact is not None else False,
         conversation=_conversation(session, phone, contact_ids),
     )

@@ -15,16 +15,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outreach import outbox
 from outreach.config import Settings
-from outreach.models import Category, Channel, Contact, InboundMessage, InboxItem, MessageKind
+from outreach.models import Category, Channel, Contact, InboundMessage, InboxItem, Message, MessageKind
 
 HELP_TEMPLATE = "sms/system/help"
 OPT_OUT_CONFIRMATION_TEMPLATE = "sms/system/opt_out_confirmation"
 OPT_IN_CONFIRMATION_TEMPLATE = "sms/system/opt_in_confirmation"
 CRISIS_REPLY_TEMPLATE = "sms/system/crisis_reply"
+ACKNOWLEDGEMENT_TEMPLATE = "sms/system/acknowledgement"
 # The FCC presumes a single opt-out confirmation compliant only if sent within five minutes.
 OPT_OUT_CONFIRMATION_WINDOW = timedelta(minutes=5)
 ALERT_TEMPLATES = {Channel.SMS: "sms/system/oncall_alert", Channel.EMAIL: "email/system/oncall_alert"}
@@ -69,6 +71,22 @@ def insert_reply(
         ],
     )
     return key
+
+
+def acknowledged_since(session: Session, phone: str, since: datetime) -> bool:
+    """Whether this number was sent an acknowledgement due at or after ``since``."""
+    return (
+        session.scalar(
+            select(Message.id)
+            .where(
+                Message.template == ACKNOWLEDGEMENT_TEMPLATE,
+                Message.to_override == phone,
+                Message.due_at >= since,
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def insert_alerts(

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 
+from outreach import clock
 from outreach.config import Settings
 from outreach.sandbox.callbacks import StatusProgression
 from outreach.sandbox.control_api import ControlApi
@@ -15,6 +16,18 @@ from outreach.sandbox.inbound import InboundSender
 from outreach.sandbox.pages import Pages
 from outreach.sandbox.state import RuntimeConfig, SandboxState
 from outreach.sandbox.twilio_api import MessagesApi
+
+
+def keyword_auto_reply(settings: Settings) -> bool:
+    """Whether the sandbox answers STOP/START/HELP itself, as Twilio's default handling does.
+
+    It follows OUTREACH_TWILIO_HANDLES_OPT_OUT unless OUTREACH_SANDBOX_OPT_OUT_AUTO_REPLY is set:
+    the app stays silent on these keywords exactly when Twilio answers them, so the fake phone
+    shows one answer per keyword either way, as a real phone would.
+    """
+    if "sandbox_opt_out_auto_reply" in settings.model_fields_set:
+        return settings.sandbox_opt_out_auto_reply
+    return settings.twilio_handles_opt_out
 
 
 class Sandbox:
@@ -28,8 +41,9 @@ class Sandbox:
             RuntimeConfig(
                 callback_delay=settings.sandbox_callback_delay,
                 status_callbacks=settings.sandbox_status_callbacks,
-                auto_reply=settings.sandbox_opt_out_auto_reply,
+                auto_reply=keyword_auto_reply(settings),
             ),
+            clock=clock.from_settings(settings),
         )
         self.progression = StatusProgression(self.state, token)
         self.inbound = InboundSender(
@@ -46,7 +60,8 @@ class Sandbox:
             default_from=settings.twilio_from,
         )
         control = ControlApi(self.state, self.progression, self.inbound)
-        pages = Pages(self.state, self.inbound)
+        smtp_address = f"{settings.sandbox_host}:{settings.sandbox_smtp_port}"
+        pages = Pages(self.state, self.inbound, smtp_address, settings.clinic_zone)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.asgi = Starlette(
             routes=[*api.routes(), *control.routes(), *pages.routes()], lifespan=self._lifespan

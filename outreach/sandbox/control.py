@@ -184,11 +184,13 @@ class SandboxControl:
         callback_delay: float | None = None,
         status_callbacks: bool | None = None,
         auto_reply: bool | None = None,
+        notice: str | None = None,
     ) -> dict[str, Any]:
         changes = {
             "callback_delay": callback_delay,
             "status_callbacks": status_callbacks,
             "auto_reply": auto_reply,
+            "notice": notice,
         }
         result: dict[str, Any] = self._call(
             "PUT", "/config", json={k: v for k, v in changes.items() if v is not None}

@@ -19,6 +19,9 @@ from outreach.sandbox.formats import E164
 from outreach.sandbox.inbound import InboundSender
 from outreach.sandbox.state import SandboxState
 
+# A banner line, not a document.
+MAX_NOTICE = 300
+
 
 def _problem(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
@@ -85,6 +88,11 @@ class ControlApi:
             if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
                 return _problem("callback_delay must be a number >= 0")
             config.callback_delay = float(delay)
+        if "notice" in body:
+            notice = body["notice"]
+            if not isinstance(notice, str) or len(notice) > MAX_NOTICE:
+                return _problem(f"notice must be text of at most {MAX_NOTICE} characters")
+            config.notice = notice.strip()
         for flag in ("status_callbacks", "auto_reply"):
             if flag in body:
                 if not isinstance(body[flag], bool):

@@ -7,9 +7,11 @@ these URLs are fake sandbox data; the production app never puts a number in a UR
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from outreach import timefmt
 from outreach.sandbox.formats import E164
 from outreach.sandbox.inbound import InboundSender
 from outreach.sandbox.state import SandboxState
@@ -34,13 +37,22 @@ def _phone_url(number: str) -> str:
 
 
 class Pages:
-    def __init__(self, state: SandboxState, inbound: InboundSender) -> None:
+    def __init__(
+        self,
+        state: SandboxState,
+        inbound: InboundSender,
+        smtp_address: str,
+        zone: ZoneInfo,
+    ) -> None:
         self._state = state
+        self._smtp_address = smtp_address
         self._inbound = inbound
         self._env = Environment(
             loader=FileSystemLoader(STATIC), autoescape=select_autoescape(["html"]), auto_reload=False
         )
         self._env.globals["phone_url"] = _phone_url
+        # Times as the clinic's staff read them everywhere (outreach.timefmt).
+        self._env.filters["local_time"] = lambda value: timefmt.local(datetime.fromisoformat(value), zone)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -56,6 +68,7 @@ class Pages:
         ]
 
     def _render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        context.setdefault("notice", self._state.config.notice)
         html = self._env.get_template(template).render(**context)
         return HTMLResponse(html, status_code=status, headers={"Content-Security-Policy": PAGE_CSP})
 
@@ -120,7 +133,9 @@ class Pages:
         return RedirectResponse(_phone_url(number) + "?webhook=" + result, status_code=303)
 
     async def mail_list(self, request: Request) -> Response:
-        return self._render("mail_list.html", mail=list(reversed(self._state.mailbox.all())))
+        return self._render(
+            "mail_list.html", mail=list(reversed(self._state.mailbox.all())), smtp_address=self._smtp_address
+        )
 
     async def mail_detail(self, request: Request) -> Response:
         record = self._state.mailbox.get(request.path_params["mail_id"])

@@ -15,9 +15,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from outreach.models.base import utcnow
 from outreach.sandbox.faults import SmsFault
 from outreach.sandbox.formats import PRICE_PER_SEGMENT, count_segments, new_sid
 from outreach.sandbox.mailbox import Mailbox
@@ -33,12 +34,15 @@ class RuntimeConfig:
     callback_delay: float
     status_callbacks: bool
     auto_reply: bool
+    # A line every page shows, e.g. what the app holds and until when (set by `outreach run`).
+    notice: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "callback_delay": self.callback_delay,
             "status_callbacks": self.status_callbacks,
             "auto_reply": self.auto_reply,
+            "notice": self.notice,
         }
 
 
@@ -51,8 +55,16 @@ class FaultDecision:
 
 
 class SandboxState:
-    def __init__(self, account_sid: str, config: RuntimeConfig, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        account_sid: str,
+        config: RuntimeConfig,
+        seed: int | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.account_sid = account_sid
+        # The process clock (OUTREACH_CLOCK can fix it), so message times agree with the app's.
+        self.clock = clock
         self.config = config
         self.lock = threading.Lock()
         self.mailbox = Mailbox()
@@ -132,7 +144,7 @@ class SandboxState:
         validity_period: int | None,
     ) -> tuple[SmsRecord, dict[str, Any]]:
         """Record a provider accept; returns the record and its resource as answered now."""
-        now = datetime.now(UTC)
+        now = self.clock()
         status = "accepted" if messaging_service_sid else "queued"
         with self.lock:
             record = SmsRecord(
@@ -161,7 +173,7 @@ class SandboxState:
             return record, record.to_resource()
 
     def note_rejection(self, to: str | None, code: int) -> None:
-        rejection = Rejection(to, code, datetime.now(UTC), time.monotonic())
+        rejection = Rejection(to, code, self.clock(), time.monotonic())
         with self.lock:
             self.rejections.append(rejection)
 
@@ -171,7 +183,7 @@ class SandboxState:
 
     def record_message(self, *, direction: str, to: str, from_: str, body: str, status: str) -> SmsRecord:
         """An inbound message from a fake phone, or Twilio's own auto-reply to it."""
-        now = datetime.now(UTC)
+        now = self.clock()
         with self.lock:
             record = SmsRecord(
                 seq=self._next(),
@@ -199,7 +211,7 @@ class SandboxState:
 
     def advance(self, sid: str, status: str, error_code: int | None) -> SmsRecord | None:
         """Move a message to its next status; None if it is gone (reset) or already terminal."""
-        now = datetime.now(UTC)
+        now = self.clock()
         with self.lock:
             record = self.messages.get(sid)
             if record is None or record.status in TERMINAL:
@@ -293,7 +305,7 @@ class SandboxState:
     def set_opted_out(self, number: str, opted_out: bool) -> None:
         with self.lock:
             if opted_out:
-                self.opt_outs.setdefault(number, OptOut(number, datetime.now(UTC), time.monotonic()))
+                self.opt_outs.setdefault(number, OptOut(number, self.clock(), time.monotonic()))
             else:
                 self.opt_outs.pop(number, None)
 

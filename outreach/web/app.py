@@ -11,6 +11,7 @@ from collections.abc import Callable
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
+from outreach import clock
 from outreach.celeryapp import PROCESS_INBOUND, make_celery
 from outreach.config import Settings
 from outreach.db import make_engine, make_session_factory
@@ -27,6 +28,7 @@ def create_app(
     app = FastAPI(title="Clinic Outreach", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodySizeLimit)
     app.state.settings = settings
+    app.state.clock = clock.from_settings(settings)
     app.state.session_factory = session_factory or make_session_factory(make_engine(settings.database_url))
     app.state.enqueue_inbound = enqueue_inbound or celery_enqueue_inbound(settings)
     app.include_router(status_webhook.router)

@@ -8,11 +8,18 @@ from typing import cast
 from fastapi import Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from outreach.clock import Clock
 from outreach.config import Settings
+from outreach.models import utcnow
 
 
 def get_settings(request: Request) -> Settings:
     return cast(Settings, request.app.state.settings)
+
+
+def get_clock(request: Request) -> Clock:
+    """The process clock (``outreach.clock``); the wall clock for apps that set none."""
+    return cast(Clock, getattr(request.app.state, "clock", utcnow))
 
 
 def get_session_factory(request: Request) -> sessionmaker[Session]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from datetime import datetime
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,7 +24,7 @@ from outreach.channels.twilio.callbacks import InvalidCallback, parse_inbound_sm
 from outreach.config import Settings
 from outreach.db import transaction
 from outreach.replies.inbound import MalformedInbound, StoreResult, store_inbound
-from outreach.web.deps import get_session_factory, get_settings
+from outreach.web.deps import get_clock, get_session_factory, get_settings
 from outreach.web.signature import UnreadableForm, is_signed_by_twilio, signed_form
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,9 @@ async def twilio_inbound_sms(request: Request) -> Response:
     except InvalidCallback as exc:
         return _plain(f"inbound SMS: {exc}", 400)
     try:
-        result = await run_in_threadpool(_store, get_session_factory(request), settings, fields)
+        result = await run_in_threadpool(
+            _store, get_session_factory(request), settings, fields, get_clock(request)()
+        )
     except MalformedInbound as exc:
         return _plain(str(exc), 400)
     if result.needs_processing:
@@ -65,6 +68,8 @@ async def twilio_inbound_sms(request: Request) -> Response:
     return Response(result.twiml, media_type="text/xml")
 
 
-def _store(factory: sessionmaker[Session], settings: Settings, fields: Mapping[str, str]) -> StoreResult:
+def _store(
+    factory: sessionmaker[Session], settings: Settings, fields: Mapping[str, str], now: datetime
+) -> StoreResult:
     with transaction(factory) as session:
-        return store_inbound(session, settings, fields)
+        return store_inbound(session, settings, fields, now)

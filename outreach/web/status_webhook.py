@@ -7,6 +7,8 @@ waiting on Twilio, and waiting for it on the event loop would stall every other 
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -14,8 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from outreach.channels.twilio.callbacks import InvalidCallback, StatusEvent, parse_status_callback
 from outreach.db import transaction
 from outreach.delivery import status
-from outreach.models import utcnow
-from outreach.web.deps import get_session_factory, get_settings
+from outreach.web.deps import get_clock, get_session_factory, get_settings
 from outreach.web.signature import UnreadableForm, is_signed_by_twilio, signed_form
 
 router = APIRouter()
@@ -36,11 +37,11 @@ async def twilio_status(request: Request) -> Response:
         )
     except InvalidCallback as exc:
         return Response(f"status callback: {exc}", status_code=400, media_type="text/plain")
-    await run_in_threadpool(_handle, get_session_factory(request), event)
+    await run_in_threadpool(_handle, get_session_factory(request), event, get_clock(request)())
     # 200 also for message ids we do not know, so Twilio stops retrying them.
     return Response(status_code=200)
 
 
-def _handle(factory: sessionmaker[Session], event: StatusEvent) -> None:
+def _handle(factory: sessionmaker[Session], event: StatusEvent, now: datetime) -> None:
     with transaction(factory) as session:
-        status.handle(session, event, utcnow())
+        status.handle(session, event, now)

@@ -8,6 +8,7 @@ button on our page. A bad or tampered token gets a 400 page that says so.
 
 from __future__ import annotations
 
+from datetime import datetime
 from html import escape
 
 from fastapi import APIRouter, Request
@@ -18,8 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from outreach.config import Settings
 from outreach.contacts.unsubscribe import BadUnsubscribeToken, UnsubscribeResult, read_token, unsubscribe
 from outreach.db import transaction
-from outreach.models import utcnow
-from outreach.web.deps import get_session_factory, get_settings
+from outreach.web.deps import get_clock, get_session_factory, get_settings
 
 router = APIRouter()
 
@@ -58,7 +58,9 @@ async def unsubscribe_action(token: str, request: Request) -> HTMLResponse:
         one_click = False
     how = "one-click unsubscribe (RFC 8058)" if one_click else "unsubscribe page"
     try:
-        result = await run_in_threadpool(_unsubscribe, get_session_factory(request), settings, token, how)
+        result = await run_in_threadpool(
+            _unsubscribe, get_session_factory(request), settings, token, how, get_clock(request)()
+        )
     except BadUnsubscribeToken as exc:
         return _bad_link(settings, exc)
     label = CATEGORY_LABELS.get(result.category, f"{result.category} emails")
@@ -71,10 +73,10 @@ async def unsubscribe_action(token: str, request: Request) -> HTMLResponse:
 
 
 def _unsubscribe(
-    factory: sessionmaker[Session], settings: Settings, token: str, how: str
+    factory: sessionmaker[Session], settings: Settings, token: str, how: str, now: datetime
 ) -> UnsubscribeResult:
     with transaction(factory) as session:
-        return unsubscribe(session, settings, token, utcnow(), how=how)
+        return unsubscribe(session, settings, token, now, how=how)
 
 
 def _bad_link(settings: Settings, exc: BadUnsubscribeToken) -> HTMLResponse:

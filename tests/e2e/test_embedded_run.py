@@ -1,5 +1,6 @@
 """`make run` on embedded defaults: SQLite file, the broker that needs no server, the sandbox,
-demo data. Only the ports are moved, so the test never collides with a developer's instance."""
+demo data. Only the ports are moved, so the test never collides with a developer's instance,
+and the clock is fixed (OUTREACH_CLOCK), so the test means the same at any hour."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -17,6 +21,34 @@ from tests.support.processes import REPO, free_port
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
+
+# A Wednesday: noon is inside the sending window, 03:00 far outside it.
+NOON = "2026-06-10T12:00:00-07:00"
+NIGHT = "2026-06-10T03:00:00-07:00"
+
+
+@dataclass
+class Running:
+    cwd: Path
+    env: dict[str, str]
+    web: int
+    sandbox: int
+    runner: subprocess.Popen[bytes]
+
+    def outreach(self, *args: str) -> str:
+        return _outreach(list(args), self.cwd, self.env)
+
+    def page(self, path: str) -> str:
+        """The sandbox page, or "" while the sandbox is still starting."""
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.sandbox}{path}").text
+        except httpx.ConnectError:
+            return ""
+
+    def page_showing(self, path: str, text: str) -> str:
+        """The page once it shows ``text``, else "" (for ``wait_for``)."""
+        page = self.page(path)
+        return page if text in page else ""
 
 
 def _outreach(args: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -31,7 +63,9 @@ def _outreach(args: list[str], cwd: Path, env: dict[str, str]) -> str:
     return done.stdout
 
 
-def test_run_on_embedded_defaults_delivers_the_demo_booking_confirmation(tmp_path: Path) -> None:
+@contextmanager
+def make_run(tmp_path: Path, clock: str) -> Iterator[Running]:
+    """`outreach db upgrade`, `demo seed` and `run`, as `make run` does, with the clock fixed."""
     (tmp_path / "templates").symlink_to(REPO / "templates")
     web, api, smtp = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OUTREACH_", "TWILIO_"))}
@@ -40,6 +74,7 @@ def test_run_on_embedded_defaults_delivers_the_demo_booking_confirmation(tmp_pat
         OUTREACH_PUBLIC_BASE_URL=f"http://127.0.0.1:{web}",
         OUTREACH_SANDBOX_HTTP_PORT=str(api),
         OUTREACH_SANDBOX_SMTP_PORT=str(smtp),
+        OUTREACH_CLOCK=clock,
     )
     _outreach(["db", "upgrade"], tmp_path, env)
     _outreach(["demo", "seed"], tmp_path, env)
@@ -52,23 +87,7 @@ def test_run_on_embedded_defaults_delivers_the_demo_booking_confirmation(tmp_pat
         start_new_session=True,
     )
     try:
-
-        def confirmation_delivered() -> bool:
-            listing = json.loads(_outreach(["messages", "list", "--json"], tmp_path, env))
-            rows = listing["messages"] if isinstance(listing, dict) else listing
-            return any(m["state"] == "delivered" and m["channel"] == "sms" for m in rows)
-
-        wait_for(
-            confirmation_delivered,
-            timeout=90,
-            interval=1.0,
-            what="the demo booking confirmation to be delivered",
-        )
-        health = httpx.get(f"http://127.0.0.1:{web}/healthz").json()
-        assert health == {"status": "ok", "database": "ok", "broker": "ok"}  # the embedded broker too
-        phone = httpx.get(f"http://127.0.0.1:{api}/phone/+19255550101").text
-        assert "Reply 1" in phone
-        assert (tmp_path / "outreach.sqlite").exists()
+        yield Running(tmp_path, env, web, api, runner)
     finally:
         runner.send_signal(signal.SIGINT)
         try:
@@ -77,3 +96,62 @@ def test_run_on_embedded_defaults_delivers_the_demo_booking_confirmation(tmp_pat
             os.killpg(runner.pid, signal.SIGKILL)
             runner.wait()
     assert runner.returncode == 0
+
+
+def _messages(running: Running) -> list[dict[str, object]]:
+    listing = json.loads(running.outreach("messages", "list", "--json"))
+    rows: list[dict[str, object]] = listing["messages"] if isinstance(listing, dict) else listing
+    return rows
+
+
+def test_run_on_embedded_defaults_delivers_the_demo_booking_confirmation(tmp_path: Path) -> None:
+    with make_run(tmp_path, NOON) as running:
+
+        def confirmation_delivered() -> bool:
+            return any(m["state"] == "delivered" and m["channel"] == "sms" for m in _messages(running))
+
+        wait_for(
+            confirmation_delivered,
+            timeout=90,
+            interval=1.0,
+            what="the demo booking confirmation to be delivered",
+        )
+        health = httpx.get(f"http://127.0.0.1:{running.web}/healthz").json()
+        assert health == {"status": "ok", "database": "ok", "broker": "ok"}  # the embedded broker too
+        phone = running.page("/phone/+19255550101")
+        assert "Reply 1" in phone
+        assert (tmp_path / "outreach.sqlite").exists()
+
+
+def test_run_at_3am_shows_a_conversation_and_says_what_is_held_until_when(tmp_path: Path) -> None:
+    with make_run(tmp_path, NIGHT) as running:
+        # Within a minute: the demo patient's own text, the answer to it and a staff reply.
+        blake = wait_for(
+            lambda: running.page_showing("/phone/+19255550102", DEMO_STAFF_REPLY),
+            timeout=60,
+            interval=1.0,
+            what="the demo conversation on the fake phone",
+        )
+        assert "Hi, is there parking at the clinic?" in blake
+        assert "a team member will get back to you during office hours" in blake
+        casey = wait_for(
+            lambda: running.page_showing("/phone/+12125550103", "988"),
+            timeout=30,
+            interval=1.0,
+            what="the crisis reply on the fake phone",
+        )
+        assert "I can&#39;t go on" in casey
+
+        index = " ".join(running.page("/").split())
+        assert "next message 08:00 Pacific — quiet hours" in index
+        assert "Point the app" not in running.page("/mail")
+
+        # Quiet hours hold the automated booking confirmation; nothing bent the rule.
+        automated = [m for m in _messages(running) if m["kind"] == "automated" and m["channel"] == "sms"]
+        assert automated and all(m["state"] == "scheduled" for m in automated)
+
+    banner = " ".join((running.runner.stdout.read() if running.runner.stdout else b"").decode().split())
+    assert "next message 08:00 Pacific — quiet hours" in banner
+
+
+DEMO_STAFF_REPLY = "Yes - free parking behind the building."

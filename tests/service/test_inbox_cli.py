@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from outreach.cli import common
 from outreach.cli.app import app
 from outreach.config import Settings
 from outreach.models import Contact, Message
 from tests.support.replies import add_contact, form, receive
 
 NOW = datetime(2026, 6, 10, 18, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    # The CLI reads its settings from the environment once; point it at this test's database.
-    monkeypatch.setenv("OUTREACH_DATABASE_URL", db_url)
-    common.settings.cache_clear()
-    common.session_factory.cache_clear()
-    yield CliRunner()
-    common.session_factory().kw["bind"].dispose()
-    common.settings.cache_clear()
-    common.session_factory.cache_clear()
 
 
 def test_list_json_shows_items_with_contact_text_classification_urgency_and_state(
@@ -60,7 +45,7 @@ def test_show_reply_handle_assign_and_clear_pause(
 
     shown = cli.invoke(app, ["inbox", "show", str(message_id)])
     assert shown.exit_code == 0 and "can we talk?" in shown.stdout
-    assert "Automation paused" in shown.stdout
+    assert "Automated messages paused since" in shown.stdout
 
     replied = cli.invoke(app, ["inbox", "reply", str(message_id), "Calling you now", "--as", "Dr. Lee"])
     assert replied.exit_code == 0, replied.output

@@ -45,9 +45,13 @@ def environment(settings: Settings) -> dict[str, str]:
     """Settings as OUTREACH_* variables (and Twilio's own names), the way production passes them."""
     env: dict[str, str] = {}
     for name, value in settings.model_dump().items():
+        if value is None:
+            continue  # unset (e.g. OUTREACH_CLOCK): the process uses its default
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
-        if isinstance(value, bool):
+        if isinstance(value, datetime):
+            text = value.isoformat()
+        elif isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, list):
             text = ",".join(str(v) for v in value)

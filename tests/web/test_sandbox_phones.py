@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -133,3 +134,42 @@ def test_open_phone_rejects_a_non_number(sandbox: RunningSandbox) -> None:
     response = httpx.get(sandbox.http_url + "/phone", params={"number": "hello"})
 
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize("twilio_answers", [True, False])
+def test_the_fake_phone_gets_one_answer_to_help_whoever_answers_it(
+    receiver: WebhookReceiver, twilio_answers: bool
+) -> None:
+    # Twilio answers keywords exactly when the app is told it does, so the app stays silent then
+    # and answers itself otherwise: one answer either way, as on a real phone.
+    with running_sandbox(
+        public_base_url=receiver.url, twilio_from=CLINIC, twilio_handles_opt_out=twilio_answers
+    ) as sandbox:
+        result = sandbox.control.reply(PATIENT, "HELP")
+
+    assert result.auto_reply == (AUTO_REPLIES["HELP"] if twilio_answers else None)
+
+
+def test_every_page_shows_the_notice_the_app_sets_and_the_mail_page_gives_no_wiring_advice(
+    sandbox: RunningSandbox,
+) -> None:
+    sandbox.control.configure(notice="Automated messages are held: next message 08:00 Pacific — quiet hours")
+
+    for path in ("/", f"/phone/{PATIENT}", "/mail"):
+        page = httpx.get(sandbox.http_url + path).text
+        assert "next message 08:00 Pacific — quiet hours" in page, path
+    mail = httpx.get(sandbox.http_url + "/mail").text
+    assert "No mail yet" in mail and "Point the app" not in mail
+    assert sandbox.control.configure(notice="")["notice"] == ""
+    assert 'data-testid="notice"' not in httpx.get(sandbox.http_url + "/").text
+
+
+def test_the_phone_page_shows_times_on_the_clinics_clock_as_the_process_clock_reads(
+    receiver: WebhookReceiver,
+) -> None:
+    night = datetime(2026, 6, 10, 10, 0, tzinfo=UTC)  # 03:00 Pacific
+    with running_sandbox(public_base_url=receiver.url, twilio_from=CLINIC, clock=night) as sandbox:
+        sandbox.control.reply(PATIENT, "hello")
+        page = httpx.get(f"{sandbox.http_url}/phone/{PATIENT}/conversation").text
+
+    assert "Wed 10 Jun 2026, 03:00 Pacific" in page and "UTC" not in page
