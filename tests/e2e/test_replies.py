@@ -26,6 +26,14 @@ def system(pg_url: str, tmp_path: Path) -> Iterator[System]:
         yield running
 
 
+@pytest.fixture
+def racing_system(pg_url: str, tmp_path: Path) -> Iterator[System]:
+    """Thirty reminders to one patient at once: the daily limit (``care_cap_per_day``) is lifted
+    so that every one of them races the opt-out instead of being skipped by the limit."""
+    with running_system(pg_url, tmp_path, care_cap_per_day=1000) as running:
+        yield running
+
+
 def _patient(system: System) -> tuple[int, str]:
     with system.factory.begin() as session:
         contact = make_contact(session, timezone=daytime_zone())
@@ -103,12 +111,13 @@ def test_crisis_text_gets_a_reply_within_seconds_and_alerts_on_call(system: Syst
 
 @pytest.mark.parametrize("opt_out", ["STOP", "please stop texting me"])
 def test_opt_out_during_sending_means_nothing_accepted_after_it_was_stored(
-    system: System, opt_out: str
+    racing_system: System, opt_out: str
 ) -> None:
     """Messages are being claimed and sent (slowly) when the patient opts out. Twilio blocks
     after a bare STOP on its own; a natural-language opt-out it does not, so only our lock
     protocol keeps the rest from going out. Either way nothing is accepted after the opt-out
     was stored."""
+    system = racing_system
     contact_id, phone = _patient(system)
     control = system.sandbox.control
     control.inject("latency", to=phone, seconds=0.15)
