@@ -42,27 +42,46 @@ def complete_finished(
     session: Session, now: datetime, *, enrollment_ids: Sequence[int] | None = None
 ) -> list[int]:
     """Mark active enrollments completed once they have messages and all are done; returns
-    their ids. ``enrollment_ids`` limits the look to those enrollments."""
+    their ids. ``enrollment_ids`` limits the look to those enrollments.
+
+    Whoever adds messages to an existing enrollment holds its row lock until commit
+    (``materialise_outstanding`` selects it FOR UPDATE; resume and re-enrollment update it).
+    So on PostgreSQL the finished enrollments are first locked, skipping any such writer's,
+    and then checked again by a statement that sees what the writers committed: an enrollment
+    is never completed under a message being added to it. (SQLite serialises writers.)
+    """
     # Through the contact, as everywhere (see ``of_enrollments``): messages have no index on
     # their enrollment.
     mine = and_(Message.contact_id == Enrollment.contact_id, Message.enrollment_id == Enrollment.id)
-    statement = (
-        update(Enrollment)
-        .where(
-            Enrollment.state == str(EnrollmentState.ACTIVE),
-            select(Message.id).where(mine).exists(),
-            ~select(Message.id).where(mine, Message.state.not_in(sorted(DONE_STATES))).exists(),
-        )
-        .values(state=str(EnrollmentState.COMPLETED), updated_at=now)
-        .returning(Enrollment.id)
-        .execution_options(synchronize_session=False)
+    finished = and_(
+        Enrollment.state == str(EnrollmentState.ACTIVE),
+        select(Message.id).where(mine).exists(),
+        ~select(Message.id).where(mine, Message.state.not_in(sorted(DONE_STATES))).exists(),
     )
-    if enrollment_ids is None:
-        return list(session.scalars(statement))
-    completed: list[int] = []
     sets = IdSets(session)
-    for chunk in sets.batches(sorted(set(enrollment_ids))):
-        completed.extend(session.scalars(statement.where(sets.among(Enrollment.id, chunk))))
+    candidates: list[int] = []
+    if enrollment_ids is None:
+        batches: Iterable[Sequence[int] | None] = [None]
+    else:
+        batches = sets.batches(sorted(set(enrollment_ids)))
+    for batch in batches:
+        query = select(Enrollment.id).where(finished)
+        if batch is not None:
+            query = query.where(sets.among(Enrollment.id, batch))
+        if sets.postgres:
+            query = query.with_for_update(skip_locked=True)
+        candidates.extend(session.scalars(query))
+    completed: list[int] = []
+    for chunk in sets.batches(candidates):
+        completed.extend(
+            session.scalars(
+                update(Enrollment)
+                .where(sets.among(Enrollment.id, chunk), finished)
+                .values(state=str(EnrollmentState.COMPLETED), updated_at=now)
+                .returning(Enrollment.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
     return completed
 
 

@@ -61,13 +61,13 @@ def materialise_outstanding(
         candidates.extend(eid for eid in chunk if eid not in full)
     enrollments: list[tuple[int, int, datetime, list[str]]] = []
     for chunk in sets.batches(candidates):
-        enrollments.extend(
-            session.execute(
-                select(
-                    Enrollment.id, Enrollment.contact_id, Enrollment.started_at, Enrollment.stopped_channels
-                ).where(sets.among(Enrollment.id, chunk), Enrollment.state == str(EnrollmentState.ACTIVE))
-            )
-        )
+        query = select(
+            Enrollment.id, Enrollment.contact_id, Enrollment.started_at, Enrollment.stopped_channels
+        ).where(sets.among(Enrollment.id, chunk), Enrollment.state == str(EnrollmentState.ACTIVE))
+        if sets.postgres:
+            # Held until commit, so completion never marks an enrollment we are adding to.
+            query = query.with_for_update()
+        enrollments.extend(session.execute(query))
     history = step_history(session, candidates, keys)
     earlier = {step: len(had) for step, had in history.items()}
     blocked = {step for step, had in history.items() if is_blocked(had)}

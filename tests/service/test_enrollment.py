@@ -15,11 +15,19 @@ from outreach.campaigns.enroll import enroll
 from outreach.campaigns.preview import preview
 from outreach.campaigns.reports import ALREADY_SENT_REASON
 from outreach.config import Settings
+from outreach.db import make_engine, make_session_factory
 from outreach.delivery import caps
 from outreach.delivery.views import list_messages
 from outreach.models import Closure, Contact, Enrollment, Message, MessageState
 from outreach.outbox import rows
-from tests.support.campaigns import SMALL_CAMPAIGN, add_contact, copy_templates, messages_of, utc
+from tests.support.campaigns import (
+    SMALL_CAMPAIGN,
+    add_contact,
+    copy_templates,
+    messages_of,
+    utc,
+    write_campaign,
+)
 
 NOW = utc("2026-03-02 17:00")  # Monday 09:00 in Los Angeles
 LA = ZoneInfo("America/Los_Angeles")
@@ -326,3 +334,28 @@ def test_preview_after_unenroll_is_what_enrolling_again_creates(
     synced.expire_all()
     pending = [m for m in messages_of(synced, contact) if m.state == MessageState.SCHEDULED]
     assert [m.due_at for m in pending] == [s.due_at for s in steps if s.would_send]
+
+
+def test_completion_never_marks_an_enrollment_that_a_new_step_is_being_added_to(
+    pg_url: str, tmp_path: Path
+) -> None:
+    settings = copy_templates(tmp_path, pg_url, campaigns={"demo": SMALL_CAMPAIGN})
+    engine = make_engine(pg_url)
+    factory = make_session_factory(engine)
+    with factory() as setup, setup.begin():
+        sync.sync(setup, settings, NOW)
+        contact = add_contact(setup)
+        enroll(setup, settings, "demo", [contact], now=NOW)
+        setup.execute(update(Message).values(state=MessageState.DELIVERED))
+    third = "  - key: third\n    channel: email\n    template: email/education/ketamine/02_how_it_works\n"
+    write_campaign(settings, "demo", SMALL_CAMPAIGN + third + '    day: 6\n    at: "10:00"\n')
+    with factory() as syncing:
+        assert sync.sync(syncing, settings, NOW).campaigns[0].messages_created == 1
+        # The series looks finished to anyone who cannot see the uncommitted step.
+        with factory() as sweeping, sweeping.begin():
+            assert lifecycle.complete_finished(sweeping, NOW) == []
+        syncing.commit()
+    with factory() as sweeping, sweeping.begin():
+        assert lifecycle.complete_finished(sweeping, NOW) == []
+        assert sweeping.scalar(select(Enrollment.state).where(Enrollment.contact_id == contact)) == "active"
+    engine.dispose()

@@ -21,6 +21,7 @@ from outreach.scheduling import (
     parse_clock,
     parse_duration,
     plan_steps,
+    step_timing,
 )
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -209,6 +210,23 @@ def test_plan_never_schedules_before_now_and_keeps_order() -> None:
     plan = plan_steps(steps, now, LA, SendPolicy(DEFAULT), now=now)
     assert plan["today"] == now  # 10:00 had passed: goes now, inside the window
     assert plan["later"].astimezone(LA).strftime("%Y-%m-%d %H:%M") == "2026-03-05 08:00"
+
+
+@pytest.mark.parametrize(
+    ("day", "at", "delay_seconds", "expected"),
+    [
+        # A stored step is "day N at HH:MM" (local wall clock, so across DST) or a delay.
+        (3, "10:00", None, "2026-03-09 10:00 PDT"),
+        (None, None, 7200, "2026-03-06 11:00 PST"),
+        (None, None, 6 * 86400, "2026-03-12 10:00 PDT"),  # elapsed time: 09:00 PST + 6 x 24 h
+    ],
+)
+def test_a_stored_step_is_due_at_its_local_day_and_clock_or_after_its_delay(
+    day: int | None, at: str | None, delay_seconds: int | None, expected: str
+) -> None:
+    anchor = local(LA, "2026-03-06 09:00")  # two days before spring-forward
+    timing = step_timing("step", day, at, delay_seconds)
+    assert timing.nominal(anchor, LA).astimezone(LA).strftime("%Y-%m-%d %H:%M %Z") == expected
 
 
 @pytest.mark.parametrize(
