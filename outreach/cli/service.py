@@ -36,7 +36,8 @@ def serve(
 
     from outreach.web.app import create_app
 
-    config = _checked_settings()
+    config = _settings_or_exit()
+    _refuse_if_insecure(config)
     uvicorn.run(
         create_app(config),
         host=host or config.web_host,
@@ -49,7 +50,7 @@ def serve(
 @handle_errors
 def run() -> None:
     """Run web, worker, beat and the sandbox together until Ctrl-C (embedded defaults)."""
-    config = _checked_settings()
+    config = _settings_or_exit()
     wiring = _sandbox_wiring(config)
     # Checked here as each child checks itself, so a refusal is one line, not four.
     _refuse_if_insecure(load_settings(**{field: value for field, (_, value) in wiring.items()}))
@@ -140,15 +141,13 @@ def demo_seed() -> None:
     )
 
 
-def _checked_settings() -> Settings:
+def _settings_or_exit() -> Settings:
     """The settings, or one line naming what is wrong (as worker.py prints it) and exit 2."""
     try:
-        config = settings()
+        return settings()
     except ValidationError as invalid:
         sys.stderr.write(f"error: {describe_invalid_settings(invalid)}\n")
         raise typer.Exit(2) from None
-    _refuse_if_insecure(config)
-    return config
 
 
 def _refuse_if_insecure(config: Settings) -> None:
