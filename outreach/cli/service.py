@@ -48,7 +48,8 @@ def serve(
     from outreach.ops import logs
     from outreach.web.app import create_app
 
-    config = _checked_settings()
+    config = _settings_or_exit()
+    _refuse_if_insecure(config)
     logs.configure(config)
     uvicorn.run(
         create_app(config),
@@ -64,7 +65,7 @@ def run() -> None:
     """Run web, worker, beat and the sandbox together until Ctrl-C (embedded defaults)."""
     from outreach.ops import logs
 
-    config = _checked_settings()
+    config = _settings_or_exit()
     wiring = _sandbox_wiring(config)
     # Checked here as each child checks itself, so a refusal is one line, not four.
     _refuse_if_insecure(load_settings(**{field: value for field, (_, value) in wiring.items()}))
@@ -162,15 +163,13 @@ def demo_seed() -> None:
     )
 
 
-def _checked_settings() -> Settings:
+def _settings_or_exit() -> Settings:
     """The settings, or one line naming what is wrong (as worker.py prints it) and exit 2."""
     try:
-        config = settings()
+        return settings()
     except ValidationError as invalid:
         sys.stderr.write(f"error: {describe_invalid_settings(invalid)}\n")
         raise typer.Exit(2) from None
-    _refuse_if_insecure(config)
-    return config
 
 
 def _refuse_if_insecure(config: Settings) -> None:
