@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+import csv
+from datetime import datetime
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
+from outreach.contacts.csvformat import escape_cell
 from outreach.errors import NotFound
 from outreach.models import Campaign, Contact, Enrollment, Message, MessageState
 
@@ -35,9 +38,14 @@ def list_messages(
     contact_id: int | None = None,
     state: str | None = None,
     campaign: str | None = None,
-    limit: int = 200,
+    channel: str | None = None,
+    due_from: datetime | None = None,
+    due_until: datetime | None = None,
+    limit: int | None = 200,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Messages by due time (then id), newest schedule last; filters combine."""
+    """Messages by due time (then id), newest schedule last; filters combine. ``due_from``
+    is inclusive, ``due_until`` exclusive."""
     if state is not None and state not in {str(s) for s in MessageState}:
         raise NotFound(f"unknown message state {state!r}; one of {', '.join(s.value for s in MessageState)}")
     query = (
@@ -45,7 +53,14 @@ def list_messages(
         .outerjoin(Contact, Contact.id == Message.contact_id)
         .order_by(Message.due_at, Message.id)
         .limit(limit)
+        .offset(offset)
     )
+    if channel is not None:
+        query = query.where(Message.channel == channel)
+    if due_from is not None:
+        query = query.where(Message.due_at >= due_from)
+    if due_until is not None:
+        query = query.where(Message.due_at < due_until)
     if contact_id is not None:
         query = query.where(Message.contact_id == contact_id)
     if state is not None:
@@ -110,3 +125,18 @@ def message_detail(session: Session, message_id: int) -> dict[str, Any]:
         }
     )
     return detail
+
+
+CSV_COLUMNS = (
+    "id", "contact_id", "channel", "category", "kind", "template", "due_at", "local_due_at", "state",
+    "state_reason", "attempts", "idempotency_key",
+)
+
+
+def export_messages_csv(out: IO[str], rows: list[dict[str, Any]]) -> int:
+    """``list_messages`` rows as CSV (UTC and local ISO-8601 times; no message text)."""
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        writer.writerow([escape_cell("" if row[c] is None else str(row[c])) for c in CSV_COLUMNS])
+    return len(rows)
