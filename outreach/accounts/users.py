@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 
 from argon2 import PasswordHasher
@@ -68,6 +69,26 @@ def list_users(session: Session) -> list[User]:
 def any_admin(session: Session) -> bool:
     query = select(User.id).where(User.role == Role.ADMIN, User.disabled.is_(False)).limit(1)
     return session.scalar(query) is not None
+
+
+FIRST_ADMIN = "admin@localhost"
+
+
+def ensure_admin(session: Session, now: datetime) -> tuple[str, str] | None:
+    """A first admin login with a random password when no admin can sign in (``make run``).
+
+    Returns (email, password) when one was made: the only time the password exists in clear.
+    """
+    if any_admin(session):
+        return None
+    password = secrets.token_urlsafe(12)
+    existing = session.scalar(select(User).where(User.email == FIRST_ADMIN))
+    if existing is not None:
+        existing.role, existing.disabled = Role.ADMIN, False
+        set_password(session, FIRST_ADMIN, password, now)
+    else:
+        add_user(session, FIRST_ADMIN, Role.ADMIN, password, now)
+    return FIRST_ADMIN, password
 
 
 def revoke_sessions(session: Session, user_id: int, now: datetime) -> int:

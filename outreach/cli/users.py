@@ -93,6 +93,25 @@ def reset_password(email: Annotated[str, typer.Argument(help="The login whose pa
     console.print(f"new password set for {user.email}; its sessions have ended", highlight=False)
 
 
+@app.command("ensure-admin")
+@handle_errors
+def ensure_admin() -> None:
+    """Create a first admin login with a random password if no admin can sign in (make run)."""
+    now = utcnow()
+    with transaction() as session:
+        made = users.ensure_admin(session, now)
+        if made is not None:
+            audit.record(session, _actor(), "user.add", now, detail={"role": "admin", "first_admin": True})
+    if made is None:
+        return
+    email, password = made
+    console.print(
+        f"Staff web app: sign in as {email} with password {password}\n"
+        "  (shown only this once; change it with: outreach users reset-password " + email + ")",
+        highlight=False,
+    )
+
+
 @audit_app.command("export")
 @handle_errors
 def export(file: Annotated[Path, typer.Argument(help="CSV file to write.")]) -> None:

@@ -81,3 +81,12 @@ def test_disable_and_reset_password_are_audited(cli: CliRunner, session: Session
     assert actions == ["user.add", "user.reset_password", "user.disable"]
     # The export itself is recorded too.
     assert audit.events(session, audit.AuditFilter())[0].action == "audit.export"
+
+
+def test_ensure_admin_makes_a_first_admin_once_and_prints_its_password_once(cli: CliRunner) -> None:
+    first = run(cli, "users", "ensure-admin")
+    assert first.exit_code == 0, first.output
+    assert "sign in as admin@localhost with password" in first.output
+    second = run(cli, "users", "ensure-admin")
+    assert second.exit_code == 0 and second.output == ""
+    assert "admin@localhost" in run(cli, "users", "list").output
