@@ -34,6 +34,7 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	scripts/ensure-chromium
+	scripts/ensure-axe
 	$(BIN)/pytest
 
 bench: $(STAMP)

@@ -196,3 +196,18 @@ def test_sign_in_and_sign_out_are_in_the_audit_trail_with_the_address(
     events = audit.events(session, audit.AuditFilter(actor=STAFF))
     assert [e.action for e in reversed(events)] == ["session.sign_in", "session.sign_out"]
     assert events[0].address == "testclient"
+
+
+def test_every_form_on_a_signed_in_page_carries_the_sessions_csrf_token(
+    client: TestClient, session: Session
+) -> None:
+    from tests.support.replies import add_contact
+
+    contact = add_contact(session)
+    csrf = sign_in(client, STAFF)
+    for path in ("/", f"/contacts/{contact.id}", "/contacts/new", "/contacts/import"):
+        page = client.get(path).text
+        forms = page.split('<form method="post"')[1:]
+        assert forms, path
+        for form in forms:
+            assert f'name="csrf_token" value="{csrf}"' in form.split("</form>")[0], path
