@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from outreach import appointments, audit
 from outreach.campaigns import definitions
 from outreach.config import Settings
-from outreach.models import ConsentEvent, Contact, InboxItem, Message
+from outreach.models import Appointment, ConsentEvent, Contact, InboxItem, Message
 from tests.support.appointments import la
 from tests.support.replies import add_contact, form, receive
 from tests.support.staffweb import NOW, STAFF, Clock, sign_in, staff_app
@@ -51,14 +51,14 @@ def csrf(client: TestClient) -> str:
 
 def fetch(session: Session, statement: Select[T]) -> list[T]:
     """Read, then end the transaction: on SQLite an open one would block the app's writes."""
-    rows = list(session.scalars(statement))
+    rows = list(session.scalars(statement.execution_options(populate_existing=True)))
     session.commit()  # keeps the rows loaded (expire_on_commit is off), unlike a rollback
     return rows
 
 
 def actions(session: Session, **where: str) -> list[str]:
     found = [e.action for e in reversed(audit.events(session, audit.AuditFilter(**where)))]  # type: ignore[arg-type]
-    session.rollback()
+    session.commit()
     return found
 
 
@@ -327,3 +327,57 @@ def test_unknown_records_get_a_plain_not_found_page(client: TestClient, csrf: st
         response = client.get(path, headers={"accept": "text/html"})
         assert response.status_code == 404, path
         assert "Not found" in response.text
+
+
+def test_booking_shows_the_reminders_it_will_send_and_books_only_on_confirm(
+    client: TestClient, csrf: str, session: Session
+) -> None:
+    contact = add_contact(session)
+    typed = {
+        "contact": str(contact.id),
+        "type": "infusion",
+        "day": "2026-06-15",
+        "time": "09:30",
+        "csrf_token": csrf,
+    }
+    preview = client.post("/appointments/book", data=typed)
+    assert preview.status_code == 200
+    assert "The patient will be sent" in preview.text and "Mon 15 June 2026, 9:30 AM PDT" in preview.text
+    assert fetch(session, select(Appointment)) == []
+    assert fetch(session, select(Message)) == []
+    booked = client.post("/appointments/book", data={**typed, "confirm": "yes"})
+    assert "Monday 15 June 2026" in booked.text and "Ana Test" in booked.text
+    (appointment,) = fetch(session, select(Appointment))
+    assert fetch(session, select(Message)) != []
+    assert "appointment.book" in actions(session, subject_type="appointment")
+
+    moved = client.post(
+        f"/appointments/{appointment.id}/reschedule",
+        data={"day": "2026-06-16", "time": "11:00", "csrf_token": csrf},
+    )
+    assert "already scheduled for this visit will be cancelled" in moved.text
+    assert "Tue 16 June 2026, 11:00 AM PDT" in moved.text
+    cancel = client.post(f"/appointments/{appointment.id}/cancel", data={"notify": "yes", "csrf_token": csrf})
+    assert "Check before confirming" in cancel.text
+    client.post(
+        f"/appointments/{appointment.id}/cancel", data={"notify": "yes", "confirm": "yes", "csrf_token": csrf}
+    )
+    assert [a.status for a in fetch(session, select(Appointment))] == ["cancelled"]
+
+
+def test_booking_in_the_past_comes_back_with_the_reason(
+    client: TestClient, csrf: str, session: Session
+) -> None:
+    contact = add_contact(session)
+    typed = {
+        "contact": str(contact.id),
+        "type": "infusion",
+        "day": "2026-06-01",
+        "time": "09:30",
+        "csrf_token": csrf,
+    }
+    response = client.post("/appointments/book", data=typed)
+    assert response.status_code == 400 and "The start time is in the past" in response.text
+    assert 'value="2026-06-01"' in response.text
+    bad_day = client.post("/appointments/book", data={**typed, "day": "15/06/2026"})
+    assert bad_day.status_code == 400 and 'href="#day">Enter the date as year-month-day' in bad_day.text

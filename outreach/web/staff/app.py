@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from outreach.errors import NotFound
 from outreach.web.staff import (
     admin_pages,
+    booking_pages,
     contact_files,
     contact_pages,
     dashboard,
@@ -32,6 +33,8 @@ ROUTERS = (
     # Before contact_pages: /contacts/import and /export are not /contacts/{id}.
     contact_files.router,
     contact_pages.router,
+    # Before schedule_pages: /appointments/book is not a day.
+    booking_pages.router,
     schedule_pages.router,
     message_pages.router,
     admin_pages.router,
