@@ -6,9 +6,13 @@ import io
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from outreach import appointments
+from outreach.appointments.preview import preview_change
+from outreach.appointments.service import Change
+from outreach.config import Settings
 from outreach.contacts.service import find_contacts
 from outreach.contacts.timeline import timeline
 from outreach.delivery import stats
@@ -78,3 +82,21 @@ def test_messages_filter_by_channel_and_due_date_and_export_without_text(session
     assert export_messages_csv(out, rows) == 1
     header, line = out.getvalue().splitlines()
     assert header.startswith("id,contact_id,channel") and ",early" in line and "body" not in header
+
+
+def test_a_booking_preview_lists_what_would_be_sent_and_leaves_nothing_behind(
+    session: Session, settings: Settings
+) -> None:
+    contact = add_contact(session)
+    starts = datetime(2026, 6, 15, 16, 30, tzinfo=UTC)
+
+    def make(s: Session) -> Change:
+        return appointments.book(
+            s, settings, contact_id=contact.id, starts_at=starts, type="infusion", now=NOW
+        )
+
+    found = preview_change(session, make)
+    session.rollback()
+    assert found.action == "booked" and found.starts_at == starts
+    assert found.sends and all(NOW <= s.due_at < starts for s in found.sends)
+    assert session.scalars(select(Message)).all() == []
