@@ -1,4 +1,4 @@
-"""Read-only views of the outbox for the CLI (and later the web UI and JSON API)."""
+"""Read-only views of the outbox for the CLI and the staff web app (and the JSON API)."""
 
 from __future__ import annotations
 
