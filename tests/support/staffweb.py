@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
@@ -40,6 +42,23 @@ def staff_app(settings: Settings, factory: sessionmaker[Session], clock: Clock) 
         for email, role in ((ADMIN, "admin"), (STAFF, "staff")):
             users.add_user(session, email, role, PASSWORD, NOW)
     return create_app(settings, factory, enqueue_inbound=lambda _id: None, clock=clock)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def app(settings: Settings, session_factory: sessionmaker[Session], clock: Clock) -> FastAPI:
+    """The whole web app with an admin and a staff login; modules import this fixture."""
+    return staff_app(settings, session_factory, clock)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client
 
 
 def csrf_of(html: str) -> str:

@@ -6,7 +6,6 @@ import csv
 import html
 import io
 import re
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -22,26 +21,10 @@ from outreach.config import Settings
 from outreach.models import Appointment, ConsentEvent, Contact, InboxItem, Message
 from tests.support.appointments import la
 from tests.support.replies import add_contact, form, receive
-from tests.support.staffweb import NOW, STAFF, Clock, sign_in, staff_app
+from tests.support.staffweb import NOW, STAFF, sign_in
 
 T = TypeVar("T")
 HEADER = "external_id,first_name,last_name,phone,email,timezone,language,tags,sms_consent,email_consent"
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def app(settings: Settings, session_factory: sessionmaker[Session], clock: Clock) -> FastAPI:
-    return staff_app(settings, session_factory, clock)
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as test_client:
-        yield test_client
 
 
 @pytest.fixture
@@ -60,6 +43,20 @@ def actions(session: Session, **where: str) -> list[str]:
     found = [e.action for e in reversed(audit.events(session, audit.AuditFilter(**where)))]  # type: ignore[arg-type]
     session.commit()
     return found
+
+
+def book_a_visit(session: Session, settings: Settings) -> None:
+    """Ana's infusion on Friday 12 June 2026 at 9:30 in California, with its reminders."""
+    contact = add_contact(session)
+    with session.begin():
+        appointments.book(
+            session,
+            settings,
+            contact_id=contact.id,
+            starts_at=la(2026, 6, 12, 9, 30),
+            type="infusion",
+            now=NOW,
+        )
 
 
 def crisis_item(session: Session, factory: sessionmaker[Session], settings: Settings, at: datetime) -> int:
@@ -255,16 +252,7 @@ def test_consent_withdrawn_by_phone_is_kept_with_the_patients_words(
 def test_the_day_view_shows_each_visit_with_its_confirmation_state(
     client: TestClient, csrf: str, session: Session, settings: Settings
 ) -> None:
-    contact = add_contact(session)
-    with session.begin():
-        appointments.book(
-            session,
-            settings,
-            contact_id=contact.id,
-            starts_at=la(2026, 6, 12, 9, 30),
-            type="infusion",
-            now=NOW,
-        )
+    book_a_visit(session, settings)
     page = client.get("/appointments", params={"day": "2026-06-12"}).text
     assert "Friday 12 June 2026" in page and "9:30 AM" in page and "Ana Test" in page
     assert re.search(r"<td>(request scheduled|not requested \(confirm by phone\))</td>", page)
@@ -275,16 +263,7 @@ def test_the_day_view_shows_each_visit_with_its_confirmation_state(
 def test_messages_filter_by_state_and_show_a_message_with_its_attempts(
     client: TestClient, csrf: str, session: Session, settings: Settings
 ) -> None:
-    contact = add_contact(session)
-    with session.begin():
-        appointments.book(
-            session,
-            settings,
-            contact_id=contact.id,
-            starts_at=la(2026, 6, 12, 9, 30),
-            type="infusion",
-            now=NOW,
-        )
+    book_a_visit(session, settings)
     listed = client.get("/messages", params={"state": "scheduled"}).text
     ids = re.findall(r'href="/messages/(\d+)"', listed)
     assert ids

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
@@ -14,7 +12,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from outreach import audit
 from outreach.config import Settings, load_settings
 from outreach.web.staff.security import CONTENT_SECURITY_POLICY, SESSION_COOKIE
-from tests.support.staffweb import ADMIN, PASSWORD, STAFF, Clock, csrf_of, sign_in, staff_app
+from tests.support.staffweb import (
+    ADMIN,
+    PASSWORD,
+    STAFF,
+    Clock,
+    csrf_of,
+    sign_in,
+    staff_app,
+)
 
 # Routes that must answer without a staff session: Twilio, patients, load balancers, the
 # login form itself. The JSON API authenticates with bearer tokens instead.
@@ -26,22 +32,6 @@ PUBLIC = {
     "/unsubscribe/{token}",
 }
 ADMIN_PAGES = ["/settings", "/audit", "/audit/export"]
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def app(settings: Settings, session_factory: sessionmaker[Session], clock: Clock) -> FastAPI:
-    return staff_app(settings, session_factory, clock)
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as test_client:
-        yield test_client
 
 
 def _protected_routes(app: FastAPI) -> list[tuple[str, str]]:

@@ -124,7 +124,7 @@ def audit_page(
         "typed": typed,
         "errors": errors,
         "older": oldest,
-        "query": "&".join(f"{k}={v}" for k, v in typed.items() if v),
+        "query": forms.query_of(typed),
     }
     return render(request, "audit.html", context, staff=staff)
 
@@ -144,8 +144,4 @@ def audit_export(
     with transaction(get_session_factory(request)) as session:
         count = audit.export_csv(session, where, out)
         audit.record(session, staff.actor, "audit.export", now_of(request), detail={"rows": count})
-    return Response(
-        out.getvalue(),
-        media_type="text/csv",
-        headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
-    )
+    return forms.csv_download(out.getvalue(), "audit.csv")

@@ -101,7 +101,7 @@ def messages_list(
         "errors": errors,
         "page": page,
         "more": len(rows) > PAGE_SIZE,
-        "query": "&".join(f"{k}={v}" for k, v in typed.items() if v),
+        "query": forms.query_of(typed),
     }
     return render(request, "messages.html", context, staff=staff)
 
@@ -123,11 +123,7 @@ def messages_export(
     with transaction(get_session_factory(request)) as session:
         count = export_messages_csv(out, list_messages(session, limit=EXPORT_LIMIT, **where))
         audit.record(session, staff.actor, "messages.export", now_of(request), detail={"rows": count})
-    return Response(
-        out.getvalue(),
-        media_type="text/csv",
-        headers={"Content-Disposition": 'attachment; filename="messages.csv"'},
-    )
+    return forms.csv_download(out.getvalue(), "messages.csv")
 
 
 @router.get("/messages/{message_id}", response_class=HTMLResponse)
