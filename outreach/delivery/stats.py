@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from outreach.db import is_postgres
 from outreach.models import Campaign, Enrollment, Message, MessageState
 
 FAILED = frozenset({str(MessageState.FAILED), str(MessageState.UNDELIVERED)})
@@ -45,14 +46,7 @@ def recent(session: Session, now: datetime, zone: ZoneInfo, days: int = 30) -> D
     first = today - timedelta(days=days - 1)
     since = datetime.combine(first, datetime.min.time(), tzinfo=zone)
     stats = DeliveryStats(days=[first + timedelta(days=n) for n in range(days)])
-    counts: Counter[tuple[str, date, str]] = Counter()
-    rows = session.execute(
-        select(Message.channel, Message.sent_at, Message.state).where(Message.sent_at >= since)
-    )
-    for channel, sent_at, state in rows:
-        if sent_at is None:
-            continue
-        counts[(channel, sent_at.astimezone(zone).date(), state)] += 1
+    counts = _daily_counts(session, since, zone)
     for (channel, day, state), count in counts.items():
         per_day = stats.by_channel_day.setdefault(channel, {d: Tally() for d in stats.days})
         if day in per_day:
@@ -72,3 +66,27 @@ def recent(session: Session, now: datetime, zone: ZoneInfo, days: int = 30) -> D
         label = name or "appointment reminders and replies"
         stats.by_campaign.setdefault(label, Tally()).add(state, int(count))
     return stats
+
+
+def _daily_counts(session: Session, since: datetime, zone: ZoneInfo) -> Counter[tuple[str, date, str]]:
+    """(channel, local day, state) -> messages. PostgreSQL groups by the local day itself (a
+    month of a busy clinic is hundreds of thousands of rows); SQLite has no time zones, so
+    there the rows are read and grouped here."""
+    counts: Counter[tuple[str, date, str]] = Counter()
+    if is_postgres(session):
+        local_day = func.date(func.timezone(zone.key, Message.sent_at))
+        grouped = session.execute(
+            select(Message.channel, local_day, Message.state, func.count())
+            .where(Message.sent_at >= since)
+            .group_by(Message.channel, local_day, Message.state)
+        )
+        for channel, day, state, count in grouped:
+            counts[(channel, day, state)] += int(count)
+        return counts
+    rows = session.execute(
+        select(Message.channel, Message.sent_at, Message.state).where(Message.sent_at >= since)
+    )
+    for channel, sent_at, state in rows:
+        if sent_at is not None:
+            counts[(channel, sent_at.astimezone(zone).date(), state)] += 1
+    return counts
