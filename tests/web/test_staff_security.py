@@ -131,7 +131,7 @@ def test_a_form_without_its_csrf_token_is_refused_and_changes_nothing(
         "/contacts/new", data={"first_name": "Avery", "phone": "+19255550101", "csrf_token": "guess"}
     )
     assert forged.status_code == 403
-    assert client.get("/contacts?q=avery").text.count('/contacts/1"') == 0
+    assert "No contacts match" in client.get("/contacts").text
 
 
 def test_staff_are_refused_admin_pages_and_admins_get_them(app: FastAPI) -> None:

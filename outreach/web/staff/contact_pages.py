@@ -47,9 +47,8 @@ PROBLEM_FIELDS = (
 CONSENT_WORDS = {"granted": "yes", "revoked": "withdrawn", "none": "never asked"}
 
 
-@router.get("/contacts", response_class=HTMLResponse)
-def contacts_list(
-    request: Request, staff: Staff, q: str = "", tag: str = "", consent_filter: str = "", page: int = 1
+def _contacts_page(
+    request: Request, staff: StaffUser, q: str, tag: str, consent_filter: str, page: int
 ) -> HTMLResponse:
     page = max(page, 1)
     granted = tuple(consent_filter.split(":", 1)) if ":" in consent_filter else None
@@ -79,7 +78,7 @@ def contacts_list(
             staff.actor,
             "contacts.search",
             now_of(request),
-            detail={"results": len(rows), "page": page},
+            detail={"results": len(rows), "page": page, "text_search": bool(q)},
         )
     consent_options = [("", "Any")] + [
         (f"{ch}:{cat}", f"{cat} by {'text' if ch == 'sms' else 'email'}")
@@ -97,6 +96,28 @@ def contacts_list(
         "more": len(found) > PAGE_SIZE,
     }
     return render(request, "contacts.html", context, staff=staff)
+
+
+@router.get("/contacts", response_class=HTMLResponse)
+def contacts_list(
+    request: Request, staff: Staff, tag: str = "", consent_filter: str = "", page: int = 1
+) -> HTMLResponse:
+    return _contacts_page(request, staff, "", tag, consent_filter, page)
+
+
+@router.post("/contacts", response_class=HTMLResponse)
+def contacts_search(request: Request, staff: Staff, form: CheckedForm) -> HTMLResponse:
+    """A search by name, phone, email or record number is posted: those words are patient
+    data, and a URL ends up in browser history, proxies and logs."""
+    page = forms.text(form, "page")
+    return _contacts_page(
+        request,
+        staff,
+        forms.text(form, "q"),
+        forms.text(form, "tag"),
+        forms.text(form, "consent_filter"),
+        int(page) if page.isdigit() else 1,
+    )
 
 
 def _input(form: FormData) -> ContactInput:
