@@ -43,15 +43,17 @@ def list_messages(
     due_until: datetime | None = None,
     limit: int | None = 200,
     offset: int = 0,
+    newest_first: bool = False,
 ) -> list[dict[str, Any]]:
     """Messages by due time (then id), newest schedule last; filters combine. ``due_from``
-    is inclusive, ``due_until`` exclusive."""
+    is inclusive, ``due_until`` exclusive. ``newest_first`` orders by creation instead, newest
+    first: the primary key serves that order, where due time has no index over all rows."""
     if state is not None and state not in {str(s) for s in MessageState}:
         raise NotFound(f"unknown message state {state!r}; one of {', '.join(s.value for s in MessageState)}")
     query = (
         select(Message, Contact.timezone)
         .outerjoin(Contact, Contact.id == Message.contact_id)
-        .order_by(Message.due_at, Message.id)
+        .order_by(*((Message.id.desc(),) if newest_first else (Message.due_at, Message.id)))
         .limit(limit)
         .offset(offset)
     )
@@ -76,9 +78,7 @@ def list_messages(
             .join(Campaign, Campaign.id == Enrollment.campaign_id)
             .where(Campaign.slug == campaign)
         )
-    return [
-        _summary(message, ZoneInfo(tz) if tz else None) for message, tz in session.execute(query)
-    ]
+    return [_summary(message, ZoneInfo(tz) if tz else None) for message, tz in session.execute(query)]
 
 
 def message_detail(session: Session, message_id: int) -> dict[str, Any]:
@@ -128,8 +128,18 @@ def message_detail(session: Session, message_id: int) -> dict[str, Any]:
 
 
 CSV_COLUMNS = (
-    "id", "contact_id", "channel", "category", "kind", "template", "due_at", "local_due_at", "state",
-    "state_reason", "attempts", "idempotency_key",
+    "id",
+    "contact_id",
+    "channel",
+    "category",
+    "kind",
+    "template",
+    "due_at",
+    "local_due_at",
+    "state",
+    "state_reason",
+    "attempts",
+    "idempotency_key",
 )
 
 

@@ -100,3 +100,12 @@ def test_a_booking_preview_lists_what_would_be_sent_and_leaves_nothing_behind(
     assert found.action == "booked" and found.starts_at == starts
     assert found.sends and all(NOW <= s.due_at < starts for s in found.sends)
     assert session.scalars(select(Message)).all() == []
+
+
+def test_messages_newest_first_lists_the_latest_created_first(session: Session) -> None:
+    contact = add_contact(session)
+    schedule(session, contact.id, "sms", "care", "first", NOW)
+    schedule(session, contact.id, "sms", "care", "second", NOW + timedelta(days=1))
+    session.commit()
+    assert [r["idempotency_key"] for r in list_messages(session, newest_first=True)] == ["second", "first"]
+    assert [r["idempotency_key"] for r in list_messages(session)] == ["first", "second"]

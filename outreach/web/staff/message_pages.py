@@ -84,7 +84,9 @@ def messages_list(
     where = _filters(zone, state, channel, campaign, day_from, day_to, contact, errors)
     page = max(page, 1)
     with transaction(get_session_factory(request)) as session:
-        rows = list_messages(session, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE, **where)
+        rows = list_messages(
+            session, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE, newest_first=True, **where
+        )
     typed = {
         "state": state,
         "channel": channel,
