@@ -20,6 +20,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/outreach db upgrade
 	$(BIN)/outreach demo seed
+	$(BIN)/outreach users ensure-admin
 	$(BIN)/outreach run
 
 ## Set up and pass the whole suite: lint, types, tests on SQLite and PostgreSQL, Redis, Celery;
@@ -34,6 +35,7 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	scripts/ensure-chromium
+	scripts/ensure-axe
 	$(BIN)/pytest
 
 # Debian's libfaketime moves every clock of the test processes (and of the processes they start)

@@ -173,6 +173,8 @@ class Settings(BaseSettings):
     sandbox_status_callbacks: bool = True
     sandbox_opt_out_auto_reply: bool = True
     web_host: str = "127.0.0.1"
+    # Staff web app: a signed-in browser is signed out after this long without a request.
+    session_idle_minutes: int = Field(default=15, gt=0)
     web_port: int = 8000
 
     # Delivery pipeline (lead). The Celery queue name lets several deployments (or test runs)

@@ -42,7 +42,7 @@ def serve(
     host: str = typer.Option(None, help="Interface to bind (default OUTREACH_WEB_HOST)."),
     port: int = typer.Option(None, help="Port (default OUTREACH_WEB_PORT)."),
 ) -> None:
-    """Run the web process: Twilio webhooks, unsubscribe pages, /healthz."""
+    """Run the web process: the staff web app, Twilio webhooks, unsubscribe pages, /healthz."""
     import uvicorn
 
     from outreach.ops import logs
@@ -109,7 +109,7 @@ def run() -> None:
         processes[name] = subprocess.Popen(command, env=env)  # noqa: S603 (our own interpreter and modules)
     console.print(
         f"Clinic Outreach is running.\n"
-        f"  web             {config.public_base_url}/healthz\n"
+        f"  staff web app   {config.public_base_url}/  (sign in with a staff login)\n"
         f"  SMS and email   {'the sandbox (nothing leaves this machine)' if wiring else 'as configured'}\n"
         f"  fake phones     http://127.0.0.1:{config.sandbox_http_port}/\n"
         f"  mail inbox      http://127.0.0.1:{config.sandbox_http_port}/mail\n"

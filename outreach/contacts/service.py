@@ -172,11 +172,13 @@ def find_contacts(
     tag: str | None = None,
     phone: str | None = None,
     email: str | None = None,
+    consent_granted: tuple[str, str] | None = None,
     limit: int | None = 100,
     offset: int = 0,
 ) -> list[Contact]:
     """Contacts in id order. ``search`` matches names, email or phone (substring, any case);
-    ``phone`` and ``email`` match exactly after normalisation."""
+    ``phone`` and ``email`` match exactly after normalisation; ``consent_granted`` is a
+    (channel, category) the contact must have granted."""
     query = select(Contact).order_by(Contact.id)
     if search:
         pattern = f"%{search.strip().lower()}%"
@@ -190,6 +192,15 @@ def find_contacts(
         )
     if tag:
         query = query.where(Contact.tags.any(ContactTag.tag == tag.strip().lower()))
+    if consent_granted:
+        channel, category = consent_granted
+        query = query.where(
+            Contact.consents.any(
+                (Consent.channel == channel)
+                & (Consent.category == category)
+                & (Consent.state == ConsentState.GRANTED)
+            )
+        )
     try:
         if phone:
             query = query.where(Contact.phone == normalize_phone(phone).e164)

@@ -1,4 +1,4 @@
-"""Read-only views of the outbox for the CLI (and later the web UI and JSON API).
+"""Read-only views of the outbox for the CLI, the staff web app and the JSON API.
 
 Every row says what will actually happen to the message (``outcome``): when it goes, until
 when and why it is held, or why it did not go, with times in the zone staff read (the
@@ -7,13 +7,15 @@ clinic's); the ISO-8601 instants stay beside it for ``--json``.
 
 from __future__ import annotations
 
+import csv
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
+from outreach.contacts.csvformat import escape_cell
 from outreach.errors import NotFound
 from outreach.models import Campaign, Contact, Enrollment, Message, MessageKind, MessageState
 
@@ -76,19 +78,33 @@ def list_messages(
     contact_id: int | None = None,
     state: str | None = None,
     campaign: str | None = None,
-    limit: int = 200,
+    channel: str | None = None,
+    due_from: datetime | None = None,
+    due_until: datetime | None = None,
+    limit: int | None = 200,
+    offset: int = 0,
+    newest_first: bool = False,
     staff_zone: ZoneInfo | None = None,
 ) -> list[dict[str, Any]]:
-    """Messages by due time (then id), newest schedule last; filters combine. ``outcome``
-    times are in ``staff_zone`` (the clinic's; default each recipient's own)."""
+    """Messages by due time (then id), newest schedule last; filters combine. ``due_from``
+    is inclusive, ``due_until`` exclusive. ``newest_first`` orders by creation instead, newest
+    first: the primary key serves that order, where due time has no index over all rows.
+    ``outcome`` times are in ``staff_zone`` (the clinic's; default each recipient's own)."""
     if state is not None and state not in {str(s) for s in MessageState}:
         raise NotFound(f"unknown message state {state!r}; one of {', '.join(s.value for s in MessageState)}")
     query = (
         select(Message, Contact.timezone, Contact.automation_paused_at)
         .outerjoin(Contact, Contact.id == Message.contact_id)
-        .order_by(Message.due_at, Message.id)
+        .order_by(*((Message.id.desc(),) if newest_first else (Message.due_at, Message.id)))
         .limit(limit)
+        .offset(offset)
     )
+    if channel is not None:
+        query = query.where(Message.channel == channel)
+    if due_from is not None:
+        query = query.where(Message.due_at >= due_from)
+    if due_until is not None:
+        query = query.where(Message.due_at < due_until)
     if contact_id is not None:
         query = query.where(Message.contact_id == contact_id)
     if state is not None:
@@ -155,3 +171,28 @@ def message_detail(session: Session, message_id: int, staff_zone: ZoneInfo | Non
         }
     )
     return detail
+
+
+CSV_COLUMNS = (
+    "id",
+    "contact_id",
+    "channel",
+    "category",
+    "kind",
+    "template",
+    "due_at",
+    "local_due_at",
+    "state",
+    "state_reason",
+    "attempts",
+    "idempotency_key",
+)
+
+
+def export_messages_csv(out: IO[str], rows: list[dict[str, Any]]) -> int:
+    """``list_messages`` rows as CSV (UTC and local ISO-8601 times; no message text)."""
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        writer.writerow([escape_cell("" if row[c] is None else str(row[c])) for c in CSV_COLUMNS])
+    return len(rows)

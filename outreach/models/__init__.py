@@ -1,5 +1,6 @@
 """All tables, imported together so metadata (and Alembic) sees every one."""
 
+from outreach.models.accounts import LoginFailure, Role, User, WebSession
 from outreach.models.appointments import Appointment, AppointmentStatus
 from outreach.models.audit import AuditEvent
 from outreach.models.base import Base, UTCDateTime, utcnow
@@ -53,13 +54,17 @@ __all__ = [
     "InboundMessage",
     "InboxItem",
     "InboxState",
+    "LoginFailure",
     "Message",
     "MessageAttempt",
     "MessageEvent",
     "MessageKind",
     "MessageState",
     "RateSlot",
+    "Role",
     "Suppression",
     "UTCDateTime",
+    "User",
+    "WebSession",
     "utcnow",
 ]

@@ -1,5 +1,5 @@
-"""The staff inbox as service functions: the CLI uses them today, a web screen and a JSON API
-can call the same ones later.
+"""The staff inbox as service functions, shared by the CLI and the staff web app (/inbox);
+a JSON API can call the same ones.
 
 Items are created by inbound processing (``outreach.replies``): one open conversation per
 sender, crisis cases (urgent), and tasks. Staff list and read them, reply, assign, mark them

@@ -1,39 +1,45 @@
-"""The web process: Twilio webhooks, unsubscribe pages, health check and metrics.
+"""The web process: the staff web app, Twilio webhooks, unsubscribe pages, health check, metrics.
 
-``create_app`` takes its settings and collaborators as arguments (tests pass their own);
-``outreach serve`` builds them from the environment.
+``create_app`` takes its settings and collaborators as arguments (tests pass their own, and a
+fixed ``clock``); ``outreach serve`` builds them from the environment.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
-from outreach import clock
+from outreach import clock as process_clock
 from outreach.celeryapp import PROCESS_INBOUND, make_celery
 from outreach.config import Settings
 from outreach.db import make_engine, make_session_factory
 from outreach.ops import routes as ops_routes
 from outreach.web import inbound, status_webhook, unsubscribe
 from outreach.web.limits import BodySizeLimit
+from outreach.web.staff import app as staff_app
 
 
 def create_app(
     settings: Settings,
     session_factory: sessionmaker[Session] | None = None,
     enqueue_inbound: Callable[[int], None] | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> FastAPI:
     app = FastAPI(title="Clinic Outreach", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodySizeLimit)
     app.state.settings = settings
-    app.state.clock = clock.from_settings(settings)
+    # What the process takes as "now": webhooks, staff pages (idle time, today's appointments),
+    # audit rows. Tests pass a fixed one; OUTREACH_CLOCK fixes it for a whole process.
+    app.state.clock = clock or process_clock.from_settings(settings)
     app.state.session_factory = session_factory or make_session_factory(make_engine(settings.database_url))
     app.state.enqueue_inbound = enqueue_inbound or celery_enqueue_inbound(settings)
     app.include_router(status_webhook.router)
     app.include_router(inbound.router)
     app.include_router(unsubscribe.router)
+    staff_app.mount(app)
 
     app.include_router(ops_routes.router(settings, app.state.session_factory))
     return app

@@ -1,0 +1,147 @@
+"""Administrators only: the configuration (secrets masked, webhook URLs to paste into Twilio)
+and the audit trail (filter, CSV export)."""
+
+from __future__ import annotations
+
+import io
+from datetime import date, datetime, time, timedelta
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import SecretStr
+
+from outreach import audit
+from outreach.channels.twilio.client import STATUS_CALLBACK_PATH
+from outreach.db import transaction
+from outreach.web.deps import get_session_factory, get_settings
+from outreach.web.inbound import INBOUND_SMS_PATH
+from outreach.web.staff import forms
+from outreach.web.staff.formatting import when
+from outreach.web.staff.rendering import render
+from outreach.web.staff.security import Admin, now_of
+
+router = APIRouter()
+
+PAGE_SIZE = 200
+
+
+def _masked(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return "set (hidden)" if value.get_secret_value() else "not set"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "none"
+    return str(value)
+
+
+@router.get("/settings", response_class=HTMLResponse)
+def settings_page(request: Request, staff: Admin) -> HTMLResponse:
+    settings = get_settings(request)
+    base = settings.public_base_url.rstrip("/")
+    rows = [(name, _masked(getattr(settings, name))) for name in sorted(type(settings).model_fields)]
+    context = {
+        "title": "Settings",
+        "webhooks": [
+            ("A message comes in (Messaging: webhook URL, HTTP POST)", base + INBOUND_SMS_PATH),
+            (
+                "Delivery status (sent by us with each message; shown for checking)",
+                base + STATUS_CALLBACK_PATH,
+            ),
+        ],
+        "rows": rows,
+    }
+    with transaction(get_session_factory(request)) as session:
+        audit.record(session, staff.actor, "settings.view", now_of(request))
+    return render(request, "settings.html", context, staff=staff)
+
+
+def _audit_filter(
+    request: Request,
+    actor: str,
+    action: str,
+    subject: str,
+    day_from: str,
+    day_to: str,
+    errors: forms.FormErrors,
+) -> audit.AuditFilter:
+    zone = get_settings(request).clinic_zone
+    bounds: dict[str, datetime] = {}
+    for name, raw, shift in (("since", day_from, 0), ("until", day_to, 1)):
+        if not raw:
+            continue
+        try:
+            bounds[name] = datetime.combine(
+                date.fromisoformat(raw) + timedelta(days=shift), time(0), tzinfo=zone
+            )
+        except ValueError:
+            errors.add(
+                "day_from" if name == "since" else "day_to",
+                "Enter a date as year-month-day, for example 2026-06-10",
+            )
+    subject_type, _, subject_id = subject.partition(":")
+    return audit.AuditFilter(
+        actor=actor or None,
+        action=action or None,
+        subject_type=subject_type or None,
+        subject_id=subject_id or None,
+        **bounds,
+    )
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(
+    request: Request,
+    staff: Admin,
+    actor: str = "",
+    action: str = "",
+    subject: str = "",
+    day_from: str = "",
+    day_to: str = "",
+    before: int | None = None,
+) -> HTMLResponse:
+    zone = get_settings(request).clinic_zone
+    errors = forms.FormErrors()
+    where = _audit_filter(request, actor, action, subject, day_from, day_to, errors)
+    with transaction(get_session_factory(request)) as session:
+        found = audit.events(session, where, limit=PAGE_SIZE, before_id=before)
+        rows = [
+            {
+                "at": when(e.at, zone),
+                "actor": e.actor,
+                "kind": e.actor_kind,
+                "action": e.action,
+                "subject": f"{e.subject_type} {e.subject_id}" if e.subject_type else "",
+                "link": f"/contacts/{e.subject_id}" if e.subject_type == "contact" else None,
+                "address": e.address or "",
+                "detail": ", ".join(f"{k}: {v}" for k, v in sorted(e.detail.items())),
+            }
+            for e in found
+        ]
+        oldest = found[-1].id if len(found) == PAGE_SIZE else None
+    typed = {"actor": actor, "action": action, "subject": subject, "day_from": day_from, "day_to": day_to}
+    context = {
+        "title": "Audit trail",
+        "rows": rows,
+        "typed": typed,
+        "errors": errors,
+        "older": oldest,
+        "query": forms.query_of(typed),
+    }
+    return render(request, "audit.html", context, staff=staff)
+
+
+@router.get("/audit/export")
+def audit_export(
+    request: Request,
+    staff: Admin,
+    actor: str = "",
+    action: str = "",
+    subject: str = "",
+    day_from: str = "",
+    day_to: str = "",
+) -> Response:
+    where = _audit_filter(request, actor, action, subject, day_from, day_to, forms.FormErrors())
+    out = io.StringIO()
+    with transaction(get_session_factory(request)) as session:
+        count = audit.export_csv(session, where, out)
+        audit.record(session, staff.actor, "audit.export", now_of(request), detail={"rows": count})
+    return forms.csv_download(out.getvalue(), "audit.csv")

@@ -1,0 +1,177 @@
+"""Messages: the outbox filtered by state, channel, campaign and date; one message's attempts
+and provider events; CSV export of what the filters show."""
+
+from __future__ import annotations
+
+import io
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from outreach import audit
+from outreach.db import transaction
+from outreach.delivery.views import export_messages_csv, list_messages, message_detail
+from outreach.models import MessageState
+from outreach.web.deps import get_session_factory, get_settings
+from outreach.web.staff import forms
+from outreach.web.staff.formatting import state_words, when
+from outreach.web.staff.rendering import render
+from outreach.web.staff.security import Staff, now_of
+
+router = APIRouter()
+
+PAGE_SIZE = 100
+EXPORT_LIMIT = 100_000
+
+
+def _filters(
+    zone: ZoneInfo,
+    state: str,
+    channel: str,
+    campaign: str,
+    day_from: str,
+    day_to: str,
+    contact: str,
+    errors: forms.FormErrors,
+) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "state": state if state in {str(s) for s in MessageState} else None,
+        "channel": channel if channel in ("sms", "email") else None,
+        "campaign": campaign or None,
+        "contact_id": int(contact) if contact.isdigit() else None,
+    }
+    for name, raw, shift in (("due_from", day_from, 0), ("due_until", day_to, 1)):
+        if not raw:
+            continue
+        try:
+            day = date.fromisoformat(raw)
+        except ValueError:
+            errors.add(name, "Enter a date as year-month-day, for example 2026-06-10")
+            continue
+        found[name] = datetime.combine(day + timedelta(days=shift), time(0), tzinfo=zone)
+    return found
+
+
+def _row(row: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "contact_id": row["contact_id"],
+        "channel": "text" if row["channel"] == "sms" else "email",
+        "what": row["template"] or row["kind"],
+        "due": when(datetime.fromisoformat(row["due_at"]), zone),
+        "state": state_words(row["state"], row["state_reason"]),
+        "attempts": row["attempts"],
+    }
+
+
+@router.get("/messages", response_class=HTMLResponse)
+def messages_list(
+    request: Request,
+    staff: Staff,
+    state: str = "",
+    channel: str = "",
+    campaign: str = "",
+    day_from: str = "",
+    day_to: str = "",
+    contact: str = "",
+    page: int = 1,
+) -> HTMLResponse:
+    zone = get_settings(request).clinic_zone
+    errors = forms.FormErrors()
+    where = _filters(zone, state, channel, campaign, day_from, day_to, contact, errors)
+    page = max(page, 1)
+    with transaction(get_session_factory(request)) as session:
+        rows = list_messages(
+            session, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE, newest_first=True, **where
+        )
+    typed = {
+        "state": state,
+        "channel": channel,
+        "campaign": campaign,
+        "day_from": day_from,
+        "day_to": day_to,
+        "contact": contact,
+    }
+    context = {
+        "title": "Messages",
+        "rows": [_row(r, zone) for r in rows[:PAGE_SIZE]],
+        "typed": typed,
+        "states": [str(s) for s in MessageState],
+        "errors": errors,
+        "page": page,
+        "more": len(rows) > PAGE_SIZE,
+        "query": forms.query_of(typed),
+    }
+    return render(request, "messages.html", context, staff=staff)
+
+
+@router.get("/messages/export")
+def messages_export(
+    request: Request,
+    staff: Staff,
+    state: str = "",
+    channel: str = "",
+    campaign: str = "",
+    day_from: str = "",
+    day_to: str = "",
+    contact: str = "",
+) -> Response:
+    zone = get_settings(request).clinic_zone
+    where = _filters(zone, state, channel, campaign, day_from, day_to, contact, forms.FormErrors())
+    out = io.StringIO()
+    with transaction(get_session_factory(request)) as session:
+        count = export_messages_csv(out, list_messages(session, limit=EXPORT_LIMIT, **where))
+        audit.record(session, staff.actor, "messages.export", now_of(request), detail={"rows": count})
+    return forms.csv_download(out.getvalue(), "messages.csv")
+
+
+@router.get("/messages/{message_id}", response_class=HTMLResponse)
+def message_page(request: Request, staff: Staff, message_id: int) -> HTMLResponse:
+    zone = get_settings(request).clinic_zone
+    with transaction(get_session_factory(request)) as session:
+        detail = message_detail(session, message_id)
+        audit.record(
+            session,
+            staff.actor,
+            "message.view",
+            now_of(request),
+            subject_type="message",
+            subject_id=message_id,
+        )
+
+    def at(value: str | None) -> str:
+        return when(datetime.fromisoformat(value), zone) if value else ""
+
+    context = {
+        "title": f"Message {message_id}",
+        "message": {
+            "id": detail["id"],
+            "contact_id": detail["contact_id"],
+            "channel": "text message" if detail["channel"] == "sms" else "email",
+            "category": detail["category"],
+            "what": detail["template"] or detail["kind"],
+            "due": at(detail["due_at"]),
+            "sent": at(detail["sent_at"]),
+            "state": state_words(detail["state"], detail["state_reason"]),
+            "provider_id": detail["provider_id"] or "none yet",
+            "segments": detail["segments"],
+            "key": detail["idempotency_key"],
+        },
+        "attempts": [
+            {
+                "number": a["number"],
+                "started": at(a["started_at"]),
+                "outcome": a["outcome"] or "in progress",
+                "error": " ".join(filter(None, [a["error_code"], a["detail"]])),
+            }
+            for a in detail["attempts_log"]
+        ],
+        "events": [
+            {"at": at(e["received_at"]), "status": state_words(e["status"]), "error": e["error_code"] or ""}
+            for e in detail["events"]
+        ],
+    }
+    return render(request, "message.html", context, staff=staff)

@@ -1,0 +1,111 @@
+"""Service functions the staff screens read: a patient's timeline, delivery counts, filters."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from outreach import appointments
+from outreach.appointments.preview import preview_change
+from outreach.appointments.service import Change
+from outreach.config import Settings
+from outreach.contacts.service import find_contacts
+from outreach.contacts.timeline import timeline
+from outreach.delivery import stats
+from outreach.delivery.views import export_messages_csv, list_messages
+from outreach.models import Message
+from tests.support.replies import add_contact, schedule
+
+NOW = datetime(2026, 6, 10, 18, 0, tzinfo=UTC)
+LA = ZoneInfo("America/Los_Angeles")
+
+
+def _sent(session: Session, key: str, at: datetime, state: str) -> None:
+    session.execute(update(Message).where(Message.idempotency_key == key).values(state=state, sent_at=at))
+
+
+def test_the_timeline_puts_consent_and_sent_messages_in_history_and_pending_ones_ahead(
+    session: Session,
+) -> None:
+    contact = add_contact(session)
+    schedule(session, contact.id, "sms", "care", "later", NOW + timedelta(days=2))
+    schedule(session, contact.id, "sms", "care", "done", NOW - timedelta(days=1))
+    _sent(session, "done", NOW - timedelta(days=1), "delivered")
+    session.commit()
+    found = timeline(session, contact)
+    assert [u.due_at for u in found.upcoming] == [NOW + timedelta(days=2)]
+    kinds = [e.kind for e in found.entries]
+    assert kinds == ["message", "consent", "consent"]
+    assert found.entries[0].summary.startswith("Text delivered")
+    assert "test consent" in found.entries[1].detail
+
+
+def test_delivery_counts_fall_on_the_clinics_local_day_per_channel_and_campaign(session: Session) -> None:
+    contact = add_contact(session)
+    # 02:00 UTC on 10 June is still 9 June in California.
+    for key, at, state in (
+        ("a", datetime(2026, 6, 10, 2, 0, tzinfo=UTC), "delivered"),
+        ("b", datetime(2026, 6, 10, 17, 0, tzinfo=UTC), "failed"),
+        ("c", NOW - timedelta(days=40), "delivered"),
+    ):
+        schedule(session, contact.id, "sms", "care", key, at)
+        _sent(session, key, at, state)
+    session.commit()
+    recent = stats.recent(session, NOW, LA)
+    per_day = recent.by_channel_day["sms"]
+    june9, june10 = per_day[datetime(2026, 6, 9).date()], per_day[datetime(2026, 6, 10).date()]
+    assert (june9.sent, june9.delivered, june10.sent, june10.failed) == (1, 1, 1, 1)
+    assert len(recent.days) == 30
+    (only,) = recent.by_campaign.values()
+    assert (only.sent, only.delivered, only.failed) == (2, 1, 1)
+
+
+def test_contacts_filter_by_granted_consent(session: Session) -> None:
+    texts = add_contact(session, "+15105550101", "Ana")
+    add_contact(session, "+15105550102", "Bea", sms=())
+    assert [c.id for c in find_contacts(session, consent_granted=("sms", "education"))] == [texts.id]
+
+
+def test_messages_filter_by_channel_and_due_date_and_export_without_text(session: Session) -> None:
+    contact = add_contact(session)
+    schedule(session, contact.id, "sms", "care", "early", NOW)
+    schedule(session, contact.id, "email", "care", "email", NOW)
+    schedule(session, contact.id, "sms", "care", "late", NOW + timedelta(days=3))
+    session.commit()
+    rows = list_messages(session, channel="sms", due_from=NOW, due_until=NOW + timedelta(days=1))
+    assert [r["idempotency_key"] for r in rows] == ["early"]
+    out = io.StringIO()
+    assert export_messages_csv(out, rows) == 1
+    header, line = out.getvalue().splitlines()
+    assert header.startswith("id,contact_id,channel") and ",early" in line and "body" not in header
+
+
+def test_a_booking_preview_lists_what_would_be_sent_and_leaves_nothing_behind(
+    session: Session, settings: Settings
+) -> None:
+    contact = add_contact(session)
+    starts = datetime(2026, 6, 15, 16, 30, tzinfo=UTC)
+
+    def make(s: Session) -> Change:
+        return appointments.book(
+            s, settings, contact_id=contact.id, starts_at=starts, type="infusion", now=NOW
+        )
+
+    found = preview_change(session, make)
+    session.rollback()
+    assert found.action == "booked" and found.starts_at == starts
+    assert found.sends and all(NOW <= s.due_at < starts for s in found.sends)
+    assert session.scalars(select(Message)).all() == []
+
+
+def test_messages_newest_first_lists_the_latest_created_first(session: Session) -> None:
+    contact = add_contact(session)
+    schedule(session, contact.id, "sms", "care", "first", NOW)
+    schedule(session, contact.id, "sms", "care", "second", NOW + timedelta(days=1))
+    session.commit()
+    assert [r["idempotency_key"] for r in list_messages(session, newest_first=True)] == ["second", "first"]
+    assert [r["idempotency_key"] for r in list_messages(session)] == ["first", "second"]
