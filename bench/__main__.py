@@ -30,10 +30,10 @@ BENCHES: list[tuple[str, Bench]] = [
         "delivery",
         lambda quick: (
             delivery_bench.pairs(
-                messages=2_000,
-                window=10.0,
-                lag_messages=100,
-                lag_spread=10.0,
+                messages=1_000,
+                window=6.0,
+                lag_messages=50,
+                lag_spread=5.0,
                 phases=frozenset({"throughput", "lag"}),
             )
             if quick
