@@ -106,6 +106,7 @@ def test_worker_killed_mid_batch_sends_nothing_twice(pg_url: str, tmp_path: Path
         _assert_never_twice(system, ids)
 
 
+@pytest.mark.real_timers  # a private redis-server under libfaketime never answers
 def test_redis_restart_loses_no_message(pg_url: str, tmp_path: Path) -> None:
     with (
         private_redis() as redis,
