@@ -126,6 +126,7 @@ def test_worker_killed_mid_batch_sends_nothing_twice(pg_url: str, tmp_path: Path
         _finish(system, ids, f"worker SIGKILL after {kill_after} sends")
 
 
+@pytest.mark.real_timers  # a private redis-server under libfaketime never answers
 def test_redis_restart_loses_no_message(pg_url: str, tmp_path: Path) -> None:
     with (
         private_redis() as redis,

@@ -49,6 +49,7 @@ def page() -> Iterator[object]:
             browser.close()
 
 
+@pytest.mark.real_timers
 def test_a_reply_typed_on_the_phone_page_reaches_the_app_signed(
     sandbox: RunningSandbox, receiver: WebhookReceiver, page: object
 ) -> None:

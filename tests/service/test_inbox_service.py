@@ -80,8 +80,10 @@ def test_show_gives_the_conversation_in_time_order_and_marks_it_read(
 
     with transaction(session_factory) as tx:
         detail = inbox.show_item(tx, item_id)
+    # The automatic office-hours answer (not yet sent, so shown by its template) is part of it.
     assert [(e.direction, e.text) for e in detail.conversation] == [
-        ("in", "hi, quick question"), ("out", "Sure, go ahead"), ("in", "where do I park?"),
+        ("in", "hi, quick question"), ("out", "[sms/system/acknowledgement]"),
+        ("out", "Sure, go ahead"), ("in", "where do I park?"),
     ]
     assert detail.phone == "+15105550101" and not detail.sms_opted_out
     with transaction(session_factory) as tx:

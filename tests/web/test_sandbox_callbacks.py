@@ -60,6 +60,7 @@ def test_callbacks_arrive_queued_sent_delivered_and_signed(
     assert sandbox.twilio_client().messages(sid).fetch().status == "delivered"
 
 
+@pytest.mark.real_timers
 def test_callbacks_are_spaced_by_the_configured_delay(
     sandbox: RunningSandbox, receiver: WebhookReceiver
 ) -> None:
@@ -96,7 +97,10 @@ def test_a_failed_delivery_skips_sent(sandbox: RunningSandbox, receiver: Webhook
     assert receiver.posts()[-1].form["ErrorCode"] == "30007"
 
 
-def test_a_callback_the_app_fails_is_retried_once(sandbox: RunningSandbox, receiver: WebhookReceiver) -> None:
+@pytest.mark.real_timers
+def test_a_callback_the_app_fails_is_retried_once(
+    sandbox: RunningSandbox, receiver: WebhookReceiver
+) -> None:
     receiver.status = 500
     sid = _send(sandbox, receiver)
 
@@ -115,6 +119,7 @@ def test_a_callback_the_app_fails_is_retried_once(sandbox: RunningSandbox, recei
     assert posts[0].headers["i-twilio-idempotency-token"] != posts[2].headers["i-twilio-idempotency-token"]
 
 
+@pytest.mark.real_timers
 def test_status_still_progresses_when_the_app_is_unreachable(sandbox: RunningSandbox) -> None:
     message = sandbox.twilio_client().messages.create(
         to=PATIENT, from_=CLINIC, body="x", status_callback="http://127.0.0.1:9/webhooks/twilio/status"
