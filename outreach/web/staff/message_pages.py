@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -44,15 +44,7 @@ def _filters(
         "campaign": campaign or None,
         "contact_id": int(contact) if contact.isdigit() else None,
     }
-    for name, raw, shift in (("due_from", day_from, 0), ("due_until", day_to, 1)):
-        if not raw:
-            continue
-        try:
-            day = date.fromisoformat(raw)
-        except ValueError:
-            errors.add(name, "Enter a date as year-month-day, for example 2026-06-10")
-            continue
-        found[name] = datetime.combine(day + timedelta(days=shift), time(0), tzinfo=zone)
+    found["due_from"], found["due_until"] = forms.day_range(zone, day_from, day_to, errors)
     return found
 
 
