@@ -23,9 +23,8 @@ URL = PUBLIC_BASE + "/webhooks/twilio/sms"
 
 @pytest.fixture
 def web_settings(settings: Settings) -> Settings:
-    return load_settings(
-        database_url=settings.database_url, public_base_url=PUBLIC_BASE, twilio_auth_token="test-auth-token"
-    )
+    return load_settings(database_url=settings.database_url, public_base_url=PUBLIC_BASE,
+                         twilio_auth_token="test-auth-token")
 
 
 @pytest.fixture
@@ -103,20 +102,12 @@ def test_a_signature_for_the_internal_url_or_altered_fields_is_refused(
 ) -> None:
     fields = form("hello")
     as_seen_internally = _sign(fields, "http://testserver/webhooks/twilio/sms")
-    assert (
-        client.post(
-            "/webhooks/twilio/sms", data=fields, headers={"X-Twilio-Signature": as_seen_internally}
-        ).status_code
-        == 403
-    )
+    assert client.post("/webhooks/twilio/sms", data=fields,
+                       headers={"X-Twilio-Signature": as_seen_internally}).status_code == 403
     signature = _sign(fields)
     altered = {**fields, "Body": "hello!"}
-    assert (
-        client.post(
-            "/webhooks/twilio/sms", data=altered, headers={"X-Twilio-Signature": signature}
-        ).status_code
-        == 403
-    )
+    assert client.post("/webhooks/twilio/sms", data=altered,
+                       headers={"X-Twilio-Signature": signature}).status_code == 403
     assert _stored(session) == 0 and enqueued == []
 
 

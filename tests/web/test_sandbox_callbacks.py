@@ -29,9 +29,7 @@ def sandbox(receiver: WebhookReceiver) -> Iterator[RunningSandbox]:
 
 def _send(sandbox: RunningSandbox, receiver: WebhookReceiver, to: str = PATIENT) -> str:
     message = sandbox.twilio_client().messages.create(
-        to=to,
-        from_=CLINIC,
-        body="Your visit is tomorrow at 10:00.",
+        to=to, from_=CLINIC, body="Your visit is tomorrow at 10:00.",
         status_callback=receiver.url + STATUS_PATH,
     )
     return str(message.sid)
@@ -107,12 +105,7 @@ def test_a_callback_the_app_fails_is_retried_once(
     wait_for(lambda: len(sandbox.control.message(sid).callbacks) >= 6, what="two attempts per status")
     posts = receiver.posts()
     assert [p.form["MessageStatus"] for p in posts] == [
-        "queued",
-        "queued",
-        "sent",
-        "sent",
-        "delivered",
-        "delivered",
+        "queued", "queued", "sent", "sent", "delivered", "delivered"
     ]
     # A retry carries the same idempotency token, so the app can drop it.
     assert posts[0].headers["i-twilio-idempotency-token"] == posts[1].headers["i-twilio-idempotency-token"]

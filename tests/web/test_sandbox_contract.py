@@ -143,13 +143,8 @@ def test_the_excerpt_matches_the_full_twilio_spec() -> None:
     "fields",
     [
         {"To": PATIENT, "From": CLINIC, "Body": "Hello"},
-        {
-            "To": PATIENT,
-            "MessagingServiceSid": SERVICE,
-            "Body": "Hello",
-            "StatusCallback": "http://127.0.0.1:9/status",
-            "ValidityPeriod": "3600",
-        },
+        {"To": PATIENT, "MessagingServiceSid": SERVICE, "Body": "Hello",
+         "StatusCallback": "http://127.0.0.1:9/status", "ValidityPeriod": "3600"},
     ],
 )
 def test_create_answers_201_with_a_message_resource_the_spec_describes(
@@ -243,13 +238,8 @@ def test_the_parameters_the_sandbox_reads_are_declared_by_the_spec(spec: dict[st
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [
-        ("sid", "XX" + "0" * 32),
-        ("date_created", "2024-01-01T00:00:00Z"),
-        ("status", "done"),
-        ("account_sid", "ACsandbox00000000000000000000000000"),
-        ("error_code", "30003"),
-    ],
+    [("sid", "XX" + "0" * 32), ("date_created", "2024-01-01T00:00:00Z"), ("status", "done"),
+     ("account_sid", "ACsandbox00000000000000000000000000"), ("error_code", "30003")],
 )
 def test_the_contract_check_rejects_what_twilio_would_not_send(
     sandbox: RunningSandbox, spec: dict[str, Any], field: str, value: str

@@ -60,8 +60,7 @@ def test_stop_opts_the_number_out_auto_replies_and_blocks_sends_until_start(
     assert caught.value.code == 21610
     conversation = sandbox.control.messages(number=PATIENT)
     assert [(m.direction, m.body) for m in conversation] == [
-        ("inbound", " stop "),
-        ("outbound-reply", AUTO_REPLIES["STOP"]),
+        ("inbound", " stop "), ("outbound-reply", AUTO_REPLIES["STOP"])
     ]
 
     sandbox.control.reply(PATIENT, "START")

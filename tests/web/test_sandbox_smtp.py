@@ -31,12 +31,10 @@ def _mail(subject: str = "Your visit on Tuesday", to: str = PATIENT) -> EmailMes
     message["List-Unsubscribe"] = UNSUBSCRIBE
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content("See you Tuesday at 10:00.")
-    message.add_alternative(
-        "<p>See you <b>Tuesday</b> at 10:00.</p><script>alert(1)</script>", subtype="html"
-    )
-    message.add_attachment(
-        b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", maintype="text", subtype="calendar", filename="visit.ics"
-    )
+    message.add_alternative("<p>See you <b>Tuesday</b> at 10:00.</p><script>alert(1)</script>",
+                            subtype="html")
+    message.add_attachment(b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", maintype="text", subtype="calendar",
+                           filename="visit.ics")
     return message
 
 

@@ -29,9 +29,7 @@ def test_create_fetch_and_list_with_the_real_twilio_client(sandbox: RunningSandb
     before = datetime.now(UTC).replace(microsecond=0)
 
     created = client.messages.create(
-        to=PATIENT,
-        from_=CLINIC,
-        body="See you tomorrow at 10:00. Reply STOP to opt out.",
+        to=PATIENT, from_=CLINIC, body="See you tomorrow at 10:00. Reply STOP to opt out.",
         status_callback="http://127.0.0.1:9/webhooks/twilio/status?d=abc",
         validity_period=3600,
     )
@@ -52,7 +50,9 @@ def test_create_fetch_and_list_with_the_real_twilio_client(sandbox: RunningSandb
 def test_messaging_service_create_starts_accepted_and_picks_the_clinic_sender(
     sandbox: RunningSandbox,
 ) -> None:
-    created = sandbox.twilio_client().messages.create(to=PATIENT, messaging_service_sid=SERVICE, body="Hello")
+    created = sandbox.twilio_client().messages.create(
+        to=PATIENT, messaging_service_sid=SERVICE, body="Hello"
+    )
 
     assert created.status == "accepted"
     assert created.messaging_service_sid == SERVICE

@@ -363,3 +363,9 @@ def test_booking_in_the_past_comes_back_with_the_reason(
     assert 'value="2026-06-01"' in response.text
     bad_day = client.post("/appointments/book", data={**typed, "day": "15/06/2026"})
     assert bad_day.status_code == 400 and 'href="#day">Enter the date as year-month-day' in bad_day.text
+
+
+def test_a_badly_typed_date_filter_is_named_at_its_field(client: TestClient, csrf: str) -> None:
+    page = client.get("/messages", params={"day_from": "12/06/2026"}).text
+    assert '<a href="#day_from">Enter a date as year-month-day' in page
+    assert 'id="day_from-error"' in page

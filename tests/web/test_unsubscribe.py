@@ -31,11 +31,8 @@ NOW = datetime(2026, 6, 10, 18, 0, tzinfo=UTC)
 
 @pytest.fixture
 def web_settings(settings: Settings) -> Settings:
-    return load_settings(
-        database_url=settings.database_url,
-        public_base_url="https://outreach.example.org",
-        secret_key="unsubscribe-test-key",
-    )
+    return load_settings(database_url=settings.database_url, public_base_url="https://outreach.example.org",
+                         secret_key="unsubscribe-test-key")
 
 
 @pytest.fixture
@@ -68,15 +65,12 @@ def test_the_token_names_only_ids_and_survives_a_round_trip() -> None:
     assert url == f"{settings.public_base_url}/unsubscribe/{token}"
 
 
-@pytest.mark.parametrize(
-    "mangle",
-    [
-        lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),  # signature altered
-        lambda t: "WzQzLCJlZHVjYXRpb24iXQ" + t[t.index(".") :],  # payload swapped for contact 43
-        lambda t: t.split(".")[0],  # signature cut off
-        lambda t: "garbage",
-    ],
-)
+@pytest.mark.parametrize("mangle", [
+    lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),  # signature altered
+    lambda t: "WzQzLCJlZHVjYXRpb24iXQ" + t[t.index("."):],  # payload swapped for contact 43
+    lambda t: t.split(".")[0],  # signature cut off
+    lambda t: "garbage",
+])
 def test_a_tampered_token_is_rejected(mangle: object) -> None:
     settings = load_settings(secret_key="k1")
     token = make_token(settings, 42, "education")
@@ -121,9 +115,7 @@ def test_unsubscribe_revokes_that_category_cancels_its_pending_email_and_stops_e
     assert result.changed and result.cancelled_messages == 1 and not again.changed
     session.expire_all()
     assert consent.summary(session, contact.id)["email"] == {
-        "care": "granted",
-        "education": "revoked",
-        "marketing": "granted",
+        "care": "granted", "education": "revoked", "marketing": "granted",
     }
     assert message(session, "article-2").state == "cancelled"
     assert message(session, "reminder").state == "scheduled"

@@ -4,7 +4,6 @@ and the audit trail (filter, CSV export)."""
 from __future__ import annotations
 
 import io
-from datetime import date, datetime, time, timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -63,27 +62,15 @@ def _audit_filter(
     day_to: str,
     errors: forms.FormErrors,
 ) -> audit.AuditFilter:
-    zone = get_settings(request).clinic_zone
-    bounds: dict[str, datetime] = {}
-    for name, raw, shift in (("since", day_from, 0), ("until", day_to, 1)):
-        if not raw:
-            continue
-        try:
-            bounds[name] = datetime.combine(
-                date.fromisoformat(raw) + timedelta(days=shift), time(0), tzinfo=zone
-            )
-        except ValueError:
-            errors.add(
-                "day_from" if name == "since" else "day_to",
-                "Enter a date as year-month-day, for example 2026-06-10",
-            )
+    since, until = forms.day_range(get_settings(request).clinic_zone, day_from, day_to, errors)
     subject_type, _, subject_id = subject.partition(":")
     return audit.AuditFilter(
         actor=actor or None,
         action=action or None,
         subject_type=subject_type or None,
         subject_id=subject_id or None,
-        **bounds,
+        since=since,
+        until=until,
     )
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi.responses import Response
 from starlette.datastructures import FormData
@@ -40,3 +42,19 @@ def csv_download(text: str, filename: str) -> Response:
     return Response(
         text, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
     )
+
+
+def day_range(
+    zone: ZoneInfo, day_from: str, day_to: str, errors: FormErrors
+) -> tuple[datetime | None, datetime | None]:
+    """The ``day_from`` and ``day_to`` fields as instants: the first day's start, the day after
+    the last day's start (so "until 12 June" includes 12 June), in the clinic's zone."""
+    bounds: list[datetime | None] = []
+    for field_id, raw, shift in (("day_from", day_from, 0), ("day_to", day_to, 1)):
+        try:
+            day = date.fromisoformat(raw) if raw else None
+        except ValueError:
+            errors.add(field_id, "Enter a date as year-month-day, for example 2026-06-10")
+            day = None
+        bounds.append(datetime.combine(day + timedelta(days=shift), time(0), tzinfo=zone) if day else None)
+    return bounds[0], bounds[1]

@@ -4,11 +4,12 @@ and provider events; CSV export of what the filters show."""
 from __future__ import annotations
 
 import io
-from datetime import date, datetime, time, timedelta
-from typing import Any
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from outreach import audit
@@ -43,15 +44,7 @@ def _filters(
         "campaign": campaign or None,
         "contact_id": int(contact) if contact.isdigit() else None,
     }
-    for name, raw, shift in (("due_from", day_from, 0), ("due_until", day_to, 1)):
-        if not raw:
-            continue
-        try:
-            day = date.fromisoformat(raw)
-        except ValueError:
-            errors.add(name, "Enter a date as year-month-day, for example 2026-06-10")
-            continue
-        found[name] = datetime.combine(day + timedelta(days=shift), time(0), tzinfo=zone)
+    found["due_from"], found["due_until"] = forms.day_range(zone, day_from, day_to, errors)
     return found
 
 
@@ -67,34 +60,37 @@ def _row(row: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class MessageQuery:
+    """The filters as typed in the query string, shared by the list and its CSV download."""
+
+    state: str = ""
+    channel: str = ""
+    campaign: str = ""
+    day_from: str = ""
+    day_to: str = ""
+    contact: str = ""
+
+    def where(self, zone: ZoneInfo, errors: forms.FormErrors) -> dict[str, Any]:
+        return _filters(
+            zone, self.state, self.channel, self.campaign, self.day_from, self.day_to, self.contact, errors
+        )
+
+
+Filters = Annotated[MessageQuery, Depends()]
+
+
 @router.get("/messages", response_class=HTMLResponse)
-def messages_list(
-    request: Request,
-    staff: Staff,
-    state: str = "",
-    channel: str = "",
-    campaign: str = "",
-    day_from: str = "",
-    day_to: str = "",
-    contact: str = "",
-    page: int = 1,
-) -> HTMLResponse:
+def messages_list(request: Request, staff: Staff, query: Filters, page: int = 1) -> HTMLResponse:
     zone = get_settings(request).clinic_zone
     errors = forms.FormErrors()
-    where = _filters(zone, state, channel, campaign, day_from, day_to, contact, errors)
+    where = query.where(zone, errors)
     page = max(page, 1)
     with transaction(get_session_factory(request)) as session:
         rows = list_messages(
             session, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE, newest_first=True, **where
         )
-    typed = {
-        "state": state,
-        "channel": channel,
-        "campaign": campaign,
-        "day_from": day_from,
-        "day_to": day_to,
-        "contact": contact,
-    }
+    typed = asdict(query)
     context = {
         "title": "Messages",
         "rows": [_row(r, zone) for r in rows[:PAGE_SIZE]],
@@ -109,18 +105,8 @@ def messages_list(
 
 
 @router.get("/messages/export")
-def messages_export(
-    request: Request,
-    staff: Staff,
-    state: str = "",
-    channel: str = "",
-    campaign: str = "",
-    day_from: str = "",
-    day_to: str = "",
-    contact: str = "",
-) -> Response:
-    zone = get_settings(request).clinic_zone
-    where = _filters(zone, state, channel, campaign, day_from, day_to, contact, forms.FormErrors())
+def messages_export(request: Request, staff: Staff, query: Filters) -> Response:
+    where = query.where(get_settings(request).clinic_zone, forms.FormErrors())
     out = io.StringIO()
     with transaction(get_session_factory(request)) as session:
         count = export_messages_csv(out, list_messages(session, limit=EXPORT_LIMIT, **where))
