@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -35,9 +36,14 @@ def list_messages(
     contact_id: int | None = None,
     state: str | None = None,
     campaign: str | None = None,
+    channel: str | None = None,
+    due_from: datetime | None = None,
+    due_before: datetime | None = None,
+    after_id: int | None = None,
     limit: int = 200,
 ) -> list[dict[str, Any]]:
-    """Messages by due time (then id), newest schedule last; filters combine."""
+    """Messages by due time (then id), newest schedule last; filters combine. ``after_id``
+    continues after that message in this order (the API's cursor)."""
     if state is not None and state not in {str(s) for s in MessageState}:
         raise NotFound(f"unknown message state {state!r}; one of {', '.join(s.value for s in MessageState)}")
     query = (
@@ -50,6 +56,17 @@ def list_messages(
         query = query.where(Message.contact_id == contact_id)
     if state is not None:
         query = query.where(Message.state == state)
+    if channel is not None:
+        query = query.where(Message.channel == channel)
+    if due_from is not None:
+        query = query.where(Message.due_at >= due_from)
+    if due_before is not None:
+        query = query.where(Message.due_at < due_before)
+    anchor = session.get(Message, after_id) if after_id is not None else None
+    if anchor is not None:
+        query = query.where(
+            (Message.due_at > anchor.due_at) | ((Message.due_at == anchor.due_at) & (Message.id > anchor.id))
+        )
     if campaign is not None:
         query = (
             # Through the contact too: messages have no index on enrollment_id, and

@@ -1,4 +1,4 @@
-"""The web process: Twilio webhooks, unsubscribe pages, health check.
+"""The web process: Twilio webhooks, unsubscribe pages, the JSON API, health check.
 
 ``create_app`` takes its settings and collaborators as arguments (tests pass their own);
 ``outreach serve`` builds them from the environment.
@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -16,13 +17,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from outreach.celeryapp import PROCESS_INBOUND, make_celery
 from outreach.config import Settings
 from outreach.db import make_engine, make_session_factory
-from outreach.web import inbound, status_webhook, unsubscribe
+from outreach.web import api, inbound, status_webhook, unsubscribe
 
 
 def create_app(
     settings: Settings,
     session_factory: sessionmaker[Session] | None = None,
     enqueue_inbound: Callable[[int], None] | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> FastAPI:
     app = FastAPI(title="Clinic Outreach", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
@@ -31,6 +33,7 @@ def create_app(
     app.include_router(status_webhook.router)
     app.include_router(inbound.router)
     app.include_router(unsubscribe.router)
+    api.install(app, clock=clock)
 
     @app.get("/healthz")
     def healthz(request: Request) -> JSONResponse:
