@@ -100,6 +100,7 @@ class ApiError(Exception):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": why}
     for status, why in (
+        (400, "The body is not valid JSON"),
         (401, "No token, or an unknown or revoked one"),
         (403, "The token's role may not do this"),
         (404, "No such record"),

@@ -36,9 +36,13 @@ class OperationOutcome(BaseModel):
     issue: list[Issue]
 
 
+class FhirJSONResponse(JSONResponse):
+    media_type = FHIR_JSON
+
+
 def _outcome(status: int, issues: list[Issue], headers: dict[str, str] | None = None) -> JSONResponse:
     body = OperationOutcome(issue=issues).model_dump()
-    return JSONResponse(body, status_code=status, headers=headers, media_type=FHIR_JSON)
+    return FhirJSONResponse(body, status_code=status, headers=headers)
 
 
 class FhirRoute(ApiRoute):
@@ -122,6 +126,7 @@ def _take(call: ApiCall, where: str, resource: Any, known: list[str]) -> Issue:
     "/Appointment",
     name="fhir.appointment",
     response_model=OperationOutcome,
+    response_class=FhirJSONResponse,
     responses={422: {"model": OperationOutcome, "description": "Not valid FHIR, or no usable appointment"}},
 )
 def appointment_intake(

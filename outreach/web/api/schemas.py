@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import unicodedata
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from outreach.web.api.core import ApiError, ErrorItem
 
@@ -31,6 +32,16 @@ def no_control_characters(value: str) -> str:
     return value
 
 
+_ISO_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def iso_text(value: object) -> object:
+    # Pydantic would take a bare number as a Unix time: an integration that sends one has a bug.
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATE_TIME.match(value)):
+        return value
+    raise ValueError("expected an ISO-8601 date-time with an offset, e.g. 2026-06-12T10:00:00-07:00")
+
+
 def plausible_year(value: datetime) -> datetime:
     # Far-off years overflow when converted between zones; no visit or query needs them.
     if not 1970 <= value.year <= 2200:
@@ -40,15 +51,19 @@ def plausible_year(value: datetime) -> datetime:
 
 Text = Annotated[str, AfterValidator(no_control_characters)]
 Instant = Annotated[
-    AwareDatetime, AfterValidator(plausible_year), Field(description="ISO-8601 with an offset.")
+    AwareDatetime,
+    BeforeValidator(iso_text),
+    AfterValidator(plausible_year),
+    Field(description="ISO-8601 with an offset."),
 ]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class Model(BaseModel):
-    """Request bodies: unknown fields are refused, so a misspelt field is not silently dropped."""
+    """Request bodies: unknown fields are refused, so a misspelt field is not silently dropped;
+    types are strict (``0`` is not ``false``, ``"5"`` is not ``5``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def encode_cursor(last_id: int) -> str:
