@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from bench import delivery_bench, enroll_bench, import_bench
+from bench import api_bench, delivery_bench, enroll_bench, import_bench
 
 Bench = Callable[[], list[tuple[str, str]]]
 
@@ -19,6 +19,7 @@ BENCHES: list[tuple[str, Bench]] = [
     ("enroll", enroll_bench.pairs),
     ("delivery", delivery_bench.pairs),
     ("ratelimit", delivery_bench.limiter_pairs),
+    ("api", api_bench.pairs),
 ]
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from outreach import contacts
 from outreach.contacts import ContactInput
@@ -86,7 +86,7 @@ class ContactPage(BaseModel):
 class ConsentChange(Model):
     channel: Channel
     categories: Annotated[list[Category], Field(min_length=1)]
-    granted: bool = Field(description="true records consent given, false consent withdrawn.")
+    granted: StrictBool = Field(description="true records consent given, false consent withdrawn.")
     wording: Annotated[
         Text,
         Field(min_length=1, max_length=2000, description="The evidence: what was said or signed, and how."),
@@ -115,7 +115,7 @@ class ConsentResult(BaseModel):
     granted: bool
 
 
-class ImportError_(BaseModel):
+class RejectedLine(BaseModel):
     line: int
     reason: str
 
@@ -128,7 +128,7 @@ class ImportReport(BaseModel):
     rejected: int
     consent_events: int
     ignored_columns: list[str]
-    errors: list[ImportError_]
+    errors: list[RejectedLine]
 
 
 @router.get("", name="contacts.list", response_model=ContactPage)

@@ -1,8 +1,10 @@
-"""/api/v1/inbox: patient replies for staff: list, read, reply, assign, handle."""
+"""/api/v1/inbox: patient replies for staff: list, read, reply, assign, handle.
+
+Responses are the service's own dataclasses (FastAPI describes and serialises them).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,40 +19,8 @@ router = APIRouter(prefix="/inbox", tags=["inbox"], route_class=ApiRoute, respon
 Staff = Annotated[ApiCall, Depends(staff_call)]
 
 
-class Item(BaseModel):
-    id: int
-    kind: str
-    state: str
-    urgent: bool
-    classification: str | None
-    text: str
-    contact_id: int | None
-    contact_name: str | None
-    assigned_to: str | None
-    created_at: datetime
-    handled_at: datetime | None
-    handled_by: str | None
-    candidates: list[dict[str, Any]]
-
-
 class ItemList(BaseModel):
-    items: list[Item]
-
-
-class Entry(BaseModel):
-    direction: Literal["in", "out"]
-    at: datetime
-    text: str
-    detail: str
-    id: int
-
-
-class ItemDetail(BaseModel):
-    item: Item
-    phone: str | None
-    automation_paused_at: datetime | None
-    sms_opted_out: bool
-    conversation: list[Entry]
+    items: list[inbox.ItemSummary]
 
 
 class ReplyRequest(Model):
@@ -102,7 +72,7 @@ def list_items(
     return {"items": [i.as_dict() for i in items]}
 
 
-@router.get("/{item_id}", name="inbox.read", response_model=ItemDetail)
+@router.get("/{item_id}", name="inbox.read", response_model=inbox.ItemDetail)
 def read_item(call: Staff, item_id: Id) -> dict[str, Any]:
     """The item with the whole conversation; reading an unread item marks it read."""
     call.about("inbox_item", item_id)
@@ -119,13 +89,13 @@ def reply(call: Staff, item_id: Id, body: ReplyRequest) -> dict[str, Any]:
     return {"message_id": queued.message_id, "goes_out_any_hour": queued.goes_out_any_hour}
 
 
-@router.post("/{item_id}/assign", name="inbox.assign", response_model=Item)
+@router.post("/{item_id}/assign", name="inbox.assign", response_model=inbox.ItemSummary)
 def assign(call: Staff, item_id: Id, body: AssignRequest) -> dict[str, Any]:
     call.about("inbox_item", item_id)
     return inbox.assign(call.session, item_id, body.name).as_dict()
 
 
-@router.post("/{item_id}/handle", name="inbox.handle", response_model=Item)
+@router.post("/{item_id}/handle", name="inbox.handle", response_model=inbox.ItemSummary)
 def handle(call: Staff, item_id: Id) -> dict[str, Any]:
     call.about("inbox_item", item_id)
     return inbox.mark_handled(call.session, item_id, _who(call), call.now).as_dict()

@@ -60,10 +60,11 @@ Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class Model(BaseModel):
-    """Request bodies: unknown fields are refused, so a misspelt field is not silently dropped;
-    types are strict (``0`` is not ``false``, ``"5"`` is not ``5``)."""
+    """Request bodies: unknown fields are refused, so a misspelt field is not silently dropped.
+    (Not pydantic's strict mode: FastAPI validates decoded JSON in Python mode, where strict
+    would refuse enum values and ISO-8601 strings; booleans use ``StrictBool`` instead.)"""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 def encode_cursor(last_id: int) -> str:
