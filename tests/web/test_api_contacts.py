@@ -218,3 +218,14 @@ def test_each_call_is_in_the_audit_trail_with_the_token_and_the_contact(api: Api
         ("token", "booking-sync", "api.contacts.read", "424242", 404),
     ]
     assert all("555" not in str(e.detail) for e in events)
+
+
+def test_a_body_sent_without_a_length_is_cut_off_at_the_cap(api: Api) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"first_name": "'
+        for _ in range(200):
+            yield b"x" * 10_000
+        yield b'"}'
+
+    headers = {**api.staff, "Content-Type": "application/json"}
+    assert api.client.post("/api/v1/contacts", content=chunks(), headers=headers).status_code == 413

@@ -170,6 +170,24 @@ def _service_error(exc: OutreachError) -> tuple[int, str]:
     return 422, str(exc)
 
 
+async def _body_within(request: Request, cap: int) -> bool:
+    """Read the body, giving up as soon as it passes ``cap`` bytes: a client that sends no
+    Content-Length (chunked) cannot make the process buffer more than the cap."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        return False
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            return False
+        chunks.append(chunk)
+    # Starlette keeps a body it has read here; FastAPI's handler then reads it from there.
+    request._body = b"".join(chunks)
+    return True
+
+
 class ApiRoute(APIRoute):
     """Wraps each API endpoint: body cap, session and transaction, errors, audit."""
 
@@ -181,8 +199,7 @@ class ApiRoute(APIRoute):
         async def handler(request: Request) -> Response:
             limits: Limits = request.app.state.api_limits
             cap = limits.max_import_bytes if action == "contacts.import" else limits.max_body_bytes
-            declared = request.headers.get("content-length", "")
-            if (declared.isdigit() and int(declared) > cap) or len(await request.body()) > cap:
+            if not await _body_within(request, cap):
                 return route.error_response(413, f"the request body is larger than {cap} bytes")
             factory: sessionmaker[Session] = request.app.state.session_factory
             clock: Clock = request.app.state.clock
