@@ -295,16 +295,16 @@ def contact_json(session: Session, contact: Contact) -> dict[str, Any]:
 
 
 def contacts_json(session: Session, contacts: Sequence[Contact]) -> list[dict[str, Any]]:
-    """``contact_json`` for many contacts in three queries instead of two per contact."""
+    """``contact_json`` for many contacts: one query for shared phones, and the consents the
+    contacts were loaded with (``Contact.consents`` is loaded in bulk with the contacts)."""
     shared = shared_phones(session, (c.phone for c in contacts))
     views: dict[int, dict[str, dict[str, str]]] = {
         c.id: {str(ch): {str(cat): "none" for cat in Category} for ch in Channel} for c in contacts
     }
-    if contacts:
-        rows = session.scalars(select(Consent).where(Consent.contact_id.in_(list(views))))
-        for row in rows:
+    for contact in contacts:
+        for row in contact.consents:
             state = "granted" if row.state == ConsentState.GRANTED else "revoked"
-            views[row.contact_id][row.channel][row.category] = state
+            views[contact.id][row.channel][row.category] = state
     return [_as_json(c, c.phone in shared, views[c.id]) for c in contacts]
 
 

@@ -229,3 +229,10 @@ def test_a_body_sent_without_a_length_is_cut_off_at_the_cap(api: Api) -> None:
 
     headers = {**api.staff, "Content-Type": "application/json"}
     assert api.client.post("/api/v1/contacts", content=chunks(), headers=headers).status_code == 413
+
+
+def test_a_body_that_is_not_json_gets_a_400_that_says_so(api: Api) -> None:
+    headers = {**api.staff, "Content-Type": "application/json"}
+    response = api.client.post("/api/v1/contacts", content=b"\xff\xfe\xfd", headers=headers)
+    assert response.status_code == 400
+    assert response.json()["detail"] == "the request body is not valid JSON"

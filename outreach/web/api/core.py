@@ -220,12 +220,9 @@ class ApiRoute(APIRoute):
                 except OutreachError as exc:
                     (status, detail), errors, headers = _service_error(exc), [], {}
                 except HTTPException as exc:
-                    status, detail, errors, headers = (
-                        exc.status_code,
-                        str(exc.detail),
-                        [],
-                        dict(exc.headers or {}),
-                    )
+                    # FastAPI raises one here only for a body that is not JSON; its wording is vague.
+                    status, errors, headers = exc.status_code, [], dict(exc.headers or {})
+                    detail = "the request body is not valid JSON" if status == 400 else str(exc.detail)
                 except Exception as exc:
                     # Only the type: a database error's text can quote the patient data it was given.
                     log.error("api %s failed: %s", action, type(exc).__name__)
