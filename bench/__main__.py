@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import delivery_bench, enroll_bench, import_bench, web_bench
+from bench import api_bench, delivery_bench, enroll_bench, import_bench, web_bench
 
 Pairs = list[tuple[str, str]]
 Bench = Callable[[bool], Pairs]
@@ -42,6 +42,7 @@ BENCHES: list[tuple[str, Bench]] = [
     ),
     ("ratelimit", lambda quick: [] if quick else delivery_bench.limiter_pairs()),
     ("web", lambda quick: web_bench.run(quick)),
+    ("api", lambda quick: [] if quick else api_bench.pairs()),
 ]
 
 # The goal beside each figure (docs/benchmarks.md); figures without one are context.

@@ -11,3 +11,7 @@ class OutreachError(Exception):
 
 class NotFound(OutreachError):
     exit_code = 1
+
+
+class Conflict(OutreachError):
+    """The change collides with a record that already exists (an external id taken)."""

@@ -91,3 +91,19 @@ def _message(message: Message, contact: Contact, zone: ZoneInfo) -> dict[str, An
         "local_due_at": message.due_at.astimezone(own).isoformat(),
         "sent_at": message.sent_at.isoformat() if message.sent_at else None,
     }
+
+
+def between(
+    session: Session, start: datetime, end: datetime, *, after_id: int | None = None, limit: int = 100
+) -> list[Appointment]:
+    """Visits starting in [start, end), in start order (then id). ``after_id`` continues after
+    that visit, for paging: the order is by (start, id), so the page boundary is exact."""
+    query = select(Appointment).where(Appointment.starts_at >= start, Appointment.starts_at < end)
+    if after_id is not None:
+        anchor = session.get(Appointment, after_id)
+        if anchor is not None:
+            query = query.where(
+                (Appointment.starts_at > anchor.starts_at)
+                | ((Appointment.starts_at == anchor.starts_at) & (Appointment.id > anchor.id))
+            )
+    return list(session.scalars(query.order_by(Appointment.starts_at, Appointment.id).limit(limit)))

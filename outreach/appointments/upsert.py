@@ -20,7 +20,13 @@ from sqlalchemy.orm import Session
 from outreach.appointments import service
 from outreach.appointments.service import AppointmentError, Change
 from outreach.config import Settings
+from outreach.errors import Conflict
 from outreach.models import Appointment, AppointmentStatus
+
+
+class AppointmentConflict(AppointmentError, Conflict):
+    """The external_id names another patient's appointment."""
+
 
 PUSHABLE_STATUSES = frozenset(
     str(s)
@@ -102,7 +108,7 @@ def upsert(
             service.confirm(session, settings, change.appointment.id, now=at)
         return change
     if existing.contact_id != data.contact_id:
-        raise AppointmentError("external_id already belongs to another patient's appointment")
+        raise AppointmentConflict("external_id already belongs to another patient's appointment")
     return _update(session, settings, existing, data, status, notify, at)
 
 

@@ -9,17 +9,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 from rich.table import Table
-from sqlalchemy import func, select
 
 from outreach.campaigns import eligibility, lifecycle
-from outreach.campaigns import files as campaign_files
 from outreach.campaigns import sync as campaign_sync
 from outreach.campaigns.enroll import enroll as enroll_contacts
+from outreach.campaigns.overview import campaign_summaries
 from outreach.campaigns.preview import preview as preview_steps
 from outreach.cli.common import console, err_console, handle_errors, print_json, settings, transaction
 from outreach.content.lint import check_templates
 from outreach.errors import OutreachError
-from outreach.models import Campaign, Enrollment, EnrollmentState, utcnow
+from outreach.models import utcnow
 
 campaigns_app = typer.Typer(no_args_is_help=True, help="Campaign definitions (templates/campaigns/*.yaml).")
 templates_app = typer.Typer(no_args_is_help=True, help="Message templates (templates/sms, templates/email).")
@@ -89,39 +88,7 @@ def sync(as_json: JsonOption = False) -> None:
 def list_(as_json: JsonOption = False) -> None:
     """Campaigns in the database with their steps and enrollment counts."""
     with transaction() as session:
-        counts: dict[int, int] = dict(
-            list(
-                session.execute(
-                    select(Enrollment.campaign_id, func.count())
-                    .where(Enrollment.state.in_([EnrollmentState.ACTIVE, EnrollmentState.PAUSED]))
-                    .group_by(Enrollment.campaign_id)
-                )
-            )
-        )
-        rows: list[dict[str, Any]] = [
-            {
-                "slug": c.slug,
-                "name": c.name,
-                "category": c.category,
-                "active": c.active,
-                "window": campaign_files.window_label(c, settings()),
-                "no_weekends": c.no_weekends if c.no_weekends is not None else settings().no_weekends,
-                "enrollments": counts.get(c.id, 0),
-                "steps": [
-                    {
-                        "key": s.key,
-                        "channel": s.channel,
-                        "template": s.template,
-                        "day": s.day_offset,
-                        "at": s.at_time,
-                        "after_seconds": s.delay_seconds,
-                    }
-                    for s in c.steps
-                    if s.active
-                ],
-            }
-            for c in session.scalars(select(Campaign).order_by(Campaign.slug))
-        ]
+        rows = campaign_summaries(session, settings())
     if as_json:
         print_json(rows)
         return

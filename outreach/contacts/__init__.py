@@ -5,7 +5,8 @@ What other areas call::
     add_contact(session, ContactInput(...), clinic_timezone=...) -> Contact
     update_contact(session, contact, ContactInput(...)) -> Contact
     get_contact(session, 12 | "ext:MRN") -> Contact
-    find_contacts(session, search=..., tag=..., phone=..., email=..., limit=..., offset=...)
+    find_contacts(session, search=..., tag=..., phone=..., email=..., consent_to=..., after_id=..., limit=...)
+    delete_contact(session, contact)  (refused when the contact has history)
     contact_json(session, contact) / contacts_json(session, contacts)
     shared_phones(session, phones) -> set[str]
     change_consent(session, contact_id, channel, categories, grant=..., wording=..., recorded_by=...)
@@ -24,6 +25,7 @@ from outreach.contacts.service import (
     change_consent,
     contact_json,
     contacts_json,
+    delete_contact,
     find_contacts,
     get_contact,
     shared_phones,
@@ -40,6 +42,7 @@ __all__ = [
     "change_consent",
     "contact_json",
     "contacts_json",
+    "delete_contact",
     "export_contacts_csv",
     "find_contacts",
     "get_contact",

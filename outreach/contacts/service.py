@@ -26,13 +26,33 @@ from outreach.contacts.fields import (
     normalize_timezone,
     resolve_timezone,
 )
-from outreach.errors import NotFound, OutreachError
-from outreach.models import Category, Channel, Consent, ConsentSource, ConsentState, Contact, ContactTag
+from outreach.errors import Conflict, NotFound, OutreachError
+from outreach.models import (
+    Appointment,
+    Category,
+    Channel,
+    Consent,
+    ConsentEvent,
+    ConsentSource,
+    ConsentState,
+    Contact,
+    ContactTag,
+    Enrollment,
+    Message,
+)
 from outreach.outbox import cancel_pending, lock_contacts
 
 
 class InvalidContact(OutreachError):
     """The fields given for a contact are not acceptable; the message names each problem."""
+
+
+class ContactHasHistory(Conflict):
+    """The contact has records the clinic must keep, so it cannot be deleted."""
+
+
+class ExternalIdTaken(InvalidContact, Conflict):
+    """Another contact already carries that external_id."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +122,7 @@ def _check_external_id(session: Session, external_id: str | None, contact_id: in
     owner = session.scalar(select(Contact.id).where(Contact.external_id == external_id))
     if owner is not None and owner != contact_id:
         # The identifier itself is not repeated: an MRN is patient data.
-        raise InvalidContact(f"that external_id already belongs to contact {owner}")
+        raise ExternalIdTaken(f"that external_id already belongs to contact {owner}")
 
 
 def add_contact(session: Session, data: ContactInput, *, clinic_timezone: str) -> Contact:
@@ -172,14 +192,27 @@ def find_contacts(
     tag: str | None = None,
     phone: str | None = None,
     email: str | None = None,
-    consent_granted: tuple[str, str] | None = None,
+    consent_to: tuple[str, str] | None = None,
+    after_id: int | None = None,
     limit: int | None = 100,
     offset: int = 0,
 ) -> list[Contact]:
     """Contacts in id order. ``search`` matches names, email or phone (substring, any case);
-    ``phone`` and ``email`` match exactly after normalisation; ``consent_granted`` is a
-    (channel, category) the contact must have granted."""
+    ``phone`` and ``email`` match exactly after normalisation; ``consent_to`` (channel,
+    category) keeps contacts whose consent there is granted; ``after_id`` pages by key (the
+    API's cursor), which stays fast however deep the page."""
     query = select(Contact).order_by(Contact.id)
+    if after_id is not None:
+        query = query.where(Contact.id > after_id)
+    if consent_to is not None:
+        channel, category = consent_to
+        query = query.where(
+            Contact.consents.any(
+                (Consent.channel == channel)
+                & (Consent.category == category)
+                & (Consent.state == str(ConsentState.GRANTED))
+            )
+        )
     if search:
         pattern = f"%{search.strip().lower()}%"
         query = query.where(
@@ -192,15 +225,6 @@ def find_contacts(
         )
     if tag:
         query = query.where(Contact.tags.any(ContactTag.tag == tag.strip().lower()))
-    if consent_granted:
-        channel, category = consent_granted
-        query = query.where(
-            Contact.consents.any(
-                (Consent.channel == channel)
-                & (Consent.category == category)
-                & (Consent.state == ConsentState.GRANTED)
-            )
-        )
     try:
         if phone:
             query = query.where(Contact.phone == normalize_phone(phone).e164)
@@ -212,6 +236,24 @@ def find_contacts(
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query))
+
+
+def delete_contact(session: Session, contact: Contact) -> None:
+    """Delete a contact who has no history. The consent ledger is append-only and messages and
+    appointments are the clinic's record of what was done, so a contact with any of those is
+    kept (withdraw consent or unenroll instead)."""
+    kept = (
+        session.scalar(select(ConsentEvent.id).where(ConsentEvent.contact_id == contact.id).limit(1))
+        or session.scalar(select(Message.id).where(Message.contact_id == contact.id).limit(1))
+        or session.scalar(select(Appointment.id).where(Appointment.contact_id == contact.id).limit(1))
+        or session.scalar(select(Enrollment.id).where(Enrollment.contact_id == contact.id).limit(1))
+    )
+    if kept is not None:
+        raise ContactHasHistory(
+            f"contact {contact.id} has consent records, messages, enrollments or appointments; it is kept"
+        )
+    session.delete(contact)
+    session.flush()
 
 
 def shared_phones(session: Session, phones: Iterable[str | None]) -> set[str]:
@@ -253,16 +295,16 @@ def contact_json(session: Session, contact: Contact) -> dict[str, Any]:
 
 
 def contacts_json(session: Session, contacts: Sequence[Contact]) -> list[dict[str, Any]]:
-    """``contact_json`` for many contacts in three queries instead of two per contact."""
+    """``contact_json`` for many contacts: one query for shared phones, and the consents the
+    contacts were loaded with (``Contact.consents`` is loaded in bulk with the contacts)."""
     shared = shared_phones(session, (c.phone for c in contacts))
     views: dict[int, dict[str, dict[str, str]]] = {
         c.id: {str(ch): {str(cat): "none" for cat in Category} for ch in Channel} for c in contacts
     }
-    if contacts:
-        rows = session.scalars(select(Consent).where(Consent.contact_id.in_(list(views))))
-        for row in rows:
+    for contact in contacts:
+        for row in contact.consents:
             state = "granted" if row.state == ConsentState.GRANTED else "revoked"
-            views[row.contact_id][row.channel][row.category] = state
+            views[contact.id][row.channel][row.category] = state
     return [_as_json(c, c.phone in shared, views[c.id]) for c in contacts]
 
 

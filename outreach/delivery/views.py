@@ -81,15 +81,17 @@ def list_messages(
     channel: str | None = None,
     due_from: datetime | None = None,
     due_until: datetime | None = None,
+    after_id: int | None = None,
     limit: int | None = 200,
     offset: int = 0,
     newest_first: bool = False,
     staff_zone: ZoneInfo | None = None,
 ) -> list[dict[str, Any]]:
     """Messages by due time (then id), newest schedule last; filters combine. ``due_from``
-    is inclusive, ``due_until`` exclusive. ``newest_first`` orders by creation instead, newest
-    first: the primary key serves that order, where due time has no index over all rows.
-    ``outcome`` times are in ``staff_zone`` (the clinic's; default each recipient's own)."""
+    is inclusive, ``due_until`` exclusive. ``after_id`` continues after that message in this
+    order (the API's cursor). ``newest_first`` orders by creation instead, newest first: the
+    primary key serves that order, where due time has no index over all rows. ``outcome``
+    times are in ``staff_zone`` (the clinic's; default each recipient's own)."""
     if state is not None and state not in {str(s) for s in MessageState}:
         raise NotFound(f"unknown message state {state!r}; one of {', '.join(s.value for s in MessageState)}")
     query = (
@@ -109,6 +111,11 @@ def list_messages(
         query = query.where(Message.contact_id == contact_id)
     if state is not None:
         query = query.where(Message.state == state)
+    anchor = session.get(Message, after_id) if after_id is not None else None
+    if anchor is not None:
+        query = query.where(
+            (Message.due_at > anchor.due_at) | ((Message.due_at == anchor.due_at) & (Message.id > anchor.id))
+        )
     if campaign is not None:
         query = (
             # Through the contact too: messages have no index on enrollment_id, and

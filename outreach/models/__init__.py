@@ -28,11 +28,13 @@ from outreach.models.messages import (
     MessageState,
     RateSlot,
 )
+from outreach.models.tokens import ApiToken
 
 __all__ = [
     "CAP_COUNTED_STATES",
     "PENDING_STATES",
     "TERMINAL_STATES",
+    "ApiToken",
     "Appointment",
     "AppointmentStatus",
     "AuditEvent",

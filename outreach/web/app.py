@@ -1,4 +1,5 @@
-"""The web process: the staff web app, Twilio webhooks, unsubscribe pages, health check, metrics.
+"""The web process: the staff web app, the JSON API, Twilio webhooks, unsubscribe pages, health
+check, metrics.
 
 ``create_app`` takes its settings and collaborators as arguments (tests pass their own, and a
 fixed ``clock``); ``outreach serve`` builds them from the environment.
@@ -17,7 +18,7 @@ from outreach.celeryapp import PROCESS_INBOUND, make_celery
 from outreach.config import Settings
 from outreach.db import make_engine, make_session_factory
 from outreach.ops import routes as ops_routes
-from outreach.web import inbound, status_webhook, unsubscribe
+from outreach.web import api, inbound, status_webhook, unsubscribe
 from outreach.web.limits import BodySizeLimit
 from outreach.web.staff import app as staff_app
 
@@ -40,6 +41,7 @@ def create_app(
     app.include_router(inbound.router)
     app.include_router(unsubscribe.router)
     staff_app.mount(app)
+    api.install(app, clock=app.state.clock)
 
     app.include_router(ops_routes.router(settings, app.state.session_factory))
     return app

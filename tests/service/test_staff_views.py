@@ -67,7 +67,7 @@ def test_delivery_counts_fall_on_the_clinics_local_day_per_channel_and_campaign(
 def test_contacts_filter_by_granted_consent(session: Session) -> None:
     texts = add_contact(session, "+15105550101", "Ana")
     add_contact(session, "+15105550102", "Bea", sms=())
-    assert [c.id for c in find_contacts(session, consent_granted=("sms", "education"))] == [texts.id]
+    assert [c.id for c in find_contacts(session, consent_to=("sms", "education"))] == [texts.id]
 
 
 def test_messages_filter_by_channel_and_due_date_and_export_without_text(session: Session) -> None:

@@ -57,7 +57,7 @@ def _contacts_page(
             session,
             search=q or None,
             tag=tag or None,
-            consent_granted=granted,  # type: ignore[arg-type]
+            consent_to=granted,  # type: ignore[arg-type]
             limit=PAGE_SIZE + 1,
             offset=(page - 1) * PAGE_SIZE,
         )

@@ -1,0 +1,219 @@
+"""The JSON API on one web process (uvicorn, one worker) against PostgreSQL.
+
+Goals: `PUT /api/v1/appointments/{external_id}` sustains >= 300 upserts/s with p99 <= 100 ms
+(each one books a new visit and materialises its reminders); a contacts list page
+(`GET /api/v1/contacts?limit=100&cursor=...` at random depths) <= 50 ms p95 with 100k contacts.
+
+The server runs in its own process (so the client's threads do not share its interpreter) with
+the rate limit lifted; the client keeps a few requests in flight. Setup (contacts with SMS and
+email care consent, straight in SQL) is not measured.
+
+    python -m bench.api_bench [--contacts N] [--upserts N] [--pg-admin-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from outreach.config import load_settings
+from outreach.db import make_engine, make_session_factory
+from outreach.migrate import upgrade
+from outreach.web.api import tokens
+from outreach.web.api.schemas import encode_cursor
+
+DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+REPO = Path(__file__).resolve().parent.parent
+IN_FLIGHT = 4
+
+SERVER = """
+import sys, uvicorn
+from outreach.config import load_settings
+from outreach.web.api.core import TokenBucket
+from outreach.web.app import create_app
+settings = load_settings(database_url=sys.argv[1], templates_dir=sys.argv[2])
+app = create_app(settings, enqueue_inbound=lambda _i: None)
+app.state.api_bucket = TokenBucket(1e9, 10**9)
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[3]), log_level="warning", access_log=False)
+"""
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def _seed(url: str, contacts: int) -> None:
+    with psycopg.connect(_libpq(url)) as conn:
+        conn.execute(
+            f"""INSERT INTO contacts (external_id, first_name, last_name, phone, email, timezone, language,
+                                      created_at, updated_at)
+                SELECT 'MRN-' || n, 'Pat', 'Doe', '+1415' || lpad(n::text, 7, '0'),
+                       'p' || n || '@example.org', 'America/Los_Angeles', 'en', now(), now()
+                FROM generate_series(1, {contacts}) AS n"""
+        )
+        for channel in ("sms", "email"):
+            conn.execute(
+                f"""INSERT INTO consent_events (contact_id, channel, category, state, source, evidence,
+                                                recorded_by, occurred_at)
+                    SELECT id, '{channel}', 'care', 'granted', 'staff', 'bench', 'bench', now()
+                    FROM contacts"""
+            )
+        conn.execute(
+            """INSERT INTO consents (contact_id, channel, category, state, updated_at, event_id)
+               SELECT contact_id, channel, category, state, occurred_at, id FROM consent_events"""
+        )
+        conn.execute("ANALYZE")
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _run_clients(
+    work: list[tuple[str, str, dict[str, object] | None]], base: str, auth: str
+) -> tuple[float, list[float]]:
+    """Send every request with IN_FLIGHT threads; returns (seconds, latencies)."""
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    items = iter(work)
+
+    def worker() -> None:
+        with httpx.Client(base_url=base, headers={"Authorization": auth}, timeout=30) as client:
+            while True:
+                with lock:
+                    item = next(items, None)
+                if item is None:
+                    return
+                method, path, body = item
+                started = time.perf_counter()
+                response = client.request(method, path, json=body)
+                elapsed = time.perf_counter() - started
+                with lock:
+                    latencies.append(elapsed)
+                    if response.status_code >= 300:
+                        failures.append(f"{response.status_code} {response.text[:200]}")
+
+    threads = [threading.Thread(target=worker) for _ in range(IN_FLIGHT)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    if failures:
+        raise RuntimeError(f"{len(failures)} requests failed, e.g. {failures[0]}")
+    return seconds, latencies
+
+
+def _wait_until_up(base: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError("the web process exited")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the web process did not answer within 120 s")
+
+
+def run(
+    contacts: int = 100_000, upserts: int = 2000, pg_admin_url: str = DEFAULT_PG_ADMIN_URL
+) -> dict[str, float]:
+    name = f"outreach_bench_api_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(_libpq(pg_admin_url), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = pg_admin_url.rsplit("/", 1)[0] + "/" + name
+    engine = make_engine(url)
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        upgrade(url)
+        _seed(url, contacts)
+        with make_session_factory(engine)() as session, session.begin():
+            secret = tokens.issue(session, "bench", "admin", datetime.now(UTC)).secret
+        settings = load_settings(database_url=url, templates_dir=REPO / "templates")
+        port = 18000 + os.getpid() % 1000
+        base = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen(
+            [sys.executable, "-c", SERVER, url, str(settings.templates_dir), str(port)], cwd=REPO
+        )
+        _wait_until_up(base, server)
+        # Visits a week ahead, spread over clinic hours, for contacts across the table.
+        first = (datetime.now(UTC) + timedelta(days=7)).replace(hour=17, minute=0, second=0, microsecond=0)
+        puts: list[tuple[str, str, dict[str, object] | None]] = [
+            (
+                "PUT",
+                f"/api/v1/appointments/BENCH-{n}",
+                {
+                    "contact_external_id": f"MRN-{1 + (n * 7919) % contacts}",
+                    "starts_at": (first + timedelta(days=n % 20, minutes=15 * (n % 24))).isoformat(),
+                    "type": "consultation",
+                },
+            )
+            for n in range(upserts)
+        ]
+        load = os.getloadavg()[0]
+        seconds, put_latencies = _run_clients(puts, base, f"Bearer {secret}")
+        pages: list[tuple[str, str, dict[str, object] | None]] = [
+            ("GET", f"/api/v1/contacts?limit=100&cursor={encode_cursor((n * 48271) % contacts)}", None)
+            for n in range(400)
+        ]
+        _, page_latencies = _run_clients(pages, base, f"Bearer {secret}")
+        return {
+            "load": load,
+            "upserts_per_s": upserts / seconds,
+            "put_p50_ms": 1000 * statistics.median(put_latencies),
+            "put_p99_ms": 1000 * _percentile(put_latencies, 0.99),
+            "page_p50_ms": 1000 * statistics.median(page_latencies),
+            "page_p95_ms": 1000 * _percentile(page_latencies, 0.95),
+        }
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        engine.dispose()
+        with psycopg.connect(_libpq(pg_admin_url), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pairs() -> list[tuple[str, str]]:
+    figures = run()
+    return [
+        ("load before", f"{figures['load']:.1f} (1-minute average, 2 cores)"),
+        ("PUT upserts/s", f"{figures['upserts_per_s']:.0f} (goal >= 300, {IN_FLIGHT} in flight)"),
+        ("PUT p50 / p99", f"{figures['put_p50_ms']:.0f} / {figures['put_p99_ms']:.0f} ms (goal p99 <= 100)"),
+        (
+            "contacts page p50/p95",
+            f"{figures['page_p50_ms']:.0f} / {figures['page_p95_ms']:.0f} ms (goal p95 <= 50)",
+        ),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--upserts", type=int, default=2000)
+    parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN_URL)
+    args = parser.parse_args()
+    figures = run(args.contacts, args.upserts, args.pg_admin_url)
+    for key, value in figures.items():
+        print(f"{key:<16} {value:.1f}")
+
+
+if __name__ == "__main__":
+    main()
