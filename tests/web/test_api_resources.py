@@ -90,8 +90,9 @@ def test_pause_resume_and_unenroll_move_the_enrollment_and_its_messages(
         f"/api/v1/campaigns/{SLUG}/enrollments/unenroll", json=who, headers=api.staff
     ).json()
     assert (ended["enrollments"], ended["messages_cancelled"]) == (1, 5)
-    refused = api.client.post(f"/api/v1/campaigns/{SLUG}/enrollments", json=who, headers=api.staff).json()
-    assert refused["contacts"][0]["reason"] == "unenrolled from this campaign earlier"
+    # Enrolling again after an unenroll starts the series afresh (nothing had been sent yet).
+    again = api.client.post(f"/api/v1/campaigns/{SLUG}/enrollments", json=who, headers=api.staff).json()
+    assert again["contacts"][0]["reason"] == "enrolled again (was unenrolled)"
 
 
 def test_messages_query_by_contact_channel_and_state_and_show_one_without_its_body(

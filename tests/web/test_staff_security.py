@@ -30,6 +30,7 @@ PUBLIC = {
     "/webhooks/twilio/sms",
     "/webhooks/twilio/status",
     "/unsubscribe/{token}",
+    "/openapi.json",  # the JSON API's description: no patient data, integrators read it
 }
 # Routes with a guard of their own: /metrics takes OUTREACH_METRICS_TOKEN, or loopback only.
 OWN_GUARD = {"/metrics"}
