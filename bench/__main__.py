@@ -61,7 +61,7 @@ GOALS = {
     "slots granted": "<= MPS, >= 95% used",
     "slots used": "<= MPS, >= 95% used",
 }
-# Goals issue 18 sets that no benchmark measures yet: listed so the table shows the gap.
+# Goals that no benchmark measures yet: listed so the table shows the gap.
 NOT_MEASURED = [
     ("webhook ingest", "the webhook-ingest benchmark's figures", "(its own issue)"),
     ("crisis reply under load", "20,000 due at once, then a crisis text: reply p99 over 20 trials", "<= 2 s"),

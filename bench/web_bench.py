@@ -1,6 +1,6 @@
 """The staff web app at clinic scale on PostgreSQL: 100k contacts, 1M messages, 50k replies.
 
-Goals (issue 15): dashboard, inbox, contact search and a contact page each answer in <= 150 ms
+Goals: dashboard, inbox, contact search and a contact page each answer in <= 150 ms
 at p95; the first page of any list in <= 100 ms. Measured in process, through the whole ASGI
 app (session check, audit row, database, template), as the time from request to full response
 body, with a signed-in staff login; the data set is written straight in SQL (not measured).

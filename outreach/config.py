@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     oncall_sms: Annotated[list[str], NoDecode] = Field(default_factory=list)
     oncall_email: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    # Two-way messaging (issue 5, replies area). Staff replies ("conversational") may go outside
+    # Two-way messaging. Staff replies ("conversational") may go outside
     # the automated window for this many hours after the patient's own last message. The
     # unsubscribe mailbox is the mailto: in List-Unsubscribe (empty: clinic_email).
     conversational_window_hours: float = 4.0
@@ -164,7 +164,7 @@ class Settings(BaseSettings):
     # The sandbox (a local Twilio-compatible API and SMTP sink).
     sandbox_http_port: int = 8025
     sandbox_smtp_port: int = 8026
-    # Sandbox behaviour (issue 4, sandbox area): the interface it listens on, the pause between
+    # Sandbox behaviour: the interface it listens on, the pause between
     # the queued -> sent -> delivered status callbacks (0 in tests), a switch to send no callbacks
     # at all (throughput benchmarks: messages then jump straight to their final status), and
     # whether it answers STOP/START/HELP with Twilio's default auto-replies like a long code does.
