@@ -153,7 +153,7 @@ def _insert(bench: Bench, tag: str, due_ats: Sequence[datetime]) -> None:
         for n, due in enumerate(due_ats)
     ]
     with bench.factory.begin() as session:
-        insert_messages(session, rows)
+        insert_messages(session, rows, now=utcnow())
         low, high = session.execute(
             select(func.min(Message.id), func.max(Message.id)).where(
                 Message.idempotency_key.in_([rows[0]["idempotency_key"], rows[-1]["idempotency_key"]])

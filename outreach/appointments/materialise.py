@@ -139,7 +139,7 @@ def insert_plans(
     rows = [row_for(p, contact_id, now) for p in listed]
     if detached:
         rows = [{**row, "appointment_id": None, "appointment_version": None} for row in rows]
-    insert_messages(session, rows)
+    insert_messages(session, rows, now=now)
     return _outcome(session, listed)
 
 

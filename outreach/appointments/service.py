@@ -292,7 +292,7 @@ def move(
     policy = policy_for(settings.templates_dir, new_type or appointment.type)
     change = Change(appointment, "rescheduled")
     change.cancelled_messages = outbox.cancel_pending(
-        session, "the appointment was rescheduled", appointment_id=appointment.id
+        session, "the appointment was rescheduled", appointment_id=appointment.id, now=now
     )
     appointment.starts_at = starts_at
     appointment.type = policy.type
@@ -330,7 +330,7 @@ def cancel(
         )
     change = Change(appointment, "cancelled")
     change.cancelled_messages = outbox.cancel_pending(
-        session, "the appointment was cancelled", appointment_id=appointment.id
+        session, "the appointment was cancelled", appointment_id=appointment.id, now=now
     )
     appointment.status = str(AppointmentStatus.CANCELLED)
     appointment.cancelled_at = at
@@ -372,7 +372,7 @@ def _close(session: Session, settings: Settings, appointment_id: int, outcome: s
     change = Change(appointment, outcome)
     # Switching completed <-> no_show (a correction) also stops the other outcome's steps.
     change.cancelled_messages = outbox.cancel_pending(
-        session, f"the appointment was marked {outcome}", appointment_id=appointment.id
+        session, f"the appointment was marked {outcome}", appointment_id=appointment.id, now=now
     )
     appointment.status = outcome
     appointment.closed_at = now
@@ -411,11 +411,11 @@ def confirm(
     appointment.reschedule_requested_at = None
     appointment.updated_at = at
     change = Change(appointment, "confirmed")
-    change.cancelled_messages = _cancel_confirmation_requests(session, appointment)
+    change.cancelled_messages = _cancel_confirmation_requests(session, appointment, at)
     return change
 
 
-def _cancel_confirmation_requests(session: Session, appointment: Appointment) -> int:
+def _cancel_confirmation_requests(session: Session, appointment: Appointment, now: datetime) -> int:
     rows = session.scalars(
         select(Message).where(
             Message.appointment_id == appointment.id,
@@ -434,6 +434,7 @@ def _cancel_confirmation_requests(session: Session, appointment: Appointment) ->
                 [MessageState.SCHEDULED, MessageState.QUEUED],
                 MessageState.CANCELLED,
                 reason="the appointment is already confirmed",
+                now=now,
             )
         ):
             cancelled += 1

@@ -160,7 +160,7 @@ def _restart(
         for cid, eid, plan in restarts
         for step, due_at in plans[plan]
     ]
-    return insert_rows(session, rows)
+    return insert_rows(session, rows, now)
 
 
 def _insert_fresh(session: Session, new: NewEnrollments) -> int:

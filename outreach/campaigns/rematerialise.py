@@ -97,14 +97,14 @@ def materialise_outstanding(
         rows.extend(
             message_row(campaign, eid, cid, s, due[s.key], earlier.get((eid, s.key), 0), now) for s in todo
         )
-    return insert_rows(session, rows)
+    return insert_rows(session, rows, now)
 
 
-def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+def insert_rows(session: Session, rows: Sequence[dict[str, Any]], now: datetime) -> int:
     """``outbox.insert_messages`` in chunks that keep each statement's parameters bounded."""
     created = 0
     for start in range(0, len(rows), 5000):
-        created += outbox.insert_messages(session, rows[start : start + 5000])
+        created += outbox.insert_messages(session, rows[start : start + 5000], now=now)
     return created
 
 

@@ -14,6 +14,7 @@ from outreach.cli.common import (
     console,
     err_console,
     handle_errors,
+    now,
     pause_lines,
     print_json,
     session_factory,
@@ -222,7 +223,7 @@ def consent(
     with transaction() as session:
         found = get_contact(session, contact)
         recorded = change_consent(
-            session, found.id, channel, category, grant=grant, wording=evidence, recorded_by=by
+            session, found.id, channel, category, grant=grant, wording=evidence, recorded_by=by, now=now()
         )
         doc = contact_json(session, found)
     if as_json:

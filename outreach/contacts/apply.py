@@ -322,6 +322,7 @@ class BatchApplier:
             cancel_pending(
                 self.session, "consent revoked by CSV import",
                 contact_id=contact_id, channel=channel, categories=categories,
+                now=self.now,
             )
 
 

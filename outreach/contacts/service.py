@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -317,6 +318,7 @@ def change_consent(
     grant: bool,
     wording: str,
     recorded_by: str,
+    now: datetime,
 ) -> list[str]:
     """Record staff's grant or revocation with its evidence. A revocation also cancels what is
     already scheduled on that channel for those categories. Returns the categories recorded."""
@@ -336,14 +338,15 @@ def change_consent(
     if not lock_contacts(session, [contact_id]):
         raise NotFound("no such contact")
     evidence = consent.Evidence(
-        source=ConsentSource.STAFF, wording=wording.strip(), recorded_by=recorded_by.strip()
+        source=ConsentSource.STAFF, wording=wording.strip(), recorded_by=recorded_by.strip(), occurred_at=now
     )
     if grant:
         consent.grant(session, contact_id, channel, wanted, evidence)
     else:
         consent.revoke(session, contact_id, channel, wanted, evidence)
         cancel_pending(
-            session, "consent revoked by staff", contact_id=contact_id, channel=channel, categories=wanted
+            session, "consent revoked by staff", now=now, contact_id=contact_id, channel=channel,
+            categories=wanted,
         )
     session.flush()
     return wanted

@@ -140,7 +140,8 @@ def unsubscribe(
             ),
         )
     cancelled = outbox.cancel_pending(
-        session, REASON, contact_id=target.contact_id, channel=Channel.EMAIL, categories=[target.category]
+        session, REASON, contact_id=target.contact_id, channel=Channel.EMAIL, categories=[target.category],
+        now=now,
     )
     enrollments = session.scalars(
         select(Enrollment)

@@ -33,7 +33,8 @@ def apply_effect(session: Session, message: Message, effect: Effect, code: str |
             ),
         )
         cancel_pending(
-            session, "the contact opted out of SMS", contact_id=message.contact_id, channel=Channel.SMS
+            session, "the contact opted out of SMS", contact_id=message.contact_id, channel=Channel.SMS,
+            now=now,
         )
     elif effect == Effect.SUPPRESS_ADDRESS and address:
         suppress(session, message.channel, address, f"provider error {code}", code, now)
@@ -53,4 +54,6 @@ def suppress(
         session.flush()
     column = Contact.phone if channel == Channel.SMS else Contact.email
     for contact_id in session.scalars(select(Contact.id).where(column == address)):
-        cancel_pending(session, f"address suppressed: {reason}", contact_id=contact_id, channel=channel)
+        cancel_pending(
+            session, f"address suppressed: {reason}", contact_id=contact_id, channel=channel, now=now
+        )

@@ -136,17 +136,20 @@ def _prepare_one(
             reason=decision.reason,
             due_at=decision.until,
             lease_until=None,
+            now=now,
         )
         outcomes[message.id] = MessageState.SCHEDULED
         return None
     if isinstance(decision, checks.Stop):
-        transition(session, message.id, [MessageState.QUEUED], decision.state, reason=decision.reason)
+        transition(
+            session, message.id, [MessageState.QUEUED], decision.state, reason=decision.reason, now=now
+        )
         outcomes[message.id] = decision.state
         return None
     try:
         outgoing = outgoing_builder.build(session, settings, message, decision.to, now, decision.send_by)
     except outgoing_builder.RenderFailure as exc:
-        transition(session, message.id, [MessageState.QUEUED], MessageState.FAILED, reason=str(exc))
+        transition(session, message.id, [MessageState.QUEUED], MessageState.FAILED, reason=str(exc), now=now)
         outcomes[message.id] = MessageState.FAILED
         return None
     # A later capped message of this batch for the same contact must count this one.

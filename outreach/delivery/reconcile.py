@@ -63,6 +63,7 @@ def _reconcile_one(session: Session, services: Services, message_id: int) -> str
             [MessageState.UNKNOWN],
             MessageState.FAILED,
             reason="outcome unknown (connection lost during the send); not resent to avoid a duplicate",
+            now=now,
         )
         return "closed"
     try:
@@ -81,6 +82,7 @@ def _reconcile_one(session: Session, services: Services, message_id: int) -> str
             provider_id=found.provider_id,
             provider_status=found.status,
             sent_at=started,
+            now=now,
         )
         return "sent"
     if message.attempts >= message.max_attempts:
@@ -90,6 +92,7 @@ def _reconcile_one(session: Session, services: Services, message_id: int) -> str
             [MessageState.UNKNOWN],
             MessageState.FAILED,
             reason=f"never reached the provider after {message.attempts} attempts",
+            now=now,
         )
         return "closed"
     transition(
@@ -100,5 +103,6 @@ def _reconcile_one(session: Session, services: Services, message_id: int) -> str
         reason="reconciled: the provider never received it; sending again",
         due_at=now,
         lease_until=None,
+        now=now,
     )
     return "resend"

@@ -100,6 +100,7 @@ def record_failure(
             MessageState.UNKNOWN,
             reason=error.detail,
             error_code=error.code,
+            now=now,
         )
         finish_attempt(session, message_id, now, outcome="unknown", error=error)
         return MessageState.UNKNOWN
@@ -115,6 +116,7 @@ def record_failure(
             reason=reason,
             error_code=error.code,
             lease_until=None,
+            now=now,
         )
         finish_attempt(
             session, message_id, now, outcome="permanent" if error.permanent else "retry", error=error
@@ -131,6 +133,7 @@ def record_failure(
             MessageState.EXPIRED,
             reason=f"could not send before it stopped being useful: {error.detail}",
             error_code=error.code,
+            now=now,
         )
         finish_attempt(session, message_id, now, outcome="retry", error=error)
         return MessageState.EXPIRED
@@ -143,6 +146,7 @@ def record_failure(
         due_at=retry_at,
         error_code=error.code,
         lease_until=None,
+        now=now,
     )
     finish_attempt(session, message_id, now, outcome="retry", error=error)
     metrics.RETRIES.inc()

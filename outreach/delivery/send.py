@@ -173,6 +173,7 @@ def _hand_back(session: Session, now: datetime, message_id: int, after: timedelt
         due_at=now + after,
         attempts=Message.attempts - 1,
         lease_until=None,
+        now=now,
     )
     finish_attempt(session, message_id, now, outcome="deferred", detail=reason)
     return MessageState.SCHEDULED
@@ -268,7 +269,10 @@ def _check_and_call(
         stopped = checks.still_wanted(facts, message)
         reason = stopped.reason if stopped else checks.consent_problem(facts, message)
         if reason:
-            transition(session, message.id, [MessageState.SENDING], MessageState.CANCELLED, reason=reason)
+            transition(
+                session, message.id, [MessageState.SENDING], MessageState.CANCELLED, reason=reason,
+                now=services.clock(),
+            )
             finish_attempt(session, message.id, services.clock(), outcome="skipped", detail=reason)
             return MessageState.CANCELLED
         if message.kind == MessageKind.AUTOMATED and paused.get(message.contact_id) is not None:

@@ -152,4 +152,5 @@ def _after_delivery_failure(session: Session, message: Message, event: StatusEve
                     "not_after": message.not_after,
                 }
             ],
+            now=now,
         )

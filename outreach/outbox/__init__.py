@@ -29,18 +29,19 @@ from sqlalchemy import CursorResult, Select, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, lazyload
 
-from outreach.models import PENDING_STATES, Contact, Message, MessageState, utcnow
+from outreach.models import PENDING_STATES, Contact, Message, MessageState
 from outreach.outbox import rows as rows_module
 
 
-def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]], *, now: datetime) -> int:
     """Insert outbox rows, silently keeping the existing row for a known idempotency key.
 
     Returns how many rows were new. Enrolling or booking twice therefore creates nothing.
+    ``now`` stamps ``created_at`` and ``updated_at`` (the frequency cap reads the latter).
     """
     if not rows:
         return 0
-    initial = rows_module.defaults(utcnow())
+    initial = rows_module.defaults(now)
     values = [{**initial, **row} for row in rows]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -55,13 +56,15 @@ def transition(
     expected: Iterable[MessageState | str],
     to: MessageState,
     reason: str | None = None,
+    *,
+    now: datetime,
     **values: Any,
 ) -> bool:
     """Move one message from one of ``expected`` to ``to``; False when someone else got there first."""
     stmt = (
         update(Message)
         .where(Message.id == message_id, Message.state.in_([str(s) for s in expected]))
-        .values(state=str(to), updated_at=utcnow(), **values)
+        .values(state=str(to), updated_at=now, **values)
     )
     if reason is not None:
         stmt = stmt.values(state_reason=reason)
@@ -73,6 +76,7 @@ def cancel_pending(
     session: Session,
     reason: str,
     *,
+    now: datetime,
     contact_id: int | None = None,
     channel: str | None = None,
     categories: Iterable[str] | None = None,
@@ -97,7 +101,7 @@ def cancel_pending(
         stmt = stmt.where(Message.appointment_id == appointment_id)
     if kinds is not None:
         stmt = stmt.where(Message.kind.in_(list(kinds)))
-    stmt = stmt.values(state=MessageState.CANCELLED, state_reason=reason, updated_at=utcnow())
+    stmt = stmt.values(state=MessageState.CANCELLED, state_reason=reason, updated_at=now)
     result: CursorResult[Any] = session.execute(stmt.execution_options(synchronize_session=False))  # type: ignore[assignment]
     return max(result.rowcount, 0)
 

@@ -68,7 +68,9 @@ def opt_out(
         if categories:
             consent.revoke(session, contact.id, Channel.SMS, categories, _evidence(inbound, now))
             revoked[contact.id] = [str(c) for c in categories]
-        outbox.cancel_pending(session, SMS_OPT_OUT_REASON, contact_id=contact.id, channel=Channel.SMS)
+        outbox.cancel_pending(
+            session, SMS_OPT_OUT_REASON, contact_id=contact.id, channel=Channel.SMS, now=now
+        )
         for enrollment in _enrollments(session, contact.id):
             if Channel.SMS not in (enrollment.stopped_channels or []):
                 # Reassigned, not appended: JSON columns do not track in-place changes.

@@ -186,6 +186,7 @@ def reply(
                 "due_at": now,
             }
         ],
+        now=now,
     )
     message_id = session.scalars(select(Message.id).where(Message.idempotency_key == key)).one()
     if item.state == InboxState.UNREAD:

@@ -69,6 +69,7 @@ def insert_reply(
                 "not_after": not_after,
             }
         ],
+        now=now,
     )
     return key
 
@@ -122,5 +123,5 @@ def insert_alerts(
             }
             for index, address in enumerate(addresses)
         )
-    outbox.insert_messages(session, rows)
+    outbox.insert_messages(session, rows, now=now)
     return [f"alert:{row['channel']}" for row in rows]

@@ -83,6 +83,7 @@ def _system_sms(system: System, contact_id: int, body: str) -> int:
                     "due_at": utcnow(),
                 }
             ],
+            now=utcnow(),
         )
         message_id = session.scalar(select(Message.id).where(Message.idempotency_key == f"e2e:{body}"))
         assert message_id is not None

@@ -64,7 +64,7 @@ def _load(system: System, count: int = MESSAGES) -> list[int]:
             }
             for n in range(count)
         ]
-        insert_messages(session, rows)
+        insert_messages(session, rows, now=utcnow())
         return list(session.scalars(select(Message.id).where(Message.idempotency_key.like("fault:%"))))
 
 

@@ -52,6 +52,7 @@ def test_metrics_gather_every_process_and_logs_name_ids_only(pg_url: str, tmp_pa
                         "due_at": utcnow(),
                     }
                 ],
+                now=utcnow(),
             )
         assert phone is not None
         wait_for(lambda: control.accepts().count(phone) == 1, timeout=30, what="the reminder to be sent")

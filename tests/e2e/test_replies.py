@@ -56,7 +56,7 @@ def _automated_sms(system: System, contact_id: int, bodies: list[str], due_in: f
         for body in bodies
     ]
     with system.factory.begin() as session:
-        insert_messages(session, rows)
+        insert_messages(session, rows, now=utcnow())
         return list(
             session.scalars(
                 select(Message.id)

@@ -18,7 +18,7 @@ from outreach.delivery.send import Services, send_message
 from outreach.models import Appointment, Contact, Message, MessageState
 from outreach.outbox import transition
 from tests.support.appointments import CONFIRM, LA, inbound, la, messages_of
-from tests.support.factories import make_contact, make_message
+from tests.support.factories import STAMPED_AT, make_contact, make_message
 from tests.support.fakes import FakeProvider, fake_services
 
 MON_0830 = la(2026, 3, 2, 8, 30)  # a Monday morning in Los Angeles
@@ -78,7 +78,7 @@ def test_booked_the_day_before_one_message_books_and_asks_to_confirm_and_the_edu
         assert booked.state == MessageState.SCHEDULED
         email = _education(session, contact_id)[0]
         assert email.state == MessageState.SCHEDULED and _local(email.due_at) == "Mon 10:00"
-        transition(session, booked.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+        transition(session, booked.id, [MessageState.SCHEDULED], MessageState.QUEUED, now=STAMPED_AT)
         booked_id = booked.id
 
     services, provider = _services(settings, session_factory, MON_0830)
@@ -140,7 +140,7 @@ def _sent(session: Session, contact: Contact, category: str, at: datetime) -> No
 
 def _queued(session: Session, contact: Contact, category: str) -> int:
     message = make_message(session, contact, kind="automated", category=category, due_at=NOON)
-    transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+    transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED, now=STAMPED_AT)
     return message.id
 
 

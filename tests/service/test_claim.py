@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from outreach.delivery.claim import claim_due, mark_stuck_sends_unknown, release_stale_claims
 from outreach.models import Message, MessageState, utcnow
 from outreach.outbox import insert_messages, transition
-from tests.support.factories import make_contact, make_message
+from tests.support.factories import STAMPED_AT, make_contact, make_message
 
 
 def test_claim_takes_only_due_messages_oldest_first(session_factory: sessionmaker[Session]) -> None:
@@ -43,7 +43,7 @@ def test_two_dispatchers_never_claim_the_same_message(session_factory: sessionma
             }
             for i in range(600)
         ]
-        insert_messages(session, rows)
+        insert_messages(session, rows, now=now)
     claims: list[list[int]] = [[], []]
 
     def dispatcher(slot: int) -> None:
@@ -74,15 +74,15 @@ def test_insert_is_idempotent_on_the_key(session: Session) -> None:
         "due_at": utcnow(),
         "body_override": "x",
     }
-    assert insert_messages(session, [row]) == 1
-    assert insert_messages(session, [row]) == 0
+    assert insert_messages(session, [row], now=STAMPED_AT) == 1
+    assert insert_messages(session, [row], now=STAMPED_AT) == 0
     assert session.query(Message).count() == 1
 
 
 def test_transition_is_conditional(session: Session) -> None:
     message = make_message(session, make_contact(session))
-    assert transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED)
-    assert not transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+    assert transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED, now=STAMPED_AT)
+    assert not transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED, now=STAMPED_AT)
 
 
 def test_rescue_returns_lost_claims_and_marks_stuck_sends_unknown(session: Session) -> None:
@@ -96,6 +96,7 @@ def test_rescue_returns_lost_claims_and_marks_stuck_sends_unknown(session: Sessi
         [MessageState.SCHEDULED],
         MessageState.QUEUED,
         lease_until=now - timedelta(seconds=1),
+        now=now,
     )
     transition(
         session,
@@ -103,6 +104,7 @@ def test_rescue_returns_lost_claims_and_marks_stuck_sends_unknown(session: Sessi
         [MessageState.SCHEDULED],
         MessageState.SENDING,
         lease_until=now - timedelta(seconds=1),
+        now=now,
     )
     assert list(release_stale_claims(session, now)) == [lost.id]
     assert list(mark_stuck_sends_unknown(session, now)) == [stuck.id]

@@ -22,6 +22,7 @@ from outreach.contacts import (
 )
 from outreach.errors import NotFound, OutreachError
 from outreach.models import ConsentEvent, Message, MessageState
+from tests.support.factories import STAMPED_AT
 
 CLINIC = "America/Los_Angeles"
 
@@ -109,7 +110,7 @@ def test_find_by_search_tag_phone_and_external_id(session: Session) -> None:
 def test_staff_consent_is_recorded_with_evidence(session: Session) -> None:
     contact_id = _add(session, phone="9252891430")
     change_consent(session, contact_id, "sms", ["care", "marketing"], grant=True,
-                   wording="Signed intake form, page 2", recorded_by="front desk: Maria")
+                   wording="Signed intake form, page 2", recorded_by="front desk: Maria", now=STAMPED_AT)
     session.commit()
     doc = contact_json(session, get_contact(session, contact_id))
     assert doc["consent"]["sms"] == {"care": "granted", "education": "none", "marketing": "granted"}
@@ -123,23 +124,27 @@ def test_staff_consent_is_recorded_with_evidence(session: Session) -> None:
 def test_consent_without_evidence_or_recorder_is_refused(session: Session) -> None:
     contact_id = _add(session, phone="9252891430")
     with pytest.raises(OutreachError, match="evidence"):
-        change_consent(session, contact_id, "sms", ["care"], grant=True, wording=" ", recorded_by="x")
+        change_consent(session, contact_id, "sms", ["care"], grant=True, wording=" ", recorded_by="x",
+                   now=STAMPED_AT)
     with pytest.raises(OutreachError, match="who"):
-        change_consent(session, contact_id, "sms", ["care"], grant=True, wording="said so", recorded_by="")
+        change_consent(session, contact_id, "sms", ["care"], grant=True, wording="said so", recorded_by="",
+                   now=STAMPED_AT)
     with pytest.raises(OutreachError, match="channel is sms or email"):
-        change_consent(session, contact_id, "fax", ["care"], grant=True, wording="w", recorded_by="x")
+        change_consent(session, contact_id, "fax", ["care"], grant=True, wording="w", recorded_by="x",
+                   now=STAMPED_AT)
 
 
 def test_staff_revocation_cancels_pending_messages_on_that_channel(session: Session) -> None:
     contact_id = _add(session, phone="9252891430", email="a@example.org")
-    change_consent(session, contact_id, "sms", ["care"], grant=True, wording="form", recorded_by="x")
+    change_consent(session, contact_id, "sms", ["care"], grant=True, wording="form", recorded_by="x",
+                   now=STAMPED_AT)
     now = datetime(2030, 1, 1, tzinfo=UTC)
     for key, channel in (("sms-1", "sms"), ("email-1", "email")):
         session.add(Message(contact_id=contact_id, channel=channel, category="care", template="t",
                             idempotency_key=key, due_at=now, state=MessageState.SCHEDULED))
     session.commit()
     change_consent(session, contact_id, "sms", ["care"], grant=False, wording="called to opt out",
-                   recorded_by="x")
+                   recorded_by="x", now=now)
     session.commit()
     states = {row.channel: row.state for row in session.execute(select(Message.channel, Message.state))}
     assert states == {"sms": MessageState.CANCELLED, "email": MessageState.SCHEDULED}
@@ -147,8 +152,10 @@ def test_staff_revocation_cancels_pending_messages_on_that_channel(session: Sess
 
 def test_consent_history_refuses_update_and_delete(session: Session) -> None:
     contact_id = _add(session, phone="9252891430")
-    change_consent(session, contact_id, "sms", ["care"], grant=True, wording="form", recorded_by="x")
-    change_consent(session, contact_id, "sms", ["care"], grant=False, wording="STOP", recorded_by="x")
+    change_consent(session, contact_id, "sms", ["care"], grant=True, wording="form", recorded_by="x",
+                   now=STAMPED_AT)
+    change_consent(session, contact_id, "sms", ["care"], grant=False, wording="STOP", recorded_by="x",
+                   now=STAMPED_AT)
     session.commit()
     for statement in (
         update(ConsentEvent).values(state="granted"),

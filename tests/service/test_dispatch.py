@@ -34,6 +34,7 @@ def _due(factory: sessionmaker[Session], count: int) -> None:
                 }
                 for n in range(count)
             ],
+            now=now,
         )
 
 

@@ -43,7 +43,7 @@ def test_gauges_count_messages_by_state_and_channel_and_the_oldest_due(
         make_message(session, contact, due_at=NOW + timedelta(hours=1))
         make_message(session, contact, channel="email", due_at=NOW - timedelta(minutes=1))
         sent = make_message(session, contact, due_at=NOW - timedelta(hours=2))
-        transition(session, sent.id, [MessageState.SCHEDULED], MessageState.SENT)
+        transition(session, sent.id, [MessageState.SCHEDULED], MessageState.SENT, now=NOW)
 
     samples = _scrape(StateCollector(session_factory, lambda: NOW, lambda: {"outreach": 7}))
 
@@ -142,7 +142,7 @@ def test_provider_errors_are_counted_by_code_and_the_retry_and_the_accept_too(
         message_id = message.id
     for _ in range(2):
         with session_factory.begin() as session:
-            transition(session, message_id, [MessageState.SCHEDULED], MessageState.QUEUED)
+            transition(session, message_id, [MessageState.SCHEDULED], MessageState.QUEUED, now=NOW)
         send_message(services, message_id)
 
     after = (

@@ -51,6 +51,7 @@ def _message(session: Session, contact: Contact, state: MessageState, last_chang
             body="Rosa, your visit is on Friday at 10:00.",
             subject="Your visit",
             provider_id=f"SM{message.id:032d}",
+            now=NOW,
         )
     session.add(
         MessageEvent(message_id=message.id, status="delivered", payload={"MessageStatus": "delivered"})

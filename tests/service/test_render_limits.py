@@ -27,7 +27,7 @@ from outreach.models import Message, MessageState
 from outreach.outbox import transition
 from tests.service.test_sending import NOON_LA
 from tests.support.campaigns import copy_templates
-from tests.support.factories import make_contact, make_message
+from tests.support.factories import STAMPED_AT, make_contact, make_message
 from tests.support.fakes import FakeClock, FakeProvider
 
 HOSTILE = {
@@ -73,7 +73,7 @@ def test_a_hostile_template_fails_its_message_while_the_batch_is_sent(
                 session, make_contact(session), template=template, body_override=None,
                 due_at=NOON_LA - timedelta(minutes=1),
             )
-            transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+            transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED, now=STAMPED_AT)
             ids.append(message.id)
     provider = FakeProvider()
     services = Services(

@@ -22,7 +22,7 @@ from outreach.models import Consent, ConsentSource, Contact, Message, MessageAtt
 from outreach.outbox import transition
 from tests.support.appointments import inbound
 from tests.support.campaigns import TEMPLATES
-from tests.support.factories import make_contact, make_message
+from tests.support.factories import STAMPED_AT, make_contact, make_message
 from tests.support.fakes import FakeClock, FakeProvider, LimiterThatRuns, fake_services
 
 # 18:00 UTC = 10:00 in Los Angeles (PST): inside the default 08:00-20:00 window.
@@ -39,7 +39,7 @@ def _queued(factory: sessionmaker[Session], **kwargs: object) -> int:
     with factory.begin() as session:
         contact = make_contact(session)
         message = make_message(session, contact, due_at=NOON_LA - timedelta(minutes=1), **kwargs)  # type: ignore[arg-type]
-        transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+        transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED, now=STAMPED_AT)
         return message.id
 
 
@@ -80,7 +80,7 @@ def test_automated_sms_without_consent_is_skipped_with_a_reason(
     with session_factory.begin() as session:
         contact = make_contact(session, sms=())
         message = make_message(session, contact, kind="automated", category="education")
-        transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+        transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED, now=STAMPED_AT)
     send_message(_services(settings, session_factory, provider), message.id)
     row = _get(session_factory, message.id)
     assert row.state == MessageState.SKIPPED and "no education consent for sms" in (row.state_reason or "")
@@ -113,7 +113,7 @@ def test_opted_out_at_twilio_revokes_consent_and_cancels_pending_sms(
         email = make_message(
             session, contact, kind="automated", channel="email", due_at=NOON_LA + timedelta(days=1)
         )
-        transition(session, first.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+        transition(session, first.id, [MessageState.SCHEDULED], MessageState.QUEUED, now=STAMPED_AT)
     assert send_message(_services(settings, session_factory, provider), first.id) == MessageState.FAILED
     with session_factory() as session:
         assert session.get(Message, later.id).state == MessageState.CANCELLED  # type: ignore[union-attr]
@@ -151,6 +151,7 @@ def test_unknown_send_the_provider_never_saw_is_sent_again(
             MessageState.UNKNOWN,
             attempts=1,
             correlation_id="never-arrived",
+            now=STAMPED_AT,
         )
     services = _services(settings, session_factory, provider, now=utcnow() + timedelta(minutes=5))
     assert reconcile_unknown(services)["resend"] == 1
@@ -162,7 +163,9 @@ def test_ambiguous_email_is_closed_instead_of_risking_a_duplicate(
 ) -> None:
     message_id = _queued(session_factory, channel="email")
     with session_factory.begin() as session:
-        transition(session, message_id, [MessageState.QUEUED], MessageState.UNKNOWN, attempts=1)
+        transition(
+            session, message_id, [MessageState.QUEUED], MessageState.UNKNOWN, attempts=1, now=STAMPED_AT
+        )
     services = _services(settings, session_factory, FakeProvider(), now=utcnow() + timedelta(minutes=5))
     assert reconcile_unknown(services)["closed"] == 1
     row = _get(session_factory, message_id)
@@ -177,7 +180,7 @@ def test_automated_message_at_night_waits_for_the_window(
     with session_factory.begin() as session:
         contact = make_contact(session)
         message = make_message(session, contact, kind="automated", due_at=three_am_la - timedelta(minutes=1))
-        transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED)
+        transition(session, message.id, [MessageState.SCHEDULED], MessageState.QUEUED, now=STAMPED_AT)
     send_message(_services(settings, session_factory, provider, now=three_am_la), message.id)
     row = _get(session_factory, message.id)
     assert row.state == MessageState.SCHEDULED
@@ -297,8 +300,8 @@ def test_a_stalled_worker_whose_message_was_re_claimed_does_not_send_it_again(
 
     worker_a = prepare()
     with session_factory.begin() as session:
-        transition(session, message_id, [MessageState.SENDING], MessageState.UNKNOWN)
-        transition(session, message_id, [MessageState.UNKNOWN], MessageState.QUEUED)
+        transition(session, message_id, [MessageState.SENDING], MessageState.UNKNOWN, now=STAMPED_AT)
+        transition(session, message_id, [MessageState.UNKNOWN], MessageState.QUEUED, now=STAMPED_AT)
     worker_b = prepare()
     assert send.call_group(services, [worker_a]) == {message_id: "lost-race"}
     assert send.call_group(services, [worker_b]) == {message_id: MessageState.SENT}
@@ -378,7 +381,7 @@ def test_a_message_whose_window_closes_while_it_waits_for_its_slot_is_not_sent(
     assert message.attempts == 0
     # Claimed again, prepare holds it until 08:00 the next morning.
     with session_factory.begin() as session:
-        transition(session, message_id, [MessageState.SCHEDULED], MessageState.QUEUED)
+        transition(session, message_id, [MessageState.SCHEDULED], MessageState.QUEUED, now=STAMPED_AT)
     assert send_message(services, message_id) == MessageState.SCHEDULED
     assert _get(session_factory, message_id).due_at == datetime(2026, 1, 16, 16, 0, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from outreach.channels.twilio import callbacks
 from outreach.delivery import status
 from outreach.models import Message, MessageEvent, MessageState, Suppression, utcnow
 from outreach.outbox import transition
-from tests.support.factories import make_contact, make_message
+from tests.support.factories import STAMPED_AT, make_contact, make_message
 
 
 def _sent_message(session: Session) -> Message:
@@ -23,6 +23,7 @@ def _sent_message(session: Session) -> Message:
         provider_id="SM" + "a" * 32,
         to_address="+14155550100",
         correlation_id="c" * 32,
+        now=STAMPED_AT,
     )
     session.expire_all()
     return message
@@ -65,7 +66,10 @@ def test_callback_for_unknown_message_changes_nothing(session: Session) -> None:
 
 def test_callback_found_by_correlation_id_when_create_response_was_lost(session: Session) -> None:
     message = make_message(session, make_contact(session), kind="automated")
-    transition(session, message.id, [MessageState.SCHEDULED], MessageState.UNKNOWN, correlation_id="d" * 32)
+    transition(
+        session, message.id, [MessageState.SCHEDULED], MessageState.UNKNOWN, correlation_id="d" * 32,
+        now=STAMPED_AT,
+    )
     _callback(session, "sent", correlation="d" * 32)
     row = session.get(Message, message.id)
     assert row is not None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
 
@@ -11,6 +11,10 @@ from sqlalchemy.orm import Session
 from outreach.contacts import consent
 from outreach.models import Category, Channel, ConsentSource, Contact, Message, utcnow
 from outreach.outbox import insert_messages
+
+# The instant tests stamp on rows they move between states by hand (``outbox.transition``),
+# where the moment itself is not what the test is about.
+STAMPED_AT = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
 
 _numbers = count(1000)
 
@@ -64,7 +68,7 @@ def make_message(
         "due_at": due_at or utcnow() - timedelta(seconds=1),
         **extra,
     }
-    insert_messages(session, [row])
+    insert_messages(session, [row], now=row["due_at"])
     session.flush()
     message = session.query(Message).filter_by(idempotency_key=row["idempotency_key"]).one()
     return message

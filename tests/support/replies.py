@@ -15,6 +15,7 @@ from outreach.contacts import consent
 from outreach.db import transaction
 from outreach.models import Channel, ConsentSource, Contact, Message
 from outreach.replies.inbound import StoreResult, process_inbound, store_inbound
+from tests.support.factories import STAMPED_AT
 
 CLINIC_NUMBER = "+15005550006"
 GRANTED_AT = datetime(2026, 1, 5, 17, 0, tzinfo=UTC)
@@ -77,7 +78,7 @@ def schedule(session: Session, contact_id: int, channel: str, category: str, key
     outbox.insert_messages(
         session,
         [{"idempotency_key": key, "contact_id": contact_id, "channel": channel, "category": category,
-          "template": "sms/test", "due_at": due_at}],
+          "template": "sms/test", "due_at": due_at}], now=STAMPED_AT,
     )
     session.commit()
 

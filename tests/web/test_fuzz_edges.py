@@ -24,7 +24,7 @@ from outreach.models import InboundMessage, Message, MessageState
 from outreach.outbox import transition
 from outreach.text import strip_control
 from tests.support.contacts_csv import CLINIC, HEADER, stored
-from tests.support.factories import make_contact, make_message
+from tests.support.factories import STAMPED_AT, make_contact, make_message
 from tests.support.replies import form
 from tests.support.webhooks import SMS_PATH, STATUS_PATH, post_signed, web_client
 
@@ -85,7 +85,8 @@ def client(settings: Settings, session_factory: sessionmaker[Session]) -> Iterat
     with session_factory.begin() as session:
         message = make_message(session, make_contact(session))
         transition(
-            session, message.id, [MessageState.SCHEDULED], MessageState.DELIVERED, provider_id=DELIVERED_SID
+            session, message.id, [MessageState.SCHEDULED], MessageState.DELIVERED, provider_id=DELIVERED_SID,
+            now=STAMPED_AT,
         )
     with web_client(settings, session_factory, []) as test_client:
         yield test_client

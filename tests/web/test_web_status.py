@@ -14,7 +14,7 @@ from outreach.config import Settings, load_settings
 from outreach.models import Message, MessageEvent, MessageState
 from outreach.outbox import transition
 from outreach.web.app import create_app
-from tests.support.factories import make_contact, make_message
+from tests.support.factories import STAMPED_AT, make_contact, make_message
 
 PUBLIC_BASE = "https://outreach.clinic.example.org"
 TOKEN = "status-test-token"
@@ -41,6 +41,7 @@ def sent_id(session_factory: sessionmaker[Session]) -> int:
             MessageState.SENT,
             provider_id=SID,
             correlation_id="c" * 32,
+            now=STAMPED_AT,
         )
         return message.id
 

@@ -15,7 +15,7 @@ from outreach.config import load_settings
 from outreach.db import make_engine, make_session_factory
 from outreach.models import InboundMessage, Message, MessageState
 from outreach.outbox import transition
-from tests.support.factories import make_contact, make_message
+from tests.support.factories import STAMPED_AT, make_contact, make_message
 from tests.support.replies import form
 from tests.support.waiting import wait_for, waiting_for_a_lock
 from tests.support.webhooks import SMS_PATH, STATUS_PATH, post_signed, web_client
@@ -28,7 +28,9 @@ def test_an_inbound_sms_is_answered_while_a_status_callback_waits_on_a_locked_ro
     factory = make_session_factory(engine)
     with factory.begin() as session:
         message = make_message(session, make_contact(session))
-        transition(session, message.id, [MessageState.SCHEDULED], MessageState.SENT, provider_id=SID)
+        transition(
+            session, message.id, [MessageState.SCHEDULED], MessageState.SENT, provider_id=SID, now=STAMPED_AT
+        )
         message_id = message.id
     sender = factory()
     sender.begin()

@@ -15,7 +15,7 @@ from outreach.config import Settings
 from outreach.contacts.unsubscribe import _serializer, make_token
 from outreach.models import InboundMessage, Message, MessageEvent, MessageState
 from outreach.outbox import transition
-from tests.support.factories import make_contact, make_message
+from tests.support.factories import STAMPED_AT, make_contact, make_message
 from tests.support.replies import add_contact, form
 from tests.support.webhooks import SMS_PATH, STATUS_PATH, post_signed, web_client, web_settings
 
@@ -40,7 +40,9 @@ def client(
 def sent_id(session_factory: sessionmaker[Session]) -> int:
     with session_factory.begin() as session:
         message = make_message(session, make_contact(session))
-        transition(session, message.id, [MessageState.SCHEDULED], MessageState.SENT, provider_id=SID)
+        transition(
+            session, message.id, [MessageState.SCHEDULED], MessageState.SENT, provider_id=SID, now=STAMPED_AT
+        )
         return message.id
 
 

@@ -206,6 +206,7 @@ def change_consent(call: Staff, contact_id: Id, body: ConsentChange) -> dict[str
         grant=body.granted,
         wording=body.wording,
         recorded_by=body.recorded_by or f"api token {call.caller.name}",
+        now=call.now,
     )
     return {
         "contact_id": contact_id,

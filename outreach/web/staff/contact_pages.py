@@ -348,6 +348,7 @@ def record_consent(request: Request, staff: Staff, form: CheckedForm, contact_id
                     grant=change == "grant",
                     wording=f"By phone: {wording}",
                     recorded_by=staff.email,
+                    now=now,
                 )
                 audit.record(
                     session,
