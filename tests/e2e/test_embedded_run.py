@@ -35,6 +35,11 @@ class Running:
     sandbox: int
     runner: subprocess.Popen[bytes]
 
+    def output(self) -> str:
+        """What `outreach run` and its processes printed so far (a file: a pipe nobody reads
+        fills up and stalls the processes that write to it)."""
+        return (self.cwd / "run.log").read_text(errors="replace")
+
     def outreach(self, *args: str) -> str:
         return _outreach(list(args), self.cwd, self.env)
 
@@ -78,11 +83,12 @@ def make_run(tmp_path: Path, clock: str) -> Iterator[Running]:
     )
     _outreach(["db", "upgrade"], tmp_path, env)
     _outreach(["demo", "seed"], tmp_path, env)
+    log = (tmp_path / "run.log").open("wb")
     runner = subprocess.Popen(
         [sys.executable, "-m", "outreach.cli.app", "run"],
         cwd=tmp_path,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
@@ -95,7 +101,8 @@ def make_run(tmp_path: Path, clock: str) -> Iterator[Running]:
         except subprocess.TimeoutExpired:
             os.killpg(runner.pid, signal.SIGKILL)
             runner.wait()
-    assert runner.returncode == 0
+        log.close()
+    assert runner.returncode == 0, Running(tmp_path, env, web, api, runner).output()[-2000:]
 
 
 def _messages(running: Running) -> list[dict[str, object]]:
@@ -150,7 +157,7 @@ def test_run_at_3am_shows_a_conversation_and_says_what_is_held_until_when(tmp_pa
         automated = [m for m in _messages(running) if m["kind"] == "automated" and m["channel"] == "sms"]
         assert automated and all(m["state"] == "scheduled" for m in automated)
 
-    banner = " ".join((running.runner.stdout.read() if running.runner.stdout else b"").decode().split())
+    banner = " ".join(running.output().split())
     assert "next message 08:00 Pacific — quiet hours" in banner
 
 
