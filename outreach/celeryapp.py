@@ -11,9 +11,12 @@ from kombu.entity import Queue
 
 from outreach.config import Settings
 
-TASK_MODULES = ["tasks.delivery", "tasks.replies", "tasks.campaigns", "tasks.retention"]
+TASK_MODULES = ["tasks.delivery", "tasks.replies", "tasks.campaigns", "tasks.retention", "tasks.status"]
 PROCESS_INBOUND = "outreach.process_inbound"
 DISPATCH_DUE = "outreach.dispatch_due"
+# Applying stored status callbacks has a queue of its own: a backlog of them never sits in
+# front of a patient's reply on the control queue, and a deployment can give it its own workers.
+APPLY_STATUS = "outreach.apply_status"
 # Everything but the sends: the dispatcher, patients' replies and the sweeps. On a queue of
 # their own, they never wait behind a backlog of send tasks (a crisis text is processed at
 # once, and the dispatcher keeps claiming while workers send).
@@ -31,15 +34,25 @@ def control_queue(settings: Settings) -> str:
     return f"{settings.celery_queue}.control"
 
 
+def status_queue(settings: Settings) -> str:
+    return f"{settings.celery_queue}.status"
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     import scheduler  # the beat entries live at the top level, beside worker.py
 
     return {
         "broker_url": settings.broker_url,
         "task_default_queue": settings.celery_queue,
-        # A worker consumes both queues unless told otherwise (``-Q``).
-        "task_queues": [Queue(name) for name in (control_queue(settings), settings.celery_queue)],  # type: ignore[no-untyped-call]
-        "task_routes": {name: {"queue": control_queue(settings)} for name in CONTROL_TASKS},
+        # A worker consumes every queue unless told otherwise (``-Q``).
+        "task_queues": [
+            Queue(name)  # type: ignore[no-untyped-call]
+            for name in (control_queue(settings), status_queue(settings), settings.celery_queue)
+        ],
+        "task_routes": {
+            **{name: {"queue": control_queue(settings)} for name in CONTROL_TASKS},
+            APPLY_STATUS: {"queue": status_queue(settings)},
+        },
         "task_ignore_result": True,
         "task_serializer": "json",
         "accept_content": ["json"],

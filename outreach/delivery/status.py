@@ -11,9 +11,8 @@ the channel's business (``outreach.channels.twilio.callbacks``); this module get
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from outreach.channels.twilio.callbacks import StatusEvent
@@ -73,48 +72,62 @@ RESEND_DELAY = timedelta(hours=2)
 
 def handle(session: Session, event: StatusEvent, now: datetime) -> Message | None:
     """Record one callback. Returns the message it belonged to, or None if unknown."""
+    message = session.scalars(select(Message).where(matching(event)).limit(1).with_for_update()).first()
+    if message is None:
+        return None
+    apply(session, message, event, now)
+    session.flush()  # written now, as a caller's expire_all() must not discard it
+    return message
+
+
+def matching(event: StatusEvent) -> ColumnElement[bool]:
+    """The message a callback belongs to: our correlation id, or Twilio's MessageSid."""
     match = [Message.provider_id == event.provider_id]
     if event.correlation_id:
         match.append(Message.correlation_id == event.correlation_id)
-    message = session.scalars(select(Message).where(or_(*match)).limit(1).with_for_update()).first()
-    if message is None:
-        return None
+    return or_(*match)
+
+
+def apply(
+    session: Session, message: Message, event: StatusEvent, now: datetime, received_at: datetime | None = None
+) -> None:
+    """Keep the event and move ``message`` forward, never back.
+
+    The caller holds the message's row lock (FOR UPDATE on PostgreSQL, the write lock on
+    SQLite), so what was read still holds and the changes are made on the loaded row: a batch
+    applying two callbacks for one message sees the first when it applies the second.
+    """
     session.add(
         MessageEvent(
             message_id=message.id,
             status=event.status,
             error_code=event.error_code,
             payload=event.payload,
-            received_at=now,
+            received_at=received_at or now,
         )
     )
-    target = PROVIDER_STATUS.get(event.status)
-    values: dict[str, object] = {"updated_at": now}
+    changed = False
     if _provider_status_advances(message.provider_status, event.status):
-        values["provider_status"] = event.status
+        message.provider_status = event.status
+        changed = True
     if message.provider_id is None:
-        values["provider_id"] = event.provider_id
+        message.provider_id = event.provider_id
+        changed = True
+    target = PROVIDER_STATUS.get(event.status)
     if target is not None and RANK[target] > RANK.get(message.state, 0):
-        values["state"] = target
-        values["provider_status"] = event.status
-        values["lease_until"] = None
+        message.state = target
+        message.provider_status = event.status
+        message.lease_until = None
         if event.error_code:
-            values["error_code"] = event.error_code
+            message.error_code = event.error_code
         if target in (MessageState.UNDELIVERED, MessageState.FAILED):
-            values["state_reason"] = f"carrier reported {event.status}" + (
+            message.state_reason = f"carrier reported {event.status}" + (
                 f" (error {event.error_code})" if event.error_code else ""
             )
-        # Conditional on the state we read, so two callbacks racing cannot move it backward.
-        result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-            update(Message).where(Message.id == message.id, Message.state == message.state).values(**values)
-        )
-        moved = result.rowcount
-        if moved and target in (MessageState.UNDELIVERED, MessageState.FAILED):
             _after_delivery_failure(session, message, event, now)
-    elif len(values) > 1:
-        # The row is locked (FOR UPDATE above; SQLite's write lock): what we read still holds.
-        session.execute(update(Message).where(Message.id == message.id).values(**values))
-    return message
+        changed = True
+    if changed:
+        message.updated_at = now
 
 
 def _provider_status_advances(current: str | None, new: str) -> bool:

@@ -26,6 +26,7 @@ from outreach.models.messages import (
     MessageKind,
     MessageState,
     RateSlot,
+    StatusInbox,
 )
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "MessageKind",
     "MessageState",
     "RateSlot",
+    "StatusInbox",
     "Suppression",
     "UTCDateTime",
     "utcnow",

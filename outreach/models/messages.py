@@ -190,6 +190,25 @@ class MessageEvent(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class StatusInbox(Base):
+    """Status callbacks stored by the web process and not yet applied to their message.
+
+    An append-only queue: the webhook inserts one row and answers; ``outreach.delivery.ingest``
+    applies rows in batches and deletes each in the transaction that writes its ``MessageEvent``,
+    so every callback is applied once, and one stored but not applied is applied later.
+    """
+
+    __tablename__ = "status_inbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(64))
+    correlation_id: Mapped[str | None] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(24))
+    error_code: Mapped[str | None] = mapped_column(String(16))
+    payload: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class RateSlot(Base):
     """Embedded-mode global rate limiter: one row per sender, the next free send instant."""
 

@@ -1,8 +1,10 @@
-"""POST /webhooks/twilio/status: verify, normalise, handle.
+"""POST /webhooks/twilio/status: verify, normalise, store, answer.
 
-The database work runs in a worker thread: the message's row may be locked by a sender
-waiting on Twilio, and waiting for it on the event loop would stall every other request
-(crisis texts, unsubscribe pages, /healthz) until the sender let go.
+The request only appends the callback to the status inbox (``outreach.delivery.ingest``): no
+lock on the message, so a callback for a message whose sender is still waiting on Twilio is
+answered at once, and the cost per callback is the same for every message. The
+``outreach.apply_status`` task applies stored callbacks to their messages in batches.
+The insert runs in a worker thread so a slow database never stalls the event loop.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from outreach.channels.twilio.callbacks import InvalidCallback, StatusEvent, parse_status_callback
 from outreach.db import transaction
-from outreach.delivery import status
+from outreach.delivery import ingest
 from outreach.web.deps import get_clock, get_session_factory, get_settings
 from outreach.web.signature import UnreadableForm, is_signed_by_twilio, signed_form
 
@@ -37,11 +39,11 @@ async def twilio_status(request: Request) -> Response:
         )
     except InvalidCallback as exc:
         return Response(f"status callback: {exc}", status_code=400, media_type="text/plain")
-    await run_in_threadpool(_handle, get_session_factory(request), event, get_clock(request)())
-    # 200 also for message ids we do not know, so Twilio stops retrying them.
+    await run_in_threadpool(_store, get_session_factory(request), event, get_clock(request)())
+    # 200 also for message ids we do not know (the applier drops those), so Twilio stops retrying.
     return Response(status_code=200)
 
 
-def _handle(factory: sessionmaker[Session], event: StatusEvent, now: datetime) -> None:
+def _store(factory: sessionmaker[Session], event: StatusEvent, now: datetime) -> None:
     with transaction(factory) as session:
-        status.handle(session, event, now)
+        ingest.store(session, event, now)

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
 
 from outreach.config import Settings, load_settings
+from outreach.delivery import ingest
+from outreach.models import utcnow
 from outreach.web.app import create_app
 
 PUBLIC_BASE = "https://outreach.clinic.example.org"
@@ -39,5 +41,13 @@ def sign(path: str, fields: dict[str, str]) -> str:
 
 
 def post_signed(client: TestClient, path: str, fields: dict[str, str]) -> Response:
+    """Post, and for a stored status callback also apply it, as the apply_status task would."""
+    response = post_signed_only(client, path, fields)
+    if path == STATUS_PATH and response.status_code == 200:
+        ingest.apply_pending(client.app.state.session_factory, utcnow, run_for=60)  # type: ignore[attr-defined]
+    return response
+
+
+def post_signed_only(client: TestClient, path: str, fields: dict[str, str]) -> Response:
     response: Response = client.post(path, data=fields, headers={"X-Twilio-Signature": sign(path, fields)})
     return response

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
 
 from outreach.config import Settings, load_settings
-from outreach.models import Message, MessageEvent, MessageState
+from outreach.delivery import ingest
+from outreach.models import Message, MessageEvent, MessageState, utcnow
 from outreach.outbox import transition
 from outreach.web.app import create_app
 from tests.support.factories import make_contact, make_message
@@ -56,7 +57,14 @@ def _post(
     return int(response.status_code)
 
 
+def _apply(factory: sessionmaker[Session]) -> None:
+    """What the apply_status task does after the webhook stored a callback."""
+    ingest.apply_pending(factory, utcnow, run_for=60)
+
+
 def _events(factory: sessionmaker[Session]) -> int:
+    """Callbacks kept, once whatever was stored has been applied."""
+    _apply(factory)
     with factory() as session:
         return session.scalar(select(func.count()).select_from(MessageEvent)) or 0
 
@@ -65,6 +73,7 @@ def test_signed_callback_moves_the_message_forward(
     client: TestClient, sent_id: int, session_factory: sessionmaker[Session]
 ) -> None:
     assert _post(client, {"MessageSid": SID, "MessageStatus": "delivered"}) == 200
+    _apply(session_factory)
     with session_factory() as session:
         assert session.get(Message, sent_id).state == MessageState.DELIVERED  # type: ignore[union-attr]
     assert _events(session_factory) == 1
