@@ -174,6 +174,9 @@ class Settings(BaseSettings):
     sandbox_opt_out_auto_reply: bool = True
     web_host: str = "127.0.0.1"
     web_port: int = 8000
+    # Webhook ingest (issue 17): web processes `outreach serve` runs; 0 means one per CPU.
+    # docs/delivery.md says how many a send rate needs.
+    web_workers: int = Field(default=0, ge=0)
 
     # Delivery pipeline (lead). The Celery queue name lets several deployments (or test runs)
     # share one broker without taking each other's tasks.

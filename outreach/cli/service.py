@@ -42,16 +42,25 @@ def serve(
     host: str = typer.Option(None, help="Interface to bind (default OUTREACH_WEB_HOST)."),
     port: int = typer.Option(None, help="Port (default OUTREACH_WEB_PORT)."),
 ) -> None:
-    """Run the web process: Twilio webhooks, unsubscribe pages, /healthz."""
+    """Run the web processes (OUTREACH_WEB_WORKERS of them): Twilio webhooks, unsubscribe pages, /healthz."""
     import uvicorn
 
     from outreach.ops import logs
+    from outreach.web import process
     from outreach.web.app import create_app
 
     config = _checked_settings()
     logs.configure(config)
+    workers = process.worker_count(config)
+    # More than one process: uvicorn starts each from the factory, which reads the same environment.
+    app = create_app(config) if workers == 1 else process.FACTORY
     uvicorn.run(
-        create_app(config),
+        app,
+        factory=workers > 1,
+        workers=workers,
+        # A new worker imports the whole app before it answers; on a busy machine that takes
+        # longer than uvicorn's 5 s default, which would kill and restart it over and over.
+        timeout_worker_healthcheck=60,
         host=host or config.web_host,
         port=port or config.web_port,
         log_config=None,  # keep ours: JSON or text, with patient data redacted
