@@ -34,17 +34,22 @@ from outreach.models import Message, StatusInbox
 BATCH = 500
 
 
-def store(session: Session, event: StatusEvent, now: datetime) -> None:
-    """Append one callback to the inbox: the whole of the webhook's database work."""
+def store(session: Session, received: Sequence[tuple[StatusEvent, datetime]]) -> None:
+    """Append callbacks (each with the instant it arrived) to the inbox in one statement:
+    the whole of the webhook's database work."""
     session.execute(
-        insert(StatusInbox).values(
-            provider_id=event.provider_id,
-            correlation_id=event.correlation_id,
-            status=event.status,
-            error_code=event.error_code,
-            payload=event.payload,
-            received_at=now,
-        )
+        insert(StatusInbox),
+        [
+            {
+                "provider_id": event.provider_id,
+                "correlation_id": event.correlation_id,
+                "status": event.status,
+                "error_code": event.error_code,
+                "payload": event.payload,
+                "received_at": at,
+            }
+            for event, at in received
+        ],
     )
 
 

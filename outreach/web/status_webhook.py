@@ -1,25 +1,25 @@
 """POST /webhooks/twilio/status: verify, normalise, store, answer.
 
-The request only appends the callback to the status inbox (``outreach.delivery.ingest``): no
-lock on the message, so a callback for a message whose sender is still waiting on Twilio is
-answered at once, and the cost per callback is the same for every message. The
-``outreach.apply_status`` task applies stored callbacks to their messages in batches.
-The insert runs in a worker thread so a slow database never stalls the event loop.
+The request only appends the callback to the status inbox (``outreach.delivery.ingest``),
+through the process's group-commit writer (``outreach.web.status_writer``): no lock on the
+message, so a callback for a message whose sender is still waiting on Twilio is answered at
+once, and the cost per callback is the same for every message. The ``outreach.apply_status``
+task applies stored callbacks to their messages in batches.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy.orm import Session, sessionmaker
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.exc import SQLAlchemyError
 
-from outreach.channels.twilio.callbacks import InvalidCallback, StatusEvent, parse_status_callback
-from outreach.db import transaction
-from outreach.delivery import ingest
+from outreach.channels.twilio.callbacks import InvalidCallback, parse_status_callback
 from outreach.web.deps import get_clock, get_session_factory, get_settings
 from outreach.web.signature import UnreadableForm, is_signed_by_twilio, signed_form
+from outreach.web.status_writer import writer_for
+
+log = logging.getLogger(__name__)
 
 router = APIRouter()
 
@@ -39,11 +39,11 @@ async def twilio_status(request: Request) -> Response:
         )
     except InvalidCallback as exc:
         return Response(f"status callback: {exc}", status_code=400, media_type="text/plain")
-    await run_in_threadpool(_store, get_session_factory(request), event, get_clock(request)())
+    writer = writer_for(request.app.state, get_session_factory(request))
+    try:
+        await writer.store(event, get_clock(request)())
+    except SQLAlchemyError:
+        log.warning("status callback not stored; Twilio will retry it", exc_info=True)
+        return Response("not stored, try again", status_code=503, media_type="text/plain")
     # 200 also for message ids we do not know (the applier drops those), so Twilio stops retrying.
     return Response(status_code=200)
-
-
-def _store(factory: sessionmaker[Session], event: StatusEvent, now: datetime) -> None:
-    with transaction(factory) as session:
-        ingest.store(session, event, now)

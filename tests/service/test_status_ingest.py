@@ -41,7 +41,7 @@ def _store(factory: sessionmaker[Session], status: str, n: int = 0, correlated: 
         {"MessageSid": _sid(n), "MessageStatus": status}, f"{n:032x}" if correlated else None
     )
     with factory.begin() as session:
-        ingest.store(session, event, NOW)
+        ingest.store(session, [(event, NOW)])
 
 
 def _apply(factory: sessionmaker[Session]) -> int:
