@@ -1,19 +1,24 @@
-"""A status callback for a message a sender has locked is answered at once and applied after.
+"""Status callbacks under contention: a locked message, many at once, a database that fails.
 
+A status callback for a message a sender has locked is answered at once and applied after.
 The sender holds the message's row lock while it calls Twilio, and Twilio may call back before
 the sender lets go. The webhook only stores the callback, so it neither waits nor stalls other
 requests; the applier passes over the locked message and applies its callback on a later run.
-PostgreSQL only: row locks are what is being tested.
+The locking test is PostgreSQL only: row locks are what is being tested.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from outreach.config import load_settings
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from outreach.config import Settings, load_settings
 from outreach.db import make_engine, make_session_factory
 from outreach.delivery import ingest
-from outreach.models import Message, MessageEvent, MessageState, utcnow
+from outreach.models import Message, MessageEvent, MessageState, StatusInbox, utcnow
 from outreach.outbox import transition
 from tests.support.factories import make_contact, make_message
 from tests.support.webhooks import STATUS_PATH, post_signed_only, web_client
@@ -57,4 +62,26 @@ def test_a_callback_for_a_locked_message_is_answered_at_once_and_applied_after_t
         events = session.scalars(select(MessageEvent).where(MessageEvent.message_id == locked_id)).all()
         assert [event.status for event in events] == ["delivered"]
         assert ingest.waiting(session) == 0
+    engine.dispose()
+
+
+def test_callbacks_arriving_together_are_each_stored_before_they_are_answered(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    sids = [f"SM{n:032x}" for n in range(64)]
+    with web_client(settings, session_factory, []) as client, ThreadPoolExecutor(max_workers=16) as pool:
+        forms = [{"MessageSid": sid, "MessageStatus": "sent"} for sid in sids]
+        answers = list(pool.map(lambda form: post_signed_only(client, STATUS_PATH, form), forms))
+        assert [answer.status_code for answer in answers] == [200] * len(sids)
+        with session_factory() as session:
+            stored = session.scalars(select(StatusInbox.provider_id)).all()
+    assert sorted(stored) == sids
+
+
+def test_a_callback_that_cannot_be_stored_gets_503_so_twilio_sends_it_again(tmp_path: Path) -> None:
+    # A database without the tables: the insert fails as it would with the database down.
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    with web_client(load_settings(database_url=str(engine.url)), make_session_factory(engine), []) as client:
+        response = post_signed_only(client, STATUS_PATH, {"MessageSid": SID, "MessageStatus": "delivered"})
+    assert response.status_code == 503
     engine.dispose()
