@@ -3,7 +3,9 @@
 Real processes, configured only through OUTREACH_* variables as in production (the helpers of
 ``tests/support``): PostgreSQL (a scratch database, migrated, dropped at the end), the local
 Redis (a queue name of this run's own), the sandbox in its own process with status callbacks
-off, Celery workers and one beat. Phases, in one run:
+off (``--callbacks``: on, posted to a web process of the run as Twilio posts them, and the
+share of messages delivered within 5 s of their send reported), Celery workers and one beat.
+Phases, in one run:
 
 1. throughput with one, then two worker processes: N "system" SMS rows due at once
    (contacts with SMS consent; no window or cap effects), ``max_mps`` far above the load;
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import os
 import random
 import shutil
@@ -71,6 +74,9 @@ WARMUP_MESSAGES = 100
 Pairs = list[tuple[str, str]]
 PHASES = frozenset({"throughput", "lag", "rate", "naive"})
 PENDING = {MessageState.SCHEDULED, MessageState.QUEUED, MessageState.SENDING}
+# With the sandbox's status callbacks on, a sent message moves on; it still counts as sent.
+SENT_OR_LATER = (MessageState.SENT, MessageState.DELIVERED, MessageState.UNDELIVERED)
+DELIVERED_WITHIN = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,8 @@ class Bench:
     log_dir: Path
     log: Callable[[str], None]
     sequence: int = 0
+    # The sandbox posts status callbacks to a web process of the run (as Twilio does).
+    callbacks: bool = False
     # Each phase's rows by id range: the driver's polling must stay cheap next to the pipeline.
     ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
 
@@ -191,8 +199,38 @@ def _wait_sent(bench: Bench, tag: str, count: int, timeout: float) -> None:
 
     wait_for(settled, timeout=timeout, interval=0.25, what=f"{count} messages of {tag} to be sent")
     states = _states(bench, tag)
-    if states.get(MessageState.SENT, 0) != count:
+    if _sent(states) != count:
         raise RuntimeError(f"{tag}: expected {count} sent, got states {states}")
+
+
+def _sent(states: dict[str, int]) -> int:
+    return sum(states.get(state, 0) for state in SENT_OR_LATER)
+
+
+def _delivered_within(bench: Bench, tag: str, closes: datetime) -> float:
+    """The share of the messages sent in the window whose ``delivered`` was applied within
+    DELIVERED_WITHIN of their send, once the callbacks have stopped coming (or a minute)."""
+    sent_in_window = (_of(bench, tag), Message.sent_at <= closes)
+
+    def settled() -> bool:
+        with bench.factory() as session:
+            return not session.scalar(
+                select(func.count()).where(*sent_in_window, Message.state == MessageState.SENT)
+            )
+
+    # Those still "sent" after a minute count as not delivered in time.
+    with contextlib.suppress(AssertionError):
+        wait_for(settled, timeout=60, interval=1.0, what=f"the status callbacks of {tag}")
+    with bench.factory() as session:
+        sent = session.scalar(select(func.count()).where(*sent_in_window)) or 0
+        fast = session.scalar(
+            select(func.count()).where(
+                *sent_in_window,
+                Message.state == MessageState.DELIVERED,
+                Message.updated_at - Message.sent_at <= DELIVERED_WITHIN,
+            )
+        ) or 0
+    return fast / sent if sent else 0.0
 
 
 def _last_sent_at(bench: Bench, tag: str) -> datetime:
@@ -255,6 +293,8 @@ class Throughput:
     load: float  # 1-minute load average when the window closed
     # CPU seconds per part of the system over the window (``bench.cpu``), for "where it goes".
     cpu: dict[str, float] = field(default_factory=dict)
+    # With status callbacks on: the share delivered within DELIVERED_WITHIN of its send.
+    delivered_in_time: float | None = None
 
     @property
     def mps(self) -> float:
@@ -331,7 +371,7 @@ def _throughput(bench: Bench, workers: int, messages: int, window: float) -> Thr
     closes = due + timedelta(seconds=window)
 
     def done() -> bool:
-        return utcnow() >= closes or _states(bench, tag).get(MessageState.SENT, 0) >= messages
+        return utcnow() >= closes or _sent(_states(bench, tag)) >= messages
 
     def started() -> bool:
         return utcnow() >= due
@@ -348,7 +388,7 @@ def _throughput(bench: Bench, workers: int, messages: int, window: float) -> Thr
             session.scalar(
                 select(func.count()).where(
                     _of(bench, tag),
-                    Message.state == MessageState.SENT,
+                    Message.state.in_(SENT_OR_LATER),
                     Message.sent_at <= closes,
                 )
             )
@@ -360,6 +400,7 @@ def _throughput(bench: Bench, workers: int, messages: int, window: float) -> Thr
         raise RuntimeError(f"{tag}: the sandbox accepted some message twice")
     times = sorted(m.accepted_at for m in accepted.values())
     seconds = (last - due).total_seconds() if in_window == messages else window
+    delivered = _delivered_within(bench, tag, closes) if bench.callbacks else None
     return Throughput(
         workers=workers,
         made_due=messages,
@@ -369,6 +410,7 @@ def _throughput(bench: Bench, workers: int, messages: int, window: float) -> Thr
         accept_span=(times[-1] - times[0]).total_seconds() if times else 0.0,
         load=load,
         cpu=cpu_used,
+        delivered_in_time=delivered,
     )
 
 
@@ -517,6 +559,7 @@ def run(
     spec: WorkerSpec | None = None,
     phases: frozenset[str] = PHASES,
     log: Callable[[str], None] = lambda _: None,
+    status_callbacks: bool = False,
 ) -> Figures:
     spec = spec or WorkerSpec()
     for problem in (services.ensure_postgres(), services.ensure_redis()):
@@ -542,7 +585,7 @@ def run(
                 "twilio_from": f"+1555{random.randrange(10**7):07d}",
             }
         )
-        with running_sandbox(settings, mode="process", sandbox_status_callbacks=False) as sandbox:
+        with running_sandbox(settings, mode="process", sandbox_status_callbacks=status_callbacks) as sandbox:
             bench = Bench(
                 settings=sandbox.settings,
                 control=sandbox.control,
@@ -550,11 +593,14 @@ def run(
                 contact_ids=contact_ids,
                 log_dir=log_dir,
                 log=log,
+                callbacks=status_callbacks,
             )
             results: list[Throughput] = []
             lag: Lag | None = None
             if phases & {"throughput", "lag"}:
                 with _stack(bench, "pipeline") as processes:
+                    if status_callbacks:
+                        processes.start_web(bench.settings.web_port)
                     processes.start_beat("beat1")
                     _start_worker(processes, "worker1", spec)
                     if "throughput" in phases:
@@ -591,6 +637,15 @@ def report(figures: Figures) -> Pairs:
                 f"{_verdict(t.mps >= GOAL_MPS)} {GOAL_MPS:,.0f})",
             )
         )
+    for t in figures.throughput:
+        if t.delivered_in_time is not None:
+            out.append(
+                (
+                    f"delivered within 5 s, {t.workers} worker{'s' if t.workers > 1 else ''}",
+                    f"{t.delivered_in_time:.1%} of the messages sent in the window (status callbacks on: "
+                    f"sandbox -> web -> inbox -> applier; {_verdict(t.delivered_in_time >= 1.0)} every one)",
+                )
+            )
     for t in figures.throughput:
         if t.cpu and t.messages:
             parts = ", ".join(
@@ -686,6 +741,9 @@ def main() -> None:
     parser.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
     parser.add_argument("--concurrency", type=int, default=0, help="0: the worker's default")
     parser.add_argument(
+        "--callbacks", action="store_true", help="sandbox status callbacks on, through a web process"
+    )
+    parser.add_argument(
         "--phases",
         default=",".join(sorted(PHASES)),
         help="comma-separated subset of: " + ", ".join(sorted(PHASES)),
@@ -700,6 +758,7 @@ def main() -> None:
         spec=WorkerSpec(args.pool, args.concurrency),
         phases=frozenset(args.phases.split(",")),
         log=lambda line: print(f"  .. {line}", flush=True),
+        status_callbacks=args.callbacks,
     )
     for what, figure in report(figures):
         print(f"  {what:<24} {figure}")

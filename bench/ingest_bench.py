@@ -142,7 +142,7 @@ def _load(base: str, requests: list[Request], seconds: float) -> dict[str, Any]:
     return result
 
 
-def run(requests: int = 20_000, seconds: float = 30.0, log: Callable[[str], None] = print) -> Pairs:
+def run(requests: int = 20_000, seconds: float = 30.0, log: Callable[[str], None] = lambda _: None) -> Pairs:
     for problem in (services.ensure_postgres(), services.ensure_redis()):
         if problem:
             raise RuntimeError(problem)
@@ -229,7 +229,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000, help="requests of each kind")
     parser.add_argument("--seconds", type=float, default=30.0, help="the most each kind may take")
     args = parser.parse_args()
-    for what, figure in run(args.requests, args.seconds):
+    for what, figure in run(args.requests, args.seconds, log=print):
         print(f"{what:<28} {figure}")
 
 
