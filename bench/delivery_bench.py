@@ -51,6 +51,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bench import cpu, naive_eta, ratelimit_bench
 from outreach.config import Settings
 from outreach.db import make_engine, make_session_factory
+from outreach.delivery import ingest
 from outreach.migrate import upgrade
 from outreach.models import Message, MessageState, utcnow
 from outreach.outbox import insert_messages
@@ -207,10 +208,14 @@ def _sent(states: dict[str, int]) -> int:
     return sum(states.get(state, 0) for state in SENT_OR_LATER)
 
 
-def _delivered_within(bench: Bench, tag: str, closes: datetime) -> float:
+def _delivered_within(bench: Bench, tag: str, closes: datetime) -> tuple[float, float, int]:
     """The share of the messages sent in the window whose ``delivered`` was applied within
-    DELIVERED_WITHIN of their send, once the callbacks have stopped coming (or a minute)."""
+    DELIVERED_WITHIN of their send, once the callbacks have stopped coming (or a minute); the
+    median send -> delivered; and the callbacks stored but not yet applied at the start (a
+    backlog there is the applier's; none there but slow deliveries is the callbacks' sender)."""
     sent_in_window = (_of(bench, tag), Message.sent_at <= closes)
+    with bench.factory() as session:
+        waiting = ingest.waiting(session)
 
     def settled() -> bool:
         with bench.factory() as session:
@@ -230,7 +235,17 @@ def _delivered_within(bench: Bench, tag: str, closes: datetime) -> float:
                 Message.updated_at - Message.sent_at <= DELIVERED_WITHIN,
             )
         ) or 0
-    return fast / sent if sent else 0.0
+        spans = sorted(
+            (updated - sent_at).total_seconds()
+            for updated, sent_at in session.execute(
+                select(Message.updated_at, Message.sent_at).where(
+                    *sent_in_window, Message.state == MessageState.DELIVERED
+                )
+            )
+            if sent_at is not None
+        )
+    median = spans[len(spans) // 2] if spans else 0.0
+    return (fast / sent if sent else 0.0), median, waiting
 
 
 def _last_sent_at(bench: Bench, tag: str) -> datetime:
@@ -293,8 +308,9 @@ class Throughput:
     load: float  # 1-minute load average when the window closed
     # CPU seconds per part of the system over the window (``bench.cpu``), for "where it goes".
     cpu: dict[str, float] = field(default_factory=dict)
-    # With status callbacks on: the share delivered within DELIVERED_WITHIN of its send.
-    delivered_in_time: float | None = None
+    # With status callbacks on: the share delivered within DELIVERED_WITHIN of its send, the
+    # median send -> delivered, and the callbacks waiting to be applied when the window closed.
+    delivered_in_time: tuple[float, float, int] | None = None
 
     @property
     def mps(self) -> float:
@@ -639,11 +655,14 @@ def report(figures: Figures) -> Pairs:
         )
     for t in figures.throughput:
         if t.delivered_in_time is not None:
+            share, median, waiting = t.delivered_in_time
             out.append(
                 (
                     f"delivered within 5 s, {t.workers} worker{'s' if t.workers > 1 else ''}",
-                    f"{t.delivered_in_time:.1%} of the messages sent in the window (status callbacks on: "
-                    f"sandbox -> web -> inbox -> applier; {_verdict(t.delivered_in_time >= 1.0)} every one)",
+                    f"{share:.1%} of the messages sent in the window (median send -> delivered "
+                    f"{median:.1f} s; {waiting:,} callbacks waiting to be applied as the window closed; "
+                    f"status callbacks on: sandbox -> web -> inbox -> applier; load {t.load:.1f}; "
+                    f"{_verdict(share >= 1.0)} every one)",
                 )
             )
     for t in figures.throughput:
