@@ -35,7 +35,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from outreach.models import InboundClass, InboxItem, InboxState, Message, MessageState
+from outreach.models import InboundClass, InboxItem, InboxState, Message, MessageState, StatusInbox
 
 PROVIDER_CALLS = Counter(
     "outreach_provider_calls", "Provider send calls, by channel and outcome.", ["channel", "outcome"]
@@ -124,6 +124,11 @@ class StateCollector(Collector):
                     InboxItem.kind == "crisis", InboxItem.state != InboxState.HANDLED
                 )
             ).one()
+            # Stored by the web tier, not yet applied (outreach/delivery/ingest.py): a growing
+            # age means the appliers do not keep up and delivery states show late.
+            callbacks_waiting, oldest_callback = session.execute(
+                select(func.count(), func.min(StatusInbox.received_at))
+            ).one()
         for state, channel, count in rows:
             by_state.add_metric([state, channel], count)
         metrics: list[Metric] = [by_state]
@@ -142,6 +147,20 @@ class StateCollector(Collector):
                 "outreach_crisis_oldest_unhandled_seconds",
                 "Age of the oldest crisis item not yet handled (0: none).",
                 _age(now, oldest_crisis),
+            )
+        )
+        metrics.append(
+            _gauge(
+                "outreach_status_callbacks_waiting",
+                "Status callbacks stored and not yet applied to their messages.",
+                callbacks_waiting,
+            )
+        )
+        metrics.append(
+            _gauge(
+                "outreach_status_callbacks_oldest_waiting_seconds",
+                "Age of the oldest status callback not yet applied (0: none).",
+                _age(now, oldest_callback),
             )
         )
         if self.queue_depth is not None:

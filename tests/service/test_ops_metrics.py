@@ -10,7 +10,9 @@ from prometheus_client.registry import REGISTRY
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach.channels import DeliveryError
+from outreach.channels.twilio.callbacks import parse_status_callback
 from outreach.config import Settings
+from outreach.delivery import ingest
 from outreach.delivery.claim import claim_due
 from outreach.delivery.send import NoLimit, Services, send_message
 from outreach.models import InboxItem, InboxState, MessageState
@@ -172,3 +174,20 @@ def test_handling_a_crisis_item_records_how_long_it_waited(session_factory: sess
         inbox.mark_handled(session, item.id, "nurse", NOW + timedelta(hours=1))  # already handled: not again
 
     assert (within("300.0") - before[0], within("900.0") - before[1]) == (0, 1)
+
+
+def test_status_callbacks_not_yet_applied_show_how_many_and_how_long_they_have_waited(
+    session_factory: sessionmaker[Session],
+) -> None:
+    empty = _scrape(StateCollector(session_factory, lambda: NOW))
+    assert empty["outreach_status_callbacks_waiting"] == 0
+    assert empty["outreach_status_callbacks_oldest_waiting_seconds"] == 0
+    for seconds_ago in (45, 5):
+        event = parse_status_callback({"MessageSid": "SM" + "e" * 32, "MessageStatus": "sent"}, None)
+        with session_factory.begin() as session:
+            ingest.store(session, [(event, NOW - timedelta(seconds=seconds_ago))])
+
+    samples = _scrape(StateCollector(session_factory, lambda: NOW))
+
+    assert samples["outreach_status_callbacks_waiting"] == 2
+    assert samples["outreach_status_callbacks_oldest_waiting_seconds"] == 45
