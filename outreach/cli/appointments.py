@@ -202,9 +202,9 @@ def list_command(
         print_json({"date": wanted.isoformat(), "timezone": str(zone), "appointments": visits})
         return
     if not visits:
-        console.print(f"No appointments on {wanted:%A} {wanted.day} {wanted:%B %Y}.")
+        console.print(f"No appointments on {timefmt.long_date(wanted)}.")
         return
-    console.print(f"Appointments on {wanted:%A} {wanted.day} {wanted:%B %Y} ({timefmt.zone_name(zone)} time)")
+    console.print(f"Appointments on {timefmt.long_date(wanted)} ({timefmt.zone_name(zone)} time)")
     table = Table(
         "id", "time", "patient", "type", "status", "confirmation", Column("messages", overflow="fold")
     )

@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from functools import cache, wraps
 from typing import Any, ParamSpec, TypeVar
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -78,8 +77,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 def when(at: datetime | None, patient_zone: str | None = None) -> str:
     """An instant for staff: the clinic's wall clock (and the patient's where it differs)."""
-    patient = ZoneInfo(patient_zone) if patient_zone else None
-    return timefmt.staff_time(at, settings().clinic_zone, patient)
+    return timefmt.staff_time(at, settings().clinic_zone, patient_zone)
 
 
 def when_iso(value: str | None, patient_zone: str | None = None) -> str:

@@ -12,10 +12,10 @@ from pydantic import SecretStr
 from outreach import audit
 from outreach.channels.twilio.client import STATUS_CALLBACK_PATH
 from outreach.db import transaction
+from outreach.timefmt import staff_time
 from outreach.web.deps import get_session_factory, get_settings
 from outreach.web.inbound import INBOUND_SMS_PATH
 from outreach.web.staff import forms
-from outreach.web.staff.formatting import when
 from outreach.web.staff.rendering import render
 from outreach.web.staff.security import Admin, now_of
 
@@ -92,7 +92,7 @@ def audit_page(
         found = audit.events(session, where, limit=PAGE_SIZE, before_id=before)
         rows = [
             {
-                "at": when(e.at, zone),
+                "at": staff_time(e.at, zone),
                 "actor": e.actor,
                 "kind": e.actor_kind,
                 "action": e.action,

@@ -24,9 +24,10 @@ from outreach.contacts.service import (
 from outreach.db import transaction
 from outreach.errors import OutreachError
 from outreach.models import Category, Channel
+from outreach.timefmt import staff_time
 from outreach.web.deps import get_session_factory, get_settings
 from outreach.web.staff import forms
-from outreach.web.staff.formatting import state_words, when, when_both
+from outreach.web.staff.formatting import state_words
 from outreach.web.staff.rendering import render
 from outreach.web.staff.security import CheckedForm, Staff, StaffUser, now_of
 
@@ -269,24 +270,24 @@ def _contact_page(
             "external_id": contact.external_id or "none",
             "timezone": contact.timezone,
             "tags": ", ".join(t.tag for t in contact.tags) or "none",
-            "paused_since": when(contact.automation_paused_at, zone),
+            "paused_since": staff_time(contact.automation_paused_at, zone),
             "paused_reason": contact.automation_paused_reason or "",
         }
     entries = [
         {
-            "at": when(e.at, zone),
+            "at": staff_time(e.at, zone),
             "kind": e.kind,
             "summary": e.summary,
             "detail": e.detail,
             "link": e.link,
-            "also": when_both(e.also_at, zone, patient_zone) if e.also_at else "",
-            "events": [f"{when(at, zone)}: {state_words(status)}" for at, status in e.events],
+            "also": staff_time(e.also_at, zone, patient_zone) if e.also_at else "",
+            "events": [f"{staff_time(at, zone)}: {state_words(status)}" for at, status in e.events],
         }
         for e in history.entries
     ]
     upcoming = [
         {
-            "when": when_both(u.due_at, zone, patient_zone),
+            "when": staff_time(u.due_at, zone, patient_zone),
             "by": "text message" if u.channel == "sms" else "email",
             "what": u.what,
             "state": state_words(u.state),
