@@ -161,6 +161,20 @@ def _form_page(
     return render(request, "contact_form.html", context, staff=staff, status_code=status_code)
 
 
+def _form_refused(
+    request: Request, staff: StaffUser, contact_id: int | None, form: FormData, exc: InvalidContact
+) -> HTMLResponse:
+    """The form again, as typed, with each refused field named."""
+    return _form_page(
+        request,
+        staff,
+        contact_id=contact_id,
+        typed=forms.values(form),
+        errors=_field_errors(exc),
+        status_code=400,
+    )
+
+
 @router.get("/contacts/new", response_class=HTMLResponse)
 def new_contact(request: Request, staff: Staff) -> HTMLResponse:
     return _form_page(request, staff, contact_id=None, typed={})
@@ -178,14 +192,7 @@ def create_contact(request: Request, staff: Staff, form: CheckedForm) -> Respons
                 session, staff.actor, "contact.add", now, subject_type="contact", subject_id=contact.id
             )
     except InvalidContact as exc:
-        return _form_page(
-            request,
-            staff,
-            contact_id=None,
-            typed=forms.values(form),
-            errors=_field_errors(exc),
-            status_code=400,
-        )
+        return _form_refused(request, staff, None, form, exc)
     return RedirectResponse(f"/contacts/{contact.id}?done=added", status_code=303)
 
 
@@ -218,14 +225,7 @@ def save_contact(request: Request, staff: Staff, form: CheckedForm, contact_id: 
                 session, staff.actor, "contact.update", now, subject_type="contact", subject_id=contact_id
             )
     except InvalidContact as exc:
-        return _form_page(
-            request,
-            staff,
-            contact_id=contact_id,
-            typed=forms.values(form),
-            errors=_field_errors(exc),
-            status_code=400,
-        )
+        return _form_refused(request, staff, contact_id, form, exc)
     return RedirectResponse(f"/contacts/{contact_id}?done=saved", status_code=303)
 
 
