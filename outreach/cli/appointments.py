@@ -14,6 +14,7 @@ from rich.table import Column, Table
 from outreach import appointments, timefmt
 from outreach.appointments.service import Change
 from outreach.cli.common import (
+    JsonOption,
     console,
     err_console,
     handle_errors,
@@ -28,7 +29,6 @@ from outreach.errors import OutreachError
 
 app = typer.Typer(no_args_is_help=True, help="Appointments and their reminders.")
 
-JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
 TzOption = Annotated[
     str | None,
     typer.Option("--tz", help="Time zone of --at (default: the clinic's, OUTREACH_CLINIC_TIMEZONE)."),
