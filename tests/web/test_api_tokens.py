@@ -64,7 +64,7 @@ def test_tokens_list_shows_clinic_local_times_and_json_keeps_iso_offsets(
     with transaction(session_factory) as session:
         tokens.issue(session, "ehr-sync", "staff", NOW)
     table = cli.invoke(cli_app, ["tokens", "list"])
-    assert "2026-06-10 11:00 PDT" in table.output  # NOW is 18:00 UTC
+    assert "Wed 10 Jun 2026, 11:00 Pacific" in table.output  # NOW is 18:00 UTC
     assert "never" in table.output
     document = json.loads(cli.invoke(cli_app, ["tokens", "list", "--json"]).output)
     assert document == [
