@@ -20,6 +20,7 @@ from outreach.db import make_engine, make_session_factory
 from outreach.migrate import upgrade
 from outreach.models import Base
 from tests.support import services
+from tests.support.sandbox import WebhookReceiver, webhook_receiver
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
@@ -97,3 +98,10 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
     with session_factory() as session:
         yield session
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A local HTTP server standing in for the app: records the webhooks the sandbox signs."""
+    with webhook_receiver() as running:
+        yield running
