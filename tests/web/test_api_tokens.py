@@ -11,7 +11,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from outreach.cli import common
 from outreach.cli.app import app as cli_app
 from outreach.config import Settings
 from outreach.db import transaction
@@ -19,17 +18,6 @@ from outreach.models import ApiToken
 from outreach.web.api import tokens
 from outreach.web.api.core import TokenBucket
 from tests.support.api import NOW, Api, api_client, bearer
-
-
-@pytest.fixture
-def cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.setenv("OUTREACH_DATABASE_URL", db_url)
-    common.settings.cache_clear()
-    common.session_factory.cache_clear()
-    yield CliRunner()
-    common.session_factory().kw["bind"].dispose()
-    common.settings.cache_clear()
-    common.session_factory.cache_clear()
 
 
 @pytest.fixture
