@@ -6,7 +6,8 @@ everywhere. Machine output (``--json``, the API) keeps ISO-8601 with offsets ins
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 # Short names for the zones a US clinic meets; others show their abbreviation ("EDT").
@@ -36,13 +37,37 @@ def clock(at: datetime, zone: ZoneInfo) -> str:
     return f"{_aware(at).astimezone(zone):%H:%M} {zone_name(zone)}"
 
 
-def staff_time(at: datetime | None, clinic: ZoneInfo, patient: ZoneInfo | None = None) -> str:
-    """The clinic's local time, and the patient's after it when their wall clock differs."""
+def long_date(value: date) -> str:
+    """``Wednesday 10 June 2026``: a calendar day written out, for headings."""
+    return f"{value:%A} {value.day} {value:%B %Y}"
+
+
+def staff_time(at: datetime | None, clinic: ZoneInfo, patient: ZoneInfo | str | None = None) -> str:
+    """The clinic's local time, and the patient's after it when their wall clock differs.
+
+    ``patient`` may be a zone key as stored on a contact or appointment ("" or None: unknown).
+    """
+    return _both(local, at, clinic, patient)
+
+
+def staff_clock(at: datetime | None, clinic: ZoneInfo, patient: ZoneInfo | str | None = None) -> str:
+    """``staff_time`` for the time of day only, where the day is already shown (a day's list)."""
+    return _both(clock, at, clinic, patient)
+
+
+def _both(
+    written: Callable[[datetime, ZoneInfo], str],
+    at: datetime | None,
+    clinic: ZoneInfo,
+    patient: ZoneInfo | str | None,
+) -> str:
     if at is None:
         return ""
-    text = local(at, clinic)
+    if isinstance(patient, str):
+        patient = ZoneInfo(patient) if patient else None
+    text = written(at, clinic)
     if patient is not None and _offset(at, patient) != _offset(at, clinic):
-        text += f" ({local(at, patient)} for the patient)"
+        text += f" ({written(at, patient)} for the patient)"
     return text
 
 

@@ -14,12 +14,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
 
+from outreach.cli import common
 from outreach.config import Settings, load_settings
 from outreach.db import make_engine, make_session_factory
 from outreach.migrate import upgrade
 from outreach.models import Base
 from tests.support import services
+from tests.support.sandbox import WebhookReceiver, webhook_receiver
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
@@ -97,3 +100,24 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
     with session_factory() as session:
         yield session
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A local HTTP server standing in for the app: records the webhooks the sandbox signs."""
+    with webhook_receiver() as running:
+        yield running
+
+
+@pytest.fixture
+def cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    """The CLI on this test's database (it reads its settings from the environment once)."""
+    monkeypatch.setenv("OUTREACH_DATABASE_URL", db_url)
+    monkeypatch.setenv("OUTREACH_TEMPLATES_DIR", str(TEMPLATES))
+    for cached in (common.settings, common.session_factory, common.clock):
+        cached.cache_clear()
+    yield CliRunner()
+    if common.session_factory.cache_info().currsize:
+        common.session_factory().kw["bind"].dispose()
+    for cached in (common.settings, common.session_factory, common.clock):
+        cached.cache_clear()

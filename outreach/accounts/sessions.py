@@ -6,7 +6,6 @@ A session ends when its owner signs out, is disabled or gets a new password, or 
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from outreach.accounts.digest import secret_digest
 from outreach.accounts.users import normalise_email, verify_password
 from outreach.models import LoginFailure, User, WebSession
 
@@ -37,10 +37,6 @@ class SignedIn:
     web_session: WebSession
     # The cookie value; only its hash is stored.
     token: str
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _recent_failures(session: Session, now: datetime, **match: str) -> int:
@@ -74,7 +70,7 @@ def sign_in(session: Session, email: str, password: str, address: str, now: date
         return Refused("the email address or password is not right")
     token = secrets.token_urlsafe(32)
     web_session = WebSession(
-        token_hash=_hash(token),
+        token_hash=secret_digest(token),
         user_id=user.id,
         created_at=now,
         last_seen_at=now,
@@ -94,7 +90,7 @@ def resume(session: Session, token: str, now: datetime, idle: timedelta) -> Sign
     found = session.execute(
         select(WebSession, User)
         .join(User, User.id == WebSession.user_id)
-        .where(WebSession.token_hash == _hash(token))
+        .where(WebSession.token_hash == secret_digest(token))
     ).one_or_none()
     if found is None:
         return None
@@ -109,6 +105,6 @@ def resume(session: Session, token: str, now: datetime, idle: timedelta) -> Sign
 
 
 def sign_out(session: Session, token: str, now: datetime) -> None:
-    web_session = session.scalar(select(WebSession).where(WebSession.token_hash == _hash(token)))
+    web_session = session.scalar(select(WebSession).where(WebSession.token_hash == secret_digest(token)))
     if web_session is not None and web_session.revoked_at is None:
         web_session.revoked_at = now

@@ -148,6 +148,26 @@ def _set_state(
     return moved
 
 
+def _stop(
+    session: Session,
+    *,
+    slug: str | None,
+    contact_ids: Iterable[int] | None,
+    everything: bool,
+    states: Sequence[EnrollmentState],
+    values: dict[str, Any],
+    reason: str,
+    now: datetime,
+) -> ChangeReport:
+    """Move the named enrollments out of ``states`` and cancel their pending messages."""
+    found = _select(session, slug=slug, contact_ids=contact_ids, everything=everything, states=states)
+    ids = [f[0] for f in found]
+    moved: list[int] = []
+    for state in states:
+        moved += _set_state(session, ids, state, values, now)
+    return ChangeReport(len(moved), _cancel_enrollments(session, moved, reason, now))
+
+
 def pause(
     session: Session,
     *,
@@ -157,17 +177,16 @@ def pause(
     now: datetime,
 ) -> ChangeReport:
     """Pause active enrollments: pending messages are cancelled (``PAUSED_REASON``)."""
-    found = _select(
-        session, slug=slug, contact_ids=contact_ids, everything=everything, states=[EnrollmentState.ACTIVE]
-    )
-    moved = _set_state(
+    return _stop(
         session,
-        [f[0] for f in found],
-        EnrollmentState.ACTIVE,
-        {"state": str(EnrollmentState.PAUSED), "paused_at": now},
-        now,
+        slug=slug,
+        contact_ids=contact_ids,
+        everything=everything,
+        states=[EnrollmentState.ACTIVE],
+        values={"state": str(EnrollmentState.PAUSED), "paused_at": now},
+        reason=PAUSED_REASON,
+        now=now,
     )
-    return ChangeReport(len(moved), _cancel_enrollments(session, moved, PAUSED_REASON, now))
 
 
 def resume(
@@ -220,20 +239,13 @@ def unenroll(
     now: datetime,
 ) -> ChangeReport:
     """End enrollments: pending messages cancelled. Enrolling again starts a fresh schedule."""
-    found = _select(
+    return _stop(
         session,
         slug=slug,
         contact_ids=contact_ids,
         everything=everything,
         states=[EnrollmentState.ACTIVE, EnrollmentState.PAUSED],
+        values={"state": str(EnrollmentState.UNENROLLED), "paused_at": None},
+        reason=UNENROLLED_REASON,
+        now=now,
     )
-    moved: list[int] = []
-    for state in (EnrollmentState.ACTIVE, EnrollmentState.PAUSED):
-        moved += _set_state(
-            session,
-            [f[0] for f in found],
-            state,
-            {"state": str(EnrollmentState.UNENROLLED), "paused_at": None},
-            now,
-        )
-    return ChangeReport(len(moved), _cancel_enrollments(session, moved, UNENROLLED_REASON, now))

@@ -14,6 +14,7 @@ from rich.table import Column, Table
 from outreach import appointments, timefmt
 from outreach.appointments.service import Change
 from outreach.cli.common import (
+    JsonOption,
     console,
     err_console,
     handle_errors,
@@ -28,7 +29,6 @@ from outreach.errors import OutreachError
 
 app = typer.Typer(no_args_is_help=True, help="Appointments and their reminders.")
 
-JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
 TzOption = Annotated[
     str | None,
     typer.Option("--tz", help="Time zone of --at (default: the clinic's, OUTREACH_CLINIC_TIMEZONE)."),
@@ -202,9 +202,9 @@ def list_command(
         print_json({"date": wanted.isoformat(), "timezone": str(zone), "appointments": visits})
         return
     if not visits:
-        console.print(f"No appointments on {wanted:%A} {wanted.day} {wanted:%B %Y}.")
+        console.print(f"No appointments on {timefmt.long_date(wanted)}.")
         return
-    console.print(f"Appointments on {wanted:%A} {wanted.day} {wanted:%B %Y} ({timefmt.zone_name(zone)} time)")
+    console.print(f"Appointments on {timefmt.long_date(wanted)} ({timefmt.zone_name(zone)} time)")
     table = Table(
         "id", "time", "patient", "type", "status", "confirmation", Column("messages", overflow="fold")
     )

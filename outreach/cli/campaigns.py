@@ -15,7 +15,15 @@ from outreach.campaigns import sync as campaign_sync
 from outreach.campaigns.enroll import enroll as enroll_contacts
 from outreach.campaigns.overview import campaign_summaries
 from outreach.campaigns.preview import preview as preview_steps
-from outreach.cli.common import console, err_console, handle_errors, print_json, settings, transaction
+from outreach.cli.common import (
+    JsonOption,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+    settings,
+    transaction,
+)
 from outreach.content.lint import check_templates
 from outreach.errors import OutreachError
 from outreach.models import utcnow
@@ -23,7 +31,6 @@ from outreach.models import utcnow
 campaigns_app = typer.Typer(no_args_is_help=True, help="Campaign definitions (templates/campaigns/*.yaml).")
 templates_app = typer.Typer(no_args_is_help=True, help="Message templates (templates/sms, templates/email).")
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 ContactsOption = Annotated[
     list[int] | None, typer.Option("--contact", help="Contact id (repeat for several).", show_default=False)
 ]

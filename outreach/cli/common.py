@@ -8,8 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import cache, wraps
-from typing import Any, ParamSpec, TypeVar
-from zoneinfo import ZoneInfo
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -30,6 +29,8 @@ R = TypeVar("R")
 
 console = Console()
 err_console = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
 @cache
@@ -78,8 +79,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 def when(at: datetime | None, patient_zone: str | None = None) -> str:
     """An instant for staff: the clinic's wall clock (and the patient's where it differs)."""
-    patient = ZoneInfo(patient_zone) if patient_zone else None
-    return timefmt.staff_time(at, settings().clinic_zone, patient)
+    return timefmt.staff_time(at, settings().clinic_zone, patient_zone)
 
 
 def when_iso(value: str | None, patient_zone: str | None = None) -> str:

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from outreach.cli.common import (
+    JsonOption,
     console,
     err_console,
     handle_errors,
@@ -38,7 +39,6 @@ from outreach.replies.pause import pause_of
 
 app = typer.Typer(no_args_is_help=True, help="Patients and their consent.")
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
 @app.command("import")

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from outreach.cli.common import (
+    JsonOption,
     console,
     handle_errors,
     now,
@@ -40,7 +41,7 @@ def list_command(
     ] = "open",
     urgent: Annotated[bool, typer.Option("--urgent", help="Only urgent items.")] = False,
     assigned_to: Annotated[str | None, typer.Option("--assigned-to")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List inbox items, urgent first, newest first."""
     if state not in ("open", "unread", "read", "handled", "all"):
@@ -78,7 +79,7 @@ def list_command(
 @handle_errors
 def show_command(
     item_id: int,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Show one item with the whole conversation; marks it read."""
     with transaction() as session:

@@ -8,6 +8,7 @@ import typer
 from rich.table import Column, Table
 
 from outreach.cli.common import (
+    JsonOption,
     console,
     contact_zones,
     handle_errors,
@@ -22,7 +23,6 @@ from outreach.replies.pause import Pause, pause_of, pauses_of, shown_state
 
 app = typer.Typer(no_args_is_help=True, help="Messages in the outbox and their delivery log.")
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
 @app.command("list")

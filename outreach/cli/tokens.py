@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from outreach.cli.common import console, handle_errors, print_json, settings, transaction
+from outreach.cli.common import JsonOption, console, handle_errors, print_json, transaction, when
 from outreach.models import utcnow
 from outreach.web.api import tokens
 
@@ -32,7 +32,7 @@ def add(
 @app.command("list")
 @handle_errors
 def list_(
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Tokens with their role, when they were created and last used (never the secrets)."""
     with transaction() as session:
@@ -54,10 +54,9 @@ def list_(
     if not rows:
         console.print("No API tokens.")
         return
-    zone = settings().clinic_zone
 
     def local(at: datetime | None) -> str:
-        return at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if at is not None else "never"
+        return when(at) if at is not None else "never"
 
     table = Table("name", "role", "created", "last used", "revoked")
     for t in rows:

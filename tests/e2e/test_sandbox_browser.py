@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.support.sandbox import RunningSandbox, WebhookReceiver, running_sandbox, webhook_receiver
+from tests.support.sandbox import RunningSandbox, WebhookReceiver, running_sandbox
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 PATIENT = "+14155550151"
 CLINIC = "+15005550006"
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    with webhook_receiver() as running:
-        yield running
 
 
 @pytest.fixture
@@ -36,17 +25,12 @@ def sandbox(receiver: WebhookReceiver) -> Iterator[RunningSandbox]:
 
 
 @pytest.fixture
-def page() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+def page(browser: Any) -> Iterator[object]:
+    opened = browser.new_page()
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 @pytest.mark.real_timers

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from outreach.appointments import import_appointments_csv
-from outreach.cli import common
 from outreach.cli.app import app
 from outreach.config import Settings
 from outreach.contacts.reader import CsvUnusable
@@ -104,18 +102,6 @@ def test_an_unusable_file_is_refused_whole(
     with pytest.raises(CsvUnusable, match=problem) as error:
         import_appointments_csv(session, settings, path, now=NOW)
     assert error.value.exit_code == 2
-
-
-@pytest.fixture
-def cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.setenv("OUTREACH_DATABASE_URL", db_url)
-    monkeypatch.setenv("OUTREACH_TEMPLATES_DIR", str(TEMPLATES))
-    common.settings.cache_clear()
-    common.session_factory.cache_clear()
-    yield CliRunner()
-    common.session_factory().kw["bind"].dispose()
-    common.settings.cache_clear()
-    common.session_factory.cache_clear()
 
 
 def test_cli_add_list_cancel(cli: CliRunner, session_factory: sessionmaker[Session]) -> None:

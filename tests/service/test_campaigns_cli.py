@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -11,7 +10,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from typer.testing import CliRunner, Result
 
-from outreach.cli import common
 from outreach.cli.app import app
 from outreach.db import make_engine, make_session_factory
 from tests.support.campaigns import SMALL_CAMPAIGN, add_contact, copy_templates
@@ -23,14 +21,10 @@ def templates_dir(tmp_path: Path, db_url: str) -> Path:
 
 
 @pytest.fixture
-def cli(db_url: str, templates_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.setenv("OUTREACH_DATABASE_URL", db_url)
+def cli(cli: CliRunner, templates_dir: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """The shared CLI fixture, reading this test's copy of the templates."""
     monkeypatch.setenv("OUTREACH_TEMPLATES_DIR", str(templates_dir))
-    common.settings.cache_clear()
-    common.session_factory.cache_clear()
-    yield CliRunner()
-    common.settings.cache_clear()
-    common.session_factory.cache_clear()
+    return cli
 
 
 def run(cli: CliRunner, *args: str) -> Result:

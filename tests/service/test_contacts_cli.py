@@ -6,31 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner, Result
 
-from outreach.cli import common
 from outreach.cli.app import app
 from tests.support.contacts_csv import HEADER, write
 
 GOOD = f"{HEADER}\nM1,Ann,Lee,(925) 289-1430,ann@example.org,,,vip,yes,\n,Bob,Lee,925-289-1430,,,,,,\n"
-
-
-@pytest.fixture
-def cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    """The CLI reads its settings from the environment, once: point it at this test's database."""
-    monkeypatch.setenv("OUTREACH_DATABASE_URL", db_url)
-    common.settings.cache_clear()
-    common.session_factory.cache_clear()
-    yield CliRunner()
-    if common.session_factory.cache_info().currsize:
-        bind = common.session_factory().kw["bind"]
-        bind.dispose()
-    common.settings.cache_clear()
-    common.session_factory.cache_clear()
 
 
 def run(cli: CliRunner, *args: str) -> Result:

@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 from outreach.cli.app import app
 from outreach.contacts import ContactInput, CsvUnusable, InvalidContact, add_contact
 from outreach.contacts.importer import IGNORED_COLUMNS_SHOWN
-from tests.service.test_contacts_cli import cli  # noqa: F401 (the fixture, reused)
 from tests.support.contacts_csv import HEADER, run_import, stored, write
 
 SECRET_PHONE = "(925) 289-1499"
@@ -77,7 +76,7 @@ def test_a_header_with_an_unterminated_quote_makes_the_file_unusable(
 
 
 def test_a_header_with_a_hundred_thousand_unknown_columns_is_summarised(
-    cli: CliRunner, tmp_path: Path  # noqa: F811
+    cli: CliRunner, tmp_path: Path
 ) -> None:
     header = HEADER + "," + ",".join(f"extra{i}" for i in range(100_000))
     path = write(tmp_path, header + "\nM1,Ann,Lee,9252891430,,,,,,\n")
@@ -90,7 +89,7 @@ def test_a_header_with_a_hundred_thousand_unknown_columns_is_summarised(
 
 
 def test_the_cli_keeps_its_exit_code_contract_for_a_nul_row(
-    cli: CliRunner, tmp_path: Path  # noqa: F811
+    cli: CliRunner, tmp_path: Path
 ) -> None:
     content = f"{HEADER}\nM1,Ann,Lee,9252891430,,,,,,\nM2,Bob\x00,Ray,{SECRET_PHONE},,,,,,\n"
     result = cli.invoke(app, ["contacts", "import", str(write(tmp_path, content))])

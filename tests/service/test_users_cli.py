@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner, Result
 
 from outreach import audit
-from outreach.cli import common
 from outreach.cli.app import app
 from outreach.models import User
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.setenv("OUTREACH_DATABASE_URL", db_url)
-    common.settings.cache_clear()
-    common.session_factory.cache_clear()
-    yield CliRunner()
-    common.session_factory().kw["bind"].dispose()
-    common.settings.cache_clear()
-    common.session_factory.cache_clear()
 
 
 def run(cli: CliRunner, *args: str, stdin: str | None = None) -> Result:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from outreach.timefmt import clock, local, staff_time
+from outreach.timefmt import clock, local, long_date, staff_clock, staff_time
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 EASTERN = ZoneInfo("America/New_York")
@@ -50,3 +50,19 @@ def test_arizona_shows_only_while_its_clock_differs_from_the_clinics() -> None:
 def test_no_instant_is_an_empty_cell_and_a_clock_is_the_time_of_day() -> None:
     assert staff_time(None, PACIFIC) == ""
     assert clock(datetime(2026, 6, 10, 15, 0, tzinfo=UTC), PACIFIC) == "08:00 Pacific"
+
+
+def test_a_patient_zone_stored_as_text_reads_like_a_zone_and_blank_means_unknown() -> None:
+    at = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)
+    assert staff_time(at, PACIFIC, "America/New_York") == staff_time(at, PACIFIC, EASTERN)
+    assert staff_time(at, PACIFIC, "") == "Wed 10 Jun 2026, 09:00 Pacific"
+
+
+def test_a_days_list_shows_the_time_of_day_with_the_patients_where_it_differs() -> None:
+    at = datetime(2026, 6, 12, 16, 30, tzinfo=UTC)
+    assert staff_clock(at, PACIFIC, "America/New_York") == "09:30 Pacific (12:30 Eastern for the patient)"
+    assert staff_clock(at, PACIFIC, PACIFIC) == "09:30 Pacific"
+
+
+def test_a_heading_writes_the_day_out_in_full() -> None:
+    assert long_date(date(2026, 6, 12)) == "Friday 12 June 2026"

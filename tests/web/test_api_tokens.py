@@ -11,7 +11,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from outreach.cli import common
 from outreach.cli.app import app as cli_app
 from outreach.config import Settings
 from outreach.db import transaction
@@ -19,17 +18,6 @@ from outreach.models import ApiToken
 from outreach.web.api import tokens
 from outreach.web.api.core import TokenBucket
 from tests.support.api import NOW, Api, api_client, bearer
-
-
-@pytest.fixture
-def cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.setenv("OUTREACH_DATABASE_URL", db_url)
-    common.settings.cache_clear()
-    common.session_factory.cache_clear()
-    yield CliRunner()
-    common.session_factory().kw["bind"].dispose()
-    common.settings.cache_clear()
-    common.session_factory.cache_clear()
 
 
 @pytest.fixture
@@ -64,7 +52,7 @@ def test_tokens_list_shows_clinic_local_times_and_json_keeps_iso_offsets(
     with transaction(session_factory) as session:
         tokens.issue(session, "ehr-sync", "staff", NOW)
     table = cli.invoke(cli_app, ["tokens", "list"])
-    assert "2026-06-10 11:00 PDT" in table.output  # NOW is 18:00 UTC
+    assert "Wed 10 Jun 2026, 11:00 Pacific" in table.output  # NOW is 18:00 UTC
     assert "never" in table.output
     document = json.loads(cli.invoke(cli_app, ["tokens", "list", "--json"]).output)
     assert document == [

@@ -7,18 +7,12 @@ from datetime import datetime
 
 import pytest
 
-from tests.support.sandbox import RunningSandbox, WebhookReceiver, running_sandbox, webhook_receiver
+from tests.support.sandbox import RunningSandbox, WebhookReceiver, running_sandbox
 from tests.support.waiting import wait_for
 
 PATIENT = "+14155550111"
 CLINIC = "+15005550006"
 STATUS_PATH = "/webhooks/twilio/status?d=corr-123"
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    with webhook_receiver() as running:
-        yield running
 
 
 @pytest.fixture

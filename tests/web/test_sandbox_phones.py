@@ -10,16 +10,10 @@ import pytest
 from twilio.base.exceptions import TwilioRestException
 
 from outreach.sandbox.formats import AUTO_REPLIES
-from tests.support.sandbox import RunningSandbox, WebhookReceiver, running_sandbox, webhook_receiver
+from tests.support.sandbox import RunningSandbox, WebhookReceiver, running_sandbox
 
 PATIENT = "+14155550131"
 CLINIC = "+15005550006"
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    with webhook_receiver() as running:
-        yield running
 
 
 @pytest.fixture

@@ -81,7 +81,7 @@ def test_a_crisis_reply_is_first_on_the_dashboard_and_its_alert_link_opens_the_t
     assert page.status_code == 200
     assert "Automated messages are paused" in page.text
     # 17:55 UTC is 10:55 in California, written out in the clinic's zone.
-    assert "Wed 10 June 2026, 10:55 AM PDT" in page.text
+    assert "Wed 10 Jun 2026, 10:55 Pacific" in page.text
     assert actions(session, subject_type="inbox_item") == ["inbox.view"]
 
 
@@ -221,7 +221,7 @@ def test_enrolling_from_the_campaign_page_shows_refusals_and_the_schedule_on_the
     assert f'href="/contacts/{unwilling.id}"' in result.text
     page = client.get(f"/contacts/{willing.id}").text
     schedule = page[page.index("What this patient will receive") : page.index("<h2>Consent")]
-    assert "scheduled" in schedule and "PDT" in schedule
+    assert "scheduled" in schedule and "Pacific" in schedule
     assert "contact.view" in actions(session, subject_type="contact", subject_id=str(willing.id))
 
 
@@ -255,7 +255,7 @@ def test_the_day_view_shows_each_visit_with_its_confirmation_state(
 ) -> None:
     book_a_visit(session, settings)
     page = client.get("/appointments", params={"day": "2026-06-12"}).text
-    assert "Friday 12 June 2026" in page and "9:30 AM" in page and "Ana Test" in page
+    assert "Friday 12 June 2026" in page and "09:30 Pacific" in page and "Ana Test" in page
     # The day view's own phrase: when the request to confirm goes, or why it will not.
     phrase = r"<td>(request goes \w+ \w+ \d+ [\d:]+ [AP]M|not requested[^<]*confirm by phone)</td>"
     assert re.search(phrase, page)
@@ -324,7 +324,7 @@ def test_booking_shows_the_reminders_it_will_send_and_books_only_on_confirm(
     }
     preview = client.post("/appointments/book", data=typed)
     assert preview.status_code == 200
-    assert "The patient will be sent" in preview.text and "Mon 15 June 2026, 9:30 AM PDT" in preview.text
+    assert "The patient will be sent" in preview.text and "Mon 15 Jun 2026, 09:30 Pacific" in preview.text
     assert fetch(session, select(Appointment)) == []
     assert fetch(session, select(Message)) == []
     booked = client.post("/appointments/book", data={**typed, "confirm": "yes"})
@@ -338,7 +338,7 @@ def test_booking_shows_the_reminders_it_will_send_and_books_only_on_confirm(
         data={"day": "2026-06-16", "time": "11:00", "csrf_token": csrf},
     )
     assert "already scheduled for this visit will be cancelled" in moved.text
-    assert "Tue 16 June 2026, 11:00 AM PDT" in moved.text
+    assert "Tue 16 Jun 2026, 11:00 Pacific" in moved.text
     cancel = client.post(f"/appointments/{appointment.id}/cancel", data={"notify": "yes", "csrf_token": csrf})
     assert "Check before confirming" in cancel.text
     client.post(

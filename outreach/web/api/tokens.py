@@ -8,7 +8,6 @@ again in constant time before it is trusted.
 from __future__ import annotations
 
 import enum
-import hashlib
 import hmac
 import re
 import secrets
@@ -18,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from outreach.accounts.digest import secret_digest
 from outreach.errors import NotFound, OutreachError
 from outreach.models import ApiToken
 
@@ -53,10 +53,6 @@ class Caller:
     role: Role
 
 
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def issue(session: Session, name: str, role: str, now: datetime) -> IssuedToken:
     if not NAME_PATTERN.match(name):
         raise TokenError(
@@ -69,7 +65,7 @@ def issue(session: Session, name: str, role: str, now: datetime) -> IssuedToken:
     if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
         raise TokenError(f"a token named {name!r} already exists; revoke it or pick another name")
     secret = PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(name=name, role=str(chosen), secret_hash=_digest(secret), created_at=now))
+    session.add(ApiToken(name=name, role=str(chosen), secret_hash=secret_digest(secret), created_at=now))
     session.flush()
     return IssuedToken(name, chosen, secret)
 
@@ -92,7 +88,7 @@ def authenticate(session: Session, presented: str, now: datetime) -> Caller | No
     """The caller a presented token stands for, or None (unknown, malformed or revoked)."""
     if not presented.startswith(PREFIX) or len(presented) > 128:
         return None
-    digest = _digest(presented)
+    digest = secret_digest(presented)
     token = session.scalar(select(ApiToken).where(ApiToken.secret_hash == digest))
     if token is None or not hmac.compare_digest(token.secret_hash, digest) or token.revoked_at is not None:
         return None

@@ -4,18 +4,21 @@ and the audit trail (filter, CSV export)."""
 from __future__ import annotations
 
 import io
+from dataclasses import asdict, dataclass
+from typing import Annotated
+from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import SecretStr
 
 from outreach import audit
 from outreach.channels.twilio.client import STATUS_CALLBACK_PATH
 from outreach.db import transaction
+from outreach.timefmt import staff_time
 from outreach.web.deps import get_session_factory, get_settings
 from outreach.web.inbound import INBOUND_SMS_PATH
 from outreach.web.staff import forms
-from outreach.web.staff.formatting import when
 from outreach.web.staff.rendering import render
 from outreach.web.staff.security import Admin, now_of
 
@@ -53,46 +56,44 @@ def settings_page(request: Request, staff: Admin) -> HTMLResponse:
     return render(request, "settings.html", context, staff=staff)
 
 
-def _audit_filter(
-    request: Request,
-    actor: str,
-    action: str,
-    subject: str,
-    day_from: str,
-    day_to: str,
-    errors: forms.FormErrors,
-) -> audit.AuditFilter:
-    since, until = forms.day_range(get_settings(request).clinic_zone, day_from, day_to, errors)
-    subject_type, _, subject_id = subject.partition(":")
-    return audit.AuditFilter(
-        actor=actor or None,
-        action=action or None,
-        subject_type=subject_type or None,
-        subject_id=subject_id or None,
-        since=since,
-        until=until,
-    )
+@dataclass(frozen=True)
+class AuditQuery:
+    """The filters as typed in the query string, shared by the audit page and its CSV download."""
+
+    actor: str = ""
+    action: str = ""
+    subject: str = ""
+    day_from: str = ""
+    day_to: str = ""
+
+    def where(self, zone: ZoneInfo, errors: forms.FormErrors) -> audit.AuditFilter:
+        since, until = forms.day_range(zone, self.day_from, self.day_to, errors)
+        subject_type, _, subject_id = self.subject.partition(":")
+        return audit.AuditFilter(
+            actor=self.actor or None,
+            action=self.action or None,
+            subject_type=subject_type or None,
+            subject_id=subject_id or None,
+            since=since,
+            until=until,
+        )
+
+
+AuditFilters = Annotated[AuditQuery, Depends()]
 
 
 @router.get("/audit", response_class=HTMLResponse)
 def audit_page(
-    request: Request,
-    staff: Admin,
-    actor: str = "",
-    action: str = "",
-    subject: str = "",
-    day_from: str = "",
-    day_to: str = "",
-    before: int | None = None,
+    request: Request, staff: Admin, query: AuditFilters, before: int | None = None
 ) -> HTMLResponse:
     zone = get_settings(request).clinic_zone
     errors = forms.FormErrors()
-    where = _audit_filter(request, actor, action, subject, day_from, day_to, errors)
+    where = query.where(zone, errors)
     with transaction(get_session_factory(request)) as session:
         found = audit.events(session, where, limit=PAGE_SIZE, before_id=before)
         rows = [
             {
-                "at": when(e.at, zone),
+                "at": staff_time(e.at, zone),
                 "actor": e.actor,
                 "kind": e.actor_kind,
                 "action": e.action,
@@ -104,7 +105,7 @@ def audit_page(
             for e in found
         ]
         oldest = found[-1].id if len(found) == PAGE_SIZE else None
-    typed = {"actor": actor, "action": action, "subject": subject, "day_from": day_from, "day_to": day_to}
+    typed = asdict(query)
     context = {
         "title": "Audit trail",
         "rows": rows,
@@ -117,16 +118,8 @@ def audit_page(
 
 
 @router.get("/audit/export")
-def audit_export(
-    request: Request,
-    staff: Admin,
-    actor: str = "",
-    action: str = "",
-    subject: str = "",
-    day_from: str = "",
-    day_to: str = "",
-) -> Response:
-    where = _audit_filter(request, actor, action, subject, day_from, day_to, forms.FormErrors())
+def audit_export(request: Request, staff: Admin, query: AuditFilters) -> Response:
+    where = query.where(get_settings(request).clinic_zone, forms.FormErrors())
     out = io.StringIO()
     with transaction(get_session_factory(request)) as session:
         count = audit.export_csv(session, where, out)

@@ -18,9 +18,9 @@ from outreach.appointments.preview import preview_change
 from outreach.appointments.service import Change
 from outreach.db import transaction
 from outreach.errors import OutreachError
+from outreach.timefmt import staff_time
 from outreach.web.deps import get_session_factory, get_settings
 from outreach.web.staff import forms
-from outreach.web.staff.formatting import when_both
 from outreach.web.staff.rendering import render
 from outreach.web.staff.security import CheckedForm, Staff, StaffUser, now_of
 
@@ -71,10 +71,10 @@ def _preview_view(request: Request, session: Session, make: Callable[[Session], 
     zone = get_settings(request).clinic_zone
     found = preview_change(session, make)
     return {
-        "starts": when_both(found.starts_at, zone, found.timezone),
+        "starts": staff_time(found.starts_at, zone, found.timezone),
         "sends": [
             {
-                "when": when_both(s.due_at, zone, found.timezone),
+                "when": staff_time(s.due_at, zone, found.timezone),
                 "by": "text message" if s.channel == "sms" else "email",
                 "what": s.what,
             }

@@ -24,9 +24,10 @@ from outreach.contacts.service import (
 from outreach.db import transaction
 from outreach.errors import OutreachError
 from outreach.models import Category, Channel
+from outreach.timefmt import staff_time
 from outreach.web.deps import get_session_factory, get_settings
 from outreach.web.staff import forms
-from outreach.web.staff.formatting import state_words, when, when_both
+from outreach.web.staff.formatting import state_words
 from outreach.web.staff.rendering import render
 from outreach.web.staff.security import CheckedForm, Staff, StaffUser, now_of
 
@@ -160,6 +161,20 @@ def _form_page(
     return render(request, "contact_form.html", context, staff=staff, status_code=status_code)
 
 
+def _form_refused(
+    request: Request, staff: StaffUser, contact_id: int | None, form: FormData, exc: InvalidContact
+) -> HTMLResponse:
+    """The form again, as typed, with each refused field named."""
+    return _form_page(
+        request,
+        staff,
+        contact_id=contact_id,
+        typed=forms.values(form),
+        errors=_field_errors(exc),
+        status_code=400,
+    )
+
+
 @router.get("/contacts/new", response_class=HTMLResponse)
 def new_contact(request: Request, staff: Staff) -> HTMLResponse:
     return _form_page(request, staff, contact_id=None, typed={})
@@ -177,14 +192,7 @@ def create_contact(request: Request, staff: Staff, form: CheckedForm) -> Respons
                 session, staff.actor, "contact.add", now, subject_type="contact", subject_id=contact.id
             )
     except InvalidContact as exc:
-        return _form_page(
-            request,
-            staff,
-            contact_id=None,
-            typed=forms.values(form),
-            errors=_field_errors(exc),
-            status_code=400,
-        )
+        return _form_refused(request, staff, None, form, exc)
     return RedirectResponse(f"/contacts/{contact.id}?done=added", status_code=303)
 
 
@@ -217,14 +225,7 @@ def save_contact(request: Request, staff: Staff, form: CheckedForm, contact_id: 
                 session, staff.actor, "contact.update", now, subject_type="contact", subject_id=contact_id
             )
     except InvalidContact as exc:
-        return _form_page(
-            request,
-            staff,
-            contact_id=contact_id,
-            typed=forms.values(form),
-            errors=_field_errors(exc),
-            status_code=400,
-        )
+        return _form_refused(request, staff, contact_id, form, exc)
     return RedirectResponse(f"/contacts/{contact_id}?done=saved", status_code=303)
 
 
@@ -269,24 +270,24 @@ def _contact_page(
             "external_id": contact.external_id or "none",
             "timezone": contact.timezone,
             "tags": ", ".join(t.tag for t in contact.tags) or "none",
-            "paused_since": when(contact.automation_paused_at, zone),
+            "paused_since": staff_time(contact.automation_paused_at, zone),
             "paused_reason": contact.automation_paused_reason or "",
         }
     entries = [
         {
-            "at": when(e.at, zone),
+            "at": staff_time(e.at, zone),
             "kind": e.kind,
             "summary": e.summary,
             "detail": e.detail,
             "link": e.link,
-            "also": when_both(e.also_at, zone, patient_zone) if e.also_at else "",
-            "events": [f"{when(at, zone)}: {state_words(status)}" for at, status in e.events],
+            "also": staff_time(e.also_at, zone, patient_zone) if e.also_at else "",
+            "events": [f"{staff_time(at, zone)}: {state_words(status)}" for at, status in e.events],
         }
         for e in history.entries
     ]
     upcoming = [
         {
-            "when": when_both(u.due_at, zone, patient_zone),
+            "when": staff_time(u.due_at, zone, patient_zone),
             "by": "text message" if u.channel == "sms" else "email",
             "what": u.what,
             "state": state_words(u.state),

@@ -9,9 +9,9 @@ from outreach.appointments.dayview import day_view
 from outreach.db import transaction
 from outreach.delivery import stats
 from outreach.replies import inbox
+from outreach.timefmt import long_date
 from outreach.web.deps import get_session_factory, get_settings
 from outreach.web.staff.charts import daily_bars
-from outreach.web.staff.formatting import day_title
 from outreach.web.staff.inbox_pages import item_row
 from outreach.web.staff.rendering import render
 from outreach.web.staff.schedule_pages import visit_row
@@ -45,7 +45,7 @@ def dashboard(request: Request, staff: Staff) -> HTMLResponse:
         "urgent": [item_row(i, request) for i in urgent],
         "waiting": [item_row(i, request) for i in waiting[:10]],
         "waiting_count": len(waiting),
-        "today": day_title(today),
+        "today": long_date(today),
         "visits": [visit_row(v, zone) for v in visits],
         "charts": charts,
         "campaigns": sorted(recent.by_campaign.items()),

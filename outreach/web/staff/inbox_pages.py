@@ -15,9 +15,9 @@ from outreach.db import transaction
 from outreach.delivery.conversation import conversational_window_open, last_inbound_at
 from outreach.errors import OutreachError
 from outreach.replies import inbox
+from outreach.timefmt import staff_time
 from outreach.web.deps import get_session_factory, get_settings
 from outreach.web.staff import forms
-from outreach.web.staff.formatting import when, when_both
 from outreach.web.staff.rendering import render
 from outreach.web.staff.security import CheckedForm, Staff, now_of
 
@@ -37,7 +37,7 @@ def item_row(item: inbox.ItemSummary, request: Request) -> dict[str, Any]:
         "who": who,
         "contact_id": item.contact_id,
         "text": item.text,
-        "received": when(item.created_at, zone),
+        "received": staff_time(item.created_at, zone),
         "state": STATE_WORDS.get(item.state, item.state),
         "assigned_to": item.assigned_to or "nobody",
         "kind": item.kind,
@@ -83,14 +83,14 @@ def _detail_page(
             f"reply waits for the sending window ({start} to {end} in the patient's time)."
         )
     thread = [
-        {"direction": e.direction, "at": when(e.at, zone), "text": e.text, "detail": e.detail}
+        {"direction": e.direction, "at": staff_time(e.at, zone), "text": e.text, "detail": e.detail}
         for e in detail.conversation
     ]
     context = {
         "title": f"Inbox item {item_id}",
         "item": item_row(detail.item, request),
         "thread": thread,
-        "paused_since": when(detail.automation_paused_at, zone),
+        "paused_since": staff_time(detail.automation_paused_at, zone),
         "reply_note": reply_note,
         "can_reply": not detail.sms_opted_out,
         "candidates": detail.item.candidates,
@@ -99,7 +99,7 @@ def _detail_page(
         "flash": flash,
         "handled": detail.item.state == "handled",
         "handled_note": (
-            f"Handled by {detail.item.handled_by} on {when_both(detail.item.handled_at, zone, None)}"
+            f"Handled by {detail.item.handled_by} on {staff_time(detail.item.handled_at, zone)}"
             if detail.item.handled_at
             else ""
         ),

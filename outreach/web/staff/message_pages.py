@@ -16,9 +16,10 @@ from outreach import audit
 from outreach.db import transaction
 from outreach.delivery.views import export_messages_csv, list_messages, message_detail
 from outreach.models import MessageState
+from outreach.timefmt import staff_time
 from outreach.web.deps import get_session_factory, get_settings
 from outreach.web.staff import forms
-from outreach.web.staff.formatting import state_words, when
+from outreach.web.staff.formatting import state_words
 from outreach.web.staff.rendering import render
 from outreach.web.staff.security import Staff, now_of
 
@@ -54,7 +55,7 @@ def _row(row: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
         "contact_id": row["contact_id"],
         "channel": "text" if row["channel"] == "sms" else "email",
         "what": row["template"] or row["kind"],
-        "due": when(datetime.fromisoformat(row["due_at"]), zone),
+        "due": staff_time(datetime.fromisoformat(row["due_at"]), zone),
         "state": state_words(row["state"], row["state_reason"]),
         "attempts": row["attempts"],
     }
@@ -129,7 +130,7 @@ def message_page(request: Request, staff: Staff, message_id: int) -> HTMLRespons
         )
 
     def at(value: str | None) -> str:
-        return when(datetime.fromisoformat(value), zone) if value else ""
+        return staff_time(datetime.fromisoformat(value), zone) if value else ""
 
     context = {
         "title": f"Message {message_id}",

@@ -18,9 +18,9 @@ from outreach.campaigns.preview import preview
 from outreach.db import transaction
 from outreach.errors import NotFound, OutreachError
 from outreach.models import Campaign
+from outreach.timefmt import long_date, staff_clock, staff_time
 from outreach.web.deps import get_session_factory, get_settings
 from outreach.web.staff import forms
-from outreach.web.staff.formatting import day_title, when, when_both
 from outreach.web.staff.rendering import render
 from outreach.web.staff.security import CheckedForm, Staff, now_of
 
@@ -36,15 +36,9 @@ CONFIRMATION_WORDS = {
 
 def visit_row(visit: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
     """A day-view entry for a table: clinic time, the patient's where it differs."""
-    starts = datetime.fromisoformat(visit["starts_at"])
-    local = starts.astimezone(zone)
-    time_text = local.strftime("%I:%M %p").lstrip("0")
-    if visit["timezone"] != zone.key:
-        theirs = starts.astimezone(ZoneInfo(visit["timezone"]))
-        time_text += f" ({theirs.strftime('%I:%M %p').lstrip('0')} {theirs.tzname()} for the patient)"
     return {
         "id": visit["id"],
-        "time": time_text,
+        "time": staff_clock(datetime.fromisoformat(visit["starts_at"]), zone, visit["timezone"]),
         "contact_id": visit["contact_id"],
         "patient": visit["contact_name"],
         "type": visit["type"],
@@ -130,7 +124,7 @@ def _campaign_page(
                     {
                         "key": s.key,
                         "channel": s.channel,
-                        "when": when_both(
+                        "when": staff_time(
                             s.due_at, zone, str(s.local_due_at.tzinfo) if s.local_due_at else None
                         ),
                         "sends": "will send" if s.would_send else f"will not send: {s.reason}",
@@ -222,7 +216,7 @@ def appointments(request: Request, staff: Staff, day: str = "", view: str = "day
         first -= timedelta(days=first.weekday())
     days = [first + timedelta(days=n) for n in range(7 if week else 1)]
     with transaction(get_session_factory(request)) as session:
-        columns = [(day_title(d), [visit_row(v, zone) for v in day_view(session, d, zone)]) for d in days]
+        columns = [(long_date(d), [visit_row(v, zone) for v in day_view(session, d, zone)]) for d in days]
     step = timedelta(days=7 if week else 1)
     context = {
         "title": "Appointments",
@@ -232,6 +226,6 @@ def appointments(request: Request, staff: Staff, day: str = "", view: str = "day
         "previous": (first - step).isoformat(),
         "next": (first + step).isoformat(),
         "errors": errors,
-        "now_text": when(now_of(request), zone),
+        "now_text": staff_time(now_of(request), zone),
     }
     return render(request, "appointments.html", context, staff=staff)
