@@ -188,10 +188,11 @@ PROVIDER_FAULTS: dict[str, dict[str, Any]] = {
 
 
 # Open defect, kept visible rather than hidden: when every call of a batch waits out the client
-# timeout, the batch outlives the send lease, the rescue sweep marks the messages still waiting
-# in it unknown, reconciliation finds no record of them yet and schedules them again, and one
-# can then be accepted twice. Seen with a 3 s provider delay, a 2 s client timeout and a 3 s
-# lease; see docs/delivery.md ("Known defect").
+# timeout (a provider that answers late, or never), the batch outlives the send lease, the
+# rescue sweep marks the messages still waiting in it unknown, reconciliation finds no record
+# of them yet and schedules them again, and one can then be accepted twice. Seen with a 3 s
+# provider delay or a 4 s withheld answer, a 2 s client timeout and a 3 s lease; see
+# docs/delivery.md ("Known defect").
 SLOW_PROVIDER_DEFECT = pytest.mark.xfail(
     reason="a batch slower than the send lease can be sent twice (docs/delivery.md, known defect)",
     strict=False,
@@ -201,7 +202,7 @@ SLOW_PROVIDER_DEFECT = pytest.mark.xfail(
 @pytest.mark.parametrize(
     "fault",
     [
-        pytest.param(name, marks=SLOW_PROVIDER_DEFECT) if spec["kind"] == "latency" else name
+        pytest.param(name, marks=SLOW_PROVIDER_DEFECT) if spec["kind"] in ("latency", "hang") else name
         for name, spec in PROVIDER_FAULTS.items()
     ],
 )
