@@ -190,11 +190,11 @@ PROVIDER_FAULTS: dict[str, dict[str, Any]] = {
 # Open defect, kept visible rather than hidden: when every call of a batch waits out the client
 # timeout (a provider that answers late, or never), the batch outlives the send lease, the
 # rescue sweep marks the messages still waiting in it unknown, reconciliation finds no record
-# of them yet and schedules them again, and one can then be accepted twice. Seen with a 3 s
-# provider delay or a 4 s withheld answer, a 2 s client timeout and a 3 s lease; see
-# docs/delivery.md ("Known defect").
+# of them yet and schedules them again: one can then be accepted twice (seen with a 3 s
+# provider delay) or have its status move backward (seen with a 4 s withheld answer), with a
+# 2 s client timeout and a 3 s lease; see docs/delivery.md ("Known defect").
 SLOW_PROVIDER_DEFECT = pytest.mark.xfail(
-    reason="a batch slower than the send lease can be sent twice (docs/delivery.md, known defect)",
+    reason="a batch slower than the send lease: a duplicate or a status regression (docs/delivery.md)",
     strict=False,
 )
 
