@@ -189,6 +189,7 @@ def test_window_analysis_counts_the_busiest_second() -> None:
 # is the benchmark's (bench/ratelimit_bench.py), not a test's.
 
 
+@pytest.mark.real_timers  # slot spacing across processes: libfaketime distorts it
 def test_redis_limiter_holds_the_rate_across_processes(redis_url: str) -> None:
     figures = run("redis", redis_url, mps=20, seconds=3.0, processes=2, threads=3)
 
@@ -197,6 +198,7 @@ def test_redis_limiter_holds_the_rate_across_processes(redis_url: str) -> None:
     assert figures.granted.utilisation >= 0.95
 
 
+@pytest.mark.real_timers  # slot spacing across processes: libfaketime distorts it
 def test_database_limiter_holds_the_rate_across_processes(db_url: str) -> None:
     figures = run("database", db_url, mps=20, seconds=3.0, processes=2, threads=3)
 
