@@ -234,6 +234,23 @@ class Settings(BaseSettings):
             raise ValueError("the send window may not be wider than 08:00-21:00 (federal limit)")
         return self
 
+    @model_validator(mode="after")
+    def _lease_outlasts_a_call(self) -> Settings:
+        # A send begins only if its provider call can end within the lease (outreach.delivery.send);
+        # a lease shorter than a call's timeout would let nothing be sent.
+        for name in ("twilio_timeout_seconds", "smtp_timeout_seconds"):
+            if getattr(self, name) >= self.send_lease_seconds:
+                raise ValueError(f"send_lease_seconds must be longer than {name}")
+        # A request the client gave up on may still land at the provider: asking whether it
+        # did sooner than a whole timeout later risks sending it again.
+        if self.reconcile_after_seconds < self.twilio_timeout_seconds:
+            raise ValueError("reconcile_after_seconds must be at least twilio_timeout_seconds")
+        return self
+
+    def call_timeout(self, channel: str) -> float:
+        """The longest one provider call on ``channel`` may take before its client gives up."""
+        return self.smtp_timeout_seconds if channel == "email" else self.twilio_timeout_seconds
+
     @cached_property
     def clinic_zone(self) -> ZoneInfo:
         return ZoneInfo(self.clinic_timezone)

@@ -13,6 +13,7 @@ gone, ...) are rarer and written one by one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,6 +39,9 @@ class Prepared:
     sender: str
     attempt: int
     send_by: datetime | None = None  # the allowed window closes then (``checks.Go``)
+    # The ``time.monotonic()`` instant the send lease ends, read no later than the lease was
+    # stamped: past it the rescue sweep may take the message, so no call may still be running.
+    lease_ends: float = float("inf")
 
 
 @dataclass
@@ -87,11 +91,13 @@ def prepare(
         queued = [m for m in messages if m.state == MessageState.QUEUED]
         if not queued:
             return batch
+        # Read before ``now``, so the lease this process counts ends no later than the stamped one.
+        lease_ends = time.monotonic() + settings.send_lease_seconds
         now = clock()
         facts = checks.load_facts(session, queued, contacts, now)
         rows: list[dict[str, Any]] = []
         for message in queued:
-            prepared = _prepare_one(session, settings, facts, message, now, batch.outcomes)
+            prepared = _prepare_one(session, settings, facts, message, now, lease_ends, batch.outcomes)
             if prepared is None:
                 continue
             batch.ready.append(prepared)
@@ -124,6 +130,7 @@ def _prepare_one(
     facts: checks.Facts,
     message: Message,
     now: datetime,
+    lease_ends: float,
     outcomes: dict[int, str],
 ) -> Prepared | None:
     decision = checks.decide(facts, settings, message, now)
@@ -154,4 +161,6 @@ def _prepare_one(
         return None
     # A later capped message of this batch for the same contact must count this one.
     facts.counted_send(message, now)
-    return Prepared(message.id, outgoing, decision.sender, message.attempts + 1, decision.send_by)
+    return Prepared(
+        message.id, outgoing, decision.sender, message.attempts + 1, decision.send_by, lease_ends
+    )

@@ -52,8 +52,11 @@ def _reconcile_one(session: Session, services: Services, message_id: int) -> str
         )
         or message.updated_at
     )
-    # The provider's list may lag its accept a little; don't conclude 'never arrived' sooner.
-    if now - started < timedelta(seconds=services.settings.reconcile_after_seconds):
+    # A request the client gave up on may still be on its way, and the provider's list may lag
+    # its accept: wait from when the message became unknown (the client's timeout, or the rescue
+    # sweep finding its worker gone), not from the attempt's start, which in a slow batch can
+    # be long before the call.
+    if now - message.updated_at < timedelta(seconds=services.settings.reconcile_after_seconds):
         return "waiting"
     provider = services.providers[message.channel]
     if not provider.can_reconcile:

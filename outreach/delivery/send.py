@@ -50,6 +50,7 @@ LOCK_MARGIN_SECONDS = 0.05
 # sent and locks the rest afresh (an opt-out waiting on one of them should not wait long).
 MAX_LOCK_HOLD_SECONDS = 0.2
 WINDOW_CLOSED_REASON = "the allowed window closed before the provider call; back to the schedule"
+SLOW_PROVIDER_REASON = "the provider is answering slowly; not called, back to the schedule"
 
 
 class RateLimiter(Protocol):
@@ -287,6 +288,12 @@ def _check_and_call(
         # The window closed while this waited for its rate-limit slot (seconds at most): back
         # to the schedule, where prepare holds it until the next opening.
         return _hand_back(session, services.clock(), message.id, timedelta(0), WINDOW_CLOSED_REASON)
+    if time.monotonic() + services.settings.call_timeout(prepared.outgoing.channel) > prepared.lease_ends:
+        # A call begun now could outlast the send lease. Earlier calls of this batch took
+        # that long (a provider timing out on each): the message was never called, so it goes
+        # back to the schedule as not attempted, with a fresh lease next time, rather than
+        # waiting here until the rescue sweep must assume the worker lost it.
+        return _hand_back(session, services.clock(), message.id, timedelta(0), SLOW_PROVIDER_REASON)
     return _call(services, session, message, prepared, accepted)
 
 

@@ -187,25 +187,10 @@ PROVIDER_FAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-# Open defect, kept visible rather than hidden: when every call of a batch waits out the client
-# timeout (a provider that answers late, or never), the batch outlives the send lease, the
-# rescue sweep marks the messages still waiting in it unknown, reconciliation finds no record
-# of them yet and schedules them again: one can then be accepted twice (seen with a 3 s
-# provider delay) or have its status move backward (seen with a 4 s withheld answer), with a
-# 2 s client timeout and a 3 s lease; see docs/delivery.md ("Known defect").
-SLOW_PROVIDER_DEFECT = pytest.mark.xfail(
-    reason="a batch slower than the send lease: a duplicate or a status regression (docs/delivery.md)",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize(
-    "fault",
-    [
-        pytest.param(name, marks=SLOW_PROVIDER_DEFECT) if spec["kind"] in ("latency", "hang") else name
-        for name, spec in PROVIDER_FAULTS.items()
-    ],
-)
+# A provider slower than the client's timeout: each call of a batch then waits the timeout out.
+# The batch calls only what can end within its send lease (the rest go back as never tried),
+# and reconciliation waits from the timeout, so a request that lands late is found, not resent.
+@pytest.mark.parametrize("fault", list(PROVIDER_FAULTS))
 def test_provider_faults_end_with_each_message_sent_once(pg_url: str, tmp_path: Path, fault: str) -> None:
     with running_system(pg_url, tmp_path) as system:
         system.sandbox.control.inject(**PROVIDER_FAULTS[fault])

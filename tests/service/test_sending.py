@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -156,6 +158,56 @@ def test_unknown_send_the_provider_never_saw_is_sent_again(
     services = _services(settings, session_factory, provider, now=utcnow() + timedelta(minutes=5))
     assert reconcile_unknown(services)["resend"] == 1
     assert _get(session_factory, message_id).state == MessageState.SCHEDULED
+
+
+def test_reconciliation_waits_from_the_timeout_not_from_the_attempts_start(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """A slow batch reaches its last message long after preparing it; that call times out, and
+    the request lands at the provider later still. Counted from the attempt's start, the wait
+    would be over at once: the provider would not have it yet, and it would be sent twice."""
+    provider = FakeProvider(script=[DeliveryError("read timeout", permanent=False, ambiguous=True)])
+    message_id = _queued(session_factory)
+    services = _services(settings, session_factory, provider)
+    clock = FakeClock(NOON_LA)
+    services.clock = clock
+    batch = prepare_batch(session_factory, settings, [message_id], clock)
+    clock.now += timedelta(minutes=10)  # the batch's earlier calls were slow
+    slotted = send.Slotted(batch.ready[0], slot=0.0)
+    assert send.call_group(services, [slotted]) == {message_id: MessageState.UNKNOWN}
+    on_its_way = set(provider.accepted_ids)
+    provider.accepted_ids.clear()  # the request has not reached the provider yet
+
+    clock.now += timedelta(seconds=settings.reconcile_after_seconds / 2)
+    assert reconcile_unknown(services)["waiting"] == 1
+    provider.accepted_ids |= on_its_way  # it landed
+    clock.now += timedelta(seconds=settings.reconcile_after_seconds)
+    assert reconcile_unknown(services)["sent"] == 1
+    assert _get(session_factory, message_id).state == MessageState.SENT
+    assert provider.sent == [], "never sent a second time"
+
+
+def test_a_call_that_could_outlast_the_send_lease_is_not_made(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """Earlier calls of the batch used the lease up: less than one provider timeout is left.
+    The message goes back to the schedule as never attempted, instead of being called and
+    perhaps still waiting when the rescue sweep takes it for a lost worker's."""
+    provider = FakeProvider()
+    message_id = _queued(session_factory)
+    services = _services(settings, session_factory, provider)
+    batch = prepare_batch(session_factory, settings, [message_id], services.clock)
+    late = replace(batch.ready[0], lease_ends=time.monotonic() + settings.twilio_timeout_seconds / 2)
+    assert send.call_group(services, [send.Slotted(late, slot=0.0)]) == {message_id: MessageState.SCHEDULED}
+    assert provider.sent == []
+    message = _get(session_factory, message_id)
+    assert message.attempts == 0 and message.state_reason == send.SLOW_PROVIDER_REASON
+    assert [a.outcome for a in message.attempts_log] == ["deferred"]
+    # Next time round, with a fresh lease, it goes.
+    with session_factory.begin() as session:
+        transition(session, message_id, [MessageState.SCHEDULED], MessageState.QUEUED, now=STAMPED_AT)
+    assert send_message(services, message_id) == MessageState.SENT
+    assert len(provider.sent) == 1
 
 
 def test_ambiguous_email_is_closed_instead_of_risking_a_duplicate(

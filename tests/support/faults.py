@@ -62,12 +62,16 @@ def outcome(
     """Lost: a message neither ended (with a reason) nor accepted. Regressions: a message whose
     state is behind a status one of its own callbacks already reported."""
     with factory() as session:
-        states = dict(session.execute(select(Message.id, Message.state).where(Message.id.in_(ids))).all())
+        # Events first: callbacks may still be arriving, and each one commits its event with the
+        # state it caused, so states read afterwards are at least as far along as every event
+        # seen. (Read the other way round, a callback landing in between looks like a regression.)
         reached: dict[int, int] = {}
         for message_id, status in session.execute(
             select(MessageEvent.message_id, MessageEvent.status).where(MessageEvent.message_id.in_(ids))
         ):
             reached[message_id] = max(reached.get(message_id, -1), RANK.get(status, -1))
+        session.commit()  # a fresh snapshot for the states (SQLite would otherwise keep the old one)
+        states = dict(session.execute(select(Message.id, Message.state).where(Message.id.in_(ids))).all())
     lost = sum(1 for message_id in ids if states.get(message_id) not in ENDED)
     regressions = sum(
         1 for message_id, rank in reached.items() if RANK.get(states.get(message_id, ""), 99) < rank

@@ -49,6 +49,21 @@ def test_unknown_clinic_time_zone_is_refused() -> None:
         load_settings(clinic_timezone="Mars/Olympus")
 
 
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"send_lease_seconds": 10.0}, "send_lease_seconds must be longer than twilio_timeout_seconds"),
+        ({"smtp_timeout_seconds": 120.0}, "send_lease_seconds must be longer than smtp_timeout_seconds"),
+        ({"reconcile_after_seconds": 5.0}, "reconcile_after_seconds must be at least twilio_timeout_seconds"),
+    ],
+)
+def test_timings_that_would_send_nothing_or_send_twice_are_refused(
+    values: dict[str, float], complaint: str
+) -> None:
+    with pytest.raises(ValidationError, match=complaint):
+        load_settings(**values)
+
+
 REAL_SID = "AC" + "1f" * 16
 STRONG = "k3Y" * 12  # 36 characters, not a published value
 
