@@ -24,7 +24,7 @@ run: $(STAMP)
 	$(BIN)/outreach run
 
 ## Set up and pass the whole suite: lint, types, tests on SQLite and PostgreSQL, Redis, Celery;
-## then the suite again at 03:00 Pacific, because no test may depend on the hour it runs at.
+## then the in-process layers again at 03:00 Pacific, because no test may depend on the hour.
 test: $(STAMP) lint typecheck pytest pytest-night
 
 lint: $(STAMP)
@@ -33,24 +33,31 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy outreach tasks worker.py scheduler.py tests bench
 
+# Two xdist workers: one runs the tests that start processes (tests/e2e, real_timers), one at a
+# time as alone; the other runs the in-process layers meanwhile (tests/conftest.py).
+XDIST := -n 2 --dist loadgroup
+
 pytest: $(STAMP)
 	scripts/ensure-chromium
 	scripts/ensure-axe
-	$(BIN)/pytest
+	$(BIN)/pytest $(XDIST)
 
-# Debian's libfaketime moves every clock of the test processes (and of the processes they start)
-# to today's 03:00 Pacific by one offset, so processes started at different moments agree.
-# It moves the monotonic clock too, which breaks timed thread waits: tests that rely on them
-# are marked real_timers and run in the daytime pass only.
+# Debian's libfaketime moves every clock of the test processes to today's 03:00 Pacific.
+# The night pass runs the in-process layers (unit, service, web), where services take `now`.
+# The end-to-end tests are not repeated: their processes take a clock the settings fix
+# (OUTREACH_CLOCK; tests/e2e/test_embedded_run.py runs one at 03:00) and their patients live
+# in a zone where it is daytime whenever they run (tests/support/e2e.py, daytime_zone).
+# libfaketime moves the monotonic clock too, which breaks timed thread waits: tests that rely
+# on them are marked real_timers and run in the daytime pass only.
 # CI must have it; elsewhere its absence is said.
+NIGHT_LAYERS := tests/unit tests/service tests/web
 pytest-night: $(STAMP)
-	scripts/ensure-chromium
 	scripts/ensure-faketime
 	@if command -v faketime >/dev/null; then \
 		offset=$$(( $$(TZ=America/Los_Angeles date -d 03:00 +%s) - $$(date +%s) )); \
 		case $$offset in -*) ;; *) offset="+$$offset";; esac; \
 		echo "pytest with every clock moved by $$offset s, to 03:00 Pacific"; \
-		TZ=UTC faketime -f "$$offset" $(BIN)/pytest -m "not real_timers"; \
+		TZ=UTC faketime -f "$$offset" $(BIN)/pytest $(XDIST) -m "not real_timers" $(NIGHT_LAYERS); \
 	elif [ -n "$$CI" ]; then echo "faketime is required for the night run in CI" >&2; exit 1; \
 	else echo "faketime is not installed: the night run of the tests was skipped" >&2; fi
 

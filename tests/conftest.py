@@ -15,17 +15,24 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
+from xdist.remote import Producer
+from xdist.scheduler import LoadGroupScheduling
 
 from outreach.cli import common
 from outreach.config import Settings, load_settings
 from outreach.db import make_engine, make_session_factory
 from outreach.migrate import upgrade
 from outreach.models import Base
-from tests.support import services
+from tests.support import scheduling, services
 from tests.support.sandbox import WebhookReceiver, webhook_receiver
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadGroupScheduling | None:
+    """Process-starting tests on one worker, one at a time; see tests/support/scheduling.py."""
+    return scheduling.make_scheduler(config, log)
 
 
 def _fail_or_skip(reason: str) -> None:
