@@ -6,7 +6,6 @@ from celery import shared_task
 
 from outreach import runtime
 from outreach.campaigns import lifecycle
-from outreach.models import utcnow
 
 COMPLETE_ENROLLMENTS = "outreach.complete_enrollments"
 
@@ -15,4 +14,4 @@ COMPLETE_ENROLLMENTS = "outreach.complete_enrollments"
 def complete_enrollments() -> None:
     services = runtime.current()
     with services.session_factory() as session, session.begin():
-        lifecycle.complete_finished(session, utcnow())
+        lifecycle.complete_finished(session, services.clock())

@@ -15,6 +15,11 @@ are append-only in the database itself). So this clears:
 
 and never touches a message that may still be sent (scheduled, queued, sending, unknown).
 
+Staff leave traces too, kept only as long as they serve: a failed sign-in (an email address
+and a network address) for ``LOGIN_FAILURES_KEPT``, long after throttling stopped counting it
+but while someone may still look into a guessing attempt; a signed-in browser's row for a day
+after the session ended (signed out, revoked, or idle past ``session_idle_minutes``).
+
 Works in batches by primary key, each its own short transaction, so a first run over a million
 old rows neither holds locks for long nor builds one huge transaction; a second run finds
 nothing left to clear.
@@ -25,11 +30,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, String, cast, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from outreach.models import TERMINAL_STATES, InboundMessage, InboxItem, InboxState, Message, MessageState
+from outreach.models import (
+    TERMINAL_STATES,
+    InboundMessage,
+    InboxItem,
+    InboxState,
+    LoginFailure,
+    Message,
+    MessageState,
+    WebSession,
+)
 
 # States after which nothing will be sent: safe to forget what would have been said.
 SETTLED = TERMINAL_STATES | {MessageState.SENT}
@@ -37,6 +52,31 @@ BATCH = 1000
 EMPTY_CONTEXT = "{}"
 # One batch: the ids after the given one that it cleared.
 _Step = Callable[[Session, int], list[int]]
+
+
+LOGIN_FAILURES_KEPT = timedelta(days=30)
+ENDED_SESSIONS_KEPT = timedelta(days=1)
+
+
+@dataclass
+class Forgotten:
+    login_failures: int = 0
+    web_sessions: int = 0
+
+
+def forget_staff_traces(factory: sessionmaker[Session], now: datetime, idle: timedelta) -> Forgotten:
+    """Delete old failed sign-ins and the rows of sessions that ended more than a day ago."""
+    ended_before = now - ENDED_SESSIONS_KEPT
+    with factory.begin() as session:
+        failures: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            delete(LoginFailure).where(LoginFailure.at < now - LOGIN_FAILURES_KEPT)
+        )
+        sessions: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            delete(WebSession).where(
+                or_(WebSession.revoked_at < ended_before, WebSession.last_seen_at < ended_before - idle)
+            )
+        )
+    return Forgotten(failures.rowcount, sessions.rowcount)
 
 
 @dataclass

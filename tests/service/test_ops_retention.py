@@ -23,7 +23,8 @@ from outreach.models import (
     MessageEvent,
     MessageState,
 )
-from outreach.ops.retention import Cleared, clear_old_content
+from outreach.models.accounts import LoginFailure, User, WebSession
+from outreach.ops.retention import Cleared, Forgotten, clear_old_content, forget_staff_traces
 from outreach.outbox import transition
 from tests.support.factories import make_contact, make_message
 
@@ -196,3 +197,35 @@ def test_zero_days_keeps_everything(session_factory: sessionmaker[Session]) -> N
     assert clear_old_content(session_factory, NOW, days=0) == Cleared()
     with session_factory() as session:
         assert session.get_one(Message, ids["old_delivered"]).body is not None
+
+
+def test_old_failed_sign_ins_and_ended_staff_sessions_are_deleted(
+    session_factory: sessionmaker[Session],
+) -> None:
+    idle = timedelta(minutes=15)
+    with session_factory.begin() as session:
+        user = User(email="desk@clinic.example.org", role="staff", password_hash="x")
+        session.add(user)
+        session.flush()
+        for days in (40, 29):
+            session.add(LoginFailure(at=NOW - timedelta(days=days), email=user.email, address="192.0.2.7"))
+
+        def browser(name: str, last_seen: datetime, revoked: datetime | None = None) -> None:
+            session.add(
+                WebSession(
+                    token_hash=name.ljust(64, "0"), user_id=user.id, created_at=last_seen,
+                    last_seen_at=last_seen, address=None, csrf_token="c", revoked_at=revoked,
+                )
+            )
+
+        browser("signedoutlongago", NOW - timedelta(days=3), revoked=NOW - timedelta(days=3))
+        browser("idlelongago", NOW - timedelta(days=2))
+        browser("signedoutjustnow", NOW - timedelta(hours=1), revoked=NOW - timedelta(hours=1))
+        browser("inuse", NOW - timedelta(minutes=5))
+
+    assert forget_staff_traces(session_factory, NOW, idle) == Forgotten(login_failures=1, web_sessions=2)
+    with session_factory() as session:
+        assert [f.at for f in session.scalars(select(LoginFailure))] == [NOW - timedelta(days=29)]
+        left = sorted(w.token_hash.rstrip("0") for w in session.scalars(select(WebSession)))
+        assert left == ["inuse", "signedoutjustnow"]
+    assert forget_staff_traces(session_factory, NOW, idle) == Forgotten(), "a second run finds nothing"

@@ -7,6 +7,7 @@ import html
 import io
 import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -19,9 +20,10 @@ from outreach import appointments, audit
 from outreach.campaigns import sync
 from outreach.config import Settings
 from outreach.models import Appointment, ConsentEvent, Contact, InboxItem, Message
+from outreach.web.staff import contact_files
 from tests.support.appointments import la
 from tests.support.replies import add_contact, form, receive
-from tests.support.staffweb import NOW, STAFF, sign_in
+from tests.support.staffweb import NOW, STAFF, Clock, sign_in
 
 T = TypeVar("T")
 HEADER = "external_id,first_name,last_name,phone,email,timezone,language,tags,sms_consent,email_consent"
@@ -202,6 +204,30 @@ def test_a_csv_import_shows_rejected_rows_with_line_and_reason_before_saving_any
     again = client.post("/contacts/import/commit", data={"csrf_token": csrf, "token": token.group(1)})
     assert again.status_code == 400 and "expired or was already imported" in again.text
     assert "contacts.import" in actions(session)
+
+
+def test_a_previewed_file_never_imported_is_deleted_after_an_hour(
+    client: TestClient, csrf: str, session: Session, clock: Clock
+) -> None:
+    content = f"{HEADER}\nMRN-1,Ana,Ng,+15105550101,ana@example.org,,,,care,\n"
+
+    def preview(csrf: str) -> Path:
+        upload = {"file": ("patients.csv", content, "text/csv")}
+        response = client.post("/contacts/import", data={"csrf_token": csrf}, files=upload)
+        token = re.search(r'name="token" value="([^"]+)"', response.text)
+        assert token
+        return contact_files.UPLOADS / f"{token.group(1)}.csv"
+
+    abandoned, left_behind = preview(csrf), preview(csrf)
+    clock.now += contact_files.UPLOAD_LIFETIME + timedelta(minutes=1)
+    csrf = sign_in(client, STAFF)  # the session itself went idle meanwhile
+    late = client.post("/contacts/import/commit", data={"csrf_token": csrf, "token": abandoned.stem})
+    assert late.status_code == 400 and "expired" in late.text
+    assert not abandoned.exists(), "the patient data is gone"
+    assert fetch(session, select(Contact)) == []
+    assert left_behind.exists()
+    fresh = preview(csrf)  # the next upload sweeps what was left behind
+    assert not left_behind.exists() and fresh.exists()
 
 
 def test_enrolling_from_the_campaign_page_shows_refusals_and_the_schedule_on_the_contact_page(

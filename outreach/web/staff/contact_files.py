@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import tempfile
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -32,12 +33,38 @@ router = APIRouter()
 
 UPLOADS = Path(tempfile.gettempdir()) / "outreach-uploads"
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+# A previewed file holds patient data: one not imported within this long is deleted.
+UPLOAD_LIFETIME = timedelta(hours=1)
 
 
-def _upload_path(token: str) -> Path | None:
+def _new_token(now: datetime) -> str:
+    # The upload's time leads its name, so its age needs no file-system clock. Changing it
+    # only names a file that does not exist.
+    return f"{int(now.timestamp())}-{secrets.token_urlsafe(24)}"
+
+
+def _is_stale(name: str, now: datetime) -> bool:
+    created, _, rest = name.partition("-")
+    if not created.isdigit() or not rest:
+        return True  # not a name this module gave
+    return now.timestamp() - int(created) > UPLOAD_LIFETIME.total_seconds()
+
+
+def forget_stale_uploads(now: datetime) -> int:
+    """Delete previewed files never imported; run at each new upload. Returns how many."""
+    stale = [path for path in UPLOADS.glob("*.csv") if _is_stale(path.stem, now)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
+def _upload_path(token: str, now: datetime) -> Path | None:
     if not token or not token.replace("-", "").replace("_", "").isalnum():
         return None
     path = UPLOADS / f"{token}.csv"
+    if _is_stale(token, now):
+        path.unlink(missing_ok=True)
+        return None
     return path if path.is_file() else None
 
 
@@ -85,7 +112,8 @@ async def import_preview(request: Request, staff: Staff, form: CheckedForm) -> H
         errors.add("file", "Choose a CSV file to import")
         return _page(request, staff, errors=errors, status_code=400)
     UPLOADS.mkdir(mode=0o700, exist_ok=True)
-    token = secrets.token_urlsafe(24)
+    forget_stale_uploads(now_of(request))
+    token = _new_token(now_of(request))
     path = UPLOADS / f"{token}.csv"
     data = await upload.read()
     if len(data) > MAX_UPLOAD_BYTES:
@@ -109,7 +137,7 @@ async def import_preview(request: Request, staff: Staff, form: CheckedForm) -> H
 
 @router.post("/contacts/import/commit", response_class=HTMLResponse)
 def import_commit(request: Request, staff: Staff, form: CheckedForm) -> HTMLResponse:
-    path = _upload_path(forms.text(form, "token"))
+    path = _upload_path(forms.text(form, "token"), now_of(request))
     if path is None:
         errors = forms.FormErrors()
         errors.add("file", "That upload has expired or was already imported: choose the file again")
