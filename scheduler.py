@@ -30,6 +30,12 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 300.0,
         "options": {"expires": 300.0},
     },
+    # Count the dashboard's closed days once (and the last two again: late callbacks).
+    "delivery-days": {
+        "task": "outreach.count_delivery_days",
+        "schedule": 600.0,
+        "options": {"expires": 600.0},
+    },
     # Clear texts older than OUTREACH_RETENTION_DAYS (minimum necessary); hourly keeps each run small.
     "retention": {"task": "outreach.clear_old_content", "schedule": 3600.0, "options": {"expires": 3600.0}},
 }

@@ -24,6 +24,7 @@ CONTROL_TASKS = (
     "outreach.reconcile_unknown",
     "outreach.process_unprocessed_inbound",
     "outreach.complete_enrollments",
+    "outreach.count_delivery_days",
 )
 
 

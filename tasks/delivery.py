@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from celery import shared_task
 
 from outreach import runtime
-from outreach.delivery import claim, dispatch, reconcile, send
+from outreach.delivery import claim, dispatch, reconcile, rollup, send
 
 SEND_TASK = "outreach.send_messages"
 
@@ -53,3 +53,10 @@ def rescue_stuck() -> None:
 @shared_task(name="outreach.reconcile_unknown", ignore_result=True)
 def reconcile_unknown() -> None:
     reconcile.reconcile_unknown(runtime.current())
+
+
+@shared_task(name="outreach.count_delivery_days", ignore_result=True)
+def count_delivery_days() -> None:
+    services = runtime.current()
+    with services.session_factory() as session, session.begin():
+        rollup.count_closed_days(session, services.clock(), services.settings.clinic_zone)

@@ -7,14 +7,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from outreach.db import is_postgres
-from outreach.models import Campaign, Enrollment, Message, MessageState
+from outreach.delivery import rollup
+from outreach.models import Campaign, DeliveryDay, DeliveryDayCount, MessageState
 
 FAILED = frozenset({str(MessageState.FAILED), str(MessageState.UNDELIVERED)})
 DELIVERED = str(MessageState.DELIVERED)
+NOT_A_CAMPAIGN = "appointment reminders and replies"
+REMOVED_CAMPAIGN = "a removed campaign"
 
 
 @dataclass
@@ -40,53 +42,48 @@ class DeliveryStats:
     by_campaign: dict[str, Tally] = field(default_factory=dict)
 
 
-def recent(session: Session, now: datetime, zone: ZoneInfo, days: int = 30) -> DeliveryStats:
-    """Messages handed to a provider in the last ``days`` local days (today included)."""
+def recent(session: Session, now: datetime, zone: ZoneInfo, days: int = rollup.WINDOW_DAYS) -> DeliveryStats:
+    """Messages handed to a provider in the last ``days`` local days (today included): the
+    days the sweep counted from ``delivery_day_counts``, the others (today, at least) from the
+    outbox itself."""
     today = now.astimezone(zone).date()
     first = today - timedelta(days=days - 1)
-    since = datetime.combine(first, datetime.min.time(), tzinfo=zone)
     stats = DeliveryStats(days=[first + timedelta(days=n) for n in range(days)])
-    counts = _daily_counts(session, since, zone)
-    for (channel, day, state), count in counts.items():
+    counts: Counter[rollup.Key] = Counter()
+    for channel, campaign_id, day, state, count in session.execute(
+        select(
+            DeliveryDayCount.channel,
+            DeliveryDayCount.campaign_id,
+            DeliveryDayCount.day,
+            DeliveryDayCount.state,
+            DeliveryDayCount.count,
+        )
+        .join(DeliveryDay, DeliveryDay.day == DeliveryDayCount.day)
+        .where(DeliveryDay.day >= first, DeliveryDay.day < today, DeliveryDay.zone == zone.key)
+    ):
+        counts[(channel, campaign_id, day, state)] += count
+    counted = set(
+        session.scalars(
+            select(DeliveryDay.day).where(
+                DeliveryDay.day >= first, DeliveryDay.day < today, DeliveryDay.zone == zone.key
+            )
+        )
+    )
+    live = [day for day in stats.days if day not in counted]
+    since, until = rollup.day_start(live[0], zone), rollup.day_start(today + timedelta(days=1), zone)
+    live_days = set(live)
+    for key, count in rollup.raw_counts(session, since, until, zone).items():
+        if key[2] in live_days:
+            counts[key] += count
+    names = dict(
+        session.execute(
+            select(Campaign.id, Campaign.name).where(Campaign.id.in_({key[1] for key in counts} - {None}))
+        ).all()
+    )
+    for (channel, campaign_id, day, state), count in counts.items():
         per_day = stats.by_channel_day.setdefault(channel, {d: Tally() for d in stats.days})
         if day in per_day:
             per_day[day].add(state, count)
-    campaign_rows = session.execute(
-        select(Campaign.name, Message.state, func.count())
-        .select_from(Message)
-        .outerjoin(
-            Enrollment,
-            and_(Enrollment.id == Message.enrollment_id, Enrollment.contact_id == Message.contact_id),
-        )
-        .outerjoin(Campaign, Campaign.id == Enrollment.campaign_id)
-        .where(Message.sent_at >= since)
-        .group_by(Campaign.name, Message.state)
-    )
-    for name, state, count in campaign_rows:
-        label = name or "appointment reminders and replies"
-        stats.by_campaign.setdefault(label, Tally()).add(state, int(count))
+        label = NOT_A_CAMPAIGN if campaign_id is None else names.get(campaign_id, REMOVED_CAMPAIGN)
+        stats.by_campaign.setdefault(label, Tally()).add(state, count)
     return stats
-
-
-def _daily_counts(session: Session, since: datetime, zone: ZoneInfo) -> Counter[tuple[str, date, str]]:
-    """(channel, local day, state) -> messages. PostgreSQL groups by the local day itself (a
-    month of a busy clinic is hundreds of thousands of rows); SQLite has no time zones, so
-    there the rows are read and grouped here."""
-    counts: Counter[tuple[str, date, str]] = Counter()
-    if is_postgres(session):
-        local_day = func.date(func.timezone(zone.key, Message.sent_at))
-        grouped = session.execute(
-            select(Message.channel, local_day, Message.state, func.count())
-            .where(Message.sent_at >= since)
-            .group_by(Message.channel, local_day, Message.state)
-        )
-        for channel, day, state, count in grouped:
-            counts[(channel, day, state)] += int(count)
-        return counts
-    rows = session.execute(
-        select(Message.channel, Message.sent_at, Message.state).where(Message.sent_at >= since)
-    )
-    for channel, sent_at, state in rows:
-        if sent_at is not None:
-            counts[(channel, sent_at.astimezone(zone).date(), state)] += 1
-    return counts

@@ -28,6 +28,7 @@ from outreach.models.messages import (
     MessageState,
     RateSlot,
 )
+from outreach.models.rollup import DeliveryDay, DeliveryDayCount
 from outreach.models.tokens import ApiToken
 
 __all__ = [
@@ -50,6 +51,8 @@ __all__ = [
     "ConsentState",
     "Contact",
     "ContactTag",
+    "DeliveryDay",
+    "DeliveryDayCount",
     "Enrollment",
     "EnrollmentState",
     "InboundClass",

@@ -6,6 +6,7 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text
+from sqlalchemy import text as sql_text  # the class has a column named text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from outreach.models.base import Base, utcnow
@@ -46,7 +47,19 @@ class InboxItem(Base):
     """A conversation entry or task for staff: free text, a crisis, a possible cancellation."""
 
     __tablename__ = "inbox_items"
-    __table_args__ = (Index("ix_inbox_items_state", "state", "urgent"),)
+    __table_args__ = (
+        Index("ix_inbox_items_state", "state", "urgent"),
+        # The open list, urgent first then newest (read backwards): a few thousand open items
+        # among years of handled ones, listed without sorting them.
+        Index(
+            "ix_inbox_items_open",
+            "urgent",
+            "created_at",
+            "id",
+            postgresql_where=sql_text("state <> 'handled'"),
+            sqlite_where=sql_text("state <> 'handled'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))

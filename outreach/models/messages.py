@@ -88,6 +88,14 @@ class Message(Base):
             postgresql_where=text("correlation_id IS NOT NULL"),
             sqlite_where=text("correlation_id IS NOT NULL"),
         ),
+        # The dashboard's count of today's sends (outreach.delivery.stats); partial, so the
+        # bulk inserts of enrollment (no sent_at yet) do not pay for it.
+        Index(
+            "ix_messages_sent_at",
+            "sent_at",
+            postgresql_where=text("sent_at IS NOT NULL"),
+            sqlite_where=text("sent_at IS NOT NULL"),
+        ),
         Index(
             "ix_messages_appointment_id",
             "appointment_id",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
@@ -15,9 +15,9 @@ from outreach.appointments.service import Change
 from outreach.config import Settings
 from outreach.contacts.service import find_contacts
 from outreach.contacts.timeline import timeline
-from outreach.delivery import stats
+from outreach.delivery import rollup, stats
 from outreach.delivery.views import export_messages_csv, list_messages
-from outreach.models import Message
+from outreach.models import DeliveryDay, DeliveryDayCount, Message
 from tests.support.replies import add_contact, schedule
 
 NOW = datetime(2026, 6, 10, 18, 0, tzinfo=UTC)
@@ -62,6 +62,60 @@ def test_delivery_counts_fall_on_the_clinics_local_day_per_channel_and_campaign(
     assert len(recent.days) == 30
     (only,) = recent.by_campaign.values()
     assert (only.sent, only.delivered, only.failed) == (2, 1, 1)
+
+
+Figures = tuple[dict[tuple[str, date], tuple[int, int, int]], dict[str, tuple[int, int, int]]]
+
+
+def _figures(recent: stats.DeliveryStats) -> Figures:
+    per_day = {
+        (channel, day): (t.sent, t.delivered, t.failed)
+        for channel, days in recent.by_channel_day.items()
+        for day, t in days.items()
+        if t.sent
+    }
+    campaigns = {name: (t.sent, t.delivered, t.failed) for name, t in recent.by_campaign.items()}
+    return per_day, campaigns
+
+
+def test_days_counted_by_the_sweep_give_the_same_figures_and_follow_late_callbacks(
+    session: Session,
+) -> None:
+    contact = add_contact(session)
+    for key, channel, at, state in (
+        ("old", "sms", NOW - timedelta(days=6), "delivered"),
+        ("mail", "email", NOW - timedelta(days=6), "sent"),
+        ("yesterday", "sms", NOW - timedelta(days=1), "sent"),
+        ("today", "sms", NOW, "failed"),
+    ):
+        schedule(session, contact.id, channel, "care", key, at)
+        _sent(session, key, at, state)
+    session.commit()
+    from_the_outbox = _figures(stats.recent(session, NOW, LA))
+
+    rollup.count_closed_days(session, NOW - timedelta(days=45), LA)  # a sweep long ago
+    counted = rollup.count_closed_days(session, NOW, LA)
+    session.commit()
+    assert len(counted) == rollup.WINDOW_DAYS - 1 and NOW.astimezone(LA).date() not in counted
+    kept = set(session.scalars(select(DeliveryDay.day))) | set(session.scalars(select(DeliveryDayCount.day)))
+    assert min(kept) == counted[0], "days older than the window are dropped"
+    assert _figures(stats.recent(session, NOW, LA)) == from_the_outbox
+    again = rollup.count_closed_days(session, NOW, LA)
+    assert again == counted[-rollup.RECOUNT_DAYS :], "only the most recent days again"
+
+    # Yesterday's delivery receipt arrives late; the next sweep counts it.
+    _sent(session, "yesterday", NOW - timedelta(days=1), "delivered")
+    rollup.count_closed_days(session, NOW + timedelta(minutes=10), LA)
+    session.commit()
+    per_day, _ = _figures(stats.recent(session, NOW, LA))
+    assert per_day[("sms", (NOW - timedelta(days=1)).astimezone(LA).date())] == (1, 1, 0)
+
+    # Days counted in another zone are not used for this one: counted afresh from the outbox.
+    rollup.count_closed_days(session, NOW, ZoneInfo("Asia/Tokyo"))
+    session.commit()
+    per_day, campaigns = _figures(stats.recent(session, NOW, LA))
+    assert per_day[("email", (NOW - timedelta(days=6)).astimezone(LA).date())] == (1, 0, 0)
+    assert campaigns == {stats.NOT_A_CAMPAIGN: (4, 2, 1)}
 
 
 def test_contacts_filter_by_granted_consent(session: Session) -> None:
