@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest pytest-night bench faults install migration clean
+.PHONY: run test lint typecheck pytest pytest-processes pytest-layers pytest-night bench faults install migration clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -24,8 +24,13 @@ run: $(STAMP)
 	$(BIN)/outreach run
 
 ## Set up and pass the whole suite: lint, types, tests on SQLite and PostgreSQL, Redis, Celery;
-## then the in-process layers again at 03:00 Pacific, because no test may depend on the hour.
-test: $(STAMP) lint typecheck pytest pytest-night
+## the in-process layers again at 03:00 Pacific, because no test may depend on the hour.
+## Two streams side by side, one per core: the tests that start processes, one at a time as if
+## alone, and the in-process layers, day then night. Each stream's output shows when it ends.
+test: $(STAMP) lint typecheck
+	scripts/ensure-chromium  # the system packages first, one apt at a time
+	scripts/ensure-faketime
+	$(MAKE) --no-print-directory -j2 --output-sync=target pytest-processes pytest-layers
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -33,8 +38,25 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy outreach tasks worker.py scheduler.py tests bench
 
-# Two xdist workers: one runs the tests that start processes (tests/e2e, real_timers), one at a
-# time as alone; the other runs the in-process layers meanwhile (tests/conftest.py).
+LAYERS := tests/unit tests/service tests/web
+# Two concurrent pytest sessions must not share a cache file.
+PYTEST := $(BIN)/pytest -p no:cacheprovider
+
+# Tests that start processes (tests/e2e) or time things between threads and processes
+# (real_timers): one at a time.
+pytest-processes: $(STAMP)
+	scripts/ensure-chromium
+	scripts/ensure-axe
+	$(PYTEST) tests/e2e
+	$(PYTEST) -m real_timers $(LAYERS)
+
+# The in-process layers, in the day and then at 03:00 Pacific.
+pytest-layers: $(STAMP)
+	$(PYTEST) -m "not real_timers" $(LAYERS)
+	$(MAKE) --no-print-directory pytest-night XDIST=
+
+# The whole suite in one session on two xdist workers (tests/support/scheduling.py): the tests
+# that start processes keep one to themselves, the in-process layers take the other.
 XDIST := -n 2 --dist loadgroup
 
 pytest: $(STAMP)
@@ -50,14 +72,13 @@ pytest: $(STAMP)
 # libfaketime moves the monotonic clock too, which breaks timed thread waits: tests that rely
 # on them are marked real_timers and run in the daytime pass only.
 # CI must have it; elsewhere its absence is said.
-NIGHT_LAYERS := tests/unit tests/service tests/web
 pytest-night: $(STAMP)
 	scripts/ensure-faketime
 	@if command -v faketime >/dev/null; then \
 		offset=$$(( $$(TZ=America/Los_Angeles date -d 03:00 +%s) - $$(date +%s) )); \
 		case $$offset in -*) ;; *) offset="+$$offset";; esac; \
 		echo "pytest with every clock moved by $$offset s, to 03:00 Pacific"; \
-		TZ=UTC faketime -f "$$offset" $(BIN)/pytest $(XDIST) -m "not real_timers" $(NIGHT_LAYERS); \
+		TZ=UTC faketime -f "$$offset" $(PYTEST) $(XDIST) -m "not real_timers" $(LAYERS); \
 	elif [ -n "$$CI" ]; then echo "faketime is required for the night run in CI" >&2; exit 1; \
 	else echo "faketime is not installed: the night run of the tests was skipped" >&2; fi
 

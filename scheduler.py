@@ -30,7 +30,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 300.0,
         "options": {"expires": 300.0},
     },
-    # Count the dashboard's closed days once (and the last two again: late callbacks).
+    # Count each day's sends once for the dashboard; today and the two days before it again.
     "delivery-days": {
         "task": "outreach.count_delivery_days",
         "schedule": 600.0,

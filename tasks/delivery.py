@@ -59,4 +59,4 @@ def reconcile_unknown() -> None:
 def count_delivery_days() -> None:
     services = runtime.current()
     with services.session_factory() as session, session.begin():
-        rollup.count_closed_days(session, services.clock(), services.settings.clinic_zone)
+        rollup.count_days(session, services.clock(), services.settings.clinic_zone)

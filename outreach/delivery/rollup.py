@@ -1,12 +1,13 @@
-"""Counting closed days' sends once, for the dashboard (``outreach.models.rollup``).
+"""Counting each day's sends once, for the dashboard (``outreach.models.rollup``).
 
-``count_closed_days`` (beat, every 10 minutes) counts each clinic-local day of the window
-that has ended and is not counted yet (or was counted in another zone), and counts the last
-``RECOUNT_DAYS`` again each time: their messages' states still move as late status callbacks,
-carrier failures and their one re-send arrive. Days older than the window are dropped.
+``count_days`` (beat, every 10 minutes) counts each clinic-local day of the window that is not
+counted yet (or was counted in another zone), and counts today (up to the sweep's own time)
+and the last ``RECOUNT_DAYS`` again each time: their messages' states still move as status
+callbacks, carrier failures and their one re-send arrive. Days older than the window are
+dropped.
 
-``raw_counts`` is the one place the counting rule lives; the dashboard uses it for the days
-no sweep has counted (always today).
+``raw_counts`` is the one place the counting rule lives; the dashboard uses it for what no
+sweep has counted: what was sent since the last one, and any day it has not reached.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def raw_counts(session: Session, since: datetime, until: datetime, zone: ZoneInf
     return counts
 
 
-def count_closed_days(session: Session, now: datetime, zone: ZoneInfo) -> list[date]:
-    """Count the window's ended days that need it; returns them (oldest first)."""
+def count_days(session: Session, now: datetime, zone: ZoneInfo) -> list[date]:
+    """Count the window's days that need it, today up to ``now``; returns them, oldest first."""
     today = now.astimezone(zone).date()
     first = today - timedelta(days=WINDOW_DAYS - 1)
     counted = dict(
@@ -69,15 +70,13 @@ def count_closed_days(session: Session, now: datetime, zone: ZoneInfo) -> list[d
     )
     todo = [
         day
-        for day in (first + timedelta(days=n) for n in range(WINDOW_DAYS - 1))
+        for day in (first + timedelta(days=n) for n in range(WINDOW_DAYS))
         if counted.get(day) != zone.key or day >= today - timedelta(days=RECOUNT_DAYS)
     ]
     # Explicitly, not by the foreign key's cascade: SQLite enforces that only when asked to.
     session.execute(delete(DeliveryDayCount).where(DeliveryDayCount.day < first))
     session.execute(delete(DeliveryDay).where(DeliveryDay.day < first))
-    if not todo:
-        return []
-    counts = raw_counts(session, day_start(todo[0], zone), day_start(today, zone), zone)
+    counts = raw_counts(session, day_start(todo[0], zone), now, zone)
     wanted = set(todo)
     session.execute(delete(DeliveryDayCount).where(DeliveryDayCount.day.in_(todo)))
     session.execute(delete(DeliveryDay).where(DeliveryDay.day.in_(todo)))

@@ -43,12 +43,17 @@ class DeliveryStats:
 
 
 def recent(session: Session, now: datetime, zone: ZoneInfo, days: int = rollup.WINDOW_DAYS) -> DeliveryStats:
-    """Messages handed to a provider in the last ``days`` local days (today included): the
-    days the sweep counted from ``delivery_day_counts``, the others (today, at least) from the
-    outbox itself."""
+    """Messages handed to a provider in the last ``days`` local days (today included): what
+    the sweep counted from ``delivery_day_counts``, the rest (what was sent since its last run,
+    and any day it did not count) from the outbox itself. States are as of the sweep's last
+    run for what it counted (10 minutes at most) and as of now for the rest."""
     today = now.astimezone(zone).date()
     first = today - timedelta(days=days - 1)
     stats = DeliveryStats(days=[first + timedelta(days=n) for n in range(days)])
+    in_window = (DeliveryDay.day >= first, DeliveryDay.day <= today, DeliveryDay.zone == zone.key)
+    counted_at = dict(
+        session.execute(select(DeliveryDay.day, DeliveryDay.counted_at).where(*in_window)).all()
+    )
     counts: Counter[rollup.Key] = Counter()
     for channel, campaign_id, day, state, count in session.execute(
         select(
@@ -59,22 +64,10 @@ def recent(session: Session, now: datetime, zone: ZoneInfo, days: int = rollup.W
             DeliveryDayCount.count,
         )
         .join(DeliveryDay, DeliveryDay.day == DeliveryDayCount.day)
-        .where(DeliveryDay.day >= first, DeliveryDay.day < today, DeliveryDay.zone == zone.key)
+        .where(*in_window)
     ):
         counts[(channel, campaign_id, day, state)] += count
-    counted = set(
-        session.scalars(
-            select(DeliveryDay.day).where(
-                DeliveryDay.day >= first, DeliveryDay.day < today, DeliveryDay.zone == zone.key
-            )
-        )
-    )
-    live = [day for day in stats.days if day not in counted]
-    since, until = rollup.day_start(live[0], zone), rollup.day_start(today + timedelta(days=1), zone)
-    live_days = set(live)
-    for key, count in rollup.raw_counts(session, since, until, zone).items():
-        if key[2] in live_days:
-            counts[key] += count
+    counts.update(_not_counted(session, stats.days, counted_at, zone))
     names = dict(
         session.execute(
             select(Campaign.id, Campaign.name).where(Campaign.id.in_({key[1] for key in counts} - {None}))
@@ -87,3 +80,24 @@ def recent(session: Session, now: datetime, zone: ZoneInfo, days: int = rollup.W
         label = NOT_A_CAMPAIGN if campaign_id is None else names.get(campaign_id, REMOVED_CAMPAIGN)
         stats.by_campaign.setdefault(label, Tally()).add(state, count)
     return stats
+
+
+def _not_counted(
+    session: Session, days: list[date], counted_at: dict[date, datetime], zone: ZoneInfo
+) -> Counter[rollup.Key]:
+    """From the outbox: the days the sweep has not counted, and what was sent on a day after the
+    sweep counted it (today, and yesterday until the first sweep after midnight)."""
+    found: Counter[rollup.Key] = Counter()
+    whole = [day for day in days if day not in counted_at]
+    if whole:
+        wanted = set(whole)
+        since = rollup.day_start(whole[0], zone)
+        until = rollup.day_start(whole[-1] + timedelta(days=1), zone)
+        for key, count in rollup.raw_counts(session, since, until, zone).items():
+            if key[2] in wanted:
+                found[key] += count
+    for day, at in counted_at.items():
+        end = rollup.day_start(day + timedelta(days=1), zone)
+        if at < end:
+            found.update(rollup.raw_counts(session, at, end, zone))
+    return found

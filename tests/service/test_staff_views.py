@@ -93,29 +93,37 @@ def test_days_counted_by_the_sweep_give_the_same_figures_and_follow_late_callbac
     session.commit()
     from_the_outbox = _figures(stats.recent(session, NOW, LA))
 
-    rollup.count_closed_days(session, NOW - timedelta(days=45), LA)  # a sweep long ago
-    counted = rollup.count_closed_days(session, NOW, LA)
+    rollup.count_days(session, NOW - timedelta(days=45), LA)  # a sweep long ago
+    counted = rollup.count_days(session, NOW, LA)
     session.commit()
-    assert len(counted) == rollup.WINDOW_DAYS - 1 and NOW.astimezone(LA).date() not in counted
+    assert len(counted) == rollup.WINDOW_DAYS and counted[-1] == NOW.astimezone(LA).date()
     kept = set(session.scalars(select(DeliveryDay.day))) | set(session.scalars(select(DeliveryDayCount.day)))
     assert min(kept) == counted[0], "days older than the window are dropped"
     assert _figures(stats.recent(session, NOW, LA)) == from_the_outbox
-    again = rollup.count_closed_days(session, NOW, LA)
-    assert again == counted[-rollup.RECOUNT_DAYS :], "only the most recent days again"
+    again = rollup.count_days(session, NOW, LA)
+    assert again == counted[-rollup.RECOUNT_DAYS - 1 :], "only today and the days before it again"
+
+    # Sent after the sweep: counted from the outbox at once.
+    schedule(session, contact.id, "sms", "care", "just now", NOW + timedelta(minutes=5))
+    _sent(session, "just now", NOW + timedelta(minutes=5), "sent")
+    session.commit()
+    per_day, _ = _figures(stats.recent(session, NOW + timedelta(minutes=6), LA))
+    assert per_day[("sms", NOW.astimezone(LA).date())] == (2, 0, 1)
 
     # Yesterday's delivery receipt arrives late; the next sweep counts it.
     _sent(session, "yesterday", NOW - timedelta(days=1), "delivered")
-    rollup.count_closed_days(session, NOW + timedelta(minutes=10), LA)
+    rollup.count_days(session, NOW + timedelta(minutes=10), LA)
     session.commit()
-    per_day, _ = _figures(stats.recent(session, NOW, LA))
+    per_day, _ = _figures(stats.recent(session, NOW + timedelta(minutes=10), LA))
     assert per_day[("sms", (NOW - timedelta(days=1)).astimezone(LA).date())] == (1, 1, 0)
+    assert per_day[("sms", NOW.astimezone(LA).date())] == (2, 0, 1), "nothing counted twice"
 
     # Days counted in another zone are not used for this one: counted afresh from the outbox.
-    rollup.count_closed_days(session, NOW, ZoneInfo("Asia/Tokyo"))
+    rollup.count_days(session, NOW, ZoneInfo("Asia/Tokyo"))
     session.commit()
-    per_day, campaigns = _figures(stats.recent(session, NOW, LA))
+    per_day, campaigns = _figures(stats.recent(session, NOW + timedelta(minutes=10), LA))
     assert per_day[("email", (NOW - timedelta(days=6)).astimezone(LA).date())] == (1, 0, 0)
-    assert campaigns == {stats.NOT_A_CAMPAIGN: (4, 2, 1)}
+    assert campaigns == {stats.NOT_A_CAMPAIGN: (5, 2, 1)}
 
 
 def test_contacts_filter_by_granted_consent(session: Session) -> None:
