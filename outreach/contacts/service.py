@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from outreach.contacts import consent
@@ -41,6 +41,7 @@ from outreach.models import (
     Enrollment,
     Message,
 )
+from outreach.models.contacts import CONTACT_SEARCH_TEXT
 from outreach.outbox import cancel_pending, lock_contacts
 
 
@@ -216,14 +217,8 @@ def find_contacts(
         )
     if search:
         pattern = f"%{search.strip().lower()}%"
-        query = query.where(
-            or_(
-                func.lower(Contact.first_name + " " + Contact.last_name).like(pattern),
-                func.lower(Contact.email).like(pattern),
-                Contact.phone.like(pattern),
-                func.lower(Contact.external_id).like(pattern),
-            )
-        )
+        # Written as the trigram index's expression, so PostgreSQL can use it.
+        query = query.where(CONTACT_SEARCH_TEXT.like(pattern))
     if tag:
         query = query.where(Contact.tags.any(ContactTag.tag == tag.strip().lower()))
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, func, literal_column
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from outreach.models.base import Base, utcnow
@@ -63,6 +63,29 @@ class Contact(Base):
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
 
+
+
+# What staff search for (outreach.contacts.service.find_contacts): one lower-case string per
+# contact, so one trigram index (PostgreSQL's pg_trgm) serves a substring search of all of it.
+_NOTHING = literal_column("''")
+_BETWEEN = literal_column("' | '")
+CONTACT_SEARCH_TEXT = func.lower(
+    Contact.first_name
+    + literal_column("' '")
+    + Contact.last_name
+    + _BETWEEN
+    + func.coalesce(Contact.email, _NOTHING)
+    + _BETWEEN
+    + func.coalesce(Contact.phone, _NOTHING)
+    + _BETWEEN
+    + func.coalesce(Contact.external_id, _NOTHING)
+)
+Index(
+    "ix_contacts_search",
+    CONTACT_SEARCH_TEXT.label("search_text"),
+    postgresql_using="gin",
+    postgresql_ops={"search_text": "gin_trgm_ops"},
+).ddl_if(dialect="postgresql")
 
 class ContactTag(Base):
     __tablename__ = "contact_tags"
