@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, func, literal_column
+from sqlalchemy import ColumnElement, ForeignKey, Index, String, Text, UniqueConstraint, func, literal_column
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from outreach.models.base import Base, utcnow
@@ -67,8 +67,8 @@ class Contact(Base):
 
 # What staff search for (outreach.contacts.service.find_contacts): one lower-case string per
 # contact, so one trigram index (PostgreSQL's pg_trgm) serves a substring search of all of it.
-_NOTHING = literal_column("''")
-_BETWEEN = literal_column("' | '")
+_NOTHING: ColumnElement[str] = literal_column("''")
+_BETWEEN: ColumnElement[str] = literal_column("' | '")
 CONTACT_SEARCH_TEXT = func.lower(
     Contact.first_name
     + literal_column("' '")
