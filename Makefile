@@ -25,12 +25,13 @@ run: $(STAMP)
 
 ## Set up and pass the whole suite: lint, types, tests on SQLite and PostgreSQL, Redis, Celery;
 ## the in-process layers again at 03:00 Pacific, because no test may depend on the hour.
-## Two streams side by side, one per core: the tests that start processes, one at a time as if
-## alone, and the in-process layers, day then night. Each stream's output shows when it ends.
+## Three streams side by side: the tests that start processes, one at a time as if alone (they
+## mostly wait on those processes), and the in-process layers by day and by night. Each
+## stream's output shows when it ends.
 test: $(STAMP) lint typecheck
 	scripts/ensure-chromium  # the system packages first, one apt at a time
 	scripts/ensure-faketime
-	$(MAKE) --no-print-directory -j2 --output-sync=target pytest-processes pytest-layers
+	$(MAKE) --no-print-directory -j3 --output-sync=target pytest-processes pytest-layers pytest-night XDIST=
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -50,10 +51,9 @@ pytest-processes: $(STAMP)
 	$(PYTEST) tests/e2e
 	$(PYTEST) -m real_timers $(LAYERS)
 
-# The in-process layers, in the day and then at 03:00 Pacific.
+# The in-process layers by day (pytest-night: the same at 03:00 Pacific).
 pytest-layers: $(STAMP)
 	$(PYTEST) -m "not real_timers" $(LAYERS)
-	$(MAKE) --no-print-directory pytest-night XDIST=
 
 # The whole suite in one session on two xdist workers (tests/support/scheduling.py): the tests
 # that start processes keep one to themselves, the in-process layers take the other.
