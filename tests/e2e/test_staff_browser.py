@@ -3,14 +3,15 @@ fake phone as the patient: sign in, import, enroll, answer a reply, confirm a vi
 
 One server (uvicorn in a thread, on a SQLite file, with a clock the tests move) and one browser
 serve the whole module. Inbound texts are processed as soon as the webhook has stored them, by
-the same function the Celery task calls. Screenshots of each screen go to artifacts/screens/
+the same function the Celery task calls; a staff answer goes out through the real dispatch and
+send path (the twilio client, to the sandbox) and is read on the patient's fake phone. Screenshots of each screen go to artifacts/screens/
 (git-ignored); every screen is audited with axe-core for serious and critical violations.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -20,10 +21,11 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from outreach import appointments
+from outreach import appointments, runtime
 from outreach.accounts import users
 from outreach.campaigns import sync
 from outreach.db import make_engine, make_session_factory, transaction
+from outreach.delivery import dispatch, send
 from outreach.migrate import upgrade
 from outreach.models import Contact, InboxItem, Message, MessageState
 from outreach.replies.inbound import process_inbound
@@ -100,6 +102,21 @@ def page(browser: Any) -> Iterator[Any]:
 def screenshot(page: Any, name: str) -> None:
     SCREENS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=True)
+
+
+def send_due(server: Server) -> int:
+    """Send what is due now, as beat's dispatcher and a worker would; returns how many."""
+    services = runtime.build(server.sandbox.settings)
+    services.clock = server.clock
+
+    def enqueue(chunks: Sequence[Sequence[int]]) -> None:
+        for chunk in chunks:
+            send.send_batch(services, chunk)
+
+    try:
+        return dispatch.dispatch_due(services, enqueue)
+    finally:
+        services.session_factory.kw["bind"].dispose()
 
 
 def sign_in(page: Any, server: Server, email: str = STAFF, password: str = PASSWORD) -> None:
@@ -184,6 +201,13 @@ def test_a_patient_texts_from_the_sandbox_phone_and_staff_answer_from_the_inbox(
     expect(page.locator(".thread")).to_contain_text("Please arrange a ride")
     screenshot(page, "inbox-thread")
 
+    # The worker's part, done here through the real send path: claimed, checked, and handed to
+    # the sandbox by the twilio client. The patient's phone shows the answer.
+    assert send_due(server) == 1
+    page.goto(f"{server.sandbox.http_url}/phone/{PATIENT}")
+    expect(page.locator("body")).to_contain_text("Please arrange a ride; we will explain at your visit.")
+    screenshot(page, "sandbox-phone-answered")
+
 
 def test_a_visit_confirmed_by_reply_shows_as_confirmed_on_the_day_view(page: Any, server: Server) -> None:
     from playwright.sync_api import expect
@@ -247,6 +271,7 @@ SCREENS_TO_AUDIT = [
     "/appointments?view=week",
     "/messages",
     "/messages/1",
+    "/users",
     "/settings",
     "/audit",
 ]

@@ -34,7 +34,7 @@ PUBLIC = {
 }
 # Routes with a guard of their own: /metrics takes OUTREACH_METRICS_TOKEN, or loopback only.
 OWN_GUARD = {"/metrics"}
-ADMIN_PAGES = ["/settings", "/audit", "/audit/export"]
+ADMIN_PAGES = ["/users", "/settings", "/audit", "/audit/export"]
 
 
 def _protected_routes(app: FastAPI) -> list[tuple[str, str]]:
@@ -57,7 +57,7 @@ def test_every_staff_route_refuses_a_request_without_a_session(app: FastAPI, cli
     assert len(routes) > 20, "the route walk found too few routes to be checking anything"
     for method, path in routes:
         url = path.replace("{item_id}", "1").replace("{contact_id}", "1").replace("{message_id}", "1")
-        url = url.replace("{slug}", "x")
+        url = url.replace("{slug}", "x").replace("{user_id}", "1")
         response = client.request(method, url, data={}, follow_redirects=False)
         if method == "GET":
             assert response.status_code == 303, (method, path, response.status_code)

@@ -21,6 +21,7 @@ from outreach.web.staff import (
     login,
     message_pages,
     schedule_pages,
+    user_pages,
 )
 from outreach.web.staff.rendering import render
 from outreach.web.staff.security import SESSION_COOKIE, NotSignedIn, login_redirect, security_headers
@@ -35,6 +36,8 @@ ROUTERS = (
     contact_pages.router,
     # Before schedule_pages: /appointments/book is not a day.
     booking_pages.router,
+    # Before schedule_pages: /campaigns/sync is not a campaign.
+    user_pages.router,
     schedule_pages.router,
     message_pages.router,
     admin_pages.router,

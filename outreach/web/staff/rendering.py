@@ -30,7 +30,7 @@ NAV_STAFF = (
     ("/appointments", "Appointments"),
     ("/messages", "Messages"),
 )
-NAV_ADMIN = (("/settings", "Settings"), ("/audit", "Audit trail"))
+NAV_ADMIN = (("/users", "Logins"), ("/settings", "Settings"), ("/audit", "Audit trail"))
 
 
 def sandbox_links(settings: Settings) -> list[tuple[str, str]]:

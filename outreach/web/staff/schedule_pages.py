@@ -22,7 +22,7 @@ from outreach.timefmt import long_date, staff_clock, staff_time
 from outreach.web.deps import get_session_factory, get_settings
 from outreach.web.staff import forms
 from outreach.web.staff.rendering import render
-from outreach.web.staff.security import CheckedForm, Staff, now_of
+from outreach.web.staff.security import CheckedForm, Staff, StaffUser, now_of
 
 router = APIRouter()
 
@@ -60,7 +60,19 @@ def step_timing_words(step_day: int | None, at: str | None, delay_seconds: int |
 
 
 @router.get("/campaigns", response_class=HTMLResponse)
-def campaigns_list(request: Request, staff: Staff) -> HTMLResponse:
+def campaigns_list(request: Request, staff: Staff, synced: int | None = None) -> HTMLResponse:
+    flash = "" if synced is None else f"Campaign files loaded: {synced} campaign(s) changed."
+    return campaigns_page(request, staff, flash=flash)
+
+
+def campaigns_page(
+    request: Request,
+    staff: StaffUser,
+    *,
+    flash: str = "",
+    errors: forms.FormErrors | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
     settings = get_settings(request)
     with transaction(get_session_factory(request)) as session:
         rows = [
@@ -82,7 +94,9 @@ def campaigns_list(request: Request, staff: Staff) -> HTMLResponse:
             }
             for c in session.scalars(select(Campaign).order_by(Campaign.name))
         ]
-    return render(request, "campaigns.html", {"title": "Campaigns", "campaigns": rows}, staff=staff)
+    errors = errors or forms.FormErrors()
+    context = {"title": "Campaigns", "campaigns": rows, "flash": flash, "errors": errors}
+    return render(request, "campaigns.html", context, staff=staff, status_code=status_code)
 
 
 def _campaign_page(
