@@ -4,8 +4,9 @@ fake phone as the patient: sign in, import, enroll, answer a reply, confirm a vi
 One server (uvicorn in a thread, on a SQLite file, with a clock the tests move) and one browser
 serve the whole module. Inbound texts are processed as soon as the webhook has stored them, by
 the same function the Celery task calls; a staff answer goes out through the real dispatch and
-send path (the twilio client, to the sandbox) and is read on the patient's fake phone. Screenshots of each screen go to artifacts/screens/
-(git-ignored); every screen is audited with axe-core for serious and critical violations.
+send path (the twilio client, to the sandbox) and is read on the patient's fake phone.
+Screenshots of each screen go to artifacts/screens/ (git-ignored); every screen is audited
+with axe-core for serious and critical violations.
 """
 
 from __future__ import annotations
@@ -203,7 +204,7 @@ def test_a_patient_texts_from_the_sandbox_phone_and_staff_answer_from_the_inbox(
 
     # The worker's part, done here through the real send path: claimed, checked, and handed to
     # the sandbox by the twilio client. The patient's phone shows the answer.
-    assert send_due(server) == 1
+    assert send_due(server) >= 1  # the answer, and whatever else of Robin's fell due
     page.goto(f"{server.sandbox.http_url}/phone/{PATIENT}")
     expect(page.locator("body")).to_contain_text("Please arrange a ride; we will explain at your visit.")
     screenshot(page, "sandbox-phone-answered")
