@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +22,7 @@ from outreach.ops import routes as ops_routes
 from outreach.web import api, inbound, status_webhook, unsubscribe
 from outreach.web.limits import BodySizeLimit
 from outreach.web.staff import app as staff_app
+from outreach.web.staff import contact_files
 
 
 def create_app(
@@ -28,6 +30,7 @@ def create_app(
     session_factory: sessionmaker[Session] | None = None,
     enqueue_inbound: Callable[[int], None] | None = None,
     clock: Callable[[], datetime] | None = None,
+    uploads_dir: Path | None = None,
 ) -> FastAPI:
     app = FastAPI(title="Clinic Outreach", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodySizeLimit)
@@ -37,6 +40,8 @@ def create_app(
     app.state.clock = clock or process_clock.from_settings(settings)
     app.state.session_factory = session_factory or make_session_factory(make_engine(settings.database_url))
     app.state.enqueue_inbound = enqueue_inbound or celery_enqueue_inbound(settings)
+    # Contact files previewed in the staff app, until imported (an hour at most).
+    app.state.uploads_dir = uploads_dir or contact_files.DEFAULT_UPLOADS
     app.include_router(status_webhook.router)
     app.include_router(inbound.router)
     app.include_router(unsubscribe.router)

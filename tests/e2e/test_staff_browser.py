@@ -77,7 +77,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             process_inbound(session, settings, inbound_id, clock())
 
     with running_sandbox(settings, sandbox_opt_out_auto_reply=False) as sandbox:
-        app = create_app(settings, factory, enqueue_inbound=process_now, clock=clock)
+        uploads = tmp_path_factory.mktemp("uploads")
+        app = create_app(settings, factory, enqueue_inbound=process_now, clock=clock, uploads_dir=uploads)
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
         web = uvicorn.Server(config)
         thread = threading.Thread(target=web.run, daemon=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -41,7 +43,9 @@ def staff_app(settings: Settings, factory: sessionmaker[Session], clock: Clock) 
     with transaction(factory) as session:
         for email, role in ((ADMIN, "admin"), (STAFF, "staff")):
             users.add_user(session, email, role, PASSWORD, NOW)
-    return create_app(settings, factory, enqueue_inbound=lambda _id: None, clock=clock)
+    # Its own upload folder: a test that sweeps old uploads must not sweep another run's.
+    uploads = Path(tempfile.mkdtemp(prefix="outreach-uploads-test-"))
+    return create_app(settings, factory, enqueue_inbound=lambda _id: None, clock=clock, uploads_dir=uploads)
 
 
 @pytest.fixture

@@ -207,7 +207,7 @@ def test_a_csv_import_shows_rejected_rows_with_line_and_reason_before_saving_any
 
 
 def test_a_previewed_file_never_imported_is_deleted_after_an_hour(
-    client: TestClient, csrf: str, session: Session, clock: Clock
+    app: FastAPI, client: TestClient, csrf: str, session: Session, clock: Clock
 ) -> None:
     content = f"{HEADER}\nMRN-1,Ana,Ng,+15105550101,ana@example.org,,,,care,\n"
 
@@ -216,7 +216,7 @@ def test_a_previewed_file_never_imported_is_deleted_after_an_hour(
         response = client.post("/contacts/import", data={"csrf_token": csrf}, files=upload)
         token = re.search(r'name="token" value="([^"]+)"', response.text)
         assert token
-        return contact_files.UPLOADS / f"{token.group(1)}.csv"
+        return Path(app.state.uploads_dir) / f"{token.group(1)}.csv"
 
     abandoned, left_behind = preview(csrf), preview(csrf)
     clock.now += contact_files.UPLOAD_LIFETIME + timedelta(minutes=1)

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
@@ -31,7 +32,7 @@ from outreach.web.staff.security import CheckedForm, Staff, StaffUser, now_of
 
 router = APIRouter()
 
-UPLOADS = Path(tempfile.gettempdir()) / "outreach-uploads"
+DEFAULT_UPLOADS = Path(tempfile.gettempdir()) / "outreach-uploads"
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 # A previewed file holds patient data: one not imported within this long is deleted.
 UPLOAD_LIFETIME = timedelta(hours=1)
@@ -50,18 +51,22 @@ def _is_stale(name: str, now: datetime) -> bool:
     return now.timestamp() - int(created) > UPLOAD_LIFETIME.total_seconds()
 
 
-def forget_stale_uploads(now: datetime) -> int:
+def uploads_dir(request: Request) -> Path:
+    return cast(Path, request.app.state.uploads_dir)
+
+
+def forget_stale_uploads(directory: Path, now: datetime) -> int:
     """Delete previewed files never imported; run at each new upload. Returns how many."""
-    stale = [path for path in UPLOADS.glob("*.csv") if _is_stale(path.stem, now)]
+    stale = [path for path in directory.glob("*.csv") if _is_stale(path.stem, now)]
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)
 
 
-def _upload_path(token: str, now: datetime) -> Path | None:
+def _upload_path(directory: Path, token: str, now: datetime) -> Path | None:
     if not token or not token.replace("-", "").replace("_", "").isalnum():
         return None
-    path = UPLOADS / f"{token}.csv"
+    path = directory / f"{token}.csv"
     if _is_stale(token, now):
         path.unlink(missing_ok=True)
         return None
@@ -111,10 +116,11 @@ async def import_preview(request: Request, staff: Staff, form: CheckedForm) -> H
     if not isinstance(upload, UploadFile) or not upload.filename:
         errors.add("file", "Choose a CSV file to import")
         return _page(request, staff, errors=errors, status_code=400)
-    UPLOADS.mkdir(mode=0o700, exist_ok=True)
-    forget_stale_uploads(now_of(request))
+    directory = uploads_dir(request)
+    directory.mkdir(mode=0o700, exist_ok=True)
+    forget_stale_uploads(directory, now_of(request))
     token = _new_token(now_of(request))
-    path = UPLOADS / f"{token}.csv"
+    path = directory / f"{token}.csv"
     data = await upload.read()
     if len(data) > MAX_UPLOAD_BYTES:
         errors.add("file", "The file is larger than 200 MB: import it with the command line instead")
@@ -137,7 +143,7 @@ async def import_preview(request: Request, staff: Staff, form: CheckedForm) -> H
 
 @router.post("/contacts/import/commit", response_class=HTMLResponse)
 def import_commit(request: Request, staff: Staff, form: CheckedForm) -> HTMLResponse:
-    path = _upload_path(forms.text(form, "token"), now_of(request))
+    path = _upload_path(uploads_dir(request), forms.text(form, "token"), now_of(request))
     if path is None:
         errors = forms.FormErrors()
         errors.add("file", "That upload has expired or was already imported: choose the file again")
