@@ -26,12 +26,13 @@ run: $(STAMP)
 ## Set up and pass the whole suite: lint, types, tests on SQLite and PostgreSQL, Redis, Celery;
 ## the in-process layers again at 03:00 Pacific, because no test may depend on the hour.
 ## Three streams side by side: the tests that start processes, one at a time as if alone (they
-## mostly wait on those processes), and the in-process layers by day and by night. Each
-## stream's output shows when it ends.
-test: $(STAMP) lint typecheck
+## mostly wait on those processes); lint and types, then the in-process layers by day; and the
+## same layers by night. Each target's output shows when it ends.
+test: $(STAMP)
 	scripts/ensure-chromium  # the system packages first, one apt at a time
 	scripts/ensure-faketime
-	$(MAKE) --no-print-directory -j3 --output-sync=target pytest-processes pytest-layers pytest-night XDIST=
+	$(MAKE) --no-print-directory -j3 --output-sync=target \
+		pytest-processes lint typecheck pytest-layers pytest-night XDIST=
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
