@@ -16,7 +16,7 @@ from collections import Counter
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, delete, func, insert, select
+from sqlalchemy import and_, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from outreach.db import is_postgres
@@ -24,6 +24,7 @@ from outreach.models import DeliveryDay, DeliveryDayCount, Enrollment, Message
 
 WINDOW_DAYS = 30
 RECOUNT_DAYS = 2
+ADVISORY_LOCK = 0x6F7574726561  # "outrea": this sweep's own lock key
 # (channel, campaign id or None, clinic-local day, state) -> messages handed to a provider.
 Key = tuple[str, int | None, date, str]
 
@@ -63,6 +64,10 @@ def raw_counts(session: Session, since: datetime, until: datetime, zone: ZoneInf
 
 def count_days(session: Session, now: datetime, zone: ZoneInfo) -> list[date]:
     """Count the window's days that need it, today up to ``now``; returns them, oldest first."""
+    if is_postgres(session):
+        # A second beat's run waits for this one instead of inserting the same days beside it
+        # (SQLite's write lock does the same there).
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK})
     today = now.astimezone(zone).date()
     first = today - timedelta(days=WINDOW_DAYS - 1)
     counted = dict(
