@@ -38,7 +38,7 @@ from outreach.models import (
     MessageKind,
     MessageState,
 )
-from outreach.outbox import insert_messages
+from outreach.outbox import insert_messages_keyed
 from outreach.scheduling import SendPolicy, local_day_of
 
 # The patient's automated messages that count towards the daily limit.
@@ -139,19 +139,19 @@ def insert_plans(
     rows = [row_for(p, contact_id, now) for p in listed]
     if detached:
         rows = [{**row, "appointment_id": None, "appointment_version": None} for row in rows]
-    insert_messages(session, rows, now=now)
-    return _outcome(session, listed)
+    return _outcome(session, listed, insert_messages_keyed(session, rows, now=now))
 
 
-def _outcome(session: Session, plans: Sequence[Planned]) -> Outcome:
+def _outcome(session: Session, plans: Sequence[Planned], new: dict[str, int]) -> Outcome:
     outcome = Outcome()
-    keys = [p.idempotency_key for p in plans]
-    rows: dict[str, int] = {}
-    if keys:
+    rows = dict(new)
+    # Keys that were there already (a repeated change): their rows' ids.
+    known = [p.idempotency_key for p in plans if p.idempotency_key not in new]
+    if known:
         found = session.execute(
-            select(Message.idempotency_key, Message.id).where(Message.idempotency_key.in_(keys))
+            select(Message.idempotency_key, Message.id).where(Message.idempotency_key.in_(known))
         )
-        rows = {key: message_id for key, message_id in found}
+        rows.update({key: message_id for key, message_id in found})
     for plan in plans:
         if plan.sends and plan.idempotency_key in rows:
             outcome.message_ids.append(rows[plan.idempotency_key])

@@ -111,7 +111,8 @@ def lock_appointment(session: Session, appointment_id: int) -> tuple[Appointment
 
 
 def _lock_contact(session: Session, contact_id: int) -> Contact:
-    locked = outbox.lock_contacts(session, [contact_id])
+    # Planning reads the contact's zone, never its consents (checked when each message goes).
+    locked = outbox.lock_contacts(session, [contact_id], consents=False)
     if not locked:
         raise NotFound(f"contact {contact_id} not found")
     return locked[0]

@@ -27,9 +27,8 @@ from outreach.contacts import (
     add_contact,
     change_consent,
     contact_json,
-    contacts_json,
     export_contacts_csv,
-    find_contacts,
+    find_contacts_json,
     get_contact,
     import_contacts_csv,
 )
@@ -127,8 +126,7 @@ def list_(
 ) -> None:
     """Contacts, in id order."""
     with transaction() as session:
-        contacts = find_contacts(session, search=search, tag=tag, limit=limit or None, offset=offset)
-        documents = contacts_json(session, contacts)
+        documents = find_contacts_json(session, search=search, tag=tag, limit=limit or None, offset=offset)
     if as_json:
         print_json(documents)
         return

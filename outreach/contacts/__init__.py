@@ -4,8 +4,9 @@ What other areas call::
 
     add_contact(session, ContactInput(...), clinic_timezone=...) -> Contact
     update_contact(session, contact, ContactInput(...)) -> Contact
-    get_contact(session, 12 | "ext:MRN") -> Contact
+    get_contact(session, 12 | "ext:MRN") -> Contact   (contact_id_of: the id alone)
     find_contacts(session, search=..., tag=..., phone=..., email=..., consent_to=..., after_id=..., limit=...)
+    find_contacts_json(session, ...same filters...) -> [the JSON of each]  (lists: no mapped objects)
     delete_contact(session, contact)  (refused when the contact has history)
     contact_json(session, contact) / contacts_json(session, contacts)
     shared_phones(session, phones) -> set[str]
@@ -23,10 +24,12 @@ from outreach.contacts.service import (
     InvalidContact,
     add_contact,
     change_consent,
+    contact_id_of,
     contact_json,
     contacts_json,
     delete_contact,
     find_contacts,
+    find_contacts_json,
     get_contact,
     shared_phones,
     update_contact,
@@ -40,11 +43,13 @@ __all__ = [
     "InvalidContact",
     "add_contact",
     "change_consent",
+    "contact_id_of",
     "contact_json",
     "contacts_json",
     "delete_contact",
     "export_contacts_csv",
     "find_contacts",
+    "find_contacts_json",
     "get_contact",
     "import_contacts_csv",
     "normalize_phone",

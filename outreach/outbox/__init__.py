@@ -39,15 +39,27 @@ def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]], *, now:
     Returns how many rows were new. Enrolling or booking twice therefore creates nothing.
     ``now`` stamps ``created_at`` and ``updated_at`` (the frequency cap reads the latter).
     """
+    return len(insert_messages_keyed(session, rows, now=now))
+
+
+def insert_messages_keyed(
+    session: Session, rows: Sequence[Mapping[str, Any]], *, now: datetime
+) -> dict[str, int]:
+    """``insert_messages``, returning the new rows' ids by idempotency key (a key already
+    present is not in the result)."""
     if not rows:
-        return 0
+        return {}
     initial = rows_module.defaults(now)
     values = [{**initial, **row} for row in rows]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(Message).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(Message.id)
-    # RETURNING counts exactly the new rows on both databases (executemany rowcounts do not).
-    return len(session.connection().execute(stmt, values).all())
+    stmt = (
+        insert(Message)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(Message.idempotency_key, Message.id)
+    )
+    # RETURNING names exactly the new rows on both databases (executemany rowcounts do not).
+    return {key: message_id for key, message_id in session.connection().execute(stmt, values)}
 
 
 def transition(
@@ -106,7 +118,7 @@ def cancel_pending(
     return max(result.rowcount, 0)
 
 
-def lock_contacts(session: Session, contact_ids: Iterable[int]) -> list[Contact]:
+def lock_contacts(session: Session, contact_ids: Iterable[int], *, consents: bool = True) -> list[Contact]:
     """Lock contact rows (in id order, so two lockers never deadlock) for the transaction.
 
     Keep the returned objects referenced while working: the session holds them weakly, and a
@@ -117,10 +129,13 @@ def lock_contacts(session: Session, contact_ids: Iterable[int]) -> list[Contact]
     ids = sorted(set(contact_ids))
     if not ids:
         return []
-    # The tags are not needed to send; consents are (checks read them from the identity map).
+    # The tags are not needed to send; consents are (checks read them from the identity map),
+    # unless the caller says it reads none (they would then load on first use).
     query: Select[Contact] = (
         select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id).options(lazyload(Contact.tags))
     )
+    if not consents:
+        query = query.options(lazyload(Contact.consents))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     return list(session.scalars(query))

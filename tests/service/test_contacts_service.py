@@ -14,9 +14,11 @@ from outreach.contacts import (
     InvalidContact,
     add_contact,
     change_consent,
+    contact_id_of,
     contact_json,
     contacts_json,
     find_contacts,
+    find_contacts_json,
     get_contact,
     update_contact,
 )
@@ -81,6 +83,25 @@ def test_family_sharing_a_phone_is_allowed_and_flagged(session: Session) -> None
     assert contact_json(session, get_contact(session, son))["shared_phone"] is True
 
 
+def test_list_pages_show_what_each_contact_shows(session: Session) -> None:
+    """The lists' lean path (no mapped objects) gives each contact's own JSON, filters kept."""
+    rosa = _add(session, first_name="Rosa", phone="(925) 289-1430", tags=["vip", "course"])
+    _add(session, first_name="Tomás", phone="925-289-1430", email="t@example.org")
+    ann = _add(session, first_name="Ann", email="ann@example.org", tags=["vip"])
+    change_consent(session, rosa, "sms", ["care"], grant=True, wording="verbal", recorded_by="staff",
+                   now=STAMPED_AT)
+    change_consent(session, ann, "email", ["education"], grant=False, wording="asked", recorded_by="staff",
+                   now=STAMPED_AT)
+    session.commit()
+    whole = [contact_json(session, c) for c in find_contacts(session)]
+    assert find_contacts_json(session) == whole
+    assert whole[0]["tags"] == ["course", "vip"] and whole[0]["consent"]["sms"]["care"] == "granted"
+    assert whole[2]["consent"]["email"]["education"] == "revoked" and whole[0]["shared_phone"]
+    assert [d["id"] for d in find_contacts_json(session, tag="vip", after_id=rosa)] == [ann]
+    assert [d["id"] for d in find_contacts_json(session, consent_to=("sms", "care"))] == [rosa]
+    assert find_contacts_json(session, search="nobody") == []
+
+
 def test_update_changes_only_given_fields(session: Session) -> None:
     contact_id = _add(session, first_name="Ann", last_name="Lee", phone="9252891430", email="a@example.org")
     contact = get_contact(session, contact_id)
@@ -101,6 +122,9 @@ def test_find_by_search_tag_phone_and_external_id(session: Session) -> None:
     assert [c.id for c in find_contacts(session, phone="(925) 289-1430")] == [ann]
     assert get_contact(session, "ext:M7").id == ann
     assert get_contact(session, str(ann)).id == ann
+    assert contact_id_of(session, "ext:M7") == contact_id_of(session, ann) == ann
+    with pytest.raises(NotFound):
+        contact_id_of(session, "ext:nobody")
     with pytest.raises(NotFound):
         get_contact(session, "ext:nobody")
     with pytest.raises(NotFound):

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from outreach import appointments
 from outreach.appointments.dayview import between
 from outreach.appointments.upsert import AppointmentData
-from outreach.contacts import get_contact
+from outreach.contacts import contact_id_of
 from outreach.errors import NotFound
 from outreach.web.api.core import (
     ERROR_RESPONSES,
@@ -124,7 +124,7 @@ def _contact_id(call: ApiCall, body: AppointmentPut) -> int:
     ref: int | str = body.contact_id if body.contact_id is not None else f"ext:{body.contact_external_id}"
     field = "contact_id" if body.contact_id is not None else "contact_external_id"
     try:
-        return get_contact(call.session, ref).id
+        return contact_id_of(call.session, ref)
     except NotFound:
         raise ApiError(
             422, "invalid input", errors=[ErrorItem(field=f"body.{field}", message="no such contact")]

@@ -147,7 +147,7 @@ def list_contacts(
 ) -> dict[str, Any]:
     size = page_limit(request, limit)
     consent_to = tuple(consent.split(":")) if consent else None
-    found = contacts.find_contacts(
+    found = contacts.find_contacts_json(
         call.session,
         search=q,
         tag=tag,
@@ -158,8 +158,8 @@ def list_contacts(
     page = found[:size]
     call.about("contact", None, count=len(page))
     return {
-        "contacts": contacts.contacts_json(call.session, page),
-        "next_cursor": encode_cursor(page[-1].id) if len(found) > size else None,
+        "contacts": page,
+        "next_cursor": encode_cursor(page[-1]["id"]) if len(found) > size else None,
     }
 
 
