@@ -106,6 +106,24 @@ class Bench:
 # ---- setup -------------------------------------------------------------------------------
 
 
+def bench_settings(url: str, web_port: int) -> Settings:
+    """The processes' settings for a benchmark run: production leases and timeouts."""
+    return system_settings(url, web_port).model_copy(
+        update={
+            # Far above the load: the limiter must not be what bounds throughput.
+            "max_mps": 1_000_000.0,
+            "max_mps_overrides": {},
+            # Production leases: a backlog of queued ids must not be "rescued" mid-run.
+            "claim_lease_seconds": 300.0,
+            "send_lease_seconds": 120.0,
+            "twilio_timeout_seconds": 10.0,
+            "reconcile_after_seconds": 10.0,
+            # A sender of this run's own: the Redis rate key is per sender.
+            "twilio_from": f"+1555{random.randrange(10**7):07d}",
+        }
+    )
+
+
 def _libpq(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
@@ -529,19 +547,7 @@ def run(
     try:
         upgrade(url)
         contact_ids = _seed_contacts(url, max(messages, lag_messages, RATE_MESSAGES))
-        settings = system_settings(url, free_port()).model_copy(
-            update={
-                # Far above the load: the limiter must not be what bounds throughput.
-                "max_mps": 1_000_000.0,
-                "max_mps_overrides": {},
-                # Production leases: a backlog of queued ids must not be "rescued" mid-run.
-                "claim_lease_seconds": 300.0,
-                "send_lease_seconds": 120.0,
-                "twilio_timeout_seconds": 10.0,
-                # A sender of this run's own: the Redis rate key is per sender.
-                "twilio_from": f"+1555{random.randrange(10**7):07d}",
-            }
-        )
+        settings = bench_settings(url, free_port())
         with running_sandbox(settings, mode="process", sandbox_status_callbacks=False) as sandbox:
             bench = Bench(
                 settings=sandbox.settings,

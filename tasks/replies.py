@@ -7,9 +7,10 @@ from datetime import timedelta
 from celery import shared_task
 
 from outreach import runtime
-from outreach.celeryapp import DISPATCH_DUE, PROCESS_INBOUND
+from outreach.celeryapp import DISPATCH_DUE, PROCESS_INBOUND, control_queue
+from outreach.replies.inbound import claim_replies, unprocessed_inbound_ids
 from outreach.replies.inbound import process_inbound as process
-from outreach.replies.inbound import unprocessed_inbound_ids
+from tasks.delivery import send_messages
 
 
 @shared_task(name=PROCESS_INBOUND, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
@@ -17,7 +18,12 @@ def process_inbound(inbound_id: int) -> None:
     services = runtime.current()
     with services.session_factory() as session, session.begin():
         process(session, services.settings, inbound_id, services.clock())
-    # Replies (HELP, crisis) were written to the outbox due now: claim them without waiting a tick.
+    with services.session_factory() as session, session.begin():
+        replies = claim_replies(session, services.settings, inbound_id, services.clock())
+    if replies:
+        # On the control queue: a crisis reply never waits behind a campaign's send tasks.
+        send_messages.apply_async((replies,), queue=control_queue(services.settings))
+    # Anything the lane did not take (not due yet) goes the usual way, without waiting a tick.
     process_inbound.app.send_task(DISPATCH_DUE, kwargs={"run_for": 0.0})
 
 

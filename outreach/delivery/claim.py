@@ -44,6 +44,26 @@ def claim_due(
     return sorted(message_id for message_id, _ in claimed)
 
 
+def claim_keys(session: Session, keys: Sequence[str], now: datetime, lease: timedelta) -> list[int]:
+    """Claim the due, scheduled messages among these idempotency keys, whatever else is due:
+    the lane for replies to a patient's text, which must not wait behind a campaign's backlog."""
+    if not keys:
+        return []
+    stmt = (
+        update(Message)
+        .where(
+            Message.idempotency_key.in_(list(keys)),
+            Message.state == MessageState.SCHEDULED,
+            Message.due_at <= now,
+        )
+        .values(state=MessageState.QUEUED, lease_until=now + lease, updated_at=now)
+        .returning(Message.id, Message.due_at)
+    )
+    claimed = session.execute(stmt.execution_options(synchronize_session=False)).all()
+    metrics.observe_lag(now, (due_at for _, due_at in claimed))
+    return sorted(message_id for message_id, _ in claimed)
+
+
 def next_due_at(session: Session) -> datetime | None:
     """When the earliest scheduled message falls due (for a dispatcher deciding how long to wait)."""
     return session.scalar(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import phonenumbers
@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session
 
 from outreach import outbox
 from outreach.config import Settings
+from outreach.delivery import claim
 from outreach.errors import OutreachError
 from outreach.models import Contact, InboundClass, InboundMessage
 from outreach.ops import metrics
-from outreach.replies import effects, handlers
+from outreach.replies import effects, handlers, responses
 from outreach.replies.classify import ALSO_OPT_OUT, Classification, classify
 from outreach.replies.handlers import Reply
 
@@ -111,6 +112,15 @@ def process_inbound(session: Session, settings: Settings, inbound_id: int, now: 
     actions = handlers.handle(Reply(session, settings, inbound, contacts, result, now))
     log.info("inbound %s processed: %s", inbound.id, ", ".join(actions) or "nothing to do")
     return actions
+
+
+def claim_replies(session: Session, settings: Settings, inbound_id: int, now: datetime) -> list[int]:
+    """Claim the replies and alerts that processing this message wrote, ahead of everything
+    else due: the caller hands them to a send task on the control queue, so a crisis reply
+    never waits for a campaign's backlog to drain. What is not claimed here (not yet due, or
+    already claimed) goes the usual way."""
+    lease = timedelta(seconds=settings.claim_lease_seconds)
+    return claim.claim_keys(session, responses.possible_keys(settings, inbound_id), now, lease)
 
 
 def reclassify(inbound: InboundMessage) -> Classification:

@@ -32,8 +32,34 @@ OPT_OUT_CONFIRMATION_WINDOW = timedelta(minutes=5)
 ALERT_TEMPLATES = {Channel.SMS: "sms/system/oncall_alert", Channel.EMAIL: "email/system/oncall_alert"}
 
 
+# Every reply a patient's text can cause, by purpose (the last part of its key).
+REPLY_PURPOSES = ("crisis_reply", "opt_out_confirmation", "opt_in_confirmation", "help", "acknowledgement")
+
+
 def reply_key(inbound_id: int, purpose: str) -> str:
     return f"inbound:{inbound_id}:{purpose}"
+
+
+def _alert_key(inbound_id: int, channel: str, index: int) -> str:
+    # The index, not the address, in the key: keys show up in logs and listings.
+    return reply_key(inbound_id, f"alert:{channel}:{index}")
+
+
+def possible_keys(settings: Settings, inbound_id: int) -> list[str]:
+    """The keys of every row processing this message can write: its replies and alerts.
+
+    Looked up by these exact keys (the unique index), never by prefix: a LIKE on the key
+    cannot use that index under PostgreSQL's usual collations."""
+    alerts = [
+        _alert_key(inbound_id, channel, index)
+        for channel, addresses in _oncall(settings)
+        for index in range(len(addresses))
+    ]
+    return [reply_key(inbound_id, purpose) for purpose in REPLY_PURPOSES] + alerts
+
+
+def _oncall(settings: Settings) -> list[tuple[Channel, Sequence[str]]]:
+    return [(Channel.SMS, settings.oncall_sms), (Channel.EMAIL, settings.oncall_email)]
 
 
 def insert_reply(
@@ -52,6 +78,8 @@ def insert_reply(
     The reply goes to the number, not to each contact sharing it: ``to_override`` is the
     sender; ``contact_id`` is the (lowest-id) contact, or None for an unknown sender.
     """
+    if purpose not in REPLY_PURPOSES:
+        raise ValueError(f"unknown reply purpose {purpose!r}: add it to REPLY_PURPOSES")
     key = reply_key(inbound.id, purpose)
     outbox.insert_messages(
         session,
@@ -106,12 +134,10 @@ def insert_alerts(
         "patient_opted_out": not reply_sent,
     }
     rows: list[dict[str, object]] = []
-    targets = [(Channel.SMS, settings.oncall_sms), (Channel.EMAIL, settings.oncall_email)]
-    for channel, addresses in targets:
+    for channel, addresses in _oncall(settings):
         rows.extend(
             {
-                # The index, not the address, in the key: keys show up in logs and listings.
-                "idempotency_key": reply_key(inbound.id, f"alert:{channel}:{index}"),
+                "idempotency_key": _alert_key(inbound.id, channel, index),
                 "contact_id": None,
                 "channel": channel,
                 "category": Category.CARE,

@@ -22,7 +22,8 @@ from outreach.models import (
     MessageKind,
     MessageState,
 )
-from outreach.replies.inbound import MalformedInbound, process_inbound
+from outreach.replies import responses
+from outreach.replies.inbound import MalformedInbound, claim_replies, process_inbound
 from tests.support.replies import add_contact, form, message, receive, schedule, store
 
 # 03:00 in Walnut Creek (PDT): far outside any sending window.
@@ -357,6 +358,42 @@ def test_processing_a_message_twice_adds_nothing(
     assert first and second == []
     assert len(_items(session)) == 1
     assert len(_messages(session)) == 3  # the reply and two alerts
+
+
+def test_the_replies_to_a_text_are_claimed_ahead_of_a_backlog_already_due(
+    session: Session, session_factory: sessionmaker[Session], quiet_settings: Settings
+) -> None:
+    """A crisis reply and its alerts go out on the control lane: claimed by their keys while a
+    campaign's rows, due earlier, stay scheduled; a second claim takes nothing."""
+    texter = add_contact(session)
+    other = add_contact(session, phone="+19255550111")
+    for n in range(1, 4):
+        schedule(session, other.id, "sms", "care", f"campaign:{n}", NOW - timedelta(minutes=n))
+    result = store(session_factory, quiet_settings, form("i want to end it all"), NOW)
+    with transaction(session_factory) as tx:
+        process_inbound(tx, quiet_settings, result.inbound_id, NOW)
+    with transaction(session_factory) as tx:
+        claimed = claim_replies(tx, quiet_settings, result.inbound_id, NOW)
+    with transaction(session_factory) as tx:
+        again = claim_replies(tx, quiet_settings, result.inbound_id, NOW)
+
+    replies = _messages(session, state=MessageState.QUEUED)
+    assert sorted(m.id for m in replies) == claimed and again == []
+    assert sorted(m.kind for m in replies) == ["alert", "alert", "system"]
+    backlog = [message(session, f"campaign:{n}") for n in range(1, 4)]
+    assert {m.state for m in backlog} == {MessageState.SCHEDULED}
+    assert texter.id in {m.contact_id for m in replies}
+
+
+def test_a_reply_purpose_the_lane_does_not_know_is_refused(
+    session: Session, session_factory: sessionmaker[Session], quiet_settings: Settings
+) -> None:
+    add_contact(session)
+    result = store(session_factory, quiet_settings, form("hello"), NOW)
+    with transaction(session_factory) as tx:
+        inbound = tx.get_one(InboundMessage, result.inbound_id)
+        with pytest.raises(ValueError, match="REPLY_PURPOSES"):
+            responses.insert_reply(tx, inbound, [], responses.HELP_TEMPLATE, "thanks", NOW)
 
 
 def test_processing_an_unknown_id_is_a_no_op(
