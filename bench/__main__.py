@@ -51,7 +51,7 @@ BENCHES: list[tuple[str, Bench]] = [
     ("ratelimit", lambda quick: [] if quick else delivery_bench.limiter_pairs()),
     ("crisis", lambda quick: crisis_bench.pairs(2_000, 3) if quick else crisis_bench.pairs()),
     ("memory", lambda quick: memory_bench.pairs(50_000, 2, 2_000) if quick else memory_bench.pairs()),
-    ("web", lambda quick: web_bench.run(quick)),
+    ("web", lambda quick: web_bench.run(10_000, 5) if quick else web_bench.run()),
     ("api", lambda quick: [] if quick else api_bench.pairs()),
 ]
 
