@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.import_bench import write_sample_csv
-from outreach.contacts import CsvUnusable
+from outreach.contacts import CsvUnusable, find_contacts
 from outreach.models import Contact, Message, MessageState
 from tests.support.contacts_csv import HEADER, events, run_import, stored, write
 
@@ -240,13 +240,15 @@ def test_big_file_into_a_database_with_contacts_matches_them(
 
 _FOREIGN_KEYS = (
     "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
-    "WHERE contype = 'f' ORDER BY 1, 2"
+    "WHERE contype = 'f' UNION ALL "
+    "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE tablename = 'contacts' ORDER BY 1, 2"
 )
 
 
 def test_initial_load_keeps_every_foreign_key(pg_url: str, tmp_path: Path) -> None:
-    """A big first import checks foreign keys once at the end: afterwards (and after a dry
-    run) the constraints are exactly as the migrations made them, and still enforced."""
+    """A big first import checks foreign keys and builds the search index once at the end:
+    afterwards (and after a dry run) the constraints and indexes are exactly as the migrations
+    made them, and still enforced."""
     from sqlalchemy import text
     from sqlalchemy.exc import IntegrityError
 
@@ -264,6 +266,10 @@ def test_initial_load_keeps_every_foreign_key(pg_url: str, tmp_path: Path) -> No
             report = run_import(session, path, workers=2)
             assert report.added == 4000 and report.consent_events > 4000
             assert session.execute(text(_FOREIGN_KEYS)).all() == before
+            assert any("ix_contacts_search" in name for _, name, _ in before)
+            someone = session.scalars(select(Contact).order_by(Contact.id.desc()).limit(1)).one()
+            found = find_contacts(session, search=someone.last_name.upper(), limit=None)
+            assert someone.id in {c.id for c in found}
             with pytest.raises(IntegrityError):
                 session.execute(text("INSERT INTO contact_tags (contact_id, tag) VALUES (999999, 'x')"))
             session.rollback()
