@@ -32,8 +32,17 @@ OPT_OUT_CONFIRMATION_WINDOW = timedelta(minutes=5)
 ALERT_TEMPLATES = {Channel.SMS: "sms/system/oncall_alert", Channel.EMAIL: "email/system/oncall_alert"}
 
 
-# Every reply a patient's text can cause, by purpose (the last part of its key).
-REPLY_PURPOSES = ("crisis_reply", "opt_out_confirmation", "opt_in_confirmation", "help", "acknowledgement")
+APPOINTMENT_ACK = "appointment_ack"  # the answer to "1" or "2" (outreach.appointments.replies)
+# Every reply a patient's text can cause, by purpose (the last part of its key): the lane that
+# sends them ahead of a backlog (``possible_keys``) looks them up by these.
+REPLY_PURPOSES = (
+    "crisis_reply",
+    "opt_out_confirmation",
+    "opt_in_confirmation",
+    "help",
+    "acknowledgement",
+    APPOINTMENT_ACK,
+)
 
 
 def reply_key(inbound_id: int, purpose: str) -> str:
