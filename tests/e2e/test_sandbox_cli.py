@@ -8,7 +8,8 @@ import subprocess
 import sys
 from email.message import EmailMessage
 
-from tests.support.sandbox import free_port, running_sandbox
+from tests.support.processes import free_port
+from tests.support.sandbox import running_sandbox
 
 
 def test_the_cli_runs_the_api_and_the_smtp_sink_in_one_process() -> None:

@@ -31,7 +31,8 @@ from outreach.migrate import upgrade
 from outreach.models import Contact, InboxItem, Message, MessageState
 from outreach.replies.inbound import process_inbound
 from outreach.web.app import create_app
-from tests.support.sandbox import RunningSandbox, free_port, running_sandbox, sandbox_settings
+from tests.support.processes import free_port
+from tests.support.sandbox import RunningSandbox, running_sandbox, sandbox_settings
 from tests.support.staffweb import ADMIN, PASSWORD, STAFF, Clock
 from tests.support.waiting import wait_for
 

@@ -8,6 +8,7 @@ failing test prints. Readiness is waited for on a condition, never a fixed sleep
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,9 +25,32 @@ from tests.support.waiting import wait_for
 REPO = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
+# Servers listen below the kernel's range for outgoing connections' local ports: a port the
+# kernel hands out as free (bind to 0) comes from that range, and the many connections a test
+# run opens could take it before the server binds it ("address already in use", seen in CI).
+_LISTEN_PORTS = range(20000, 32768)
+
+
+def _outgoing_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now, outside the outgoing-connection range where there is one."""
+    if _outgoing_ports_start() >= _LISTEN_PORTS.stop:
+        for _ in range(100):
+            port = random.choice(_LISTEN_PORTS)
+            with socket.socket() as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 

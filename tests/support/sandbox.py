@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ from twilio.rest import Client
 
 from outreach.config import Settings, load_settings
 from outreach.sandbox.control import SandboxControl
+from tests.support.processes import free_port
 from tests.support.waiting import wait_for
 
 # A syntactically valid account SID (Twilio's pattern ^AC[0-9a-f]{32}$), so contract checks hold.
@@ -42,13 +42,6 @@ TEST_AUTH_TOKEN = "sandbox-test-token"
 
 
 PORT_ATTEMPTS = 5
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
