@@ -8,7 +8,7 @@ from celery import shared_task
 
 from outreach import runtime
 from outreach.celeryapp import DISPATCH_DUE, PROCESS_INBOUND, control_queue
-from outreach.replies.inbound import claim_replies, unprocessed_inbound_ids
+from outreach.replies.inbound import claim_urgent, unprocessed_inbound_ids
 from outreach.replies.inbound import process_inbound as process
 from tasks.delivery import send_messages
 
@@ -19,11 +19,11 @@ def process_inbound(inbound_id: int) -> None:
     with services.session_factory() as session, session.begin():
         process(session, services.settings, inbound_id, services.clock())
     with services.session_factory() as session, session.begin():
-        replies = claim_replies(session, services.settings, inbound_id, services.clock())
-    if replies:
+        urgent = claim_urgent(session, services.settings, inbound_id, services.clock())
+    if urgent:
         # On the control queue: a crisis reply never waits behind a campaign's send tasks.
-        send_messages.apply_async((replies,), queue=control_queue(services.settings))
-    # Anything the lane did not take (not due yet) goes the usual way, without waiting a tick.
+        send_messages.apply_async((urgent,), queue=control_queue(services.settings))
+    # Other replies (HELP, confirmations) go in due order, without waiting a tick.
     process_inbound.app.send_task(DISPATCH_DUE, kwargs={"run_for": 0.0})
 
 

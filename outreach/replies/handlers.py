@@ -76,7 +76,7 @@ def _crisis(reply: Reply) -> list[str]:
     # An opted-out number cannot be texted (Twilio 21610): a human must phone instead.
     reply_possible = not _opted_out(reply)
     if reply_possible:
-        _insert_reply(reply, responses.CRISIS_REPLY_TEMPLATE, "crisis_reply")
+        _insert_reply(reply, responses.CRISIS_REPLY_TEMPLATE, responses.CRISIS_REPLY)
         actions.append("crisis_reply")
     text = inbound.body if reply_possible else f"[PHONE THE PATIENT: no SMS reply possible] {inbound.body}"
     item = staff.open_item(

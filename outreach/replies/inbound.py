@@ -114,13 +114,12 @@ def process_inbound(session: Session, settings: Settings, inbound_id: int, now: 
     return actions
 
 
-def claim_replies(session: Session, settings: Settings, inbound_id: int, now: datetime) -> list[int]:
-    """Claim the replies and alerts that processing this message wrote, ahead of everything
-    else due: the caller hands them to a send task on the control queue, so a crisis reply
-    never waits for a campaign's backlog to drain. What is not claimed here (not yet due, or
-    already claimed) goes the usual way."""
+def claim_urgent(session: Session, settings: Settings, inbound_id: int, now: datetime) -> list[int]:
+    """Claim the crisis reply and the on-call alerts that processing this message wrote, ahead
+    of everything else due: the caller hands them to a send task on the control queue, so a
+    crisis reply never waits for a campaign's backlog to drain. Nothing for any other text."""
     lease = timedelta(seconds=settings.claim_lease_seconds)
-    return claim.claim_keys(session, responses.possible_keys(settings, inbound_id), now, lease)
+    return claim.claim_keys(session, responses.urgent_keys(settings, inbound_id), now, lease)
 
 
 def reclassify(inbound: InboundMessage) -> Classification:

@@ -33,16 +33,7 @@ ALERT_TEMPLATES = {Channel.SMS: "sms/system/oncall_alert", Channel.EMAIL: "email
 
 
 APPOINTMENT_ACK = "appointment_ack"  # the answer to "1" or "2" (outreach.appointments.replies)
-# Every reply a patient's text can cause, by purpose (the last part of its key): the lane that
-# sends them ahead of a backlog (``possible_keys``) looks them up by these.
-REPLY_PURPOSES = (
-    "crisis_reply",
-    "opt_out_confirmation",
-    "opt_in_confirmation",
-    "help",
-    "acknowledgement",
-    APPOINTMENT_ACK,
-)
+CRISIS_REPLY = "crisis_reply"
 
 
 def reply_key(inbound_id: int, purpose: str) -> str:
@@ -54,17 +45,19 @@ def _alert_key(inbound_id: int, channel: str, index: int) -> str:
     return reply_key(inbound_id, f"alert:{channel}:{index}")
 
 
-def possible_keys(settings: Settings, inbound_id: int) -> list[str]:
-    """The keys of every row processing this message can write: its replies and alerts.
+def urgent_keys(settings: Settings, inbound_id: int) -> list[str]:
+    """The keys of the rows a crisis text makes: the reply to the patient and the alerts.
 
     Looked up by these exact keys (the unique index), never by prefix: a LIKE on the key
-    cannot use that index under PostgreSQL's usual collations."""
+    cannot use that index under PostgreSQL's usual collations. Other replies (HELP, the
+    answers to keywords and to "1"/"2") go the usual way, in due order, so a staff reply
+    written a moment later never overtakes them."""
     alerts = [
         _alert_key(inbound_id, channel, index)
         for channel, addresses in _oncall(settings)
         for index in range(len(addresses))
     ]
-    return [reply_key(inbound_id, purpose) for purpose in REPLY_PURPOSES] + alerts
+    return [reply_key(inbound_id, CRISIS_REPLY), *alerts]
 
 
 def _oncall(settings: Settings) -> list[tuple[Channel, Sequence[str]]]:
@@ -87,8 +80,6 @@ def insert_reply(
     The reply goes to the number, not to each contact sharing it: ``to_override`` is the
     sender; ``contact_id`` is the (lowest-id) contact, or None for an unknown sender.
     """
-    if purpose not in REPLY_PURPOSES:
-        raise ValueError(f"unknown reply purpose {purpose!r}: add it to REPLY_PURPOSES")
     key = reply_key(inbound.id, purpose)
     outbox.insert_messages(
         session,

@@ -22,8 +22,7 @@ from outreach.models import (
     MessageKind,
     MessageState,
 )
-from outreach.replies import responses
-from outreach.replies.inbound import MalformedInbound, claim_replies, process_inbound
+from outreach.replies.inbound import MalformedInbound, claim_urgent, process_inbound
 from tests.support.replies import add_contact, form, message, receive, schedule, store
 
 # 03:00 in Walnut Creek (PDT): far outside any sending window.
@@ -360,11 +359,11 @@ def test_processing_a_message_twice_adds_nothing(
     assert len(_messages(session)) == 3  # the reply and two alerts
 
 
-def test_the_replies_to_a_text_are_claimed_ahead_of_a_backlog_already_due(
+def test_a_crisis_reply_is_claimed_ahead_of_a_backlog_already_due(
     session: Session, session_factory: sessionmaker[Session], quiet_settings: Settings
 ) -> None:
-    """A crisis reply and its alerts go out on the control lane: claimed by their keys while a
-    campaign's rows, due earlier, stay scheduled; a second claim takes nothing."""
+    """A crisis reply and its alerts go out on the control queue: claimed by their keys while
+    a campaign's rows, due earlier, stay scheduled; a second claim takes nothing."""
     texter = add_contact(session)
     other = add_contact(session, phone="+19255550111")
     for n in range(1, 4):
@@ -373,9 +372,9 @@ def test_the_replies_to_a_text_are_claimed_ahead_of_a_backlog_already_due(
     with transaction(session_factory) as tx:
         process_inbound(tx, quiet_settings, result.inbound_id, NOW)
     with transaction(session_factory) as tx:
-        claimed = claim_replies(tx, quiet_settings, result.inbound_id, NOW)
+        claimed = claim_urgent(tx, quiet_settings, result.inbound_id, NOW)
     with transaction(session_factory) as tx:
-        again = claim_replies(tx, quiet_settings, result.inbound_id, NOW)
+        again = claim_urgent(tx, quiet_settings, result.inbound_id, NOW)
 
     replies = _messages(session, state=MessageState.QUEUED)
     assert sorted(m.id for m in replies) == claimed and again == []
@@ -385,15 +384,18 @@ def test_the_replies_to_a_text_are_claimed_ahead_of_a_backlog_already_due(
     assert texter.id in {m.contact_id for m in replies}
 
 
-def test_a_reply_purpose_the_lane_does_not_know_is_refused(
+def test_other_replies_wait_their_turn(
     session: Session, session_factory: sessionmaker[Session], quiet_settings: Settings
 ) -> None:
+    """HELP's answer is not urgent: it stays in due order, behind what fell due before it (a
+    staff reply written a moment later must not overtake it either)."""
     add_contact(session)
-    result = store(session_factory, quiet_settings, form("hello"), NOW)
+    result = store(session_factory, quiet_settings, form("HELP"), NOW)
     with transaction(session_factory) as tx:
-        inbound = tx.get_one(InboundMessage, result.inbound_id)
-        with pytest.raises(ValueError, match="REPLY_PURPOSES"):
-            responses.insert_reply(tx, inbound, [], responses.HELP_TEMPLATE, "thanks", NOW)
+        process_inbound(tx, quiet_settings, result.inbound_id, NOW)
+    with transaction(session_factory) as tx:
+        assert claim_urgent(tx, quiet_settings, result.inbound_id, NOW) == []
+    assert [m.kind for m in _messages(session, state=MessageState.SCHEDULED)] == ["system"]
 
 
 def test_processing_an_unknown_id_is_a_no_op(
