@@ -176,7 +176,7 @@ def test_dropped_connections_and_a_database_restart_lose_nothing(
         # At once: a batch cut short above waits for the rescue sweep, which beat runs every
         # 30 s and _finish runs at once; sends are under way on fresh connections meanwhile.
         private_pg.restart()
-        _finish(system, ids, "PostgreSQL connections dropped x2, then the server restarted")
+        _finish(system, ids, "PostgreSQL: connections dropped x2, server restart")
 
 
 def test_two_beats_and_two_workers_send_each_message_once(pg_url: str, tmp_path: Path) -> None:
