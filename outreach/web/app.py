@@ -19,7 +19,7 @@ from outreach.celeryapp import PROCESS_INBOUND, make_celery
 from outreach.config import Settings
 from outreach.db import make_engine, make_session_factory
 from outreach.ops import routes as ops_routes
-from outreach.web import api, inbound, status_webhook, unsubscribe
+from outreach.web import api, inbound, status_webhook, unavailable, unsubscribe
 from outreach.web.limits import BodySizeLimit
 from outreach.web.staff import app as staff_app
 from outreach.web.staff import contact_files
@@ -49,6 +49,7 @@ def create_app(
     api.install(app, clock=app.state.clock)
 
     app.include_router(ops_routes.router(settings, app.state.session_factory))
+    unavailable.install(app)
     return app
 
 

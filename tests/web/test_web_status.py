@@ -15,6 +15,7 @@ from outreach.models import Message, MessageEvent, MessageState
 from outreach.outbox import transition
 from outreach.web.app import create_app
 from tests.support.factories import STAMPED_AT, make_contact, make_message
+from tests.support.processes import free_port
 
 PUBLIC_BASE = "https://outreach.clinic.example.org"
 TOKEN = "status-test-token"
@@ -105,3 +106,31 @@ def test_callback_without_status_is_a_400_naming_the_field(client: TestClient, s
     sig = RequestValidator(TOKEN).compute_signature(url, fields)
     response = client.post("/webhooks/twilio/status", data=fields, headers={"X-Twilio-Signature": sig})
     assert response.status_code == 400 and "MessageStatus" in response.text
+
+
+def test_a_database_that_does_not_answer_gets_503_and_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A real refused connection (nothing listens on the port): Twilio and staff get 503 with
+    Retry-After, not a 500, and the log says which route and the error's type, no traceback."""
+    down = load_settings(
+        database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/outreach",
+        public_base_url=PUBLIC_BASE,
+        twilio_auth_token=TOKEN,
+    )
+    fields = {"MessageSid": SID, "MessageStatus": "delivered", "AccountSid": "AC" + "0" * 32}
+    with TestClient(create_app(down, enqueue_inbound=lambda _id: None)) as client:
+        url = PUBLIC_BASE + "/webhooks/twilio/status?c=" + "c" * 32
+        response = client.post(
+            "/webhooks/twilio/status?c=" + "c" * 32,
+            data=fields,
+            headers={"X-Twilio-Signature": str(RequestValidator(TOKEN).compute_signature(url, fields))},
+        )
+        api = client.get("/api/v1/contacts", headers={"Authorization": "Bearer oat_" + "x" * 40})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert api.status_code == 503 and api.headers["Retry-After"] == "5"
+    assert "try again" in api.json()["detail"]
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("outreach.web")]
+    assert "database unavailable for POST /webhooks/twilio/status (OperationalError)" in said
+    assert "api contacts.list: database unavailable (OperationalError)" in said
+    assert all(r.exc_info is None for r in caplog.records if r.levelname == "ERROR")

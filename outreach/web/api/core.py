@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 
@@ -30,6 +31,7 @@ from outreach.audit import Actor, ActorKind
 from outreach.config import Settings
 from outreach.errors import Conflict, NotFound, OutreachError
 from outreach.web.api.tokens import Caller, Role, authenticate
+from outreach.web.unavailable import RETRY_AFTER_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +225,11 @@ class ApiRoute(APIRoute):
                     # FastAPI raises one here only for a body that is not JSON; its wording is vague.
                     status, errors, headers = exc.status_code, [], dict(exc.headers or {})
                     detail = "the request body is not valid JSON" if status == 400 else str(exc.detail)
+                except OperationalError as exc:
+                    # The database is away (restarting, connections cut): the client may retry.
+                    log.error("api %s: database unavailable (%s)", action, type(exc).__name__)
+                    status, detail, errors = 503, "the database is not answering; try again", []
+                    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
                 except Exception as exc:
                     # Only the type: a database error's text can quote the patient data it was given.
                     log.error("api %s failed: %s", action, type(exc).__name__)
