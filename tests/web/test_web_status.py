@@ -14,6 +14,7 @@ from outreach.config import Settings, load_settings
 from outreach.models import Message, MessageEvent, MessageState
 from outreach.outbox import transition
 from outreach.web.app import create_app
+from outreach.web.staff.security import SESSION_COOKIE
 from tests.support.factories import STAMPED_AT, make_contact, make_message
 from tests.support.processes import free_port
 
@@ -127,9 +128,12 @@ def test_a_database_that_does_not_answer_gets_503_and_one_log_line(
             headers={"X-Twilio-Signature": str(RequestValidator(TOKEN).compute_signature(url, fields))},
         )
         api = client.get("/api/v1/contacts", headers={"Authorization": "Bearer oat_" + "x" * 40})
+        client.cookies.set(SESSION_COOKIE, "a-session-the-database-would-look-up")
+        page = client.get("/inbox", follow_redirects=False)
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert api.status_code == 503 and api.headers["Retry-After"] == "5"
     assert "try again" in api.json()["detail"]
+    assert page.status_code == 503 and "try again" in page.text
     said = [r.getMessage() for r in caplog.records if r.name.startswith("outreach.web")]
     assert "database unavailable for POST /webhooks/twilio/status (OperationalError)" in said
     assert "api contacts.list: database unavailable (OperationalError)" in said
