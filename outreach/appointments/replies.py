@@ -55,7 +55,7 @@ AMBIGUITY_GAP = timedelta(hours=12)
 REQUEST_SENT_STATES = (str(MessageState.SENT), str(MessageState.DELIVERED))
 CONFIRMED_ACK_TEMPLATE = "sms/appointments/confirmed_ack"
 RESCHEDULE_ACK_TEMPLATE = "sms/appointments/reschedule_ack"
-ACK_PURPOSE = responses.APPOINTMENT_ACK
+ACK_PURPOSE = "appointment_ack"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypedDict, Unpack
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from outreach.contacts import consent
@@ -175,15 +175,19 @@ def update_contact(session: Session, contact: Contact, data: ContactInput) -> Co
     return contact
 
 
+def _named_by(ref: str | int) -> ColumnElement[bool]:
+    """The contact a reference names: an id (``12``) or an external id (``ext:MRN-1234``)."""
+    if isinstance(ref, str) and ref.startswith("ext:"):
+        return Contact.external_id == ref[4:]
+    try:
+        return Contact.id == int(ref)
+    except ValueError:
+        raise NotFound("a contact is named by its id or ext:EXTERNAL_ID") from None
+
+
 def get_contact(session: Session, ref: str | int) -> Contact:
     """A contact by id (``12``) or by external id (``ext:MRN-1234``)."""
-    if isinstance(ref, str) and ref.startswith("ext:"):
-        contact = session.scalar(select(Contact).where(Contact.external_id == ref[4:]))
-    else:
-        try:
-            contact = session.get(Contact, int(ref))
-        except ValueError:
-            raise NotFound("a contact is named by its id or ext:EXTERNAL_ID") from None
+    contact = session.scalar(select(Contact).where(_named_by(ref)))
     if contact is None:
         raise NotFound("no such contact")
     return contact
@@ -191,13 +195,7 @@ def get_contact(session: Session, ref: str | int) -> Contact:
 
 def contact_id_of(session: Session, ref: str | int) -> int:
     """``get_contact(session, ref).id`` without loading the contact (its tags and consents)."""
-    if isinstance(ref, str) and ref.startswith("ext:"):
-        found = session.scalar(select(Contact.id).where(Contact.external_id == ref[4:]))
-    else:
-        try:
-            found = session.scalar(select(Contact.id).where(Contact.id == int(ref)))
-        except ValueError:
-            raise NotFound("a contact is named by its id or ext:EXTERNAL_ID") from None
+    found = session.scalar(select(Contact.id).where(_named_by(ref)))
     if found is None:
         raise NotFound("no such contact")
     return found

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Update, select, update
 from sqlalchemy.orm import Session
 
 from outreach.models import Message, MessageState
@@ -32,34 +32,32 @@ def claim_due(
         .order_by(Message.due_at, Message.id)
         .limit(batch_size)
     )
-    values = {"state": MessageState.QUEUED, "lease_until": now + lease, "updated_at": now}
     if session.get_bind().dialect.name == "postgresql":
         locked = due.with_for_update(skip_locked=True).cte("due")
         stmt = update(Message).where(Message.id == locked.c.id)
     else:
         stmt = update(Message).where(Message.id.in_(due.scalar_subquery()))
-    returning = stmt.values(**values).returning(Message.id, Message.due_at)
-    claimed = session.execute(returning.execution_options(synchronize_session=False)).all()
-    metrics.observe_lag(now, (due_at for _, due_at in claimed))
-    return sorted(message_id for message_id, _ in claimed)
+    return _queue(session, stmt, now, lease)
 
 
 def claim_keys(session: Session, keys: Sequence[str], now: datetime, lease: timedelta) -> list[int]:
     """Claim the due, scheduled messages among these idempotency keys, whatever else is due:
-    the lane for replies to a patient's text, which must not wait behind a campaign's backlog."""
+    the lane for a crisis reply and its alerts, which must not wait behind a campaign's backlog."""
     if not keys:
         return []
-    stmt = (
-        update(Message)
-        .where(
-            Message.idempotency_key.in_(list(keys)),
-            Message.state == MessageState.SCHEDULED,
-            Message.due_at <= now,
-        )
-        .values(state=MessageState.QUEUED, lease_until=now + lease, updated_at=now)
-        .returning(Message.id, Message.due_at)
+    stmt = update(Message).where(
+        Message.idempotency_key.in_(list(keys)),
+        Message.state == MessageState.SCHEDULED,
+        Message.due_at <= now,
     )
-    claimed = session.execute(stmt.execution_options(synchronize_session=False)).all()
+    return _queue(session, stmt, now, lease)
+
+
+def _queue(session: Session, stmt: Update, now: datetime, lease: timedelta) -> list[int]:
+    """Run a claim's UPDATE: the rows it selects become ``queued`` with a lease; their ids."""
+    values = {"state": MessageState.QUEUED, "lease_until": now + lease, "updated_at": now}
+    returning = stmt.values(**values).returning(Message.id, Message.due_at)
+    claimed = session.execute(returning.execution_options(synchronize_session=False)).all()
     metrics.observe_lag(now, (due_at for _, due_at in claimed))
     return sorted(message_id for message_id, _ in claimed)
 

@@ -32,7 +32,6 @@ OPT_OUT_CONFIRMATION_WINDOW = timedelta(minutes=5)
 ALERT_TEMPLATES = {Channel.SMS: "sms/system/oncall_alert", Channel.EMAIL: "email/system/oncall_alert"}
 
 
-APPOINTMENT_ACK = "appointment_ack"  # the answer to "1" or "2" (outreach.appointments.replies)
 CRISIS_REPLY = "crisis_reply"
 
 
