@@ -41,7 +41,12 @@ PLACEHOLDER_SECRETS = frozenset(
      "your_auth_token", "your-auth-token", "auth_token", "xxxxxxxx", "test", "example"}
 )
 # Twilio auth tokens are 32 hex digits; a signing key should be at least as long.
-MIN_SECRET_LENGTH = {"TWILIO_AUTH_TOKEN": 32, "OUTREACH_SECRET_KEY": 32, "OUTREACH_SMTP_PASSWORD": 8}
+MIN_SECRET_LENGTH = {
+    "TWILIO_AUTH_TOKEN": 32,
+    "OUTREACH_SECRET_KEY": 32,
+    "OUTREACH_SECRET_KEY_FALLBACKS": 32,
+    "OUTREACH_SMTP_PASSWORD": 8,
+}
 
 # The federal window for telephone solicitations; our configured window may be narrower, never wider.
 FEDERAL_WINDOW = (time(8, 0), time(21, 0))
@@ -92,6 +97,9 @@ class Settings(BaseSettings):
 
     public_base_url: str = "http://127.0.0.1:8000"
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    # Earlier secret keys, comma-separated, still accepted on unsubscribe links (never used to
+    # sign): a rotated key keeps links in email already sent working (README, Security).
+    secret_key_fallbacks: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     templates_dir: Path = Path("templates")
 
     # When automated messages may go out, in the recipient's local time.
@@ -210,7 +218,7 @@ class Settings(BaseSettings):
             return value.upper() if value.lower() in {"debug", "info", "warning", "error"} else value.lower()
         return value
 
-    @field_validator("treatment_words", "oncall_sms", "oncall_email", mode="before")
+    @field_validator("treatment_words", "oncall_sms", "oncall_email", "secret_key_fallbacks", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -313,6 +321,9 @@ def refuse_public_secrets(settings: Settings) -> None:
         token = settings.twilio_auth_token.get_secret_value()
         checks.append(("TWILIO_AUTH_TOKEN", token, "twilio_auth_token" in given))
     checks.append(("OUTREACH_SECRET_KEY", settings.secret_key.get_secret_value(), "secret_key" in given))
+    # A fallback still verifies links: a weak one would let anyone forge an unsubscribe.
+    fallbacks = settings.secret_key_fallbacks
+    checks.extend(("OUTREACH_SECRET_KEY_FALLBACKS", key.get_secret_value(), True) for key in fallbacks)
     if smtp and settings.smtp_username:
         password = settings.smtp_password.get_secret_value()
         checks.append(("OUTREACH_SMTP_PASSWORD", password, "smtp_password" in given))

@@ -4,6 +4,7 @@ The token travels in a URL, so it carries ids only (contact id and category) plu
 signature made with ``Settings.secret_key`` and a purpose-specific salt; no name, no address.
 It never expires: CAN-SPAM requires the link to keep working for at least 30 days, and an old
 email's link should still work years later. Tampering with either part breaks the signature.
+After a key rotation, links signed with a key listed in ``secret_key_fallbacks`` still work.
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ class UnsubscribeResult:
 
 
 def _serializer(settings: Settings) -> URLSafeSerializer:
-    return URLSafeSerializer(settings.secret_key.get_secret_value(), salt=TOKEN_SALT)
+    # itsdangerous signs with the last key and accepts a signature by any of them: the current
+    # key last, the fallbacks of a rotation before it.
+    keys = [key.get_secret_value() for key in (*settings.secret_key_fallbacks, settings.secret_key)]
+    return URLSafeSerializer(keys, salt=TOKEN_SALT)
 
 
 def make_token(settings: Settings, contact_id: int, category: Category | str) -> str:

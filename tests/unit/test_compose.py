@@ -89,3 +89,13 @@ def test_application_waits_for_healthy_database_broker_and_migrations() -> None:
         assert depends["postgres"]["condition"] == "service_healthy"
         assert depends["redis"]["condition"] == "service_healthy"
         assert depends["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_every_secret_and_the_rotation_fallbacks_reach_the_application() -> None:
+    # Compose passes on only the names it lists: a missing one is silently the default.
+    for name in ("web", "worker", "beat"):
+        passed = {entry.split("=", 1)[0] for entry in _services()[name]["environment"]}
+        assert {
+            "OUTREACH_SECRET_KEY", "OUTREACH_SECRET_KEY_FALLBACKS", "TWILIO_AUTH_TOKEN",
+            "OUTREACH_SMTP_PASSWORD", "OUTREACH_METRICS_TOKEN",
+        } <= passed, name

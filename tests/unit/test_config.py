@@ -90,6 +90,7 @@ def test_the_sandbox_defaults_need_no_secrets() -> None:
 
 def test_a_production_configuration_with_strong_secrets_starts() -> None:
     refuse_public_secrets(_production())
+    refuse_public_secrets(_production(secret_key_fallbacks=f"{STRONG}-old, {STRONG}-older"))
 
 
 @pytest.mark.parametrize(
@@ -101,6 +102,8 @@ def test_a_production_configuration_with_strong_secrets_starts() -> None:
         ({"secret_key": DEV_SECRET_KEY}, "OUTREACH_SECRET_KEY is a published default"),
         ({"secret_key": "changeme"}, "OUTREACH_SECRET_KEY is a published default"),
         ({"secret_key": ""}, "OUTREACH_SECRET_KEY is not set"),
+        ({"secret_key_fallbacks": f"{STRONG}1,{DEV_SECRET_KEY}"}, "FALLBACKS is a published default"),
+        ({"secret_key_fallbacks": "short-old-key"}, "OUTREACH_SECRET_KEY_FALLBACKS is shorter than 32"),
         ({"twilio_account_sid": PLACEHOLDER_ACCOUNT_SID}, "TWILIO_ACCOUNT_SID is not set"),
         ({"smtp_password": ""}, "OUTREACH_SMTP_PASSWORD is not set"),
         ({"smtp_password": "pw"}, "OUTREACH_SMTP_PASSWORD is shorter than 8"),

@@ -84,6 +84,17 @@ def test_a_token_signed_with_another_key_is_rejected() -> None:
         read_token(load_settings(secret_key="k1"), token)
 
 
+def test_after_a_key_rotation_new_links_use_the_new_key_and_old_ones_still_read() -> None:
+    before = load_settings(secret_key="the-old-key")
+    after = load_settings(secret_key="the-new-key", secret_key_fallbacks="the-retired-key, the-old-key")
+    sent_earlier = make_token(before, 42, "education")
+    assert read_token(after, sent_earlier) == read_token(before, sent_earlier)
+    # New links are signed with the new key alone: dropping the fallbacks later keeps them good.
+    assert read_token(load_settings(secret_key="the-new-key"), make_token(after, 7, "care")).contact_id == 7
+    with pytest.raises(BadUnsubscribeToken):
+        read_token(load_settings(secret_key="the-new-key"), sent_earlier)
+
+
 def test_list_unsubscribe_headers_offer_https_and_mailto_and_one_click() -> None:
     settings = load_settings(secret_key="k1", public_base_url="https://outreach.example.org")
     headers = list_unsubscribe_headers(settings, 7, "marketing")
@@ -162,6 +173,27 @@ def test_rfc8058_one_click_post_unsubscribes(
     session.expire_all()
     event = session.scalars(select(ConsentEvent).where(ConsentEvent.state == "revoked")).one()
     assert "one-click" in event.evidence
+
+
+def test_a_link_from_an_email_sent_before_the_key_changed_still_unsubscribes(
+    web_settings: Settings, session_factory: sessionmaker[Session], session: Session
+) -> None:
+    contact = add_contact(session, email=("education",))
+    old_link = unsubscribe_url(web_settings, contact.id, "education")
+    rotated = web_settings.model_copy(
+        update={
+            "secret_key": load_settings(secret_key="a-brand-new-key").secret_key,
+            "secret_key_fallbacks": [*web_settings.secret_key_fallbacks, web_settings.secret_key],
+        }
+    )
+    app = FastAPI()
+    app.include_router(unsubscribe_routes.router)
+    app.state.settings = rotated
+    app.state.session_factory = session_factory
+    with TestClient(app) as client:
+        response = client.post(_path(old_link), data={"confirm": "yes"})
+    assert response.status_code == 200 and "unsubscribed" in response.text
+    assert _state(session, contact.id, "education") == "revoked"
 
 
 @pytest.mark.parametrize("method", ["get", "post"])
