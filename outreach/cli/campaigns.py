@@ -15,6 +15,7 @@ from outreach.campaigns import sync as campaign_sync
 from outreach.campaigns.enroll import enroll as enroll_contacts
 from outreach.campaigns.overview import campaign_summaries
 from outreach.campaigns.preview import preview as preview_steps
+from outreach.cli import common
 from outreach.cli.common import (
     JsonOption,
     console,
@@ -23,10 +24,10 @@ from outreach.cli.common import (
     print_json,
     settings,
     transaction,
+    when,
 )
 from outreach.content.lint import check_templates
 from outreach.errors import OutreachError
-from outreach.models import utcnow
 
 campaigns_app = typer.Typer(no_args_is_help=True, help="Campaign definitions (templates/campaigns/*.yaml).")
 templates_app = typer.Typer(no_args_is_help=True, help="Message templates (templates/sms, templates/email).")
@@ -57,7 +58,7 @@ def parse_start(value: str | None, zone_name: str) -> datetime | None:
 def sync(as_json: JsonOption = False) -> None:
     """Load every campaign file and templates/closures.yaml into the database."""
     with transaction() as session:
-        report = campaign_sync.sync(session, settings(), utcnow())
+        report = campaign_sync.sync(session, settings(), common.now())
     if as_json:
         print_json(
             {
@@ -125,7 +126,7 @@ def preview(
     would create. Each step's local send time, rendered text, segments and lint warnings."""
     begin = parse_start(start, tz or settings().clinic_timezone)
     with transaction() as session:
-        steps = preview_steps(session, settings(), slug, contact, start=begin, now=utcnow())
+        steps = preview_steps(session, settings(), slug, contact, start=begin, now=common.now())
     if as_json:
         print_json([s.as_dict() for s in steps])
         return
@@ -136,12 +137,14 @@ def preview(
         highlight=False,
     )
     for step in steps:
-        when = f"{step.local_due_at:%a %Y-%m-%d %H:%M %Z}" if step.local_due_at else "no message"
+        # The clinic's clock first, the patient's after it where it differs (local_due_at's zone).
+        patient_zone = str(step.local_due_at.tzinfo) if step.local_due_at else None
+        at = when(step.due_at, patient_zone) if step.due_at else "no message"
         if step.state is not None:
             status = f"  {step.state}" + (f": {step.reason}" if step.reason else "")
         else:
             status = "" if step.would_send else f"  NOT SENT: {step.reason}"
-        console.print(f"[bold]{step.key}[/bold] {step.channel} {when}", end="", highlight=False)
+        console.print(f"[bold]{step.key}[/bold] {step.channel} {at}", end="", highlight=False)
         console.print(status, style=None if step.would_send else "yellow", highlight=False, markup=False)
         if step.subject:
             console.print(f"  subject: {step.subject}", highlight=False, markup=False)
@@ -193,7 +196,7 @@ def enroll(
 ) -> None:
     """Enroll contacts and schedule every step. Refusals and skipped steps are listed per contact."""
     begin = parse_start(start, tz or settings().clinic_timezone)
-    now = utcnow()
+    now = common.now()
     if begin is not None and begin < now:
         raise OutreachError("--start is in the past; steps would all be due at once")
     with transaction() as session:
@@ -226,7 +229,7 @@ def _scope_command(action: str) -> Any:
         ] = False,
         as_json: JsonOption = False,
     ) -> None:
-        now = utcnow()
+        now = common.now()
         with transaction() as session:
             ids = _contact_ids(session, contact, tag)
             if tag is not None and not ids:

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from outreach.cli import common
 from outreach.cli.common import JsonOption, console, handle_errors, print_json, transaction, when
-from outreach.models import utcnow
 from outreach.web.api import tokens
 
 app = typer.Typer(no_args_is_help=True, help="Bearer tokens for the JSON API (/api/v1).")
@@ -23,7 +23,7 @@ def add(
 ) -> None:
     """Issue a token. It is shown once, on the last line: store it in the integration now."""
     with transaction() as session:
-        issued = tokens.issue(session, name, role, utcnow())
+        issued = tokens.issue(session, name, role, common.now())
     console.print(f"Token {issued.name!r} ({issued.role}) created. It is shown only once:", highlight=False)
     # The secret alone on the last line, unstyled, so scripts can take it with `tail -n1`.
     typer.echo(issued.secret)
@@ -75,7 +75,7 @@ def list_(
 def revoke(name: Annotated[str, typer.Argument(help="The token's name.")]) -> None:
     """Revoke a token: requests carrying it get 401 from now on."""
     with transaction() as session:
-        tokens.revoke(session, name, utcnow())
+        tokens.revoke(session, name, common.now())
     console.print(f"Token {name!r} revoked.", highlight=False)
 
 

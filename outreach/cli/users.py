@@ -12,9 +12,9 @@ from rich.table import Table
 
 from outreach import audit
 from outreach.accounts import users
-from outreach.cli.common import console, handle_errors, transaction
+from outreach.cli import common
+from outreach.cli.common import console, handle_errors, transaction, when
 from outreach.errors import OutreachError
-from outreach.models import utcnow
 
 app = typer.Typer(no_args_is_help=True, help="Staff logins for the web app.")
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail: who viewed or changed what.")
@@ -44,7 +44,7 @@ def add(
     """Add a login; the password is read twice (prompt, or two lines on stdin)."""
     users.check_role(role)
     password = read_new_password()
-    now = utcnow()
+    now = common.now()
     with transaction() as session:
         user = users.add_user(session, email, role, password, now)
         audit.record(
@@ -65,7 +65,7 @@ def list_() -> None:
                 user.email,
                 user.role,
                 "disabled" if user.disabled else "active",
-                user.created_at.date().isoformat(),
+                when(user.created_at),
             )
     console.print(table)
 
@@ -74,7 +74,7 @@ def list_() -> None:
 @handle_errors
 def disable(email: Annotated[str, typer.Argument(help="The login to disable.")]) -> None:
     """Stop a login from signing in and end its open sessions."""
-    now = utcnow()
+    now = common.now()
     with transaction() as session:
         user = users.disable_user(session, email, now)
         audit.record(session, _actor(), "user.disable", now, subject_type="user", subject_id=user.id)
@@ -86,7 +86,7 @@ def disable(email: Annotated[str, typer.Argument(help="The login to disable.")])
 def reset_password(email: Annotated[str, typer.Argument(help="The login whose password to set.")]) -> None:
     """Set a new password (read twice) and end the login's open sessions."""
     password = read_new_password()
-    now = utcnow()
+    now = common.now()
     with transaction() as session:
         user = users.set_password(session, email, password, now)
         audit.record(session, _actor(), "user.reset_password", now, subject_type="user", subject_id=user.id)
@@ -97,7 +97,7 @@ def reset_password(email: Annotated[str, typer.Argument(help="The login whose pa
 @handle_errors
 def ensure_admin() -> None:
     """Create a first admin login with a random password if no admin can sign in (make run)."""
-    now = utcnow()
+    now = common.now()
     with transaction() as session:
         made = users.ensure_admin(session, now)
         if made is not None:
@@ -118,7 +118,7 @@ def export(file: Annotated[Path, typer.Argument(help="CSV file to write.")]) -> 
     """Write the whole audit trail, oldest first, as CSV (UTC ISO-8601 times)."""
     if not file.parent.is_dir():
         raise OutreachError(f"{file.parent} is not a directory")
-    now = utcnow()
+    now = common.now()
     with transaction() as session, file.open("w", newline="", encoding="utf-8") as out:
         count = audit.export_csv(session, audit.AuditFilter(), out)
         audit.record(session, _actor(), "audit.export", now, detail={"rows": count})

@@ -148,6 +148,21 @@ def test_preview_shows_local_times_segments_and_consent(cli: CliRunner, db_url: 
         1,
     )
     assert steps[0]["subject"] == "A note from Bay Area Wellness" and "Hi Rosa," in steps[0]["text"]
+    shown = run(cli, "campaigns", "preview", "demo", "--contact", str(patient), "--start", "2099-03-02 09:00")
+    assert "first email Mon 2 Mar 2099, 10:00 Pacific\n" in shown.stdout
+
+
+def test_preview_shows_the_clinic_clock_then_the_patients_where_it_differs(
+    cli: CliRunner, db_url: str
+) -> None:
+    run(cli, "campaigns", "sync")
+    patient = contacts(db_url, timezone="America/New_York")
+    shown = run(cli, "campaigns", "preview", "demo", "--contact", str(patient), "--start", "2099-03-02 09:00")
+    assert shown.exit_code == 0, shown.stderr
+    # Staff read the clinic's wall clock first; the patient's local 10:00 follows.
+    words = " ".join(shown.stdout.split())  # the terminal may wrap the line
+    clinic_then_patient = "07:00 Pacific (Mon 2 Mar 2099, 10:00 Eastern for the patient)"
+    assert f"first email Mon 2 Mar 2099, {clinic_then_patient}" in words
 
 
 OTHER_SERIES = SMALL_CAMPAIGN.replace("slug: demo", "slug: other").replace("Demo series", "Other series")
@@ -204,3 +219,16 @@ def test_preview_of_a_patient_not_enrolled_is_what_enrolling_then_creates(
     assert enrolled.exit_code == 0, enrolled.stderr
     assert scheduled_times(cli, patient, "demo") == planned
     assert scheduled_times(cli, patient, "other")[0] not in planned
+
+
+def test_enrolling_now_reads_the_process_clock_that_the_settings_fix(
+    cli: CliRunner, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 09:00 Pacific in 2099, as a demo or test run fixes it: "now" is that instant, not the wall clock.
+    monkeypatch.setenv("OUTREACH_CLOCK", "2099-03-02T17:00:00+00:00")
+    run(cli, "campaigns", "sync")
+    patient = contacts(db_url, consents={"email": ["education"], "sms": ["education"]})
+    expected = sorted(str(s["due_at"]) for s in preview_json(cli, patient, "--start", "2099-03-02 09:00"))
+    enrolled = run(cli, "enroll", "demo", "--contact", str(patient))
+    assert enrolled.exit_code == 0, enrolled.stderr
+    assert scheduled_times(cli, patient, "demo") == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -29,6 +30,15 @@ def test_add_reads_the_password_twice_and_lists_the_login(cli: CliRunner, sessio
     assert PASSWORD not in listed.output
     user = session.query(User).one()
     assert user.role == "staff" and not user.disabled
+
+
+def test_the_list_says_when_a_login_was_added_on_the_clinic_clock(cli: CliRunner, session: Session) -> None:
+    run(cli, "users", "add", "late@clinic.example.org", stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    # Added at 7 p.m. in California: already the next day in UTC.
+    session.query(User).update({"created_at": datetime(2026, 6, 11, 2, 0, tzinfo=UTC)})
+    session.commit()
+    words = " ".join(run(cli, "users", "list").output.split())
+    assert "Wed 10 Jun 2026, 19:00 Pacific" in words
 
 
 def test_two_different_passwords_add_nobody(cli: CliRunner, session: Session) -> None:
