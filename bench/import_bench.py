@@ -27,7 +27,7 @@ from outreach.contacts.importer import ImportReport, import_contacts_csv
 from outreach.contacts.reader import open_contacts_csv
 from outreach.db import make_engine, make_session_factory
 from outreach.migrate import upgrade
-from outreach.models import ConsentSource, Contact, ContactTag
+from outreach.models import ConsentSource, Contact, ContactTag, utcnow
 
 CLINIC_TZ = "America/Los_Angeles"
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -81,7 +81,7 @@ def _import(url: str, path: Path) -> Timed:
     factory = make_session_factory(engine)
     start = time.perf_counter()
     with factory() as session:
-        report = import_contacts_csv(session, path, clinic_timezone=CLINIC_TZ)
+        report = import_contacts_csv(session, path, clinic_timezone=CLINIC_TZ, now=utcnow())
         session.commit()
     seconds = time.perf_counter() - start
     engine.dispose()
@@ -122,7 +122,8 @@ def _naive_row(session: Session, row: ContactRow, file_name: str) -> None:
         cell = row.consent(channel)
         if cell is None:
             continue
-        evidence = consent.Evidence(ConsentSource.CSV_IMPORT, f"{file_name} line {row.line}")
+        line = f"{file_name} line {row.line}"
+        evidence = consent.Evidence(ConsentSource.CSV_IMPORT, line, occurred_at=utcnow())
         if cell.state == "granted":
             consent.grant(session, contact.id, channel, cell.categories, evidence)
         else:

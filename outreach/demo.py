@@ -63,7 +63,7 @@ class DemoReport:
 
 def seed(session: Session, settings: Settings, now: datetime) -> DemoReport:
     sync.sync(session, settings, now)
-    ids = [_ensure_patient(session, settings, patient) for patient in DEMO_PATIENTS]
+    ids = [_ensure_patient(session, settings, patient, now) for patient in DEMO_PATIENTS]
     report = enroll(session, settings, EDUCATION_CAMPAIGN, ids[:2], now=now)
     visit = session.scalar(select(Appointment).where(Appointment.external_id == DEMO_VISIT))
     if visit is None:
@@ -86,12 +86,14 @@ def is_seeded(session: Session) -> bool:
     return session.scalar(select(Contact.id).where(Contact.external_id == FIRST_DEMO_PATIENT)) is not None
 
 
-def _ensure_patient(session: Session, settings: Settings, patient: ContactInput) -> int:
+def _ensure_patient(session: Session, settings: Settings, patient: ContactInput, now: datetime) -> int:
     existing = session.scalar(select(Contact.id).where(Contact.external_id == patient.external_id))
     if existing is not None:
         return existing
     contact = add_contact(session, patient, clinic_timezone=settings.clinic_timezone)
-    evidence = consent.Evidence(source=ConsentSource.STAFF, wording=CONSENT_WORDING, recorded_by="demo seed")
+    evidence = consent.Evidence(
+        source=ConsentSource.STAFF, wording=CONSENT_WORDING, recorded_by="demo seed", occurred_at=now
+    )
     for channel in (Channel.SMS, Channel.EMAIL):
         consent.grant(session, contact.id, channel, ["care", "education"], evidence)
     return contact.id

@@ -72,7 +72,7 @@ def import_(
 
         report = import_contacts_csv(
             session, file, clinic_timezone=settings().clinic_timezone, recorded_by=by,
-            on_progress=on_progress, on_rejected=on_rejected,
+            on_progress=on_progress, on_rejected=on_rejected, now=now(),
         )
         if dry_run:
             session.rollback()

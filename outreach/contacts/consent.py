@@ -7,7 +7,7 @@ current ``Consent`` row; nothing ever edits or deletes an event.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -21,7 +21,6 @@ from outreach.models import (
     ConsentEvent,
     ConsentSource,
     ConsentState,
-    utcnow,
 )
 
 ConsentView = Literal["granted", "revoked", "none"]
@@ -35,7 +34,8 @@ class Evidence:
     wording: str = ""
     recorded_by: str = "system"
     inbound_message_id: int | None = None
-    occurred_at: datetime | None = None
+    # When it happened, on the caller's clock (a process's may be fixed: OUTREACH_CLOCK).
+    occurred_at: datetime = field(kw_only=True)
 
 
 def record(
@@ -47,7 +47,7 @@ def record(
     evidence: Evidence,
 ) -> ConsentEvent:
     """Append one ledger event and make it the current state."""
-    at = evidence.occurred_at or utcnow()
+    at = evidence.occurred_at
     event = ConsentEvent(
         contact_id=contact_id,
         channel=str(channel),
@@ -87,9 +87,8 @@ def grant(
     categories: Iterable[Category | str],
     evidence: Evidence,
 ) -> None:
-    batch = replace(evidence, occurred_at=evidence.occurred_at or utcnow())
     for category in categories:
-        record(session, contact_id, channel, category, ConsentState.GRANTED, batch)
+        record(session, contact_id, channel, category, ConsentState.GRANTED, evidence)
 
 
 def revoke(
@@ -104,10 +103,9 @@ def revoke(
     was_granted = [
         str(c) for c in categories if state_of(session, contact_id, channel, c) == "granted"
     ]
-    # One instant for the whole batch: it is one opt-out, and restoring relies on that.
-    batch = replace(evidence, occurred_at=evidence.occurred_at or utcnow())
+    # One instant for the whole batch (the evidence's): it is one opt-out, and restoring relies on that.
     for category in categories:
-        record(session, contact_id, channel, category, ConsentState.REVOKED, batch)
+        record(session, contact_id, channel, category, ConsentState.REVOKED, evidence)
     return was_granted
 
 

@@ -27,7 +27,6 @@ from outreach.contacts.bulk import initial_load
 from outreach.contacts.csvformat import ContactRow, RowError
 from outreach.contacts.parallel import chunked, default_workers, validated_chunks
 from outreach.contacts.reader import open_contacts_csv
-from outreach.models import utcnow
 
 CHUNK_ROWS = 2500
 # Below this size, starting worker processes (and the initial-load path) cost more than they save.
@@ -121,14 +120,14 @@ def import_contacts_csv(
     *,
     clinic_timezone: str,
     recorded_by: str = "csv import",
+    now: datetime,
     workers: int | None = None,
-    now: datetime | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     on_rejected: Callable[[RowError], None] | None = None,
 ) -> ImportReport:
     """Import ``path`` within the session's transaction (the caller commits). Raises
     ``CsvUnusable`` when the file itself cannot be used."""
-    at = now or utcnow()
+    at = now
     with ExitStack() as stack:
         stack.enter_context(_cyclic_gc_paused())
         source = stack.enter_context(open_contacts_csv(path))

@@ -6,11 +6,16 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, date
 from pathlib import Path
 
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from typer.testing import CliRunner, Result
 
 from outreach.cli.app import app
+from outreach.models import ConsentEvent
 from tests.support.contacts_csv import HEADER, write
 
 GOOD = f"{HEADER}\nM1,Ann,Lee,(925) 289-1430,ann@example.org,,,vip,yes,\n,Bob,Lee,925-289-1430,,,,,,\n"
@@ -25,6 +30,17 @@ def test_import_of_a_clean_file_exits_0(cli: CliRunner, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     assert "2 rows: 2 added, 0 updated, 0 unchanged, 0 rejected" in result.stdout
     assert result.stderr == ""
+
+
+def test_import_records_consent_on_the_process_clock(
+    cli: CliRunner, tmp_path: Path, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A demo or a test run at a fixed hour: the ledger says when the process says it is.
+    monkeypatch.setenv("OUTREACH_CLOCK", "2031-01-15T11:00:00+00:00")
+    result = run(cli, "import", str(write(tmp_path, GOOD)))
+    assert result.exit_code == 0, result.stderr
+    recorded = session.scalars(select(ConsentEvent.occurred_at)).all()
+    assert recorded and {at.astimezone(UTC).date() for at in recorded} == {date(2031, 1, 15)}
 
 
 def test_import_with_bad_rows_exits_1_and_names_them_on_stderr(cli: CliRunner, tmp_path: Path) -> None:

@@ -323,7 +323,7 @@ def test_opt_out_committed_after_prepare_stops_the_call(
                 contact_id,
                 "sms",
                 ["care", "education", "marketing"],
-                consent.Evidence(source=ConsentSource.KEYWORD, wording="STOP"),
+                consent.Evidence(source=ConsentSource.KEYWORD, wording="STOP", occurred_at=utcnow()),
             )
 
     services.limiter = LimiterThatRuns(stop)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from outreach.config import Settings, load_settings
 from outreach.contacts import consent
-from outreach.models import ConsentSource, Contact, ContactTag, Message
+from outreach.models import ConsentSource, Contact, ContactTag, Message, utcnow
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "templates"
@@ -75,7 +75,7 @@ def add_contact(
         "sms": ["care", "education", "marketing"],
         "email": ["care", "education", "marketing"],
     }
-    evidence = consent.Evidence(ConsentSource.STAFF, "test fixture")
+    evidence = consent.Evidence(ConsentSource.STAFF, "test fixture", occurred_at=utcnow())
     for channel, categories in granted.items():
         consent.grant(session, contact.id, channel, list(categories), evidence)
     return contact.id

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outreach.contacts import ImportReport, contacts_json, find_contacts, import_contacts_csv
-from outreach.models import ConsentEvent
+from outreach.models import ConsentEvent, utcnow
 
 CLINIC = "America/Los_Angeles"
 HEADER = "external_id,first_name,last_name,phone,email,timezone,language,tags,sms_consent,email_consent"
@@ -24,7 +24,7 @@ def write(tmp_path: Path, content: str, name: str = "patients.csv", bom: bool = 
 def run_import(session: Session, path: Path, workers: int | None = 1, commit: bool = True) -> ImportReport:
     """Import as the CLI does: commit (or roll back for a dry run); roll back on any error."""
     try:
-        report = import_contacts_csv(session, path, clinic_timezone=CLINIC, workers=workers)
+        report = import_contacts_csv(session, path, clinic_timezone=CLINIC, workers=workers, now=utcnow())
     except BaseException:
         session.rollback()
         raise

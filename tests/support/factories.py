@@ -38,7 +38,9 @@ def make_contact(
     )
     session.add(contact)
     session.flush()
-    evidence = consent.Evidence(source=ConsentSource.STAFF, wording="test fixture", recorded_by="tests")
+    evidence = consent.Evidence(
+        source=ConsentSource.STAFF, wording="test fixture", recorded_by="tests", occurred_at=utcnow()
+    )
     if sms:
         consent.grant(session, contact.id, Channel.SMS, sms, evidence)
     if email_consent:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from outreach.config import Settings
 from outreach.contacts import CsvUnusable, import_contacts_csv
-from outreach.models import InboundMessage, Message, MessageState
+from outreach.models import InboundMessage, Message, MessageState, utcnow
 from outreach.outbox import transition
 from outreach.text import strip_control
 from tests.support.contacts_csv import CLINIC, HEADER, stored
@@ -52,7 +52,7 @@ def test_a_junk_row_between_good_rows_never_costs_the_good_ones(
     content = HEADER + "\nG1,Ann,Lee,9252891430,,,,,,\n" + _csv_line(cells) + "G2,Bob,Ray,9252891431,,,,,,\n"
     path.write_bytes(content.encode("utf-8", "surrogatepass"))
     try:
-        report = import_contacts_csv(session, path, clinic_timezone=CLINIC, workers=1)
+        report = import_contacts_csv(session, path, clinic_timezone=CLINIC, workers=1, now=utcnow())
         ids = {c["external_id"] for c in stored(session)}
     finally:
         session.rollback()
@@ -71,7 +71,7 @@ def test_arbitrary_bytes_are_imported_or_refused_as_unusable(
     path = tmp_path / "fuzz.csv"
     path.write_bytes(HEADER.encode() + b"\n" + data)
     try:
-        report = import_contacts_csv(session, path, clinic_timezone=CLINIC, workers=1)
+        report = import_contacts_csv(session, path, clinic_timezone=CLINIC, workers=1, now=utcnow())
     except CsvUnusable as exc:
         assert str(exc).startswith("fuzz.csv")
     else:
