@@ -184,6 +184,8 @@ class Settings(BaseSettings):
     # Staff web app: a signed-in browser is signed out after this long without a request.
     session_idle_minutes: int = Field(default=15, gt=0)
     web_port: int = 8000
+    # Processes `outreach serve` runs (0: chosen for the machine, see outreach/web/processes.py).
+    web_workers: int = Field(default=0, ge=0, le=64)
 
     # Delivery pipeline (lead). The Celery queue name lets several deployments (or test runs)
     # share one broker without taking each other's tasks.

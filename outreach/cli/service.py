@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,22 +43,34 @@ def serve(
     host: str = typer.Option(None, help="Interface to bind (default OUTREACH_WEB_HOST)."),
     port: int = typer.Option(None, help="Port (default OUTREACH_WEB_PORT)."),
 ) -> None:
-    """Run the web process: the staff web app, Twilio webhooks, unsubscribe pages, /healthz."""
+    """Run the web process(es): the staff web app, Twilio webhooks, unsubscribe pages, the API,
+    /healthz and /metrics (OUTREACH_WEB_WORKERS processes on one port)."""
+    import os
+
     import uvicorn
 
     from outreach.ops import logs
+    from outreach.web import processes
     from outreach.web.app import create_app
 
     config = _settings_or_exit()
     _refuse_if_insecure(config)
     logs.configure(config)
-    uvicorn.run(
-        create_app(config),
-        host=host or config.web_host,
-        port=port or config.web_port,
-        log_config=None,  # keep ours: JSON or text, with patient data redacted
-        access_log=False,  # access logs would carry unsubscribe tokens and phone-page paths
-    )
+    count = processes.process_count(config)
+    made = processes.prepare_environment(os.environ, clock()) if count > 1 else None
+    try:
+        uvicorn.run(
+            create_app(config) if count == 1 else "outreach.web.processes:app_from_environment",
+            factory=count > 1,
+            workers=count,
+            host=host or config.web_host,
+            port=port or config.web_port,
+            log_config=None,  # keep ours: JSON or text, with patient data redacted
+            access_log=False,  # access logs would carry unsubscribe tokens and phone-page paths
+        )
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
 
 
 @handle_errors
