@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import CursorResult, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from outreach.channels.twilio.callbacks import StatusEvent
 from outreach.channels.twilio.errors import FailureAction, classify_delivery_failure
@@ -76,7 +76,10 @@ def handle(session: Session, event: StatusEvent, now: datetime) -> Message | Non
     match = [Message.provider_id == event.provider_id]
     if event.correlation_id:
         match.append(Message.correlation_id == event.correlation_id)
-    message = session.scalars(select(Message).where(or_(*match)).limit(1).with_for_update()).first()
+    # The message alone: its attempts and its events (every callback so far) are not needed
+    # here, and loading them with it would cost two more queries per callback.
+    found = select(Message).where(or_(*match)).limit(1).with_for_update()
+    message = session.scalars(found.options(lazyload(Message.attempts_log), lazyload(Message.events))).first()
     if message is None:
         return None
     session.add(
