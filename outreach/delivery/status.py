@@ -79,7 +79,7 @@ def handle(session: Session, event: StatusEvent, now: datetime) -> Message | Non
     # The message alone: its attempts and its events (every callback so far) are not needed
     # here, and loading them with it would cost two more queries per callback.
     found = select(Message).where(or_(*match)).limit(1).with_for_update()
-    message = session.scalars(found.options(lazyload(Message.attempts_log), lazyload(Message.events))).first()
+    message = session.scalars(found.options(lazyload("*"))).first()
     if message is None:
         return None
     session.add(
