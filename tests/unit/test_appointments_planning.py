@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -282,3 +283,20 @@ def test_appointment_templates_pass_the_template_linter() -> None:
     for policy in POLICIES.values():
         for step in (*policy.steps, *policy.notices.values()):
             assert step.template in checked, f"{step.template} is not linted"
+
+
+def test_policy_files_are_read_again_when_they_change_or_appear(tmp_path: Path) -> None:
+    folder = tmp_path / "reminders"
+    assert load_policies(tmp_path) == {}  # no folder yet: no policies
+    folder.mkdir()
+    original = (TEMPLATES / "reminders" / "consultation.yaml").read_text()
+    policy_file = folder / "consultation.yaml"
+    policy_file.write_text(original)
+    assert load_policies(tmp_path)["consultation"].default_duration_minutes == 60
+    policy_file.write_text(original.replace("default_duration_minutes: 60", "default_duration_minutes: 45"))
+    os.utime(policy_file, ns=(policy_file.stat().st_mtime_ns + 10**9,) * 2)  # a later edit
+    assert load_policies(tmp_path)["consultation"].default_duration_minutes == 45
+    infusion = (TEMPLATES / "reminders" / "infusion.yaml").read_text()
+    (folder / "infusion.yml").write_text(infusion)
+    (folder / "notes.txt").write_text("not a policy")
+    assert sorted(load_policies(tmp_path)) == ["consultation", "infusion"]
