@@ -25,7 +25,10 @@ CHUNK = 50  # ids per send task: fewer broker round trips and transactions, stil
 # enough to keep every worker busy for a while, few enough that a backlog stays ``scheduled``
 # (cancellable, re-checked, not leased) until workers are about to send it.
 MAX_WAITING_TASKS = 20
-BACKPRESSURE_POLL = 0.02  # seconds between looks at a full queue
+# Seconds between looks at a full queue. A full queue holds MAX_WAITING_TASKS x CHUNK messages,
+# a second of sending at 1,000 a second, so a look every 50 ms never lets it run dry; each look
+# is a broker round trip (at 20 ms they were a third of the dispatcher's CPU during a blast).
+BACKPRESSURE_POLL = 0.05
 
 
 def dispatch_due(
