@@ -17,6 +17,8 @@ import phonenumbers
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from phonenumbers import PhoneNumberType
 from phonenumbers import timezone as phone_zones
+from phonenumbers.phonemetadata import PhoneMetadata
+from phonenumbers.phonenumberutil import _number_type_helper
 
 from outreach.text import control_problem
 
@@ -64,7 +66,7 @@ def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> Phone:
     # number_type makes the same metadata test is_valid_number does (valid means a known
     # type); computing it once also says whether the number is geographic, which the zone
     # lookup needs, and halves the cost of the check (it matters for 100k-row imports).
-    kind = phonenumbers.number_type(number)
+    kind = number_type(number)
     if kind == PhoneNumberType.UNKNOWN:
         raise FieldError("invalid phone")
     if phonenumbers.is_number_type_geographical(kind, number.country_code or 0):
@@ -73,6 +75,32 @@ def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> Phone:
         zones = phone_zones.time_zones_for_number(number)
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return Phone(e164=e164, zones=tuple(z for z in zones if z != _UNKNOWN_ZONE))
+
+
+def _metadata(region: str) -> PhoneMetadata:
+    found = PhoneMetadata.metadata_for_region(region)
+    assert found is not None, region  # shipped with phonenumbers
+    return found
+
+
+_US_METADATA = _metadata("US")
+
+
+def number_type(number: phonenumbers.PhoneNumber) -> int:
+    """``phonenumbers.number_type``, about twice as fast for US numbers.
+
+    For a +1 number the library first finds its region by testing each NANP region's patterns
+    in turn (the US first, with no leading-digit shortcut), then tests the region it found
+    again for the type. A number that passes the US test is therefore a US number of exactly
+    that type, so one test is enough; any other +1 number (Canada, the Caribbean, invalid
+    ones) takes the library's own path. Uses the library's type test, a private function:
+    ``tests/unit/test_contacts_fields.py`` compares the two on 20,000 numbers.
+    """
+    if number.country_code == 1 and not number.italian_leading_zero:
+        kind: int = _number_type_helper(str(number.national_number), _US_METADATA)
+        if kind != PhoneNumberType.UNKNOWN:
+            return kind
+    return int(phonenumbers.number_type(number))
 
 
 _NANP_PUNCTUATION = str.maketrans("", "", " ()-.")

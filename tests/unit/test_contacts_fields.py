@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 import phonenumbers
@@ -25,6 +26,7 @@ from outreach.contacts.fields import (
     normalize_phone,
     normalize_tags,
     normalize_timezone,
+    number_type,
     resolve_timezone,
 )
 
@@ -187,6 +189,20 @@ def test_phone_fast_path_agrees_with_phonenumbers(digits: str, style: str) -> No
     raw = style.format(*parts)
     ours = _ours(normalize_phone, raw)
     assert (ours.e164 if isinstance(ours, Phone) else None) == _library_phone(raw)
+
+
+def test_phone_type_shortcut_agrees_with_phonenumbers_on_every_kind_of_nanp_number() -> None:
+    # Random ten-digit numbers (most valid US, some not), and the ones that are not plain US:
+    # Canada, the Caribbean, toll-free, premium rate, 555 and N11 exchanges, leading 0 or 1.
+    rng = random.Random(20261205)
+    numbers = [rng.randrange(10**9, 10**10) for _ in range(20_000)]
+    numbers += [4165550123, 6045550123, 2645550123, 8765550123, 8005550123, 8885550123,
+                9005550123, 2125550123, 2124110123, 2129110123, 1235550123, 255550123]
+    for national in numbers:
+        number = phonenumbers.PhoneNumber(country_code=1, national_number=national)
+        assert number_type(number) == phonenumbers.number_type(number), national
+    london = phonenumbers.parse("+44 20 7946 0958")
+    assert number_type(london) == phonenumbers.number_type(london)
 
 
 _atom = st.from_regex(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,10}", fullmatch=True)
