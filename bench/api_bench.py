@@ -27,11 +27,13 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from bench.stats import percentile
 from outreach.config import load_settings
 from outreach.db import make_engine, make_session_factory
 from outreach.migrate import upgrade
 from outreach.web.api import tokens
 from outreach.web.api.schemas import encode_cursor
+from tests.support.services import libpq
 
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REPO = Path(__file__).resolve().parent.parent
@@ -49,12 +51,8 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[3]), log_level="warning", a
 """
 
 
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
 def _seed(url: str, contacts: int) -> None:
-    with psycopg.connect(_libpq(url)) as conn:
+    with psycopg.connect(libpq(url)) as conn:
         conn.execute(
             f"""INSERT INTO contacts (external_id, first_name, last_name, phone, email, timezone, language,
                                       created_at, updated_at)
@@ -74,11 +72,6 @@ def _seed(url: str, contacts: int) -> None:
                SELECT contact_id, channel, category, state, occurred_at, id FROM consent_events"""
         )
         conn.execute("ANALYZE")
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def _run_clients(
@@ -136,7 +129,7 @@ def run(
     contacts: int = 100_000, upserts: int = 2000, pg_admin_url: str = DEFAULT_PG_ADMIN_URL
 ) -> dict[str, float]:
     name = f"outreach_bench_api_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(_libpq(pg_admin_url), autocommit=True) as admin:
+    with psycopg.connect(libpq(pg_admin_url), autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = pg_admin_url.rsplit("/", 1)[0] + "/" + name
     engine = make_engine(url)
@@ -178,16 +171,16 @@ def run(
             "load": load,
             "upserts_per_s": upserts / seconds,
             "put_p50_ms": 1000 * statistics.median(put_latencies),
-            "put_p99_ms": 1000 * _percentile(put_latencies, 0.99),
+            "put_p99_ms": 1000 * percentile(put_latencies, 0.99),
             "page_p50_ms": 1000 * statistics.median(page_latencies),
-            "page_p95_ms": 1000 * _percentile(page_latencies, 0.95),
+            "page_p95_ms": 1000 * percentile(page_latencies, 0.95),
         }
     finally:
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
         engine.dispose()
-        with psycopg.connect(_libpq(pg_admin_url), autocommit=True) as admin:
+        with psycopg.connect(libpq(pg_admin_url), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import func, select, update
 
 from bench import delivery_bench
 from bench.delivery_bench import PENDING, Bench, WorkerSpec
+from bench.stats import percentile
 from outreach.db import make_engine, make_session_factory
 from outreach.migrate import upgrade
 from outreach.models import Contact, Message, MessageState, utcnow
@@ -45,11 +46,6 @@ Pairs = list[tuple[str, str]]
 class Trial:
     seconds: float  # the text leaving the phone -> the crisis reply accepted by the provider
     waiting: int  # rows of the blast not yet sent when the reply was accepted
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _crisis_replies(bench: Bench, phone: str) -> list[SandboxMessage]:
@@ -129,7 +125,7 @@ def pairs(messages: int = 20_000, trials: int = 20) -> Pairs:
     load = os.getloadavg()[0]
     results = run(messages=messages, trials=trials)
     seconds = [t.seconds for t in results]
-    p50, p99 = _percentile(seconds, 0.5), _percentile(seconds, 0.99)
+    p50, p99 = percentile(seconds, 0.5), percentile(seconds, 0.99)
     verdict = "meets" if p99 <= GOAL_P99 else "MISSES"
     waiting = sorted(t.waiting for t in results)
     return [

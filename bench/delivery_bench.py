@@ -124,13 +124,9 @@ def bench_settings(url: str, web_port: int) -> Settings:
     )
 
 
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
 def _seed_contacts(url: str, count: int) -> list[int]:
     """Contacts with SMS care consent, straight in SQL (setup is not measured)."""
-    with psycopg.connect(_libpq(url)) as conn:
+    with psycopg.connect(services.libpq(url)) as conn:
         conn.execute(
             """INSERT INTO contacts (first_name, last_name, phone, email, timezone, language,
                                      created_at, updated_at)

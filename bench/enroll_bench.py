@@ -32,6 +32,7 @@ from outreach.config import load_settings
 from outreach.db import make_engine, make_session_factory
 from outreach.migrate import upgrade
 from outreach.models import Message
+from tests.support.services import libpq
 
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -50,14 +51,10 @@ steps:
 """
 
 
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
 def _seed(url: str, contacts: int) -> None:
     """Contacts with SMS and email education consent, straight in SQL (setup is not measured)."""
     zones = "ARRAY[" + ",".join(f"'{z}'" for z in ZONES) + "]"
-    with psycopg.connect(_libpq(url)) as conn:
+    with psycopg.connect(libpq(url)) as conn:
         conn.execute(
             f"""INSERT INTO contacts (first_name, last_name, phone, email, timezone, language,
                                       created_at, updated_at)
@@ -83,7 +80,7 @@ def _checkpoints(admin_url: str, *, first: bool = False) -> int:
     """Checkpoints so far; with ``first``, after running one (and seeing it counted: the
     checkpointer publishes its statistics a moment after CHECKPOINT returns)."""
     query = "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
-    with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
+    with psycopg.connect(libpq(admin_url), autocommit=True) as conn:
 
         def count() -> int:
             row = conn.execute(query).fetchone()
@@ -101,7 +98,7 @@ def _checkpoints(admin_url: str, *, first: bool = False) -> int:
 
 def run(contacts: int = 100_000, pg_admin_url: str = DEFAULT_PG_ADMIN_URL) -> dict[str, float]:
     name = f"outreach_bench_enroll_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(_libpq(pg_admin_url), autocommit=True) as admin:
+    with psycopg.connect(libpq(pg_admin_url), autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = pg_admin_url.rsplit("/", 1)[0] + "/" + name
     engine = make_engine(url)
@@ -151,7 +148,7 @@ def run(contacts: int = 100_000, pg_admin_url: str = DEFAULT_PG_ADMIN_URL) -> di
         }
     finally:
         engine.dispose()
-        with psycopg.connect(_libpq(pg_admin_url), autocommit=True) as admin:
+        with psycopg.connect(libpq(pg_admin_url), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -109,7 +109,7 @@ def _sampling(root: int) -> Iterator[Samples]:
 def _schedule(url: str, contact_ids: list[int], count: int) -> None:
     """``count`` scheduled SMS rows due over the next 30 days, straight in SQL."""
     low, high = contact_ids[0], contact_ids[-1]
-    with psycopg.connect(delivery_bench._libpq(url)) as conn:
+    with psycopg.connect(services.libpq(url)) as conn:
         conn.execute(
             """INSERT INTO messages (idempotency_key, contact_id, channel, category, kind, body_override,
                                      context, due_at, state, attempts, max_attempts, created_at, updated_at)

@@ -26,6 +26,7 @@ from outreach.db import make_engine, make_session_factory, transaction
 from outreach.delivery import rollup
 from outreach.migrate import upgrade
 from outreach.web.app import create_app
+from tests.support.services import libpq
 
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -34,12 +35,8 @@ PASSWORD = "bench password 1"
 STATES = "ARRAY['delivered','delivered','delivered','sent','failed','scheduled','scheduled','cancelled']"
 
 
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
 def _seed(url: str, contacts: int, messages_per_contact: int, replies: int) -> None:
-    with psycopg.connect(_libpq(url)) as conn:
+    with psycopg.connect(libpq(url)) as conn:
         conn.execute(
             f"""INSERT INTO contacts (external_id, first_name, last_name, phone, email, timezone, language,
                                       created_at, updated_at)
@@ -113,7 +110,7 @@ def run(
     contacts: int = 100_000, rounds: int = 20, pg_admin_url: str = DEFAULT_PG_ADMIN_URL
 ) -> list[tuple[str, str]]:
     name = f"outreach_bench_web_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(_libpq(pg_admin_url), autocommit=True) as admin:
+    with psycopg.connect(libpq(pg_admin_url), autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = pg_admin_url.rsplit("/", 1)[0] + "/" + name
     engine = make_engine(url)
@@ -151,7 +148,7 @@ def run(
                 figures.append((what, f"median {median:.0f} ms, p95 {p95:.0f} ms (goal {goal}) {verdict}"))
     finally:
         engine.dispose()
-        with psycopg.connect(_libpq(pg_admin_url), autocommit=True) as admin:
+        with psycopg.connect(libpq(pg_admin_url), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return figures
 

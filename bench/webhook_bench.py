@@ -32,6 +32,7 @@ import psycopg
 import redis
 from twilio.request_validator import RequestValidator
 
+from bench.stats import percentile
 from outreach.migrate import upgrade
 from outreach.models import utcnow
 from tests.support import services
@@ -91,7 +92,7 @@ def _sid(prefix: str, n: int) -> str:
 def _seed(url: str, count: int) -> None:
     """``count`` contacts, each with one SMS sent a moment ago (its provider id known)."""
     sent = utcnow() - timedelta(seconds=5)
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+    with psycopg.connect(services.libpq(url)) as conn:
         conn.execute(
             """INSERT INTO contacts (external_id, first_name, last_name, phone, timezone, language,
                                      created_at, updated_at)
@@ -168,15 +169,10 @@ def _check_applied(url: str, kind: str, expected: int) -> None:
         if kind == "status"
         else "SELECT count(*) FROM inbound_messages"
     )
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+    with psycopg.connect(services.libpq(url)) as conn:
         row = conn.execute(query).fetchone()
     if row is None or row[0] != expected:
         raise RuntimeError(f"{kind}: {row[0] if row else 0} of {expected} callbacks took effect")
-
-
-def _percentile(values: Sequence[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def _measure(kind: str, processes: int, count: int, workdir: Path) -> Ingest:
@@ -203,14 +199,13 @@ def _measure(kind: str, processes: int, count: int, workdir: Path) -> Ingest:
                 serve = running.processes["web"].pid
                 wait_for(lambda: len(_spawned(serve)) >= processes, timeout=60,
                          what="every web process to start")
-                _drive(base, warm, workdir)  # each process's first requests are its slowest
-            _drive(base, warm, workdir)
+            _drive(base, warm, workdir)  # each process's first requests are its slowest
             figures = _drive(base, measured, workdir)
         _check_applied(url, kind, count + WARM_UP)
         latencies = [float(x) for x in figures["latencies"]]  # type: ignore[attr-defined]
         seconds = float(figures["seconds"])  # type: ignore[arg-type]
         return Ingest(kind, processes, count, count / seconds,
-                      1000 * _percentile(latencies, 0.5), 1000 * _percentile(latencies, 0.99))
+                      1000 * percentile(latencies, 0.5), 1000 * percentile(latencies, 0.99))
     finally:
         services.drop_pg_database(url)
         client = redis.Redis.from_url(services.REDIS_URL)

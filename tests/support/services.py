@@ -24,13 +24,14 @@ REDIS_URL = os.environ.get("OUTREACH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def _libpq(url: str) -> str:
+def libpq(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL as psycopg (libpq) takes it."""
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
 def _pg_up() -> bool:
     try:
-        with psycopg.connect(_libpq(PG_ADMIN_URL), connect_timeout=3):
+        with psycopg.connect(libpq(PG_ADMIN_URL), connect_timeout=3):
             return True
     except psycopg.OperationalError:
         return False
@@ -86,12 +87,12 @@ def ensure_redis() -> str | None:
 
 def create_pg_database(prefix: str = "outreach_test") -> str:
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(_libpq(PG_ADMIN_URL), autocommit=True) as conn:
+    with psycopg.connect(libpq(PG_ADMIN_URL), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 
 
 def drop_pg_database(url: str) -> None:
     name = url.rsplit("/", 1)[1]
-    with psycopg.connect(_libpq(PG_ADMIN_URL), autocommit=True) as conn:
+    with psycopg.connect(libpq(PG_ADMIN_URL), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

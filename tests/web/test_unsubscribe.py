@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -35,13 +36,20 @@ def web_settings(settings: Settings) -> Settings:
                          secret_key="unsubscribe-test-key")
 
 
-@pytest.fixture
-def client(web_settings: Settings, session_factory: sessionmaker[Session]) -> Iterator[TestClient]:
+@contextmanager
+def _pages(settings: Settings, session_factory: sessionmaker[Session]) -> Iterator[TestClient]:
+    """The unsubscribe pages alone, as a web process with these settings serves them."""
     app = FastAPI()
     app.include_router(unsubscribe_routes.router)
-    app.state.settings = web_settings
+    app.state.settings = settings
     app.state.session_factory = session_factory
     with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def client(web_settings: Settings, session_factory: sessionmaker[Session]) -> Iterator[TestClient]:
+    with _pages(web_settings, session_factory) as test_client:
         yield test_client
 
 
@@ -186,11 +194,7 @@ def test_a_link_from_an_email_sent_before_the_key_changed_still_unsubscribes(
             "secret_key_fallbacks": [*web_settings.secret_key_fallbacks, web_settings.secret_key],
         }
     )
-    app = FastAPI()
-    app.include_router(unsubscribe_routes.router)
-    app.state.settings = rotated
-    app.state.session_factory = session_factory
-    with TestClient(app) as client:
+    with _pages(rotated, session_factory) as client:
         response = client.post(_path(old_link), data={"confirm": "yes"})
     assert response.status_code == 200 and "unsubscribed" in response.text
     assert _state(session, contact.id, "education") == "revoked"
