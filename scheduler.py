@@ -9,6 +9,12 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Claim due messages and enqueue sends; each run keeps polling ~0.9 s for low lag.
     # Expires so a backlog of ticks after an outage collapses instead of piling up.
     "dispatch-due": {"task": "outreach.dispatch_due", "schedule": 1.0, "options": {"expires": 2.0}},
+    # Apply the status callbacks the webhook stored to their messages (delivered, failed...).
+    "apply-status-events": {
+        "task": "outreach.apply_status_events",
+        "schedule": 1.0,
+        "options": {"expires": 2.0},
+    },
     # Return lost claims to the schedule and turn sends stuck past their lease into "unknown".
     "rescue-stuck": {"task": "outreach.rescue_stuck", "schedule": 30.0, "options": {"expires": 30.0}},
     # Ask the provider about "unknown" sends instead of resending blindly.

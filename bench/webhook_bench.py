@@ -5,6 +5,8 @@ sent, and inbound SMS from known patients (each stored, classified and handed to
 task on Redis). The load comes from aiohttp in a process of its own (32 connections, every
 request signed with the account's token over the public URL, as Twilio signs); the web
 process is ``outreach serve`` configured only through OUTREACH_* variables, on PostgreSQL.
+A status callback is stored by the webhook and applied by the worker: after the load, the
+bench applies what was stored the way the worker's task does and reports that rate too.
 A warm-up of a few hundred requests is not measured. Nothing consumes the inbound tasks:
 their queue is this run's own and is deleted afterwards.
 
@@ -21,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +36,8 @@ import redis
 from twilio.request_validator import RequestValidator
 
 from bench.stats import percentile
+from outreach.db import make_engine, make_session_factory
+from outreach.delivery import status
 from outreach.migrate import upgrade
 from outreach.models import utcnow
 from tests.support import services
@@ -83,6 +88,8 @@ class Ingest:
     per_second: float
     p50_ms: float
     p99_ms: float
+    # Status callbacks only: how fast one worker process applies what the webhook stored.
+    applied_per_second: float | None = None
 
 
 def _sid(prefix: str, n: int) -> str:
@@ -175,6 +182,23 @@ def _check_applied(url: str, kind: str, expected: int) -> None:
         raise RuntimeError(f"{kind}: {row[0] if row else 0} of {expected} callbacks took effect")
 
 
+def _apply_stored(url: str) -> float:
+    """Apply every stored status callback as the worker's task does, batch after batch, in
+    this process; returns callbacks applied per second."""
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    applied = 0
+    started = time.perf_counter()
+    while True:
+        done = status.apply_for(factory, utcnow, run_for=60.0)
+        applied += done.applied
+        if done.seen == 0:
+            break
+    seconds = time.perf_counter() - started
+    engine.dispose()
+    return applied / seconds
+
+
 def _measure(kind: str, processes: int, count: int, workdir: Path) -> Ingest:
     url = services.create_pg_database("outreach_bench_webhooks")
     queue = f"bench-webhooks-{uuid.uuid4().hex[:8]}"
@@ -201,11 +225,12 @@ def _measure(kind: str, processes: int, count: int, workdir: Path) -> Ingest:
                          what="every web process to start")
             _drive(base, warm, workdir)  # each process's first requests are its slowest
             figures = _drive(base, measured, workdir)
+        applied = _apply_stored(url) if kind == "status" else None
         _check_applied(url, kind, count + WARM_UP)
         latencies = [float(x) for x in figures["latencies"]]  # type: ignore[attr-defined]
         seconds = float(figures["seconds"])  # type: ignore[arg-type]
         return Ingest(kind, processes, count, count / seconds,
-                      1000 * percentile(latencies, 0.5), 1000 * percentile(latencies, 0.99))
+                      1000 * percentile(latencies, 0.5), 1000 * percentile(latencies, 0.99), applied)
     finally:
         services.drop_pg_database(url)
         client = redis.Redis.from_url(services.REDIS_URL)
@@ -237,6 +262,11 @@ def report(results: Sequence[Ingest]) -> list[tuple[str, str]]:
             f"{r.per_second:,.0f} req/s, p50 {r.p50_ms:.0f} ms, p99 {r.p99_ms:.0f} ms "
             f"({r.requests:,} signed requests, {CONNECTIONS} connections){goal}",
         ))
+        if r.applied_per_second is not None:
+            pairs.append((
+                f"  applied by one worker ({r.processes} web)",
+                f"{r.applied_per_second:,.0f} callbacks/s (batches of {status.BATCH_SIZE})",
+            ))
     return pairs
 
 

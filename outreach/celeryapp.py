@@ -20,6 +20,7 @@ DISPATCH_DUE = "outreach.dispatch_due"
 CONTROL_TASKS = (
     DISPATCH_DUE,
     PROCESS_INBOUND,
+    "outreach.apply_status_events",
     "outreach.rescue_stuck",
     "outreach.reconcile_unknown",
     "outreach.process_unprocessed_inbound",

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from celery import shared_task
 
 from outreach import runtime
-from outreach.delivery import claim, dispatch, reconcile, rollup, send
+from outreach.delivery import claim, dispatch, reconcile, rollup, send, status
+from outreach.ops import metrics
 
 SEND_TASK = "outreach.send_messages"
 
@@ -39,6 +40,16 @@ def dispatch_due(run_for: float = 0.9) -> int:
 @shared_task(name=SEND_TASK, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def send_messages(message_ids: list[int]) -> None:
     send.send_batch(runtime.current(), message_ids)
+
+
+@shared_task(name="outreach.apply_status_events", ignore_result=True)
+def apply_status_events(run_for: float = 0.5) -> None:
+    # Bounded, so a backlog of callbacks never holds a control slot a crisis text needs for
+    # long; beat ticks again within a second.
+    services = runtime.current()
+    done = status.apply_for(services.session_factory, services.clock, run_for)
+    metrics.STATUS_EVENTS.labels("applied").inc(done.applied)
+    metrics.STATUS_EVENTS.labels("dropped").inc(done.dropped)
 
 
 @shared_task(name="outreach.rescue_stuck", ignore_result=True)

@@ -1,25 +1,37 @@
-"""Provider status callbacks: append the event, move the message forward, never back.
+"""Provider status callbacks: stored at once, applied in batches, forward only, every one kept.
 
-Callbacks arrive late, twice and out of order. Each one is kept as a ``MessageEvent``; the
-message's state changes only when the new status ranks above the current one, and its
-``provider_status`` only when Twilio's status ranks above the one recorded, so a late
-"undelivered" never sits beside state "delivered". A callback for a message we do not know
-is acknowledged and ignored (so Twilio stops retrying). Parsing and checking the form is
-the channel's business (``outreach.channels.twilio.callbacks``); this module gets an event.
+The webhook only appends each callback to ``pending_status_events`` (``store``) and answers:
+no message row is touched, so a callback never waits for a sender holding its message's lock,
+and its cost is one row in a transaction shared with the other callbacks arriving at the same
+moment (``outreach.web.group_commit``). The worker applies them (``apply_pending``, ticked by
+beat) a batch at a time, in one transaction per batch: each event becomes a ``MessageEvent``,
+its message moves forward, and the pending row is deleted. A crash before that commit leaves
+every row of the batch pending, so it is applied later, once.
+
+Callbacks arrive late, twice and out of order. A message's state changes only when the new
+status ranks above the current one, and its ``provider_status`` only when Twilio's status
+ranks above the one recorded, so a late "undelivered" never sits beside state "delivered".
+Messages locked by a sender are skipped (``SKIP LOCKED``) and their events wait for the next
+batch. An event whose message is not found yet is looked at again a few seconds later, then
+dropped after ``UNMATCHED_GRACE`` (a callback for a message we never sent). Parsing and
+checking the form is the channel's business (``outreach.channels.twilio.callbacks``).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, or_, select, update
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy import Row, Table, bindparam, delete, insert, or_, select, update
+from sqlalchemy.orm import Session, lazyload, sessionmaker
 
 from outreach.channels.twilio.callbacks import StatusEvent
 from outreach.channels.twilio.errors import FailureAction, classify_delivery_failure
 from outreach.delivery.effects import apply_effect
-from outreach.models import Message, MessageEvent, MessageState
+from outreach.models import Message, MessageEvent, MessageState, PendingStatusEvent
 from outreach.outbox import insert_messages
 
 # Our states ranked by how far a message has got. Terminal states share the top rank, so
@@ -71,33 +83,181 @@ PROVIDER_RANK: dict[str, int] = {
 RESEND_DELAY = timedelta(hours=2)
 
 
-def handle(session: Session, event: StatusEvent, now: datetime) -> Message | None:
-    """Record one callback. Returns the message it belonged to, or None if unknown."""
-    match = [Message.provider_id == event.provider_id]
-    if event.correlation_id:
-        match.append(Message.correlation_id == event.correlation_id)
-    # The message alone: its attempts and its events (every callback so far) are not needed
-    # here, and loading them with it would cost two more queries per callback.
-    found = select(Message).where(or_(*match)).limit(1).with_for_update()
-    message = session.scalars(found.options(lazyload("*"))).first()
-    if message is None:
-        return None
-    session.add(
-        MessageEvent(
-            message_id=message.id,
-            status=event.status,
-            error_code=event.error_code,
-            payload=event.payload,
-            received_at=now,
-        )
+# How long an event whose message is not found is kept, and how often it is looked at again.
+# Ours carry the message's correlation id (committed before the provider call), so only a
+# message deleted since, or one we never sent, stays unmatched.
+UNMATCHED_GRACE = timedelta(minutes=2)
+UNMATCHED_RETRY = timedelta(seconds=5)
+BATCH_SIZE = 500
+
+_PENDING: Table = PendingStatusEvent.__table__  # type: ignore[assignment]
+_EVENTS: Table = MessageEvent.__table__  # type: ignore[assignment]
+_MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+
+
+@dataclass
+class Applied:
+    """What one batch did: events applied, left for a locked message, dropped as unknown."""
+
+    applied: int = 0
+    waiting: int = 0
+    dropped: int = 0
+
+    @property
+    def seen(self) -> int:
+        return self.applied + self.waiting + self.dropped
+
+
+def store(session: Session, received: Sequence[tuple[StatusEvent, datetime]]) -> None:
+    """Append callbacks (each with the instant it came in) for the applier: one insert."""
+    session.execute(
+        insert(_PENDING),
+        [
+            {
+                "provider_id": event.provider_id,
+                "correlation_id": event.correlation_id,
+                "status": event.status,
+                "error_code": event.error_code,
+                "payload": event.payload,
+                "received_at": at,
+                "not_before": at,
+            }
+            for event, at in received
+        ],
     )
-    target = PROVIDER_STATUS.get(event.status)
-    values: dict[str, object] = {"updated_at": now}
-    if _provider_status_advances(message.provider_status, event.status):
-        values["provider_status"] = event.status
-    if message.provider_id is None:
-        values["provider_id"] = event.provider_id
-    if target is not None and RANK[target] > RANK.get(message.state, 0):
+
+
+def apply_pending(session: Session, now: datetime, limit: int = BATCH_SIZE) -> Applied:
+    """Apply up to ``limit`` stored callbacks, oldest first, in the caller's transaction."""
+    pending = session.execute(
+        select(_PENDING)
+        .where(_PENDING.c.not_before <= now)
+        .order_by(_PENDING.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not pending:
+        return Applied()
+    owner = _owners(session, pending)
+    # The messages alone (not their attempts and earlier events), and only those no sender
+    # holds: a locked one's events wait for the next batch instead of holding this one up.
+    locked = session.scalars(
+        select(Message)
+        .where(Message.id.in_(set(owner.values())))
+        .with_for_update(skip_locked=True)
+        .options(lazyload("*"))
+    ).all()
+    messages = {message.id: message for message in locked}
+    result = Applied()
+    done: list[int] = []
+    unmatched: list[Row[Any]] = []
+    progress: dict[int, _Progress] = {}
+    for event in pending:
+        message_id = owner.get(event.id)
+        if message_id is None:
+            unmatched.append(event)
+        elif message_id not in messages:
+            result.waiting += 1
+        else:
+            message = messages[message_id]
+            progress.setdefault(message_id, _Progress.of(message)).advance(event, now)
+            done.append(event.id)
+    _write(session, progress, now)
+    for message_id, step in progress.items():
+        if step.failed_by is not None:
+            _after_delivery_failure(session, messages[message_id], step.failed_by, now)
+    result.applied = len(done)
+    result.dropped = _set_aside(session, unmatched, now)
+    if done:
+        session.execute(delete(_PENDING).where(_PENDING.c.id.in_(done)))
+    return result
+
+
+def apply_for(factory: sessionmaker[Session], clock: Callable[[], datetime], run_for: float) -> Applied:
+    """Batches until nothing is due or ``run_for`` seconds have passed (the beat tick)."""
+    total = Applied()
+    deadline = time.monotonic() + run_for
+    while True:
+        with factory() as session, session.begin():
+            batch = apply_pending(session, clock())
+        total.applied += batch.applied
+        total.waiting += batch.waiting
+        total.dropped += batch.dropped
+        if batch.seen < BATCH_SIZE or time.monotonic() >= deadline:
+            return total
+
+
+def _owners(session: Session, pending: Sequence[Row[Any]]) -> dict[int, int]:
+    """Each pending event's message id, where its message is known (by correlation id first:
+    ours is in every callback URL, and holds even when the create response was lost)."""
+    correlations = {e.correlation_id for e in pending if e.correlation_id}
+    sids = {e.provider_id for e in pending}
+    found = session.execute(
+        select(Message.id, Message.provider_id, Message.correlation_id).where(
+            or_(Message.provider_id.in_(sids), Message.correlation_id.in_(correlations))
+        )
+    ).all()
+    by_correlation = {row.correlation_id: row.id for row in found if row.correlation_id}
+    by_sid = {row.provider_id: row.id for row in found if row.provider_id}
+    owner: dict[int, int] = {}
+    for event in pending:
+        message_id = by_correlation.get(event.correlation_id) or by_sid.get(event.provider_id)
+        if message_id is not None:
+            owner[event.id] = message_id
+    return owner
+
+
+def _set_aside(session: Session, unmatched: Sequence[Row[Any]], now: datetime) -> int:
+    """Look again later at events whose message is not found; drop those past the grace."""
+    expired = [e.id for e in unmatched if now - e.received_at >= UNMATCHED_GRACE]
+    later = [e.id for e in unmatched if now - e.received_at < UNMATCHED_GRACE]
+    if expired:
+        session.execute(delete(_PENDING).where(_PENDING.c.id.in_(expired)))
+    if later:
+        session.execute(
+            update(_PENDING).where(_PENDING.c.id.in_(later)).values(not_before=now + UNMATCHED_RETRY)
+        )
+    return len(expired)
+
+
+@dataclass
+class _Progress:
+    """One message's row as the batch's events move it, folded in arrival order."""
+
+    values: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    failed_by: StatusEvent | None = None
+
+    @classmethod
+    def of(cls, message: Message) -> _Progress:
+        return cls(
+            {
+                "state": message.state,
+                "provider_status": message.provider_status,
+                "provider_id": message.provider_id,
+                "lease_until": message.lease_until,
+                "error_code": message.error_code,
+                "state_reason": message.state_reason,
+            }
+        )
+
+    def advance(self, event: Row[Any], now: datetime) -> None:
+        self.events.append(
+            {
+                "status": event.status,
+                "error_code": event.error_code,
+                "payload": event.payload,
+                "received_at": event.received_at,
+            }
+        )
+        values = self.values
+        if values["provider_id"] is None:
+            values["provider_id"] = event.provider_id
+        if _provider_status_advances(values["provider_status"], event.status):
+            values["provider_status"] = event.status
+        target = PROVIDER_STATUS.get(event.status)
+        if target is None or RANK[target] <= RANK.get(values["state"], 0):
+            return
         values["state"] = target
         values["provider_status"] = event.status
         values["lease_until"] = None
@@ -107,17 +267,45 @@ def handle(session: Session, event: StatusEvent, now: datetime) -> Message | Non
             values["state_reason"] = f"carrier reported {event.status}" + (
                 f" (error {event.error_code})" if event.error_code else ""
             )
-        # Conditional on the state we read, so two callbacks racing cannot move it backward.
-        result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-            update(Message).where(Message.id == message.id, Message.state == message.state).values(**values)
-        )
-        moved = result.rowcount
-        if moved and target in (MessageState.UNDELIVERED, MessageState.FAILED):
-            _after_delivery_failure(session, message, event, now)
-    elif len(values) > 1:
-        # The row is locked (FOR UPDATE above; SQLite's write lock): what we read still holds.
-        session.execute(update(Message).where(Message.id == message.id).values(**values))
-    return message
+            self.failed_by = StatusEvent(
+                event.provider_id, event.status, event.error_code, event.correlation_id, event.payload
+            )
+
+
+def _write(session: Session, progress: Mapping[int, _Progress], now: datetime) -> None:
+    """Every event of the batch, then every message it moved: two executemany statements.
+
+    The rows are locked (FOR UPDATE above; SQLite's write lock), so what was read still holds.
+    """
+    if not progress:
+        return
+    session.execute(
+        insert(_EVENTS),
+        [{"message_id": mid, **event} for mid, step in progress.items() for event in step.events],
+    )
+    session.execute(
+        _MOVE,
+        [{"b_id": mid, "b_updated_at": now, **_bound(step.values)} for mid, step in progress.items()],
+    )
+
+
+def _bound(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"b_{key}": value for key, value in values.items()}
+
+
+_MOVE = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.id == bindparam("b_id"))
+    .values(
+        state=bindparam("b_state"),
+        provider_status=bindparam("b_provider_status"),
+        provider_id=bindparam("b_provider_id"),
+        lease_until=bindparam("b_lease_until"),
+        error_code=bindparam("b_error_code"),
+        state_reason=bindparam("b_state_reason"),
+        updated_at=bindparam("b_updated_at"),
+    )
+)
 
 
 def _provider_status_advances(current: str | None, new: str) -> bool:

@@ -26,6 +26,7 @@ from outreach.models.messages import (
     MessageEvent,
     MessageKind,
     MessageState,
+    PendingStatusEvent,
     RateSlot,
 )
 from outreach.models.rollup import DeliveryDay, DeliveryDayCount
@@ -65,6 +66,7 @@ __all__ = [
     "MessageEvent",
     "MessageKind",
     "MessageState",
+    "PendingStatusEvent",
     "RateSlot",
     "Role",
     "Suppression",

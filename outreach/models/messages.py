@@ -198,6 +198,27 @@ class MessageEvent(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class PendingStatusEvent(Base):
+    """A provider status callback as the webhook stored it, waiting to be applied.
+
+    The webhook only appends here (no message row touched, so no lock to wait for); the
+    applier (``outreach.delivery.status``) moves each row into ``message_events`` and onto
+    its message in batches, and deletes it in the same transaction.
+    """
+
+    __tablename__ = "pending_status_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(40))
+    correlation_id: Mapped[str | None] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(24))
+    error_code: Mapped[str | None] = mapped_column(String(16))
+    payload: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    received_at: Mapped[datetime]
+    # When the applier may next look at it: later for an event whose message is not found yet.
+    not_before: Mapped[datetime]
+
+
 class RateSlot(Base):
     """Embedded-mode global rate limiter: one row per sender, the next free send instant."""
 

@@ -54,6 +54,11 @@ CRISIS_ALERTS = Counter("outreach_crisis_alerts", "Replies read as a crisis (eac
 SIGNATURE_FAILURES = Counter(
     "outreach_webhook_signature_failures", "Webhook requests refused for a bad signature.", ["webhook"]
 )
+STATUS_EVENTS = Counter(
+    "outreach_status_events",
+    "Stored status callbacks the worker applied to their message, or dropped as unknown.",
+    ["outcome"],
+)
 SCHEDULING_LAG = Histogram(
     "outreach_scheduling_lag_seconds",
     "Claim time minus due time, per claimed message.",

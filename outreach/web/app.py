@@ -7,7 +7,8 @@ fixed ``clock``); ``outreach serve`` builds them from the environment.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -32,7 +33,9 @@ def create_app(
     clock: Callable[[], datetime] | None = None,
     uploads_dir: Path | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="Clinic Outreach", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="Clinic Outreach", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan
+    )
     app.add_middleware(BodySizeLimit)
     app.state.settings = settings
     # What the process takes as "now": webhooks, staff pages (idle time, today's appointments),
@@ -40,6 +43,7 @@ def create_app(
     app.state.clock = clock or process_clock.from_settings(settings)
     app.state.session_factory = session_factory or make_session_factory(make_engine(settings.database_url))
     app.state.enqueue_inbound = enqueue_inbound or celery_enqueue_inbound(settings)
+    app.state.status_writer = status_webhook.status_writer(app.state.session_factory)
     # Contact files previewed in the staff app, until imported (an hour at most).
     app.state.uploads_dir = uploads_dir or contact_files.DEFAULT_UPLOADS
     app.include_router(status_webhook.router)
@@ -51,6 +55,13 @@ def create_app(
     app.include_router(ops_routes.router(settings, app.state.session_factory))
     unavailable.install(app)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    # Callbacks already queued are written (and answered) before the process goes.
+    app.state.status_writer.close()
 
 
 def celery_enqueue_inbound(settings: Settings) -> Callable[[int], None]:

@@ -1,25 +1,39 @@
-"""POST /webhooks/twilio/status: verify, normalise, handle.
+"""POST /webhooks/twilio/status: verify, normalise, store, answer.
 
-The database work runs in a worker thread: the message's row may be locked by a sender
-waiting on Twilio, and waiting for it on the event loop would stall every other request
-(crisis texts, unsubscribe pages, /healthz) until the sender let go.
+The callback is stored, not applied: one row appended to ``pending_status_events`` in a
+transaction shared with the callbacks arriving at the same moment (``group_commit``), and
+the answer goes back once that commits. Applying it to its message is the worker's job
+(``outreach.delivery.status.apply_pending``), so a callback for a message a sender holds
+locked is answered at once instead of waiting for the sender, and the cost of a callback
+here stays the same whatever state its message is in.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.concurrency import run_in_threadpool
 
 from outreach.channels.twilio.callbacks import InvalidCallback, StatusEvent, parse_status_callback
 from outreach.db import transaction
 from outreach.delivery import status
-from outreach.web.deps import get_clock, get_session_factory, get_settings
+from outreach.web.deps import get_clock, get_settings
+from outreach.web.group_commit import GroupCommit
 from outreach.web.signature import UnreadableForm, is_signed_by_twilio, signed_form
 
 router = APIRouter()
+
+Received = tuple[StatusEvent, datetime]
+
+
+def status_writer(factory: sessionmaker[Session]) -> GroupCommit[Received]:
+    def write(batch: Sequence[Received]) -> None:
+        with transaction(factory) as session:
+            status.store(session, batch)
+
+    return GroupCommit(write, name="status-callbacks")
 
 
 @router.post("/webhooks/twilio/status")
@@ -37,11 +51,8 @@ async def twilio_status(request: Request) -> Response:
         )
     except InvalidCallback as exc:
         return Response(f"status callback: {exc}", status_code=400, media_type="text/plain")
-    await run_in_threadpool(_handle, get_session_factory(request), event, get_clock(request)())
-    # 200 also for message ids we do not know, so Twilio stops retrying them.
+    writer: GroupCommit[Received] = request.app.state.status_writer
+    now: Callable[[], datetime] = get_clock(request)
+    await writer.write((event, now()))
+    # 200 once stored, also for message ids we turn out not to know, so Twilio stops retrying.
     return Response(status_code=200)
-
-
-def _handle(factory: sessionmaker[Session], event: StatusEvent, now: datetime) -> None:
-    with transaction(factory) as session:
-        status.handle(session, event, now)

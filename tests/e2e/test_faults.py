@@ -1,6 +1,7 @@
 """Fault tests: kill workers (at chosen and at random points), restart Redis, drop database
 connections and restart the database server, run two beats, provider 429s, 500s, timeouts and
-hangs, duplicate and reordered status callbacks, the web process killed while texts arrive.
+hangs, duplicate and reordered status callbacks, the web process killed while texts arrive,
+the worker killed while status callbacks wait to be applied.
 
 After each, the sandbox's accept counts show no message sent twice, every message ends sent
 (here nothing fails for good), helped only by the sweeps beat would run anyway, and no status
@@ -27,7 +28,15 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from outreach.migrate import upgrade
-from outreach.models import InboundMessage, InboxItem, Message, MessageState, utcnow
+from outreach.models import (
+    InboundMessage,
+    InboxItem,
+    Message,
+    MessageEvent,
+    MessageState,
+    PendingStatusEvent,
+    utcnow,
+)
 from outreach.outbox import insert_messages
 from tests.support import faults, services
 from tests.support.e2e import System, daytime_zone, running_system
@@ -232,17 +241,23 @@ def _signed_post(system: System, path_and_query: str, form: dict[str, str]) -> i
     return response.status_code
 
 
+def _delivered(system: System, count: int) -> list[int]:
+    """``count`` messages sent and delivered (the sandbox's callbacks applied)."""
+    ids = _load(system, count=count)
+    assert _settle(system, ids) is None
+    wait_for(
+        lambda: all(system.message(i).state == MessageState.DELIVERED for i in ids),
+        timeout=30,
+        what="every message delivered",
+    )
+    return ids
+
+
 def test_duplicate_and_reordered_status_callbacks_never_move_a_status_back(
     pg_url: str, tmp_path: Path
 ) -> None:
     with running_system(pg_url, tmp_path) as system:
-        ids = _load(system, count=20)
-        assert _settle(system, ids) is None
-        wait_for(
-            lambda: all(system.message(i).state == MessageState.DELIVERED for i in ids),
-            timeout=30,
-            what="every message delivered",
-        )
+        ids = _delivered(system, 20)
         for message_id in ids:
             message = system.message(message_id)
             assert message.provider_id and message.correlation_id
@@ -314,3 +329,54 @@ def test_web_killed_while_webhooks_arrive_loses_and_repeats_nothing(pg_url: str,
         )
         faults.record(line)
         assert line.ok, line
+
+
+CALLBACKS_PER_MESSAGE = 25
+
+
+def test_worker_killed_while_status_callbacks_wait_applies_each_once(pg_url: str, tmp_path: Path) -> None:
+    """The webhook stores callbacks; the worker applies them. Kill the worker (SIGKILL) while
+    they arrive and are being applied: those stored meanwhile are answered 200 all the same,
+    and once a worker is back each becomes exactly one event on its message."""
+    with running_system(pg_url, tmp_path) as system:
+        ids = _delivered(system, 20)
+        before = {i: _events_of(system, i) for i in ids}
+        answered: list[int] = []
+        for n in range(CALLBACKS_PER_MESSAGE):
+            if n == CALLBACKS_PER_MESSAGE // 3:
+                system.processes.kill("worker1", signal.SIGKILL)
+            for message_id in ids:
+                message = system.message(message_id)
+                form = {"MessageSid": str(message.provider_id), "MessageStatus": "read",
+                        "AccountSid": TEST_ACCOUNT_SID}
+                answered.append(
+                    _signed_post(system, f"/webhooks/twilio/status?c={message.correlation_id}", form)
+                )
+        assert answered == [200] * len(answered), "stored and answered with no worker running"
+        assert _waiting_callbacks(system) > 0
+        system.processes.start_worker("worker1")
+        wait_for(lambda: _waiting_callbacks(system) == 0, timeout=60, what="every callback applied")
+        extra = {i: _events_of(system, i) - before[i] for i in ids}
+        line = faults.FaultLine(
+            "worker SIGKILL while status callbacks wait",
+            scheduled=len(answered),
+            accepts=sum(extra.values()),
+            duplicates=sum(max(0, n - CALLBACKS_PER_MESSAGE) for n in extra.values()),
+            lost=sum(max(0, CALLBACKS_PER_MESSAGE - n) for n in extra.values()),
+            regressions=sum(system.message(i).state != MessageState.DELIVERED for i in ids),
+            note="status callbacks: answered / events applied",
+        )
+        faults.record(line)
+        assert line.ok, line
+        assert all(system.message(i).provider_status == "read" for i in ids)
+
+
+def _events_of(system: System, message_id: int) -> int:
+    with system.factory() as session:
+        events = select(MessageEvent.id).where(MessageEvent.message_id == message_id)
+        return len(session.scalars(events).all())
+
+
+def _waiting_callbacks(system: System) -> int:
+    with system.factory() as session:
+        return len(session.scalars(select(PendingStatusEvent.id)).all())

@@ -1,4 +1,5 @@
-"""End to end through the sandbox's fake phone: STOP, START, a crisis text, and the STOP race."""
+"""End to end through the sandbox's fake phone: STOP, START, a crisis text (behind a backlog of
+sends and of status callbacks), and the STOP race."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 
 from outreach.contacts import consent
-from outreach.models import InboxItem, Message, MessageState, utcnow
+from outreach.models import InboxItem, Message, MessageState, PendingStatusEvent, utcnow
 from outreach.outbox import insert_messages
 from tests.support import faults
 from tests.support.e2e import ONCALL_EMAIL, ONCALL_SMS, System, daytime_zone, running_system
@@ -120,12 +121,53 @@ def _unsent(system: System, keys: list[str]) -> int:
         )
 
 
+STATUS_EVENTS_WAITING = 10_000
+
+
+def _status_events_waiting(system: System) -> int:
+    """Delivery callbacks for 10,000 messages sent earlier, stored as the webhook stores them
+    and not yet applied; returns how many still wait (the worker starts on them at once)."""
+    with system.factory.begin() as session:
+        earlier = make_contact(session, timezone=daytime_zone()).id
+        rows = [
+            {
+                "idempotency_key": f"e2e:earlier:{n}",
+                "contact_id": earlier,
+                "channel": "sms",
+                "category": "care",
+                "kind": "system",
+                "body_override": f"Earlier news, part {n}.",
+                "due_at": utcnow() + timedelta(days=365),
+            }
+            for n in range(STATUS_EVENTS_WAITING)
+        ]
+        insert_messages(session, rows, now=utcnow())
+        session.execute(
+            text(
+                "UPDATE messages SET state = 'sent', provider_id = 'SM' || md5(id::text),"
+                " correlation_id = md5('c' || id::text) WHERE idempotency_key LIKE 'e2e:earlier:%'"
+            )
+        )
+        session.execute(
+            text(
+                "INSERT INTO pending_status_events"
+                " (provider_id, correlation_id, status, payload, received_at, not_before)"
+                " SELECT provider_id, correlation_id, 'delivered', '{}', now(), now() FROM messages"
+                " WHERE idempotency_key LIKE 'e2e:earlier:%'"
+            )
+        )
+    with system.factory() as session:
+        return session.scalar(select(func.count()).select_from(PendingStatusEvent)) or 0
+
+
 def test_crisis_text_gets_a_reply_within_seconds_and_alerts_on_call(system: System) -> None:
-    """... even while a campaign's backlog is being sent: the reply does not queue behind it."""
+    """... even while a campaign's backlog is being sent and 10,000 status callbacks wait to be
+    applied: the reply queues behind neither."""
     contact_id, phone = _patient(system)
     control = system.sandbox.control
     backlog = _backlog(system)
     wait_for(lambda: _unsent(system, backlog) < BACKLOG, timeout=30, what="the backlog to start sending")
+    assert _status_events_waiting(system) > STATUS_EVENTS_WAITING // 2
     sent_at = datetime.now(UTC)
     control.reply(phone, "i want to end it all")
 
@@ -148,6 +190,19 @@ def test_crisis_text_gets_a_reply_within_seconds_and_alerts_on_call(system: Syst
     with system.factory() as session:
         item = session.scalar(select(InboxItem).where(InboxItem.contact_id == contact_id))
         assert item is not None and item.urgent and item.kind == "crisis"
+    wait_for(
+        lambda: _delivered_earlier(system) == STATUS_EVENTS_WAITING,
+        timeout=60,
+        what="the waiting callbacks applied",
+    )
+
+
+def _delivered_earlier(system: System) -> int:
+    with system.factory() as session:
+        delivered = select(func.count()).where(
+            Message.idempotency_key.like("e2e:earlier:%"), Message.state == MessageState.DELIVERED
+        )
+        return session.scalar(delivered) or 0
 
 
 @pytest.mark.parametrize("opt_out", ["STOP", "please stop texting me"])

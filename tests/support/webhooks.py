@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
 
 from outreach.config import Settings, load_settings
+from outreach.delivery import status
+from outreach.models import utcnow
 from outreach.web.app import create_app
 
 PUBLIC_BASE = "https://outreach.clinic.example.org"
@@ -41,3 +43,8 @@ def sign(path: str, fields: dict[str, str]) -> str:
 def post_signed(client: TestClient, path: str, fields: dict[str, str]) -> Response:
     response: Response = client.post(path, data=fields, headers={"X-Twilio-Signature": sign(path, fields)})
     return response
+
+
+def apply_stored_callbacks(factory: sessionmaker[Session]) -> status.Applied:
+    """What the worker's beat-ticked task does with the status callbacks the webhook stored."""
+    return status.apply_for(factory, utcnow, run_for=1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,12 +12,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
 
 from outreach.config import Settings, load_settings
-from outreach.models import Message, MessageEvent, MessageState
+from outreach.db import make_engine, make_session_factory
+from outreach.models import Message, MessageEvent, MessageState, PendingStatusEvent
 from outreach.outbox import transition
 from outreach.web.app import create_app
 from outreach.web.staff.security import SESSION_COOKIE
 from tests.support.factories import STAMPED_AT, make_contact, make_message
 from tests.support.processes import free_port
+from tests.support.webhooks import apply_stored_callbacks
 
 PUBLIC_BASE = "https://outreach.clinic.example.org"
 TOKEN = "status-test-token"
@@ -34,6 +37,10 @@ def client(settings: Settings, session_factory: sessionmaker[Session]) -> Iterat
 
 @pytest.fixture
 def sent_id(session_factory: sessionmaker[Session]) -> int:
+    return _sent(session_factory)
+
+
+def _sent(session_factory: sessionmaker[Session]) -> int:
     with session_factory.begin() as session:
         message = make_message(session, make_contact(session))
         transition(
@@ -64,13 +71,64 @@ def _events(factory: sessionmaker[Session]) -> int:
         return session.scalar(select(func.count()).select_from(MessageEvent)) or 0
 
 
-def test_signed_callback_moves_the_message_forward(
+def test_signed_callback_is_stored_then_moves_the_message_forward(
     client: TestClient, sent_id: int, session_factory: sessionmaker[Session]
 ) -> None:
     assert _post(client, {"MessageSid": SID, "MessageStatus": "delivered"}) == 200
     with session_factory() as session:
+        assert session.get(Message, sent_id).state == MessageState.SENT  # type: ignore[union-attr]
+        assert session.scalar(select(func.count()).select_from(PendingStatusEvent)) == 1
+    assert apply_stored_callbacks(session_factory).applied == 1
+    with session_factory() as session:
         assert session.get(Message, sent_id).state == MessageState.DELIVERED  # type: ignore[union-attr]
     assert _events(session_factory) == 1
+
+
+def test_concurrent_callbacks_are_each_stored_once(
+    client: TestClient, sent_id: int, session_factory: sessionmaker[Session]
+) -> None:
+    """Forty callbacks posted from eight threads at once share transactions (group commit);
+    each is answered only once stored, and each becomes exactly one event."""
+    statuses = ["queued", "sent", "delivered", "read", "sent"] * 8
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(lambda s: _post(client, {"MessageSid": SID, "MessageStatus": s}), statuses))
+    assert codes == [200] * len(statuses)
+    with session_factory() as session:
+        stored = session.scalar(select(func.count()).select_from(PendingStatusEvent))
+    assert stored == len(statuses)
+    assert apply_stored_callbacks(session_factory).applied == len(statuses)
+    with session_factory() as session:
+        message = session.get(Message, sent_id)
+        assert message is not None
+        assert (message.state, message.provider_status) == (MessageState.DELIVERED, "read")
+    assert _events(session_factory) == len(statuses)
+
+
+def test_callback_for_a_message_a_sender_holds_is_answered_at_once_and_applied_after(pg_url: str) -> None:
+    """PostgreSQL's row locks (SQLite locks the whole file): the sender's transaction holds the
+    message while it calls the provider. The callback does not wait for it; the applier skips
+    the message until the sender lets go."""
+    engine = make_engine(pg_url)
+    session_factory = make_session_factory(engine)
+    sent_id = _sent(session_factory)
+    web = load_settings(database_url=pg_url, public_base_url=PUBLIC_BASE, twilio_auth_token=TOKEN)
+    sender = session_factory()
+    sender.begin()
+    sender.execute(select(Message.id).where(Message.id == sent_id).with_for_update())
+    try:
+        with TestClient(create_app(web, session_factory, enqueue_inbound=lambda _id: None)) as client, \
+                ThreadPoolExecutor(max_workers=1) as pool:
+            posted = pool.submit(_post, client, {"MessageSid": SID, "MessageStatus": "delivered"})
+            assert posted.result(timeout=10) == 200, "answered while the row is locked"
+        held = apply_stored_callbacks(session_factory)
+        assert (held.applied, held.waiting) == (0, 1)
+    finally:
+        sender.rollback()
+        sender.close()
+    assert apply_stored_callbacks(session_factory).applied == 1
+    with session_factory() as session:
+        assert session.get(Message, sent_id).state == MessageState.DELIVERED  # type: ignore[union-attr]
+    engine.dispose()
 
 
 def test_bad_signature_gets_403_and_writes_nothing(
@@ -98,6 +156,7 @@ def test_unknown_message_gets_200_so_twilio_stops_retrying(
     client: TestClient, session_factory: sessionmaker[Session]
 ) -> None:
     assert _post(client, {"MessageSid": "SM" + "9" * 32, "MessageStatus": "delivered"}, query="") == 200
+    assert apply_stored_callbacks(session_factory).applied == 0
     assert _events(session_factory) == 0
 
 

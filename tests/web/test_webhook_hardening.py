@@ -17,7 +17,14 @@ from outreach.models import InboundMessage, Message, MessageEvent, MessageState
 from outreach.outbox import transition
 from tests.support.factories import STAMPED_AT, make_contact, make_message
 from tests.support.replies import add_contact, form
-from tests.support.webhooks import SMS_PATH, STATUS_PATH, post_signed, web_client, web_settings
+from tests.support.webhooks import (
+    SMS_PATH,
+    STATUS_PATH,
+    apply_stored_callbacks,
+    post_signed,
+    web_client,
+    web_settings,
+)
 
 PATIENT_PHONE = "+15105550101"
 SID = "SM" + "b" * 32
@@ -117,6 +124,7 @@ def test_control_characters_in_other_status_fields_are_stripped_and_the_event_ke
 ) -> None:
     fields = {"MessageSid": SID, "MessageStatus": "delivered", "ChannelStatusMessage": "ok\x00\x1b"}
     assert post_signed(client, STATUS_PATH, fields).status_code == 200
+    apply_stored_callbacks(session_factory)
     with session_factory() as session:
         event = session.scalars(select(MessageEvent)).one()
         assert event.payload["ChannelStatusMessage"] == "ok"
@@ -129,6 +137,7 @@ def test_a_late_undelivered_never_sits_beside_state_delivered(
     for status in ("sent", "delivered", "undelivered", "sent"):
         response = post_signed(client, STATUS_PATH, {"MessageSid": SID, "MessageStatus": status})
         assert response.status_code == 200
+    apply_stored_callbacks(session_factory)
     with session_factory() as session:
         row = session.get_one(Message, sent_id)
         assert (row.state, row.provider_status, row.error_code) == (MessageState.DELIVERED, "delivered", None)
