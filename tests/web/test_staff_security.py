@@ -156,6 +156,12 @@ def test_pages_carry_a_content_security_policy_without_inline_script(client: Tes
     for path in ("/login", "/", "/static/style.css"):
         response = client.get(path)
         assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["referrer-policy"] == "same-origin"
+        # A patient page must not stay in a shared computer's cache; the style sheet may.
+        html = response.headers["content-type"].startswith("text/html")
+        assert (response.headers.get("cache-control") == "no-store") == html, path
     assert "'unsafe-inline'" not in CONTENT_SECURITY_POLICY
     page = client.get("/").text
     assert "<script>" not in page and "style=" not in page

@@ -24,7 +24,7 @@ from outreach.web.staff import (
     user_pages,
 )
 from outreach.web.staff.rendering import render
-from outreach.web.staff.security import SESSION_COOKIE, NotSignedIn, login_redirect, security_headers
+from outreach.web.staff.security import SESSION_COOKIE, NotSignedIn, SecurityHeaders, login_redirect
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 ROUTERS = (
@@ -49,7 +49,7 @@ def mount(app: FastAPI) -> None:
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.middleware("http")(security_headers)
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(NotSignedIn)
     def _sign_in_first(request: Request, exc: NotSignedIn) -> Response:
