@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench import (
     api_bench,
+    callbacks_bench,
     crisis_bench,
     delivery_bench,
     enroll_bench,
@@ -49,6 +50,10 @@ BENCHES: list[tuple[str, Bench]] = [
             else delivery_bench.pairs()
         ),
     ),
+    (
+        "callbacks",
+        lambda quick: callbacks_bench.pairs(2_000, 10.0) if quick else callbacks_bench.pairs(),
+    ),
     ("ratelimit", lambda quick: [] if quick else delivery_bench.limiter_pairs()),
     ("crisis", lambda quick: crisis_bench.pairs(2_000, 3) if quick else crisis_bench.pairs()),
     ("memory", lambda quick: memory_bench.pairs(50_000, 2, 2_000) if quick else memory_bench.pairs()),
@@ -76,11 +81,11 @@ GOALS = {
     "worker memory": "<= 150 MB per process, flat",
     "status callbacks, 1 process": ">= 1,000 req/s, p99 <= 50 ms",
     "inbound SMS, 1 process": ">= 1,000 req/s, p99 <= 50 ms",
+    "throughput, status callbacks on": ">= 1,000 msgs/s, each delivered <= 5 s",
+    "crisis reply, callbacks on": "<= 2 s",
 }
 # Goals that no benchmark measures yet: listed so the table shows the gap.
-NOT_MEASURED = [
-    ("delivery", "throughput, status callbacks on", ">= 1,000 msgs/s, each delivered <= 5 s"),
-]
+NOT_MEASURED: list[tuple[str, str, str]] = []
 
 
 def machine() -> dict[str, object]:

@@ -17,6 +17,7 @@ GROUPS: tuple[tuple[str, str], ...] = (
     ("workers", "celery -A worker worker"),
     ("beat", "celery -A worker beat"),
     ("sandbox", " sandbox --host"),
+    ("web", "outreach.cli.app serve"),
     ("postgres", "postgres"),
     ("redis", "redis-server"),
 )

@@ -179,6 +179,8 @@ class Settings(BaseSettings):
     sandbox_host: str = "127.0.0.1"
     sandbox_callback_delay: float = 0.2
     sandbox_status_callbacks: bool = True
+    # How many callbacks the sandbox posts at once (Twilio posts from many connections).
+    sandbox_callback_workers: int = Field(default=4, ge=1, le=256)
     sandbox_opt_out_auto_reply: bool = True
     web_host: str = "127.0.0.1"
     # Staff web app: a signed-in browser is signed out after this long without a request.

@@ -35,7 +35,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from outreach.models import InboundClass, InboxItem, InboxState, Message, MessageState
+from outreach.models import InboundClass, InboxItem, InboxState, Message, MessageState, PendingStatusEvent
 
 PROVIDER_CALLS = Counter(
     "outreach_provider_calls", "Provider send calls, by channel and outcome.", ["channel", "outcome"]
@@ -124,6 +124,7 @@ class StateCollector(Collector):
                     Message.state == MessageState.SCHEDULED, Message.due_at <= now
                 )
             )
+            oldest_callback = session.scalar(select(func.min(PendingStatusEvent.received_at)))
             crisis_count, oldest_crisis = session.execute(
                 select(func.count(), func.min(InboxItem.created_at)).where(
                     InboxItem.kind == "crisis", InboxItem.state != InboxState.HANDLED
@@ -137,6 +138,13 @@ class StateCollector(Collector):
                 "outreach_oldest_due_seconds",
                 "How late the oldest due, unclaimed message is (0: none waiting).",
                 _age(now, oldest_due),
+            )
+        )
+        metrics.append(
+            _gauge(
+                "outreach_status_callbacks_waiting_seconds",
+                "Age of the oldest status callback stored but not yet applied (0: none).",
+                _age(now, oldest_callback),
             )
         )
         metrics.append(

@@ -45,7 +45,7 @@ class Sandbox:
             ),
             clock=clock.from_settings(settings),
         )
-        self.progression = StatusProgression(self.state, token)
+        self.progression = StatusProgression(self.state, token, workers=settings.sandbox_callback_workers)
         self.inbound = InboundSender(
             self.state,
             public_base_url=settings.public_base_url,

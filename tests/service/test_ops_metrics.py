@@ -10,7 +10,9 @@ from prometheus_client.registry import REGISTRY
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach.channels import DeliveryError
+from outreach.channels.twilio import callbacks
 from outreach.config import Settings
+from outreach.delivery import status
 from outreach.delivery.claim import claim_due
 from outreach.delivery.send import NoLimit, Services, send_message
 from outreach.models import InboxItem, InboxState, MessageState
@@ -172,3 +174,17 @@ def test_handling_a_crisis_item_records_how_long_it_waited(session_factory: sess
         inbox.mark_handled(session, item.id, "nurse", NOW + timedelta(hours=1))  # already handled: not again
 
     assert (within("300.0") - before[0], within("900.0") - before[1]) == (0, 1)
+
+
+def test_status_callbacks_not_yet_applied_show_how_long_they_have_waited(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """A stopped worker shows as callbacks growing old (the StatusCallbacksNotApplied alert)."""
+    def collector() -> StateCollector:
+        return StateCollector(session_factory, lambda: NOW, None)
+
+    assert _scrape(collector())["outreach_status_callbacks_waiting_seconds"] == 0
+    event = callbacks.parse_status_callback({"MessageSid": "SM" + "a" * 32, "MessageStatus": "sent"}, None)
+    with session_factory.begin() as session:
+        status.store(session, [(event, NOW - timedelta(minutes=4)), (event, NOW - timedelta(minutes=1))])
+    assert _scrape(collector())["outreach_status_callbacks_waiting_seconds"] == 240
