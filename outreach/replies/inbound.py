@@ -64,7 +64,10 @@ def store_inbound(
     _validate(form)
     sender = normalise_phone(form["From"])
     contacts = outbox.lock_contacts(session, contacts_with_phone_ids(session, sender))
-    inbound_id = _insert_once(session, form, sender, now)
+    opted_out = any(effects.sms_opted_out(session, c.id) for c in contacts)
+    # Classified before the insert, so the row is written once, classification included.
+    result = classify(form["Body"], _opt_out_type(form), sender_opted_out=opted_out)
+    inbound_id = _insert_once(session, form, sender, now, result.classification)
     if inbound_id is None:
         existing = session.scalars(
             select(InboundMessage).where(InboundMessage.provider_sid == form["MessageSid"].strip())
@@ -76,22 +79,28 @@ def store_inbound(
             tuple(c.id for c in contacts),
             needs_processing=existing.processed_at is None,
         )
-    inbound = session.get_one(InboundMessage, inbound_id)
-    opted_out = any(effects.sms_opted_out(session, c.id) for c in contacts)
-    result = classify(inbound.body, inbound.opt_out_type, sender_opted_out=opted_out)
-    inbound.classification = result.classification
-    if result.classification == InboundClass.OPT_OUT or result.has(ALSO_OPT_OUT):
-        effects.opt_out(session, contacts, inbound, now)
-    elif result.classification == InboundClass.OPT_IN:
-        effects.opt_in(session, contacts, inbound, now)
-    if result.classification == InboundClass.CRISIS:
-        effects.pause_for_crisis(session, contacts, inbound, now)
-    session.flush()
+    if result.classification in _IMMEDIATE or result.has(ALSO_OPT_OUT):
+        inbound = session.get_one(InboundMessage, inbound_id)
+        if result.classification == InboundClass.OPT_OUT or result.has(ALSO_OPT_OUT):
+            effects.opt_out(session, contacts, inbound, now)
+        elif result.classification == InboundClass.OPT_IN:
+            effects.opt_in(session, contacts, inbound, now)
+        if result.classification == InboundClass.CRISIS:
+            effects.pause_for_crisis(session, contacts, inbound, now)
+        session.flush()
     metrics.count_inbound(result.classification)
-    log.info("inbound %s stored: %s (%s)", inbound.id, result.classification, result.rule)
+    log.info("inbound %s stored: %s (%s)", inbound_id, result.classification, result.rule)
     return StoreResult(
-        "stored", inbound.id, str(result.classification), tuple(c.id for c in contacts), True
+        "stored", inbound_id, str(result.classification), tuple(c.id for c in contacts), True
     )
+
+
+# What must hold the moment a text is stored, not when its task runs (module docstring).
+_IMMEDIATE = frozenset({InboundClass.OPT_OUT, InboundClass.OPT_IN, InboundClass.CRISIS})
+
+
+def _opt_out_type(form: Mapping[str, str]) -> str | None:
+    return (form.get("OptOutType") or "").strip().upper() or None
 
 
 def process_inbound(session: Session, settings: Settings, inbound_id: int, now: datetime) -> list[str]:
@@ -178,7 +187,9 @@ def _validate(form: Mapping[str, str]) -> None:
             raise MalformedInbound(field, f"is longer than {limit} characters")
 
 
-def _insert_once(session: Session, form: Mapping[str, str], sender: str, now: datetime) -> int | None:
+def _insert_once(
+    session: Session, form: Mapping[str, str], sender: str, now: datetime, classification: str
+) -> int | None:
     """Insert the message unless its MessageSid is known; the new id, or None for a duplicate.
 
     ON CONFLICT DO NOTHING rather than check-then-insert: two deliveries racing each other
@@ -192,7 +203,8 @@ def _insert_once(session: Session, form: Mapping[str, str], sender: str, now: da
             from_address=sender,
             to_address=form["To"].strip(),
             body=form["Body"],
-            opt_out_type=(form.get("OptOutType") or "").strip().upper() or None,
+            opt_out_type=_opt_out_type(form),
+            classification=classification,
             received_at=now,
         )
         .on_conflict_do_nothing(index_elements=["provider_sid"])
