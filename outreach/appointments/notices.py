@@ -59,8 +59,9 @@ def _waiting_notice(
             Appointment.status.in_(sorted(LIVE_STATUSES)),
         )
         .order_by(Message.due_at, Message.id)
-    ).all()
-    return candidates[0] if candidates else None
+        .limit(1)
+    )
+    return candidates.first()
 
 
 def _extend_notice(session: Session, waiting: Message, plan: Planned, now: datetime) -> Outcome:

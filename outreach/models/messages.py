@@ -158,11 +158,13 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
+    # Loaded when read (one message's detail page), not with every message: selected with
+    # each row of every claim, send, booking and list, they cost two queries per statement.
     attempts_log: Mapped[list[MessageAttempt]] = relationship(
-        order_by="MessageAttempt.id", lazy="selectin", cascade="all, delete-orphan"
+        order_by="MessageAttempt.id", lazy="select", cascade="all, delete-orphan"
     )
     events: Mapped[list[MessageEvent]] = relationship(
-        order_by="MessageEvent.id", lazy="selectin", cascade="all, delete-orphan"
+        order_by="MessageEvent.id", lazy="select", cascade="all, delete-orphan"
     )
 
 

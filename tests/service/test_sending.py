@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from outreach.channels import DeliveryError, Effect, Outgoing
 from outreach.config import Settings, load_settings
@@ -46,8 +46,9 @@ def _queued(factory: sessionmaker[Session], **kwargs: object) -> int:
 
 
 def _get(factory: sessionmaker[Session], message_id: int) -> Message:
+    """The message with its attempts, readable after the session is gone."""
     with factory() as session:
-        message = session.get(Message, message_id)
+        message = session.get(Message, message_id, options=[selectinload(Message.attempts_log)])
         assert message is not None
         return message
 

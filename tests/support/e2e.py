@@ -16,7 +16,7 @@ import pytest
 from celery import Celery
 from pydantic import SecretStr
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from outreach.celeryapp import make_celery
 from outreach.config import Settings, load_settings
@@ -93,8 +93,13 @@ class System:
         self.celery.send_task(name, kwargs=kwargs)
 
     def message(self, message_id: int) -> Message:
+        """The message with its attempts and events, readable after the session is gone."""
         with self.factory() as session:
-            message = session.get(Message, message_id)
+            message = session.get(
+                Message,
+                message_id,
+                options=[selectinload(Message.attempts_log), selectinload(Message.events)],
+            )
             assert message is not None
             return message
 
