@@ -17,13 +17,13 @@ from typing import Any, Literal
 import phonenumbers
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from outreach import outbox
 from outreach.config import Settings
 from outreach.delivery import claim
 from outreach.errors import OutreachError
-from outreach.models import Contact, InboundClass, InboundMessage
+from outreach.models import Category, Channel, Consent, ConsentState, Contact, InboundClass, InboundMessage
 from outreach.ops import metrics
 from outreach.replies import effects, handlers, responses
 from outreach.replies.classify import ALSO_OPT_OUT, Classification, classify
@@ -63,8 +63,9 @@ def store_inbound(
     """Store one inbound SMS and apply its immediate effects. Raises ``MalformedInbound``."""
     _validate(form)
     sender = normalise_phone(form["From"])
-    contacts = outbox.lock_contacts(session, contacts_with_phone_ids(session, sender))
-    opted_out = any(effects.sms_opted_out(session, c.id) for c in contacts)
+    senders = _lock_senders(session, sender)
+    contact_ids = tuple(senders)
+    opted_out = any(state is not None and state != ConsentState.GRANTED for state in senders.values())
     # Classified before the insert, so the row is written once, classification included.
     result = classify(form["Body"], _opt_out_type(form), sender_opted_out=opted_out)
     inbound_id = _insert_once(session, form, sender, now, result.classification)
@@ -76,10 +77,12 @@ def store_inbound(
             "duplicate",
             existing.id,
             existing.classification or "",
-            tuple(c.id for c in contacts),
+            contact_ids,
             needs_processing=existing.processed_at is None,
         )
     if result.classification in _IMMEDIATE or result.has(ALSO_OPT_OUT):
+        # Locked above; the effects work on the mapped contacts.
+        contacts = [session.get_one(Contact, contact_id) for contact_id in contact_ids]
         inbound = session.get_one(InboundMessage, inbound_id)
         if result.classification == InboundClass.OPT_OUT or result.has(ALSO_OPT_OUT):
             effects.opt_out(session, contacts, inbound, now)
@@ -90,13 +93,32 @@ def store_inbound(
         session.flush()
     metrics.count_inbound(result.classification)
     log.info("inbound %s stored: %s (%s)", inbound_id, result.classification, result.rule)
-    return StoreResult(
-        "stored", inbound_id, str(result.classification), tuple(c.id for c in contacts), True
-    )
+    return StoreResult("stored", inbound_id, str(result.classification), contact_ids, True)
 
 
 # What must hold the moment a text is stored, not when its task runs (module docstring).
 _IMMEDIATE = frozenset({InboundClass.OPT_OUT, InboundClass.OPT_IN, InboundClass.CRISIS})
+
+
+def _lock_senders(session: Session, phone: str) -> dict[int, str | None]:
+    """Lock the contacts with this phone (in id order, as ``outbox.lock_contacts`` does, so two
+    lockers never deadlock) and read each one's SMS care consent, in one statement: the
+    opt-out test (``effects.sms_opted_out``) without loading a mapped contact per reply."""
+    care = aliased(Consent)
+    query = (
+        select(Contact.id, care.state)
+        .outerjoin(
+            care,
+            (care.contact_id == Contact.id)
+            & (care.channel == str(Channel.SMS))
+            & (care.category == str(Category.CARE)),
+        )
+        .where(Contact.phone == phone)
+        .order_by(Contact.id)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(of=Contact)
+    return {contact_id: state for contact_id, state in session.execute(query)}
 
 
 def _opt_out_type(form: Mapping[str, str]) -> str | None:
