@@ -1,7 +1,8 @@
 """Fault tests: kill workers (at chosen and at random points), restart Redis, drop database
 connections and restart the database server, run two beats, provider 429s, 500s, timeouts and
 hangs, duplicate and reordered status callbacks, the web process killed while texts arrive,
-the worker killed while status callbacks wait to be applied.
+the worker killed while status callbacks wait to be applied, the web process killed while they
+arrive.
 
 After each, the sandbox's accept counts show no message sent twice, every message ends sent
 (here nothing fails for good), helped only by the sweeps beat would run anyway, and no status
@@ -16,6 +17,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -345,13 +347,7 @@ def test_worker_killed_while_status_callbacks_wait_applies_each_once(pg_url: str
         for n in range(CALLBACKS_PER_MESSAGE):
             if n == CALLBACKS_PER_MESSAGE // 3:
                 system.processes.kill("worker1", signal.SIGKILL)
-            for message_id in ids:
-                message = system.message(message_id)
-                form = {"MessageSid": str(message.provider_id), "MessageStatus": "read",
-                        "AccountSid": TEST_ACCOUNT_SID}
-                answered.append(
-                    _signed_post(system, f"/webhooks/twilio/status?c={message.correlation_id}", form)
-                )
+            answered += [_post_read(system, message_id) for message_id in ids]
         assert answered == [200] * len(answered), "stored and answered with no worker running"
         assert _waiting_callbacks(system) > 0
         system.processes.start_worker("worker1")
@@ -380,3 +376,48 @@ def _events_of(system: System, message_id: int) -> int:
 def _waiting_callbacks(system: System) -> int:
     with system.factory() as session:
         return len(session.scalars(select(PendingStatusEvent.id)).all())
+
+
+def test_web_killed_while_status_callbacks_arrive_loses_none_it_answered(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A 200 for a status callback means it was committed (the group commit answers after its
+    transaction). SIGKILL the web process while `read` callbacks arrive: every one answered 200
+    is applied; those that got no answer are posted again, as Twilio retries; no status moves
+    back."""
+    with running_system(pg_url, tmp_path) as system:
+        ids = _delivered(system, 20)
+        before = {i: _events_of(system, i) for i in ids}
+        posted = ids * 3
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = [pool.submit(_post_read, system, message_id) for message_id in posted]
+            wait_for(lambda: sum(r.done() for r in results) >= len(ids), timeout=60,
+                     what="the first callbacks answered")
+            system.processes.kill("web", signal.SIGKILL)
+            codes = [r.result() for r in results]
+        answered = {i: sum(1 for m, c in zip(posted, codes, strict=True) if m == i and c == 200) for i in ids}
+        unanswered = [m for m, c in zip(posted, codes, strict=True) if c != 200]
+        system.processes.start_web(system.settings.web_port)
+        assert unanswered, "the kill landed while callbacks arrived"
+        retried = [_post_read(system, message_id) for message_id in unanswered]
+        assert retried == [200] * len(unanswered)
+        wait_for(lambda: _waiting_callbacks(system) == 0, timeout=60, what="every callback applied")
+        applied = {i: _events_of(system, i) - before[i] for i in ids}
+        line = faults.FaultLine(
+            "web SIGKILL while status callbacks arrive",
+            scheduled=sum(answered.values()) + len(unanswered),
+            accepts=sum(applied.values()),
+            duplicates=0,
+            lost=sum(max(0, answered[i] + unanswered.count(i) - applied[i]) for i in ids),
+            regressions=sum(system.message(i).state != MessageState.DELIVERED for i in ids),
+            note="status callbacks: answered or retried / events applied",
+        )
+        faults.record(line)
+        assert line.ok, line
+        assert all(system.message(i).provider_status == "read" for i in ids)
+
+
+def _post_read(system: System, message_id: int) -> int:
+    message = system.message(message_id)
+    form = {"MessageSid": str(message.provider_id), "MessageStatus": "read", "AccountSid": TEST_ACCOUNT_SID}
+    return _signed_post(system, f"/webhooks/twilio/status?c={message.correlation_id}", form)
