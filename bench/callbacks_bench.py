@@ -28,13 +28,13 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from bench import cpu, delivery_bench
-from bench.crisis_bench import CRISIS_TEXT, _crisis_replies
+from bench.crisis_bench import crisis_reply_seconds, wait_until_sending
 from bench.delivery_bench import Bench, WorkerSpec
 from bench.stats import percentile
 from outreach.db import make_engine, make_session_factory
@@ -98,23 +98,11 @@ def _waiting_callbacks(bench: Bench) -> int:
 
 def _blast(bench: Bench, messages: int, window: float, phone: str) -> Figures:
     tag = bench.tag("callbacks")
-    delivery_bench._insert(bench, tag, [utcnow() + timedelta(days=1)] * messages)
-    due = utcnow() + timedelta(seconds=2)
-    with bench.factory.begin() as session:
-        moved = update(Message).where(delivery_bench._of(bench, tag)).values(due_at=due)
-        session.execute(moved.execution_options(synchronize_session=False))
+    due = delivery_bench._fall_due(bench, tag, messages, timedelta(seconds=2))
     closes = due + timedelta(seconds=window)
-
-    def sending() -> bool:
-        return bool(delivery_bench._states(bench, tag).get(MessageState.SENT, 0))
-
     cpu_before = cpu.snapshot()
-    wait_for(sending, timeout=30, interval=0.05, what=f"{tag} to start sending")
-    texted = datetime.now(UTC)
-    answer = bench.control.reply(phone, CRISIS_TEXT)
-    if answer.webhook_status != 200:
-        raise RuntimeError(f"the inbound webhook answered {answer.webhook_status}: {answer.error}")
-    reply = wait_for(lambda: _crisis_replies(bench, phone), timeout=60, interval=0.02, what="the reply")[0]
+    wait_until_sending(bench, tag)
+    crisis = crisis_reply_seconds(bench, phone)
 
     def done() -> bool:
         states = delivery_bench._states(bench, tag)
@@ -137,8 +125,7 @@ def _blast(bench: Bench, messages: int, window: float, phone: str) -> Figures:
     received = _callback_times(bench, tag)
     last = delivery_bench._last_sent_at(bench, tag)
     seconds = (last - due).total_seconds() if sent == messages else window
-    return Figures(messages, sent, seconds, delivered, received, not_delivered,
-                   (reply.accepted_at - texted).total_seconds(), load, used)
+    return Figures(messages, sent, seconds, delivered, received, not_delivered, crisis, load, used)
 
 
 def run(

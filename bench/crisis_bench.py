@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from bench import delivery_bench
 from bench.delivery_bench import PENDING, Bench, WorkerSpec
 from bench.stats import percentile
 from outreach.db import make_engine, make_session_factory
 from outreach.migrate import upgrade
-from outreach.models import Contact, Message, MessageState, utcnow
+from outreach.models import Contact, Message, MessageState
 from outreach.sandbox.control import SandboxMessage
 from tests.support import services
 from tests.support.processes import free_port
@@ -62,26 +62,33 @@ def _waiting(bench: Bench, tag: str) -> int:
 
 def _trial(bench: Bench, messages: int, phone: str) -> Trial:
     tag = bench.tag("blast")
-    delivery_bench._insert(bench, tag, [utcnow() + timedelta(days=1)] * messages)
-    due = utcnow() + timedelta(seconds=1)
-    with bench.factory.begin() as session:
-        moved = update(Message).where(delivery_bench._of(bench, tag)).values(due_at=due)
-        session.execute(moved.execution_options(synchronize_session=False))
+    delivery_bench._fall_due(bench, tag, messages, timedelta(seconds=1))
+    wait_until_sending(bench, tag)
+    seconds = crisis_reply_seconds(bench, phone)
+    waiting = _waiting(bench, tag)
+    delivery_bench._stop_leftovers(bench, tag)
+    bench.control.reset()
+    return Trial(seconds, waiting)
+
+
+def wait_until_sending(bench: Bench, tag: str) -> None:
+    """Until the first message of ``tag`` is recorded sent."""
 
     def sending() -> bool:
         return delivery_bench._states(bench, tag).get(MessageState.SENT, 0) > 0
 
     wait_for(sending, timeout=30, interval=0.05, what=f"{tag} to start sending")
+
+
+def crisis_reply_seconds(bench: Bench, phone: str) -> float:
+    """Text crisis language from ``phone``; seconds from the text leaving the phone to the
+    provider accepting the crisis reply."""
     texted = datetime.now(UTC)
     result = bench.control.reply(phone, CRISIS_TEXT)
     if result.webhook_status != 200:
         raise RuntimeError(f"the inbound webhook answered {result.webhook_status}: {result.error}")
     replies = wait_for(lambda: _crisis_replies(bench, phone), timeout=60, interval=0.02, what="the reply")
-    reply = replies[0]
-    waiting = _waiting(bench, tag)
-    delivery_bench._stop_leftovers(bench, tag)
-    bench.control.reset()
-    return Trial((reply.accepted_at - texted).total_seconds(), waiting)
+    return (replies[0].accepted_at - texted).total_seconds()
 
 
 def run(

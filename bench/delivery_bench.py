@@ -182,6 +182,19 @@ def _insert(bench: Bench, tag: str, due_ats: Sequence[datetime]) -> None:
         session.execute(text("ANALYZE messages, message_attempts"))
 
 
+def _fall_due(bench: Bench, tag: str, messages: int, ahead: timedelta) -> datetime:
+    """``messages`` rows that all fall due at once, ``ahead`` from now; returns that instant.
+
+    Inserting 20,000 rows takes seconds: they go in far in the future, then one UPDATE makes
+    them due, so a measurement starts at a known instant with every row committed."""
+    _insert(bench, tag, [utcnow() + timedelta(days=1)] * messages)
+    due = utcnow() + ahead
+    with bench.factory.begin() as session:
+        moved = update(Message).where(_of(bench, tag)).values(due_at=due)
+        session.execute(moved.execution_options(synchronize_session=False))
+    return due
+
+
 def _of(bench: Bench, tag: str) -> ColumnElement[bool]:
     """The rows of one phase (ids are consecutive: one multi-row insert each)."""
     low, high = bench.ranges[tag]
@@ -331,15 +344,9 @@ def _throughput(bench: Bench, workers: int, messages: int, window: float) -> Thr
     _warm_up(bench)
     bench.control.reset()
     tag = bench.tag("tp")
-    # Inserting 20,000 rows takes seconds: insert them far in the future, then make them all
-    # due a moment ahead in one UPDATE, so the measured span starts at a known instant with
-    # the rows committed (inserting them already "due in 0.5 s" made them visible only after
-    # their due instant, and the window started with seconds lost).
-    _insert(bench, tag, [utcnow() + timedelta(days=1)] * messages)
-    due = utcnow() + timedelta(seconds=2)
-    with bench.factory.begin() as session:
-        moved = update(Message).where(_of(bench, tag)).values(due_at=due)
-        session.execute(moved.execution_options(synchronize_session=False))
+    # (Inserting them already "due in 0.5 s" made them visible only after their due instant,
+    # and the window started with seconds lost.)
+    due = _fall_due(bench, tag, messages, timedelta(seconds=2))
     if utcnow() >= due:
         raise RuntimeError(f"{tag}: the rows became due before they were committed; the window starts late")
     closes = due + timedelta(seconds=window)

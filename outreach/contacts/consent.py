@@ -26,6 +26,13 @@ from outreach.models import (
 ConsentView = Literal["granted", "revoked", "none"]
 
 
+def view_of(state: str | None) -> ConsentView:
+    """A consent row's state as staff and the checks see it; ``None`` is no row at all."""
+    if state is None:
+        return "none"
+    return "granted" if state == ConsentState.GRANTED else "revoked"
+
+
 @dataclass(frozen=True)
 class Evidence:
     """How a consent change came about: what was shown or said, by which route, by whom."""
@@ -113,9 +120,7 @@ def state_of(
     session: Session, contact_id: int, channel: Channel | str, category: Category | str
 ) -> ConsentView:
     row = session.get(Consent, (contact_id, str(channel), str(category)))
-    if row is None:
-        return "none"
-    return "granted" if row.state == ConsentState.GRANTED else "revoked"
+    return view_of(row.state if row is not None else None)
 
 
 def has_consent(
@@ -130,7 +135,7 @@ def summary(session: Session, contact_id: int) -> dict[str, dict[str, ConsentVie
         str(ch): {str(cat): "none" for cat in Category} for ch in Channel
     }
     for row in session.scalars(select(Consent).where(Consent.contact_id == contact_id)):
-        view[row.channel][row.category] = "granted" if row.state == ConsentState.GRANTED else "revoked"
+        view[row.channel][row.category] = view_of(row.state)
     return view
 
 

@@ -354,7 +354,7 @@ def _documents(session: Session, contacts: Sequence[_ContactRow]) -> list[dict[s
             among(postgres, Consent.contact_id, ids)
         )
     ):
-        views[contact_id][channel][category] = "granted" if state == ConsentState.GRANTED else "revoked"
+        views[contact_id][channel][category] = consent.view_of(state)
     shared = shared_phones(session, (c.phone for c in contacts))
     return [
         {

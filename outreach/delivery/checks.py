@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from outreach.campaigns.reports import PAUSED_REASON
 from outreach.closures import campaign_policy, load_closures
 from outreach.config import Settings
+from outreach.contacts import consent
 from outreach.delivery import caps
 from outreach.delivery.conversation import conversational_window_open, last_inbound_times
 from outreach.models import (
@@ -34,7 +35,6 @@ from outreach.models import (
     Category,
     Channel,
     Consent,
-    ConsentState,
     Contact,
     Enrollment,
     EnrollmentState,
@@ -92,10 +92,7 @@ class Facts:
     last_inbound: dict[str, datetime] = field(default_factory=dict)  # by phone number
 
     def consent(self, contact_id: int, channel: str, category: str) -> str:
-        state = self.consents.get((contact_id, channel, category))
-        if state is None:
-            return "none"
-        return "granted" if state == ConsentState.GRANTED else "revoked"
+        return consent.view_of(self.consents.get((contact_id, channel, category)))
 
     def counted_send(self, message: Message, now: datetime) -> None:
         """A counted message of this batch is about to go: the batch's later ones must see it."""

@@ -97,15 +97,23 @@ _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 
 @dataclass
 class Applied:
-    """What one batch did: events applied, left for a locked message, dropped as unknown."""
+    """What one batch did: events applied, left for a locked message, set aside until their
+    message is found, dropped as unknown."""
 
     applied: int = 0
     waiting: int = 0
+    set_aside: int = 0
     dropped: int = 0
 
     @property
     def seen(self) -> int:
-        return self.applied + self.waiting + self.dropped
+        return self.applied + self.waiting + self.set_aside + self.dropped
+
+    def add(self, other: Applied) -> None:
+        self.applied += other.applied
+        self.waiting += other.waiting
+        self.set_aside += other.set_aside
+        self.dropped += other.dropped
 
 
 def store(session: Session, received: Sequence[tuple[StatusEvent, datetime]]) -> None:
@@ -139,14 +147,18 @@ def apply_pending(session: Session, now: datetime, limit: int = BATCH_SIZE) -> A
     if not pending:
         return Applied()
     owner = _owners(session, pending)
-    # The messages alone (not their attempts and earlier events), and only those no sender
-    # holds: a locked one's events wait for the next batch instead of holding this one up.
-    locked = session.scalars(
-        select(Message)
-        .where(Message.id.in_(set(owner.values())))
-        .with_for_update(skip_locked=True)
-        .options(lazyload("*"))
-    ).all()
+    # Only the messages no sender holds: a locked one's events wait for the next batch
+    # instead of holding this one up.
+    locked = (
+        session.scalars(
+            select(Message)
+            .where(Message.id.in_(set(owner.values())))
+            .with_for_update(skip_locked=True)
+            .options(lazyload("*"))
+        ).all()
+        if owner
+        else []
+    )
     messages = {message.id: message for message in locked}
     result = Applied()
     done: list[int] = []
@@ -167,7 +179,7 @@ def apply_pending(session: Session, now: datetime, limit: int = BATCH_SIZE) -> A
         if step.failed_by is not None:
             _after_delivery_failure(session, messages[message_id], step.failed_by, now)
     result.applied = len(done)
-    result.dropped = _set_aside(session, unmatched, now)
+    result.set_aside, result.dropped = _set_aside(session, unmatched, now)
     if done:
         session.execute(delete(_PENDING).where(_PENDING.c.id.in_(done)))
     return result
@@ -180,10 +192,11 @@ def apply_for(factory: sessionmaker[Session], clock: Callable[[], datetime], run
     while True:
         with factory() as session, session.begin():
             batch = apply_pending(session, clock())
-        total.applied += batch.applied
-        total.waiting += batch.waiting
-        total.dropped += batch.dropped
-        if batch.seen < BATCH_SIZE or time.monotonic() >= deadline:
+        total.add(batch)
+        # A full batch of callbacks for messages senders hold would be taken again at once,
+        # the same rows; the next tick comes soon enough.
+        stuck = batch.waiting == batch.seen
+        if batch.seen < BATCH_SIZE or stuck or time.monotonic() >= deadline:
             return total
 
 
@@ -207,8 +220,9 @@ def _owners(session: Session, pending: Sequence[Row[Any]]) -> dict[int, int]:
     return owner
 
 
-def _set_aside(session: Session, unmatched: Sequence[Row[Any]], now: datetime) -> int:
-    """Look again later at events whose message is not found; drop those past the grace."""
+def _set_aside(session: Session, unmatched: Sequence[Row[Any]], now: datetime) -> tuple[int, int]:
+    """Look again later at events whose message is not found; drop those past the grace.
+    Returns how many were set aside and how many dropped."""
     expired = [e.id for e in unmatched if now - e.received_at >= UNMATCHED_GRACE]
     later = [e.id for e in unmatched if now - e.received_at < UNMATCHED_GRACE]
     if expired:
@@ -217,7 +231,7 @@ def _set_aside(session: Session, unmatched: Sequence[Row[Any]], now: datetime) -
         session.execute(
             update(_PENDING).where(_PENDING.c.id.in_(later)).values(not_before=now + UNMATCHED_RETRY)
         )
-    return len(expired)
+    return len(later), len(expired)
 
 
 @dataclass

@@ -124,7 +124,13 @@ class StateCollector(Collector):
                     Message.state == MessageState.SCHEDULED, Message.due_at <= now
                 )
             )
-            oldest_callback = session.scalar(select(func.min(PendingStatusEvent.received_at)))
+            # Callbacks no worker has looked at yet; one whose message was not found is set
+            # aside (``not_before`` moved on) and dropped within minutes anyway.
+            oldest_callback = session.scalar(
+                select(func.min(PendingStatusEvent.received_at)).where(
+                    PendingStatusEvent.not_before == PendingStatusEvent.received_at
+                )
+            )
             crisis_count, oldest_crisis = session.execute(
                 select(func.count(), func.min(InboxItem.created_at)).where(
                     InboxItem.kind == "crisis", InboxItem.state != InboxState.HANDLED
@@ -143,7 +149,7 @@ class StateCollector(Collector):
         metrics.append(
             _gauge(
                 "outreach_status_callbacks_waiting_seconds",
-                "Age of the oldest status callback stored but not yet applied (0: none).",
+                "Age of the oldest status callback stored and not yet applied or set aside (0: none).",
                 _age(now, oldest_callback),
             )
         )

@@ -21,9 +21,10 @@ from sqlalchemy.orm import Session, aliased
 
 from outreach import outbox
 from outreach.config import Settings
+from outreach.contacts import consent
 from outreach.delivery import claim
 from outreach.errors import OutreachError
-from outreach.models import Category, Channel, Consent, ConsentState, Contact, InboundClass, InboundMessage
+from outreach.models import Category, Channel, Consent, Contact, InboundClass, InboundMessage
 from outreach.ops import metrics
 from outreach.replies import effects, handlers, responses
 from outreach.replies.classify import ALSO_OPT_OUT, Classification, classify
@@ -65,7 +66,7 @@ def store_inbound(
     sender = normalise_phone(form["From"])
     senders = _lock_senders(session, sender)
     contact_ids = tuple(senders)
-    opted_out = any(state is not None and state != ConsentState.GRANTED for state in senders.values())
+    opted_out = any(consent.view_of(state) == "revoked" for state in senders.values())
     # Classified before the insert, so the row is written once, classification included.
     result = classify(form["Body"], _opt_out_type(form), sender_opted_out=opted_out)
     inbound_id = _insert_once(session, form, sender, now, result.classification)
@@ -80,15 +81,19 @@ def store_inbound(
             contact_ids,
             needs_processing=existing.processed_at is None,
         )
-    if result.classification in _IMMEDIATE or result.has(ALSO_OPT_OUT):
+    # What must hold the moment a text is stored, not when its task runs (module docstring).
+    opt_out = result.classification == InboundClass.OPT_OUT or result.has(ALSO_OPT_OUT)
+    opt_in = not opt_out and result.classification == InboundClass.OPT_IN
+    crisis = result.classification == InboundClass.CRISIS
+    if opt_out or opt_in or crisis:
         # Locked above; the effects work on the mapped contacts.
         contacts = [session.get_one(Contact, contact_id) for contact_id in contact_ids]
         inbound = session.get_one(InboundMessage, inbound_id)
-        if result.classification == InboundClass.OPT_OUT or result.has(ALSO_OPT_OUT):
+        if opt_out:
             effects.opt_out(session, contacts, inbound, now)
-        elif result.classification == InboundClass.OPT_IN:
+        if opt_in:
             effects.opt_in(session, contacts, inbound, now)
-        if result.classification == InboundClass.CRISIS:
+        if crisis:
             effects.pause_for_crisis(session, contacts, inbound, now)
         session.flush()
     metrics.count_inbound(result.classification)
@@ -96,14 +101,11 @@ def store_inbound(
     return StoreResult("stored", inbound_id, str(result.classification), contact_ids, True)
 
 
-# What must hold the moment a text is stored, not when its task runs (module docstring).
-_IMMEDIATE = frozenset({InboundClass.OPT_OUT, InboundClass.OPT_IN, InboundClass.CRISIS})
-
-
 def _lock_senders(session: Session, phone: str) -> dict[int, str | None]:
     """Lock the contacts with this phone (in id order, as ``outbox.lock_contacts`` does, so two
     lockers never deadlock) and read each one's SMS care consent, in one statement: the
-    opt-out test (``effects.sms_opted_out``) without loading a mapped contact per reply."""
+    opt-out test (``effects.sms_opted_out``) without loading a mapped contact per reply; the
+    state is a consent row's, ``None`` where there is none (``consent.view_of``)."""
     care = aliased(Consent)
     query = (
         select(Contact.id, care.state)

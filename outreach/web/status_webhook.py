@@ -10,7 +10,7 @@ here stays the same whatever state its message is in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from fastapi import APIRouter, Request, Response
@@ -52,7 +52,6 @@ async def twilio_status(request: Request) -> Response:
     except InvalidCallback as exc:
         return Response(f"status callback: {exc}", status_code=400, media_type="text/plain")
     writer: GroupCommit[Received] = request.app.state.status_writer
-    now: Callable[[], datetime] = get_clock(request)
-    await writer.write((event, now()))
+    await writer.write((event, get_clock(request)()))
     # 200 once stored, also for message ids we turn out not to know, so Twilio stops retrying.
     return Response(status_code=200)
