@@ -13,6 +13,7 @@ from outreach.config import Settings
 
 TASK_MODULES = ["tasks.delivery", "tasks.replies", "tasks.campaigns", "tasks.retention"]
 PROCESS_INBOUND = "outreach.process_inbound"
+PROCESS_INBOUND_MANY = "outreach.process_inbound_many"
 DISPATCH_DUE = "outreach.dispatch_due"
 # Everything but the sends: the dispatcher, patients' replies and the sweeps. On a queue of
 # their own, they never wait behind a backlog of send tasks (a crisis text is processed at
@@ -20,6 +21,7 @@ DISPATCH_DUE = "outreach.dispatch_due"
 CONTROL_TASKS = (
     DISPATCH_DUE,
     PROCESS_INBOUND,
+    PROCESS_INBOUND_MANY,
     "outreach.apply_status_events",
     "outreach.rescue_stuck",
     "outreach.reconcile_unknown",

@@ -7,24 +7,33 @@ from datetime import timedelta
 from celery import shared_task
 
 from outreach import runtime
-from outreach.celeryapp import DISPATCH_DUE, PROCESS_INBOUND, control_queue
+from outreach.celeryapp import DISPATCH_DUE, PROCESS_INBOUND, PROCESS_INBOUND_MANY, control_queue
 from outreach.replies.inbound import claim_urgent, unprocessed_inbound_ids
 from outreach.replies.inbound import process_inbound as process
 from tasks.delivery import send_messages
 
 
+@shared_task(name=PROCESS_INBOUND_MANY, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def process_inbound_many(inbound_ids: list[int]) -> None:
+    """Texts the webhook stored together, each in its own transactions (a crisis text comes
+    alone: it is stored, and enqueued, on its own)."""
+    services = runtime.current()
+    for inbound_id in inbound_ids:
+        with services.session_factory() as session, session.begin():
+            process(session, services.settings, inbound_id, services.clock())
+        with services.session_factory() as session, session.begin():
+            urgent = claim_urgent(session, services.settings, inbound_id, services.clock())
+        if urgent:
+            # On the control queue: a crisis reply never waits behind a campaign's send tasks.
+            send_messages.apply_async((urgent,), queue=control_queue(services.settings))
+    # Other replies (HELP, confirmations) go in due order, without waiting a tick.
+    process_inbound_many.app.send_task(DISPATCH_DUE, kwargs={"run_for": 0.0})
+
+
 @shared_task(name=PROCESS_INBOUND, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def process_inbound(inbound_id: int) -> None:
-    services = runtime.current()
-    with services.session_factory() as session, session.begin():
-        process(session, services.settings, inbound_id, services.clock())
-    with services.session_factory() as session, session.begin():
-        urgent = claim_urgent(session, services.settings, inbound_id, services.clock())
-    if urgent:
-        # On the control queue: a crisis reply never waits behind a campaign's send tasks.
-        send_messages.apply_async((urgent,), queue=control_queue(services.settings))
-    # Other replies (HELP, confirmations) go in due order, without waiting a tick.
-    process_inbound.app.send_task(DISPATCH_DUE, kwargs={"run_for": 0.0})
+    """One text by id: tasks published before the webhook enqueued in batches."""
+    process_inbound_many([inbound_id])
 
 
 # Stored replies older than this with no processing are assumed to have lost their task.
@@ -36,5 +45,5 @@ def process_unprocessed_inbound() -> None:
     services = runtime.current()
     with services.session_factory() as session:
         ids = unprocessed_inbound_ids(session, received_before=services.clock() - LOST_AFTER)
-    for inbound_id in ids:
-        process_inbound.delay(inbound_id)
+    if ids:
+        process_inbound_many.delay(ids)

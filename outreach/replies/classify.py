@@ -20,7 +20,12 @@ ALSO_OPT_OUT = "also_opt_out"  # a crisis message that is also an opt-out ("stop
 TWILIO_KEYWORD = "twilio_keyword"  # Twilio itself acted on it (blocked/unblocked, auto-replied)
 NATURAL_LANGUAGE = "natural_language"  # an opt-out in the patient's own words
 
+# The rule of YES (and the like) from a number that is not opted out: the one answer that
+# would differ had the sender been opted out.
+YES_NOT_OPTED_OUT = "yes_not_opted_out"
+
 _LEET = str.maketrans({"1": "i", "3": "e", "0": "o", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
+_LEET_KEYS = frozenset(chr(c) for c in _LEET)
 _QUOTES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "ʼ": "'"})
 _ELONGATED = re.compile(r"([^\W\d_])\1{2,}")
 _SPELLED_OUT = re.compile(r"\b(?:[^\W\d_] ){2,}[^\W\d_]\b")
@@ -55,9 +60,16 @@ def normalise(text: str, *, deleet: bool = False) -> str:
     return " ".join(words.split())
 
 
-def crisis_rule(body: str) -> str | None:
-    """The first crisis pattern the body matches, or None. Recall over precision."""
-    for text in (normalise(body), normalise(body, deleet=True)):
+def crisis_rule(body: str, normalised: str | None = None) -> str | None:
+    """The first crisis pattern the body matches, or None. Recall over precision.
+    ``normalised``: ``normalise(body)``, when the caller has it already."""
+    plain = normalise(body) if normalised is None else normalised
+    texts = [plain]
+    # Read with digits as letters only where there is a digit or symbol to read so (after the
+    # same NFKC fold as ``normalise``: a fullwidth "１" is a 1): otherwise it is the same text.
+    if not _LEET_KEYS.isdisjoint(unicodedata.normalize("NFKC", body)):
+        texts.append(normalise(body, deleet=True))
+    for text in texts:
         for name, pattern in _CRISIS:
             if pattern.search(text):
                 return name
@@ -80,7 +92,7 @@ def classify(
     twilio_type = (opt_out_type or "").strip().upper()
 
     opt_out = _opt_out(text, core, single_word, twilio_type)
-    crisis = crisis_rule(body)
+    crisis = crisis_rule(body, text)
     if crisis is not None:
         flags = {ALSO_OPT_OUT} | (opt_out.flags & {TWILIO_KEYWORD}) if opt_out else set()
         return Classification(InboundClass.CRISIS, f"crisis:{crisis}", frozenset(flags))
@@ -106,11 +118,17 @@ def classify(
 
     if core in phrases.CONDITIONAL_OPT_IN:
         # YES from a number that is not opted out: an answer to something; staff read it.
-        return Classification(InboundClass.OTHER, "yes_not_opted_out")
+        return Classification(InboundClass.OTHER, YES_NOT_OPTED_OUT)
     if not text:
         # Only emoji or punctuation ("👍", "?"), or nothing at all (a picture): staff read it.
         return Classification(InboundClass.OTHER, "no_words" if body.strip() else "empty")
     return Classification(InboundClass.OTHER, "free_text")
+
+
+def depends_on_consent(result: Classification) -> bool:
+    """Whether ``result``, classified with ``sender_opted_out=False``, could have come out
+    otherwise for a sender who is opted out."""
+    return result.rule == YES_NOT_OPTED_OUT
 
 
 def _opt_out(text: str, core: str, single_word: bool, twilio_type: str) -> Classification | None:

@@ -1,21 +1,27 @@
 """Inbound SMS: stored once by the webhook, then processed by a Celery task.
 
-``store_inbound`` runs inside the webhook's transaction: it validates the form, stores the
-message once (deduplicated on MessageSid), classifies it and applies what must hold at once
-(opt-out, opt-in, crisis pause; see ``effects``). ``process_inbound`` runs in a task, by id,
-and writes the consequences: replies and alerts as outbox rows, staff inbox items.
+The webhook first ``screen``s the form: validated and classified before anything is written.
+A text whose meaning needs the sender's consent, or that must act the moment it is stored
+(an opt-out, an opt-in, a crisis: see ``effects``), goes through ``store_inbound``, which
+locks the sender's contacts, stores the message once (deduplicated on MessageSid) and applies
+that effect in the same transaction. Every other text (most of them: confirmations, HELP,
+free text) is ``plain``: ``store_plain`` appends it, with the plain texts that arrived at the
+same moment, without locking anyone, since nothing about it depends on or changes a
+patient's state until its task runs. ``process_inbound`` runs in a task, by id, and writes
+the consequences: replies and alerts as outbox rows, staff inbox items.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import phonenumbers
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -27,7 +33,7 @@ from outreach.errors import OutreachError
 from outreach.models import Category, Channel, Consent, Contact, InboundClass, InboundMessage
 from outreach.ops import metrics
 from outreach.replies import effects, handlers, responses
-from outreach.replies.classify import ALSO_OPT_OUT, Classification, classify
+from outreach.replies.classify import ALSO_OPT_OUT, Classification, classify, depends_on_consent
 from outreach.replies.handlers import Reply
 
 log = logging.getLogger(__name__)
@@ -56,6 +62,72 @@ class StoreResult:
     needs_processing: bool
     # What the webhook answers Twilio. Replies go through the outbox, never inline TwiML.
     twiml: str = EMPTY_TWIML
+
+
+_INBOUND: Table = InboundMessage.__table__  # type: ignore[assignment]
+_NANP_E164 = re.compile(r"\+1[2-9][0-9]{2}[2-9][0-9]{6}")
+
+# Classes that act the moment they are stored (``store_inbound``).
+IMMEDIATE = frozenset({InboundClass.OPT_OUT, InboundClass.OPT_IN, InboundClass.CRISIS})
+
+
+@dataclass(frozen=True)
+class Screened:
+    """An inbound SMS validated and classified, before anything is written."""
+
+    form: Mapping[str, str]
+    sender: str
+    result: Classification
+
+    @property
+    def plain(self) -> bool:
+        """Nothing about it depends on the sender's consent or must hold at once: it can be
+        stored without locking the sender (``store_plain``)."""
+        return (
+            self.result.classification not in IMMEDIATE
+            and not self.result.has(ALSO_OPT_OUT)
+            and not depends_on_consent(self.result)
+        )
+
+
+def screen(form: Mapping[str, str]) -> Screened:
+    """Validate and classify, as if the sender were not opted out (``Screened.plain`` says
+    when that could matter). Raises ``MalformedInbound``."""
+    _validate(form)
+    return Screened(form, normalise_phone(form["From"]), classify(form["Body"], _opt_out_type(form)))
+
+
+def store_plain(session: Session, received: Sequence[tuple[Screened, datetime]]) -> list[int]:
+    """Append plain texts (each with the instant it came in) in one insert; returns the ids
+    to process: the new ones, and any repeat whose first copy still waits for its task."""
+    rows = [_row(s.form, s.sender, at, str(s.result.classification)) for s, at in received]
+    inserted: dict[str, int] = dict(
+        session.execute(
+            _insert(session).on_conflict_do_nothing(index_elements=["provider_sid"]).returning(
+                _INBOUND.c.provider_sid, _INBOUND.c.id
+            ),
+            rows,
+        ).all()
+    )
+    repeats = {row["provider_sid"] for row in rows} - inserted.keys()
+    waiting = (
+        list(
+            session.scalars(
+                select(InboundMessage.id).where(
+                    InboundMessage.provider_sid.in_(sorted(repeats)), InboundMessage.processed_at.is_(None)
+                )
+            )
+        )
+        if repeats
+        else []
+    )
+    for screened, _ in received:
+        inbound_id = inserted.get(screened.form["MessageSid"].strip())
+        if inbound_id is not None:
+            metrics.count_inbound(screened.result.classification)
+            log.info("inbound %s stored: %s (%s)", inbound_id, screened.result.classification,
+                     screened.result.rule)
+    return sorted(set(inserted.values()) | set(waiting))
 
 
 def store_inbound(
@@ -186,6 +258,9 @@ def normalise_phone(raw: str) -> str:
     """E.164 for anything that parses as a phone number (US default region), else as given
     (short codes, alphanumeric senders)."""
     text = raw.strip()
+    if _NANP_E164.fullmatch(text):
+        # What Twilio sends for a US or Canadian number, and what parsing would return.
+        return text
     try:
         parsed = phonenumbers.parse(text, "US")
     except phonenumbers.NumberParseException:
@@ -219,19 +294,28 @@ def _insert_once(
     ON CONFLICT DO NOTHING rather than check-then-insert: two deliveries racing each other
     cannot both insert, and neither aborts its transaction.
     """
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = (
-        insert(InboundMessage)
-        .values(
-            provider_sid=form["MessageSid"].strip(),
-            from_address=sender,
-            to_address=form["To"].strip(),
-            body=form["Body"],
-            opt_out_type=_opt_out_type(form),
-            classification=classification,
-            received_at=now,
-        )
+        _insert(session)
+        .values(_row(form, sender, now, classification))
         .on_conflict_do_nothing(index_elements=["provider_sid"])
-        .returning(InboundMessage.id)
+        .returning(_INBOUND.c.id)
     )
     return session.scalars(stmt).first()
+
+
+def _insert(session: Session) -> postgresql.Insert | sqlite.Insert:
+    # On the table, not the mapped class: no ORM bulk-insert machinery for rows it never maps.
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_INBOUND)
+
+
+def _row(form: Mapping[str, str], sender: str, now: datetime, classification: str) -> dict[str, Any]:
+    return {
+        "provider_sid": form["MessageSid"].strip(),
+        "from_address": sender,
+        "to_address": form["To"].strip(),
+        "body": form["Body"],
+        "opt_out_type": _opt_out_type(form),
+        "classification": classification,
+        "received_at": now,
+    }

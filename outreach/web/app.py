@@ -8,7 +8,7 @@ fixed ``clock``); ``outreach serve`` builds them from the environment.
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach import clock as process_clock
-from outreach.celeryapp import PROCESS_INBOUND, make_celery
+from outreach.celeryapp import PROCESS_INBOUND_MANY, make_celery
 from outreach.config import Settings
 from outreach.db import make_engine, make_session_factory
 from outreach.ops import routes as ops_routes
@@ -30,7 +30,7 @@ from outreach.web.staff import contact_files
 def create_app(
     settings: Settings,
     session_factory: sessionmaker[Session] | None = None,
-    enqueue_inbound: Callable[[int], None] | None = None,
+    enqueue_inbound: inbound.Enqueue | None = None,
     clock: Callable[[], datetime] | None = None,
     uploads_dir: Path | None = None,
 ) -> FastAPI:
@@ -52,6 +52,7 @@ def create_app(
     app.state.session_factory = session_factory or make_session_factory(make_engine(settings.database_url))
     app.state.enqueue_inbound = enqueue_inbound or celery_enqueue_inbound(settings)
     app.state.status_writer = status_webhook.status_writer(app.state.session_factory)
+    inbound.install_writer(app, app.state.session_factory)
     # Contact files previewed in the staff app, until imported (an hour at most).
     app.state.uploads_dir = uploads_dir or contact_files.DEFAULT_UPLOADS
     app.include_router(status_webhook.router)
@@ -76,13 +77,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     # Callbacks already queued are written (and answered) before the process goes.
     app.state.status_writer.close()
+    app.state.inbound_writer.close()
 
 
-def celery_enqueue_inbound(settings: Settings) -> Callable[[int], None]:
+# Inbound texts per processing task: one publish for the texts a batch stored together, yet
+# no task long enough to hold a control slot for seconds.
+INBOUND_PER_TASK = 50
+
+
+def celery_enqueue_inbound(settings: Settings) -> inbound.Enqueue:
     """Publish inbound processing by task name: the web process runs no tasks itself."""
     celery = make_celery(settings)
 
-    def enqueue(inbound_id: int) -> None:
-        celery.send_task(PROCESS_INBOUND, args=[inbound_id])
+    def enqueue(inbound_ids: Sequence[int]) -> None:
+        ids = list(inbound_ids)
+        for start in range(0, len(ids), INBOUND_PER_TASK):
+            celery.send_task(PROCESS_INBOUND_MANY, args=[ids[start : start + INBOUND_PER_TASK]])
 
     return enqueue

@@ -1,11 +1,15 @@
-"""POST /webhooks/twilio/sms: verify, store once, enqueue, answer at once.
+"""POST /webhooks/twilio/sms: verify, screen, store once, enqueue, answer at once.
 
 Verify: the X-Twilio-Signature over OUTREACH_PUBLIC_BASE_URL + path (+ query) and the full form,
 before anything is written (403 otherwise); then the fields' shapes (SIDs, sizes: 400 naming
 the field), with control characters stripped so a body holding a NUL is still stored and
-screened (``outreach.channels.twilio.callbacks``). Store: ``store_inbound`` in one transaction,
-which also applies an opt-out or a crisis pause at once. Enqueue the processing task only after
-the commit, so the task always finds the row; if enqueueing fails, the periodic sweep over
+screened (``outreach.channels.twilio.callbacks``). Screen: classified before anything is
+written (``outreach.replies.inbound.screen``). Store: a plain text (neither an opt-out, an
+opt-in nor crisis language) is appended in a transaction shared with the plain texts arriving
+at the same moment (``group_commit``), locking no one; any other goes through
+``store_inbound`` on its own, which applies the opt-out, opt-in or crisis pause in the same
+transaction, so it holds before Twilio hears back. Enqueue the processing only after the
+commit, so the task always finds the row; if enqueueing fails, the periodic sweep over
 ``unprocessed_inbound_ids`` picks the message up. Answer: empty TwiML; replies go through the
 outbox like every other message.
 """
@@ -13,18 +17,27 @@ outbox like every other message.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from outreach.channels.twilio.callbacks import InvalidCallback, parse_inbound_sms
 from outreach.config import Settings
 from outreach.db import transaction
-from outreach.replies.inbound import MalformedInbound, StoreResult, store_inbound
+from outreach.replies.inbound import (
+    EMPTY_TWIML,
+    MalformedInbound,
+    Screened,
+    StoreResult,
+    screen,
+    store_inbound,
+    store_plain,
+)
 from outreach.web.deps import get_clock, get_session_factory, get_settings
+from outreach.web.group_commit import GroupCommit
 from outreach.web.signature import UnreadableForm, is_signed_by_twilio, signed_form
 
 log = logging.getLogger(__name__)
@@ -32,6 +45,22 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 INBOUND_SMS_PATH = "/webhooks/twilio/sms"
+
+Received = tuple[Screened, datetime]
+# Hands stored messages, by id, to processing (``outreach.celeryapp.PROCESS_INBOUND_MANY``).
+Enqueue = Callable[[Sequence[int]], None]
+
+
+def install_writer(app: FastAPI, factory: sessionmaker[Session]) -> None:
+    """The plain texts' group commit (the app closes it at shutdown). It hands what it stored
+    to ``app.state.enqueue_inbound`` as that is when the batch commits (tests swap it)."""
+
+    def write(batch: Sequence[Received]) -> None:
+        with transaction(factory) as session:
+            ids = store_plain(session, batch)
+        _hand_over(app.state.enqueue_inbound, ids)
+
+    app.state.inbound_writer = GroupCommit(write, name="inbound-replies")
 
 
 def _plain(text: str, status_code: int) -> Response:
@@ -49,23 +78,32 @@ async def twilio_inbound_sms(request: Request) -> Response:
         return _plain("invalid or missing Twilio signature", 403)
     try:
         fields = parse_inbound_sms({key: values[-1] for key, values in form.items() if values})
+        screened = screen(fields)
     except InvalidCallback as exc:
         return _plain(f"inbound SMS: {exc}", 400)
-    try:
-        result = await run_in_threadpool(
-            _store, get_session_factory(request), settings, fields, get_clock(request)()
-        )
     except MalformedInbound as exc:
         return _plain(str(exc), 400)
+    if screened.plain:
+        writer: GroupCommit[Received] = request.app.state.inbound_writer
+        await writer.write((screened, get_clock(request)()))
+        return Response(EMPTY_TWIML, media_type="text/xml")
+    result = await run_in_threadpool(
+        _store, get_session_factory(request), settings, fields, get_clock(request)()
+    )
     if result.needs_processing:
-        enqueue: Callable[[int], None] = request.app.state.enqueue_inbound
-        try:
-            enqueue(result.inbound_id)
-        except Exception:
-            # Stored and committed: the sweep will process it. Twilio must not retry.
-            log.warning("inbound %s stored but not enqueued; left for the sweep", result.inbound_id,
-                        exc_info=True)
+        _hand_over(request.app.state.enqueue_inbound, [result.inbound_id])
     return Response(result.twiml, media_type="text/xml")
+
+
+def _hand_over(enqueue: Enqueue, inbound_ids: Sequence[int]) -> None:
+    if not inbound_ids:
+        return
+    try:
+        enqueue(inbound_ids)
+    except Exception:
+        # Stored and committed: the sweep will process them. Twilio must not retry.
+        log.warning("inbound %s stored but not enqueued; left for the sweep",
+                    ", ".join(map(str, inbound_ids)), exc_info=True)
 
 
 def _store(

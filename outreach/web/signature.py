@@ -8,6 +8,7 @@ the request's path and raw query string, never taken from the request as seen he
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from urllib.parse import unquote_plus
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -17,6 +18,9 @@ from outreach.config import Settings
 from outreach.ops import metrics
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
+URLENCODED = "application/x-www-form-urlencoded"
+# Starlette's own cap on a form's fields.
+MAX_FIELDS = 1000
 
 
 class UnreadableForm(ValueError):
@@ -29,6 +33,8 @@ async def signed_form(request: Request) -> dict[str, list[str]]:
     Raises ``UnreadableForm`` (the webhooks answer 400) rather than letting a parser error
     become a 500. The body's size was already capped by ``outreach.web.limits``.
     """
+    if request.headers.get("content-type", "").partition(";")[0].strip().lower() == URLENCODED:
+        return _urlencoded(await request.body())
     try:
         raw = await request.form()
     except Exception as exc:  # python-multipart and Starlette raise several types for junk
@@ -38,6 +44,21 @@ async def signed_form(request: Request) -> dict[str, list[str]]:
         if isinstance(value, UploadFile):
             raise UnreadableForm("the form holds a file upload where text belongs")
         form.setdefault(key, []).append(value)
+    return form
+
+
+def _urlencoded(body: bytes) -> dict[str, list[str]]:
+    """What Starlette's form parser makes of a urlencoded body (fields split on "&", empty ones
+    skipped, a field without "=" has an empty value, bytes read as Latin-1 and then
+    percent-decoded as UTF-8), in a few string operations instead of a callback a byte range:
+    the parser was a tenth of a webhook's cost."""
+    form: dict[str, list[str]] = {}
+    fields = [field for field in body.decode("latin-1").split("&") if field]
+    if len(fields) > MAX_FIELDS:
+        raise UnreadableForm(f"the form has more than {MAX_FIELDS} fields")
+    for field in fields:
+        name, _, value = field.partition("=")
+        form.setdefault(unquote_plus(name), []).append(unquote_plus(value))
     return form
 
 

@@ -73,9 +73,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         users.add_user(session, STAFF, "staff", PASSWORD, clock.now)
         sync.sync(session, settings, clock.now)
 
-    def process_now(inbound_id: int) -> None:
-        with transaction(factory) as session:
-            process_inbound(session, settings, inbound_id, clock())
+    def process_now(inbound_ids: Sequence[int]) -> None:
+        for inbound_id in inbound_ids:
+            with transaction(factory) as session:
+                process_inbound(session, settings, inbound_id, clock())
 
     with running_sandbox(settings, sandbox_opt_out_auto_reply=False) as sandbox:
         uploads = tmp_path_factory.mktemp("uploads")

@@ -31,7 +31,7 @@ def web_settings(settings: Settings) -> Settings:
 def web_client(
     settings: Settings, factory: sessionmaker[Session], enqueued: list[int]
 ) -> Iterator[TestClient]:
-    app = create_app(web_settings(settings), factory, enqueue_inbound=enqueued.append)
+    app = create_app(web_settings(settings), factory, enqueue_inbound=enqueued.extend)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 from fastapi import FastAPI
@@ -13,7 +15,8 @@ from twilio.request_validator import RequestValidator
 
 from outreach.config import Settings, load_settings
 from outreach.contacts import consent
-from outreach.models import InboundMessage
+from outreach.db import make_engine, make_session_factory
+from outreach.models import Contact, InboundMessage
 from outreach.web import inbound
 from tests.support.replies import add_contact, form
 
@@ -36,15 +39,27 @@ def enqueued() -> list[int]:
 def client(
     web_settings: Settings, session_factory: sessionmaker[Session], enqueued: list[int]
 ) -> Iterator[TestClient]:
+    with _app_client(web_settings, session_factory, enqueued) as test_client:
+        yield test_client
+
+
+@contextmanager
+def _app_client(
+    settings: Settings, factory: sessionmaker[Session], enqueued: list[int]
+) -> Iterator[TestClient]:
     app = FastAPI()
     app.include_router(inbound.router)
-    app.state.settings = web_settings
-    app.state.session_factory = session_factory
-    app.state.enqueue_inbound = enqueued.append
+    app.state.settings = settings
+    app.state.session_factory = factory
+    app.state.enqueue_inbound = enqueued.extend
+    inbound.install_writer(app, factory)
     # The app is reached as http://testserver, like behind a TLS-terminating proxy: the
     # signature must still be checked against the public https URL.
-    with TestClient(app) as test_client:
-        yield test_client
+    try:
+        with TestClient(app) as test_client:
+            yield test_client
+    finally:
+        app.state.inbound_writer.close()
 
 
 def _sign(fields: dict[str, str], url: str = URL) -> str:
@@ -150,21 +165,98 @@ def test_a_signed_but_malformed_payload_gets_400_naming_the_field(
     assert _stored(session) == 0 and enqueued == []
 
 
+@pytest.mark.parametrize("body", ["hello", "STOP"], ids=["plain", "opt-out"])
 def test_a_failing_enqueue_still_answers_twilio_and_keeps_the_message(
-    web_settings: Settings, session_factory: sessionmaker[Session], session: Session
+    client: TestClient, session: Session, body: str
 ) -> None:
-    def broken_queue(inbound_id: int) -> None:
+    """Both ways in: a plain reply (stored with others, enqueued by the batch) and an opt-out
+    (stored and applied on its own). The sweep picks them up later."""
+
+    def broken_queue(inbound_ids: Sequence[int]) -> None:
         raise ConnectionError("broker down")
 
-    app = FastAPI()
-    app.include_router(inbound.router)
-    app.state.settings = web_settings
-    app.state.session_factory = session_factory
-    app.state.enqueue_inbound = broken_queue
-    fields = form("hello")
-    with TestClient(app) as client:
-        response = client.post(
-            "/webhooks/twilio/sms", data=fields, headers={"X-Twilio-Signature": _sign(fields)}
-        )
+    client.app.state.enqueue_inbound = broken_queue  # type: ignore[attr-defined]
+    fields = form(body)
+    response = client.post("/webhooks/twilio/sms", data=fields, headers={"X-Twilio-Signature": _sign(fields)})
     assert response.status_code == 200
     assert _stored(session) == 1
+
+
+def test_yes_from_an_opted_out_number_opts_it_back_in_before_the_answer(
+    client: TestClient, session: Session, enqueued: list[int]
+) -> None:
+    """YES means "opt me back in" only from a number that is opted out: the webhook must read
+    the sender's consent for it, not store it as a plain reply."""
+    contact = add_contact(session)
+    for body in ("STOP", "YES"):
+        fields = form(body)
+        assert client.post(
+            "/webhooks/twilio/sms", data=fields, headers={"X-Twilio-Signature": _sign(fields)}
+        ).status_code == 200
+    session.expire_all()
+    assert consent.state_of(session, contact.id, "sms", "care") == "granted"
+    classes = session.scalars(select(InboundMessage.classification).order_by(InboundMessage.id)).all()
+    assert classes == ["opt_out", "opt_in"]
+
+
+def test_replies_arriving_together_are_each_stored_once_and_enqueued_after_their_commit(
+    client: TestClient, session_factory: sessionmaker[Session], enqueued: list[int]
+) -> None:
+    """Forty replies from eight threads at once, ten of them Twilio's retries of another:
+    they share transactions (group commit); each is answered once stored, stored once, and
+    handed to processing once its row is there."""
+    first = [form(f"reply {n}", sid=f"SM{n:032d}") for n in range(30)]
+    retries = first[:10]
+    enqueued_before_commit: list[int] = []
+
+    def check_then_enqueue(ids: Sequence[int]) -> None:
+        with session_factory() as session:
+            found = set(session.scalars(select(InboundMessage.id).where(InboundMessage.id.in_(ids))))
+        enqueued_before_commit.extend(i for i in ids if i not in found)
+        enqueued.extend(ids)
+
+    client.app.state.enqueue_inbound = check_then_enqueue  # type: ignore[attr-defined]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(
+            lambda f: client.post(
+                "/webhooks/twilio/sms", data=f, headers={"X-Twilio-Signature": _sign(f)}
+            ).status_code,
+            first + retries,
+        ))
+    assert codes == [200] * 40
+    with session_factory() as session:
+        rows = session.execute(select(InboundMessage.id, InboundMessage.body)).all()
+    assert sorted(body for _, body in rows) == sorted(f["Body"] for f in first)
+    assert set(enqueued) == {inbound_id for inbound_id, _ in rows}
+    assert enqueued_before_commit == []
+
+
+def test_a_plain_reply_is_answered_while_a_sender_holds_the_patients_row(pg_url: str) -> None:
+    """PostgreSQL's row locks (SQLite locks the whole file): a booking or a send holds the
+    patient's contact row; a reply that is neither an opt-out, an opt-in nor crisis language
+    does not wait for it."""
+    engine = make_engine(pg_url)
+    factory = make_session_factory(engine)
+    with factory.begin() as session:
+        contact_id = add_contact(session).id
+    web = load_settings(database_url=pg_url, public_base_url=PUBLIC_BASE, twilio_auth_token="test-auth-token")
+    holder = factory()
+    holder.begin()
+    holder.execute(select(Contact.id).where(Contact.id == contact_id).with_for_update())
+    enqueued: list[int] = []
+    with _app_client(web, factory, enqueued) as client, ThreadPoolExecutor(max_workers=1) as pool:
+        fields = form("running 5 min late")
+        headers = {"X-Twilio-Signature": _sign(fields)}
+        posted = pool.submit(client.post, "/webhooks/twilio/sms", data=fields, headers=headers)
+        try:
+            code = posted.result(timeout=10).status_code
+        except TimeoutError:
+            code = None
+        finally:
+            holder.rollback()
+            holder.close()
+    assert code == 200, "answered while the row is locked"
+    with factory() as session:
+        stored = session.scalars(select(InboundMessage)).one()
+    assert (stored.classification, enqueued) == ("other", [stored.id])
+    engine.dispose()
