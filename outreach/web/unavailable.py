@@ -21,14 +21,22 @@ RETRY_AFTER_SECONDS = 5
 
 
 def _database_unavailable(request: Request, exc: Exception) -> PlainTextResponse:
-    route = request.scope.get("route")
-    where = getattr(route, "path", "an unmatched path")
-    log.error("database unavailable for %s %s (%s)", request.method, where, type(exc).__name__)
+    log.error("database unavailable for %s %s (%s)", request.method, _template(request), type(exc).__name__)
     return PlainTextResponse(
         "The database is not answering just now. Please try again in a moment.\n",
         status_code=503,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
+
+
+def _template(request: Request) -> str:
+    route = request.scope.get("route")  # FastAPI's routes say which they are
+    if route is not None:
+        return str(route.path)
+    if "endpoint" in request.scope and request.scope.get("path_params") == {}:
+        # A plain Starlette route (the webhooks) without parameters: its path is its template.
+        return request.url.path
+    return "an unmatched path"
 
 
 def install(app: FastAPI) -> None:
