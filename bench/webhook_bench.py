@@ -2,7 +2,10 @@
 
 What production sends: status callbacks (``delivered``) for messages that exist and were just
 sent, and inbound SMS from known patients (each stored, classified and handed to a Celery
-task on Redis). The load comes from aiohttp in a process of its own (32 connections, every
+task on Redis): ordinary replies, which are stored with the others arriving at the same
+moment, and, on one process, STOPs, each stored on its own with the patient's contacts locked
+and the opt-out applied before the answer (no goal of their own: they are a small share).
+The load comes from aiohttp in a process of its own (32 connections, every
 request signed with the account's token over the public URL, as Twilio signs); the web
 process is ``outreach serve`` configured only through OUTREACH_* variables, on PostgreSQL.
 A status callback is stored by the webhook and applied by the worker: after the load, the
@@ -12,7 +15,7 @@ their queue is this run's own and is deleted afterwards.
 
 Goal (the webhook-ingest issue): >= 1,000 req/s of each on one web process, p99 <= 50 ms.
 
-    python -m bench.webhook_bench [--status N] [--inbound N] [--processes 1,2]
+    python -m bench.webhook_bench [--status N] [--inbound N] [--stops N] [--processes 1,2]
 """
 
 from __future__ import annotations
@@ -137,7 +140,7 @@ def _requests(
             path = "/webhooks/twilio/sms"
             form = {"MessageSid": _sid("b", n), "AccountSid": "AC" + "1f" * 16,
                     "From": f"+1415{contact:07d}", "To": CLINIC_NUMBER,
-                    "Body": "Thanks, see you on Friday", "NumMedia": "0"}
+                    "Body": "STOP" if kind == "stop" else "Thanks, see you on Friday", "NumMedia": "0"}
         made.append([path, urlencode(form), validator.compute_signature(base + path, form)])
     return made
 
@@ -170,12 +173,13 @@ def _spawned(parent: int) -> list[int]:
 
 
 def _check_applied(url: str, kind: str, expected: int) -> None:
-    """Every callback did its work: a message delivered, or an inbound text stored."""
-    query = (
-        "SELECT count(*) FROM messages WHERE state = 'delivered'"
-        if kind == "status"
-        else "SELECT count(*) FROM inbound_messages"
-    )
+    """Every callback did its work: a message delivered, an inbound text stored, a patient
+    opted out."""
+    query = {
+        "status": "SELECT count(*) FROM messages WHERE state = 'delivered'",
+        "inbound": "SELECT count(*) FROM inbound_messages",
+        "stop": "SELECT count(DISTINCT contact_id) FROM consents WHERE channel = 'sms' AND state = 'revoked'",
+    }[kind]
     with psycopg.connect(services.libpq(url)) as conn:
         row = conn.execute(query).fetchone()
     if row is None or row[0] != expected:
@@ -238,7 +242,9 @@ def _measure(kind: str, processes: int, count: int, workdir: Path) -> Ingest:
         client.close()
 
 
-def run(status: int = 5000, inbound: int = 2000, processes: Sequence[int] = (1, 2)) -> list[Ingest]:
+def run(
+    status: int = 5000, inbound: int = 5000, processes: Sequence[int] = (1, 2), stops: int = 1000
+) -> list[Ingest]:
     for problem in (services.ensure_postgres(), services.ensure_redis()):
         if problem:
             raise RuntimeError(problem)
@@ -247,6 +253,8 @@ def run(status: int = 5000, inbound: int = 2000, processes: Sequence[int] = (1, 
         for count in processes:
             results.append(_measure("status", count, status, Path(tmp)))
             results.append(_measure("inbound", count, inbound, Path(tmp)))
+            if count == 1 and stops:
+                results.append(_measure("stop", count, stops, Path(tmp)))
     return results
 
 
@@ -255,8 +263,8 @@ def report(results: Sequence[Ingest]) -> list[tuple[str, str]]:
     for r in results:
         meets = r.per_second >= 1000 and r.p99_ms <= 50
         verdict = "meets" if meets else "MISSES"
-        goal = "" if r.processes > 1 else f" ({verdict} >= 1,000 req/s, p99 <= 50 ms)"
-        what = "status callbacks" if r.kind == "status" else "inbound SMS"
+        goal = "" if r.processes > 1 or r.kind == "stop" else f" ({verdict} >= 1,000 req/s, p99 <= 50 ms)"
+        what = {"status": "status callbacks", "inbound": "inbound SMS", "stop": "inbound STOPs"}[r.kind]
         pairs.append((
             f"{what}, {r.processes} process{'es' if r.processes > 1 else ''}",
             f"{r.per_second:,.0f} req/s, p50 {r.p50_ms:.0f} ms, p99 {r.p99_ms:.0f} ms "
@@ -271,9 +279,9 @@ def report(results: Sequence[Ingest]) -> list[tuple[str, str]]:
 
 
 def pairs(
-    status: int = 5000, inbound: int = 2000, processes: Sequence[int] = (1, 2)
+    status: int = 5000, inbound: int = 5000, processes: Sequence[int] = (1, 2), stops: int = 1000
 ) -> list[tuple[str, str]]:
-    return report(run(status, inbound, processes))
+    return report(run(status, inbound, processes, stops))
 
 
 def main() -> None:
@@ -281,11 +289,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--status", type=int, default=5000)
-    parser.add_argument("--inbound", type=int, default=2000)
+    parser.add_argument("--inbound", type=int, default=5000)
+    parser.add_argument("--stops", type=int, default=1000)
     parser.add_argument("--processes", default="1,2")
     args = parser.parse_args()
     print(f"load before: {os.getloadavg()[0]:.2f}")
-    results = run(args.status, args.inbound, [int(p) for p in args.processes.split(",")])
+    results = run(args.status, args.inbound, [int(p) for p in args.processes.split(",")], args.stops)
     for what, figure in report(results):
         print(f"  {what:<28} {figure}")
 
