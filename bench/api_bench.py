@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from bench.seed import grant_consent
 from bench.stats import percentile
 from outreach.config import load_settings
 from outreach.db import make_engine, make_session_factory
@@ -60,17 +61,7 @@ def _seed(url: str, contacts: int) -> None:
                        'p' || n || '@example.org', 'America/Los_Angeles', 'en', now(), now()
                 FROM generate_series(1, {contacts}) AS n"""
         )
-        for channel in ("sms", "email"):
-            conn.execute(
-                f"""INSERT INTO consent_events (contact_id, channel, category, state, source, evidence,
-                                                recorded_by, occurred_at)
-                    SELECT id, '{channel}', 'care', 'granted', 'staff', 'bench', 'bench', now()
-                    FROM contacts"""
-            )
-        conn.execute(
-            """INSERT INTO consents (contact_id, channel, category, state, updated_at, event_id)
-               SELECT contact_id, channel, category, state, occurred_at, id FROM consent_events"""
-        )
+        grant_consent(conn, ["sms", "email"], ["care"])
         conn.execute("ANALYZE")
 
 

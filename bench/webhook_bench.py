@@ -38,6 +38,7 @@ import psycopg
 import redis
 from twilio.request_validator import RequestValidator
 
+from bench.seed import grant_consent
 from bench.stats import percentile
 from outreach.db import make_engine, make_session_factory
 from outreach.delivery import status
@@ -100,7 +101,8 @@ def _sid(prefix: str, n: int) -> str:
 
 
 def _seed(url: str, count: int) -> None:
-    """``count`` contacts, each with one SMS sent a moment ago (its provider id known)."""
+    """``count`` contacts with SMS consent, each with one SMS sent a moment ago (its provider id
+    known)."""
     sent = utcnow() - timedelta(seconds=5)
     with psycopg.connect(services.libpq(url)) as conn:
         conn.execute(
@@ -121,6 +123,8 @@ def _seed(url: str, count: int) -> None:
                FROM contacts""",
             {"at": sent},
         )
+        # As the clinic's patients have: what a STOP revokes.
+        grant_consent(conn, ["sms"], ["care", "education"])
         conn.execute("ANALYZE")
 
 
