@@ -109,6 +109,7 @@ def store_plain(session: Session, received: Sequence[tuple[Screened, datetime]])
             rows,
         ).all()
     )
+    new = set(inserted.values())
     repeats = {row["provider_sid"] for row in rows} - inserted.keys()
     waiting = (
         list(
@@ -122,12 +123,13 @@ def store_plain(session: Session, received: Sequence[tuple[Screened, datetime]])
         else []
     )
     for screened, _ in received:
-        inbound_id = inserted.get(screened.form["MessageSid"].strip())
+        # Popped: Twilio's retry of a text in the same batch is counted and logged once.
+        inbound_id = inserted.pop(screened.form["MessageSid"].strip(), None)
         if inbound_id is not None:
             metrics.count_inbound(screened.result.classification)
             log.info("inbound %s stored: %s (%s)", inbound_id, screened.result.classification,
                      screened.result.rule)
-    return sorted(set(inserted.values()) | set(waiting))
+    return sorted(new | set(waiting))
 
 
 def store_inbound(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,7 +23,7 @@ from outreach.models import (
     MessageKind,
     MessageState,
 )
-from outreach.replies.inbound import MalformedInbound, claim_urgent, process_inbound
+from outreach.replies.inbound import MalformedInbound, claim_urgent, process_inbound, screen, store_plain
 from tests.support.replies import add_contact, form, message, receive, schedule, store
 
 # 03:00 in Walnut Creek (PDT): far outside any sending window.
@@ -453,3 +454,29 @@ def test_every_reply_and_alert_row_renders_with_the_clinic_templates(
     crisis = next(m for m in rows if m.template == "sms/system/crisis_reply")
     text = render_message(session, quiet_settings, crisis).text
     assert "988" in text and "911" in text and "24/7" in text
+
+
+def test_plain_texts_stored_together_keep_one_row_and_one_count_for_a_retried_text(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Twilio's retry of a text can land in the same batch as the text itself: one row, one
+    id to process, counted once in the inbound metric."""
+    first, other = form("running late"), form("see you soon")
+    before = _counted_other()
+    batch = [(screen(first), NOW), (screen(other), NOW), (screen(dict(first)), NOW + timedelta(seconds=1))]
+    with transaction(session_factory) as session:
+        ids = store_plain(session, batch)
+    with transaction(session_factory) as session:
+        rows = session.execute(select(InboundMessage.id, InboundMessage.body)).all()
+    assert sorted(body for _, body in rows) == ["running late", "see you soon"]
+    assert ids == sorted(i for i, _ in rows)
+    assert _counted_other() - before == 2
+    # Retried again later, before its task ran: handed to processing again, not stored again.
+    with transaction(session_factory) as session:
+        assert store_plain(session, [(screen(first), NOW + timedelta(seconds=5))]) == [
+            i for i, body in rows if body == "running late"
+        ]
+
+
+def _counted_other() -> float:
+    return REGISTRY.get_sample_value("outreach_inbound_replies_total", {"classification": "other"}) or 0.0
