@@ -4,6 +4,7 @@ the web process and the CLI use it only to publish tasks by name."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
@@ -14,6 +15,9 @@ from outreach.config import Settings
 TASK_MODULES = ["tasks.delivery", "tasks.replies", "tasks.campaigns", "tasks.retention"]
 PROCESS_INBOUND = "outreach.process_inbound"
 PROCESS_INBOUND_MANY = "outreach.process_inbound_many"
+# Inbound texts per processing task: one publish for the texts stored together, yet no task
+# long enough to hold a control slot for seconds.
+INBOUND_PER_TASK = 50
 DISPATCH_DUE = "outreach.dispatch_due"
 # Everything but the sends: the dispatcher, patients' replies and the sweeps. On a queue of
 # their own, they never wait behind a backlog of send tasks (a crisis text is processed at
@@ -29,6 +33,12 @@ CONTROL_TASKS = (
     "outreach.complete_enrollments",
     "outreach.count_delivery_days",
 )
+
+
+def inbound_batches(inbound_ids: Sequence[int]) -> list[list[int]]:
+    """The ids for ``PROCESS_INBOUND_MANY`` tasks, ``INBOUND_PER_TASK`` at most each."""
+    ids = list(inbound_ids)
+    return [ids[start : start + INBOUND_PER_TASK] for start in range(0, len(ids), INBOUND_PER_TASK)]
 
 
 def control_queue(settings: Settings) -> str:

@@ -7,25 +7,27 @@ from datetime import timedelta
 from celery import shared_task
 
 from outreach import runtime
-from outreach.celeryapp import DISPATCH_DUE, PROCESS_INBOUND, PROCESS_INBOUND_MANY, control_queue
-from outreach.replies.inbound import claim_urgent, unprocessed_inbound_ids
-from outreach.replies.inbound import process_inbound as process
+from outreach.celeryapp import (
+    DISPATCH_DUE,
+    PROCESS_INBOUND,
+    PROCESS_INBOUND_MANY,
+    control_queue,
+    inbound_batches,
+)
+from outreach.replies.inbound import process_each, unprocessed_inbound_ids
 from tasks.delivery import send_messages
 
 
 @shared_task(name=PROCESS_INBOUND_MANY, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def process_inbound_many(inbound_ids: list[int]) -> None:
-    """Texts the webhook stored together, each in its own transactions (a crisis text comes
-    alone: it is stored, and enqueued, on its own)."""
+    """Texts the webhook stored together (a crisis text is stored, and enqueued, on its own)."""
     services = runtime.current()
-    for inbound_id in inbound_ids:
-        with services.session_factory() as session, session.begin():
-            process(session, services.settings, inbound_id, services.clock())
-        with services.session_factory() as session, session.begin():
-            urgent = claim_urgent(session, services.settings, inbound_id, services.clock())
-        if urgent:
-            # On the control queue: a crisis reply never waits behind a campaign's send tasks.
-            send_messages.apply_async((urgent,), queue=control_queue(services.settings))
+
+    def send_urgent(message_ids: list[int]) -> None:
+        # On the control queue: a crisis reply never waits behind a campaign's send tasks.
+        send_messages.apply_async((message_ids,), queue=control_queue(services.settings))
+
+    process_each(services.session_factory, services.settings, inbound_ids, services.clock, send_urgent)
     # Other replies (HELP, confirmations) go in due order, without waiting a tick.
     process_inbound_many.app.send_task(DISPATCH_DUE, kwargs={"run_for": 0.0})
 
@@ -45,5 +47,5 @@ def process_unprocessed_inbound() -> None:
     services = runtime.current()
     with services.session_factory() as session:
         ids = unprocessed_inbound_ids(session, received_before=services.clock() - LOST_AFTER)
-    if ids:
-        process_inbound_many.delay(ids)
+    for batch in inbound_batches(ids):
+        process_inbound_many.delay(batch)

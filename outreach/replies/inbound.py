@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -23,11 +23,12 @@ from typing import Any, Literal
 import phonenumbers
 from sqlalchemy import CursorResult, Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from outreach import outbox
 from outreach.config import Settings
 from outreach.contacts import consent
+from outreach.db import is_postgres, transaction
 from outreach.delivery import claim
 from outreach.errors import OutreachError
 from outreach.models import Category, Channel, Consent, Contact, InboundClass, InboundMessage
@@ -192,7 +193,7 @@ def _lock_senders(session: Session, phone: str) -> dict[int, str | None]:
         .where(Contact.phone == phone)
         .order_by(Contact.id)
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgres(session):
         query = query.with_for_update(of=Contact)
     return {contact_id: state for contact_id, state in session.execute(query)}
 
@@ -219,6 +220,33 @@ def process_inbound(session: Session, settings: Settings, inbound_id: int, now: 
     actions = handlers.handle(Reply(session, settings, inbound, contacts, result, now))
     log.info("inbound %s processed: %s", inbound.id, ", ".join(actions) or "nothing to do")
     return actions
+
+
+def process_each(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    inbound_ids: Sequence[int],
+    clock: Callable[[], datetime],
+    send_urgent: Callable[[list[int]], None],
+) -> list[int]:
+    """Process stored texts one after another, each in transactions of its own, handing a
+    crisis text's reply and alerts to ``send_urgent`` the moment they are claimed. A text that
+    fails is logged (its id and the error's type: a library's message may quote the text) and
+    left unprocessed for the sweep, never in the way of the texts after it. Returns those ids."""
+    failed: list[int] = []
+    for inbound_id in inbound_ids:
+        try:
+            with transaction(factory) as session:
+                process_inbound(session, settings, inbound_id, clock())
+            with transaction(factory) as session:
+                urgent = claim_urgent(session, settings, inbound_id, clock())
+        except Exception as exc:
+            log.error("inbound %s not processed (%s); left for the sweep", inbound_id, type(exc).__name__)
+            failed.append(inbound_id)
+            continue
+        if urgent:
+            send_urgent(urgent)
+    return failed
 
 
 def claim_urgent(session: Session, settings: Settings, inbound_id: int, now: datetime) -> list[int]:
@@ -307,8 +335,7 @@ def _insert_once(
 
 def _insert(session: Session) -> postgresql.Insert | sqlite.Insert:
     # On the table, not the mapped class: no ORM bulk-insert machinery for rows it never maps.
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_INBOUND)
+    return (postgresql.insert if is_postgres(session) else sqlite.insert)(_INBOUND)
 
 
 def _row(form: Mapping[str, str], sender: str, now: datetime, classification: str) -> dict[str, Any]:

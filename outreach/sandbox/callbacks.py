@@ -29,8 +29,9 @@ from outreach.sandbox.state import SandboxState
 Step = tuple[str, int | None]  # (status, error code)
 
 # Twilio's webhook defaults: connect 5 s, read 15 s; one retry after a failed delivery.
-CALLBACK_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
-POOL_TIMEOUT = urllib3.Timeout(connect=5.0, read=15.0)
+CONNECT_SECONDS, READ_SECONDS = 5.0, 15.0
+CALLBACK_TIMEOUT = httpx.Timeout(READ_SECONDS, connect=CONNECT_SECONDS)  # the phone's texts
+POOL_TIMEOUT = urllib3.Timeout(connect=CONNECT_SECONDS, read=READ_SECONDS)  # status callbacks
 RETRY_DELAY = 0.5
 
 

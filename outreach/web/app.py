@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach import clock as process_clock
-from outreach.celeryapp import PROCESS_INBOUND_MANY, make_celery
+from outreach.celeryapp import PROCESS_INBOUND_MANY, inbound_batches, make_celery
 from outreach.config import Settings
 from outreach.db import make_engine, make_session_factory
 from outreach.ops import routes as ops_routes
@@ -80,18 +80,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.inbound_writer.close()
 
 
-# Inbound texts per processing task: one publish for the texts a batch stored together, yet
-# no task long enough to hold a control slot for seconds.
-INBOUND_PER_TASK = 50
-
-
 def celery_enqueue_inbound(settings: Settings) -> inbound.Enqueue:
     """Publish inbound processing by task name: the web process runs no tasks itself."""
     celery = make_celery(settings)
 
     def enqueue(inbound_ids: Sequence[int]) -> None:
-        ids = list(inbound_ids)
-        for start in range(0, len(ids), INBOUND_PER_TASK):
-            celery.send_task(PROCESS_INBOUND_MANY, args=[ids[start : start + INBOUND_PER_TASK]])
+        for batch in inbound_batches(inbound_ids):
+            celery.send_task(PROCESS_INBOUND_MANY, args=[batch])
 
     return enqueue

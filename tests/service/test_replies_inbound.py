@@ -23,7 +23,16 @@ from outreach.models import (
     MessageKind,
     MessageState,
 )
-from outreach.replies.inbound import MalformedInbound, claim_urgent, process_inbound, screen, store_plain
+from outreach.replies import handlers
+from outreach.replies.inbound import (
+    MalformedInbound,
+    claim_urgent,
+    process_each,
+    process_inbound,
+    screen,
+    store_plain,
+    unprocessed_inbound_ids,
+)
 from tests.support.replies import add_contact, form, message, receive, schedule, store
 
 # 03:00 in Walnut Creek (PDT): far outside any sending window.
@@ -480,3 +489,38 @@ def test_plain_texts_stored_together_keep_one_row_and_one_count_for_a_retried_te
 
 def _counted_other() -> float:
     return REGISTRY.get_sample_value("outreach_inbound_replies_total", {"classification": "other"}) or 0.0
+
+
+def test_a_text_that_fails_is_left_for_the_sweep_and_holds_up_none_after_it(
+    session: Session,
+    session_factory: sessionmaker[Session],
+    quiet_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Texts processed by one task: a text whose handling raises (a handler that fails for it
+    stands in for a bug) is rolled back and left for the sweep; the texts after it are handled,
+    a crisis among them gets its reply claimed for sending, and the log names only the id."""
+    add_contact(session, phone="+15105551234")
+    session.commit()
+    with transaction(session_factory) as tx:
+        plain = store_plain(tx, [(screen(form(body)), NOW) for body in ("running late", "poison text")])
+    crisis = store(session_factory, quiet_settings, form("I want to end it all", "+15105551234"), NOW)
+    real = handlers.handle
+
+    def handle(reply: handlers.Reply) -> list[str]:
+        if reply.inbound.id == plain[1]:
+            raise RuntimeError("poison text")
+        return real(reply)
+
+    monkeypatch.setattr(handlers, "handle", handle)
+    urgent: list[list[int]] = []
+    ids = [*plain, crisis.inbound_id]
+    failed = process_each(session_factory, quiet_settings, ids, lambda: NOW, urgent.append)
+
+    assert failed == [plain[1]]
+    with transaction(session_factory) as tx:
+        assert unprocessed_inbound_ids(tx, received_before=NOW + timedelta(minutes=1)) == [plain[1]]
+    assert len(urgent) == 1 and urgent[0], "the crisis reply and alerts were claimed for sending"
+    assert f"inbound {plain[1]} not processed (RuntimeError)" in caplog.text
+    assert "poison" not in caplog.text
