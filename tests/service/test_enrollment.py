@@ -259,6 +259,22 @@ def test_frequency_cap_spreads_two_campaigns_for_one_contact(
         assert sum(1 for d in days if day <= d < day + timedelta(days=7)) <= 3
 
 
+def test_patients_with_the_same_answers_get_their_own_plan_when_one_has_capped_history(
+    synced: Session, demo_settings: Settings
+) -> None:
+    """Plans are shared by patients with the same answers; a patient already in another
+    education campaign is planned around it, however many fresh patients come first."""
+    fresh, busy = add_contact(synced), add_contact(synced)
+    enroll(synced, demo_settings, "demo", [busy], now=NOW)
+    report = enroll(synced, demo_settings, "other", [fresh, busy], now=NOW)
+    synced.commit()
+    assert sorted(report.enrolled) == sorted([fresh, busy])
+    other = messages_of(synced, fresh)
+    busy_days = [m.due_at.astimezone(LA).date() for m in messages_of(synced, busy)]
+    assert local_times(other) == ["Mon 03-02 10:00", "Wed 03-04 12:00", "Fri 03-06 10:00"]
+    assert len(busy_days) == 6 and len(set(busy_days)) == 6, "one education message a day"
+
+
 def cap_violation(session: Session, settings: Settings, message: Message, now: datetime) -> str | None:
     """The send-time cap check for one message, with what it reads loaded as the sender does."""
     assert message.contact_id is not None
