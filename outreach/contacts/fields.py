@@ -8,6 +8,7 @@ the field ("invalid phone"), never the value: they end up in terminals and logs.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -182,19 +183,34 @@ def _plain_nanp(raw: str) -> phonenumbers.PhoneNumber | None:
     return phonenumbers.PhoneNumber(country_code=1, national_number=int(digits))
 
 
-# The everyday shape of an address: dot-separated atoms before the @, and a domain of plain
-# ASCII labels ending in an alphabetic top-level domain. For these the validator's answer is
-# known (valid; the domain lower-cased), so we skip it; anything else goes through it.
+# The everyday shape of an address: dot-separated atoms before the @ (RFC 5322's atext, and
+# beyond ASCII only letters, as in "josé.garcía@"), and a domain of plain ASCII labels ending
+# in an alphabetic top-level domain. For these the validator's answer is known (valid; the
+# domain lower-cased), so we skip it; anything else goes through it.
 _PLAIN_EMAIL = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010ffff-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010ffff-]+)*"
     r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
 )
 _SPECIAL_USE = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+_EMAIL_MAX_OCTETS = 254
+
+
+def _plain_local_part(local: str) -> bool:
+    """Whether the validator takes a dot-atom local part as it is: ASCII, or beyond ASCII only
+    letters and already in NFC (it refuses marks, spaces, controls and unassigned code
+    points, and returns the NFC form)."""
+    if local.isascii():
+        return True
+    return unicodedata.is_normalized("NFC", local) and all(
+        unicodedata.category(c)[0] == "L" for c in local if not c.isascii()
+    )
 
 
 def _plain_email(raw: str) -> str | None:
     match = _PLAIN_EMAIL.fullmatch(raw)
-    if match is None or len(raw) > 254 or raw.index("@") > 64:
+    if match is None or len(raw.encode()) > _EMAIL_MAX_OCTETS or raw.index("@") > 64:
+        return None
+    if not _plain_local_part(raw[: raw.index("@")]):
         return None
     domain = match.group(1).lower()
     labels = domain.split(".")
