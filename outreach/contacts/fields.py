@@ -17,6 +17,7 @@ from zoneinfo import available_timezones
 
 import phonenumbers
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 from phonenumbers import PhoneNumberType
 from phonenumbers import timezone as phone_zones
 from phonenumbers.phonemetadata import PhoneMetadata, PhoneNumberDesc
@@ -192,6 +193,7 @@ _PLAIN_EMAIL = re.compile(
     r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
 )
 _SPECIAL_USE = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+_ROLE_MAILBOXES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 _EMAIL_MAX_OCTETS = 254
 
 
@@ -210,14 +212,16 @@ def _plain_email(raw: str) -> str | None:
     match = _PLAIN_EMAIL.fullmatch(raw)
     if match is None or len(raw.encode()) > _EMAIL_MAX_OCTETS or raw.index("@") > 64:
         return None
-    if not _plain_local_part(raw[: raw.index("@")]):
+    local = raw[: raw.index("@")]
+    # The validator lower-cases role mailboxes (Info@, POSTMASTER@): it gives those.
+    if local.lower() in _ROLE_MAILBOXES or not _plain_local_part(local):
         return None
     domain = match.group(1).lower()
     labels = domain.split(".")
     # IDNA A-labels ("xn--") are decoded by the validator; reserved names are refused by it.
     if "--" in domain or any(".".join(labels[i:]) in _SPECIAL_USE for i in range(len(labels))):
         return None
-    return raw[: raw.index("@") + 1] + domain
+    return local + "@" + domain
 
 
 def normalize_email(raw: str) -> str:

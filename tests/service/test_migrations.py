@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select, text
 
+from outreach.contacts.fields import normalize_email
 from outreach.db import make_engine
-from outreach.migrate import upgrade
+from outreach.migrate import alembic_config, upgrade
 from outreach.models import Base, Contact
 from outreach.models.contacts import CONTACT_SEARCH_TEXT
 
 # Alembic cannot compare an index on an expression with what PostgreSQL reflects (it normalises
 # the expression) nor reflect one on SQLite: checked below by what it is for instead.
 EXPRESSION_INDEXES = {"ix_contacts_search"}
+STAMP = datetime(2026, 3, 2, 17, 0, tzinfo=UTC)
 
 
 def _comparable(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
@@ -54,3 +59,31 @@ def test_contact_search_uses_its_trigram_index_on_postgresql(pg_url: str) -> Non
         )
     engine.dispose()
     assert "ix_contacts_search" in plan, plan
+
+
+def test_role_mailboxes_stored_as_typed_are_lower_cased_as_validation_now_gives_them(db_url: str) -> None:
+    """Migration 0010: contacts and email suppressions of Info@, POSTMASTER@ … in the form
+    normalize_email gives them now; a suppression held in both spellings is kept once."""
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO contacts (first_name, last_name, email, timezone, language, created_at, updated_at) "
+            "VALUES ('A', 'B', 'Info@example.org', 'UTC', 'en', :now, :now), "
+            "('C', 'D', 'Ana.Info@example.org', 'UTC', 'en', :now, :now)"
+        ), {"now": STAMP})
+        conn.execute(text(
+            "INSERT INTO suppressions (channel, address, reason, created_at) VALUES "
+            "('email', 'POSTMASTER@example.org', 'bounce', :now), "
+            "('email', 'postmaster@example.org', 'bounce', :now), "
+            "('email', 'Sales@example.org', 'bounce', :now), ('sms', '+19255550100', 'invalid', :now)"
+        ), {"now": STAMP})
+    command.downgrade(alembic_config(db_url), "0009")
+    upgrade(db_url)
+    with engine.connect() as conn:
+        emails = sorted(conn.execute(text("SELECT email FROM contacts")).scalars())
+        suppressed = sorted(conn.execute(text("SELECT address FROM suppressions")).scalars())
+    engine.dispose()
+    assert emails == ["Ana.Info@example.org", normalize_email("Info@example.org")] == [
+        "Ana.Info@example.org", "info@example.org"
+    ]
+    assert suppressed == ["+19255550100", "postmaster@example.org", "sales@example.org"]

@@ -212,6 +212,8 @@ _INTERNATIONAL = ["é", "ñ", "ü", "ç", "ß", "ǅ", "中", "\u0301", "\u2126",
                   "\u2177", "²", "\U0001f600", "\ue000", "\u0378"]
 _atom = st.one_of(
     st.from_regex(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,10}", fullmatch=True),
+    # Role mailboxes, which the validator lower-cases.
+    st.sampled_from(["Info", "POSTMASTER", "abuse", "Sales", "wWw", "Support"]),
     st.text(alphabet=st.sampled_from([*"aZ09-_", *_INTERNATIONAL]), min_size=1, max_size=10),
 )
 _label = st.one_of(
