@@ -11,6 +11,7 @@ from celery import Celery
 from kombu.entity import Queue
 
 from outreach.config import Settings
+from outreach.outbox.idsets import slices
 
 TASK_MODULES = ["tasks.delivery", "tasks.replies", "tasks.campaigns", "tasks.retention"]
 PROCESS_INBOUND = "outreach.process_inbound"
@@ -37,8 +38,7 @@ CONTROL_TASKS = (
 
 def inbound_batches(inbound_ids: Sequence[int]) -> list[list[int]]:
     """The ids for ``PROCESS_INBOUND_MANY`` tasks, ``INBOUND_PER_TASK`` at most each."""
-    ids = list(inbound_ids)
-    return [ids[start : start + INBOUND_PER_TASK] for start in range(0, len(ids), INBOUND_PER_TASK)]
+    return [list(batch) for batch in slices(inbound_ids, INBOUND_PER_TASK)]
 
 
 def control_queue(settings: Settings) -> str:

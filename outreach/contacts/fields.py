@@ -210,9 +210,11 @@ def _plain_local_part(local: str) -> bool:
 
 def _plain_email(raw: str) -> str | None:
     match = _PLAIN_EMAIL.fullmatch(raw)
-    if match is None or len(raw.encode()) > _EMAIL_MAX_OCTETS or raw.index("@") > 64:
+    if match is None or len(raw.encode()) > _EMAIL_MAX_OCTETS:
         return None
-    local = raw[: raw.index("@")]
+    local = raw[: match.start(1) - 1]
+    if len(local) > 64:
+        return None
     # The validator lower-cases role mailboxes (Info@, POSTMASTER@): it gives those.
     if local.lower() in _ROLE_MAILBOXES or not _plain_local_part(local):
         return None

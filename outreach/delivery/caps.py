@@ -68,8 +68,6 @@ COUNTED_WHEN_SENDING = frozenset(
 # The prefix of every reason a reminder is skipped for by a combining rule: such a row comes back
 # by itself when the reason goes away (``appointments.materialise``).
 COMBINED = "combined: "
-# Id lists are sent in chunks: SQLite and psycopg both cap bound parameters per statement.
-CHUNK = 10_000
 
 
 def cap_of(settings: Settings) -> FrequencyCap:
@@ -78,11 +76,6 @@ def cap_of(settings: Settings) -> FrequencyCap:
 
 def is_capped(kind: str, category: str) -> bool:
     return kind == MessageKind.AUTOMATED and category in CAPPED_CATEGORIES
-
-
-def chunks(ids: Sequence[int], size: int = CHUNK) -> Iterator[Sequence[int]]:
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
 
 
 def planned_instants(

@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from outreach.delivery.claim import claim_due, next_due_at
 from outreach.delivery.send import Services
+from outreach.outbox.idsets import slices
 
 IDLE_POLL = 0.2  # seconds between looks at a schedule with nothing due sooner
 CHUNK = 50  # ids per send task: fewer broker round trips and transactions, still small enough to spread
@@ -58,7 +59,7 @@ def dispatch_due(
         with services.session_factory() as session, session.begin():
             ids = claim_due(session, services.clock(), batch_size, lease)
         if ids:
-            enqueue([ids[start : start + CHUNK] for start in range(0, len(ids), CHUNK)])
+            enqueue(slices(ids, CHUNK))
         total += len(ids)
         if len(ids) == batch_size:
             continue  # more may be due right now

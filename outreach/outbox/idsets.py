@@ -47,6 +47,12 @@ def allocate_ids(session: Session, table: Table, count: int) -> list[int]:
     return list(range(current + 1, current + 1 + count))
 
 
+def slices(values: Sequence[T], size: int) -> list[Sequence[T]]:
+    """``values`` in consecutive pieces of at most ``size`` (batches of ids per statement or
+    per task)."""
+    return [values[start : start + size] for start in range(0, len(values), size)]
+
+
 class IdSets:
     """Batches of ids sized for the database, and the filter for one batch."""
 
@@ -55,8 +61,7 @@ class IdSets:
         self.size = 100_000 if self.postgres else 10_000
 
     def batches(self, values: Sequence[T]) -> Iterator[Sequence[T]]:
-        for start in range(0, len(values), self.size):
-            yield values[start : start + self.size]
+        yield from slices(values, self.size)
 
     def among(self, column: Column, batch: Sequence[Any]) -> ColumnElement[bool]:
         return among(self.postgres, column, batch)

@@ -232,17 +232,24 @@ def process_each(
     """Process stored texts one after another, each in transactions of its own, handing a
     crisis text's reply and alerts to ``send_urgent`` the moment they are claimed. A text that
     fails is logged (its id and the error's type: a library's message may quote the text) and
-    left unprocessed for the sweep, never in the way of the texts after it. Returns those ids."""
+    left unprocessed for the sweep, never in the way of the texts after it. Returns those ids.
+    A processed text whose urgent messages cannot be claimed leaves them scheduled: the
+    dispatcher sends them in due order."""
     failed: list[int] = []
     for inbound_id in inbound_ids:
         try:
             with transaction(factory) as session:
                 process_inbound(session, settings, inbound_id, clock())
-            with transaction(factory) as session:
-                urgent = claim_urgent(session, settings, inbound_id, clock())
         except Exception as exc:
             log.error("inbound %s not processed (%s); left for the sweep", inbound_id, type(exc).__name__)
             failed.append(inbound_id)
+            continue
+        try:
+            with transaction(factory) as session:
+                urgent = claim_urgent(session, settings, inbound_id, clock())
+        except Exception as exc:
+            log.error("inbound %s processed, its urgent messages not claimed (%s); they go in due order",
+                      inbound_id, type(exc).__name__)
             continue
         if urgent:
             send_urgent(urgent)

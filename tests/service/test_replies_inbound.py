@@ -24,6 +24,7 @@ from outreach.models import (
     MessageState,
 )
 from outreach.replies import handlers
+from outreach.replies import inbound as inbound_module
 from outreach.replies.inbound import (
     MalformedInbound,
     claim_urgent,
@@ -524,3 +525,32 @@ def test_a_text_that_fails_is_left_for_the_sweep_and_holds_up_none_after_it(
     assert len(urgent) == 1 and urgent[0], "the crisis reply and alerts were claimed for sending"
     assert f"inbound {plain[1]} not processed (RuntimeError)" in caplog.text
     assert "poison" not in caplog.text
+
+
+def test_a_crisis_reply_that_cannot_be_claimed_at_once_still_goes_in_due_order(
+    session: Session,
+    session_factory: sessionmaker[Session],
+    quiet_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Processing committed but the urgent claim failed (a database blip): the text is not sent
+    round again, and its reply and alerts stay scheduled for the dispatcher."""
+    add_contact(session, phone="+15105551234")
+    session.commit()
+    crisis = store(session_factory, quiet_settings, form("I want to end it all", "+15105551234"), NOW)
+
+    def blip(*_: object) -> list[int]:
+        raise RuntimeError("connection reset")
+
+    monkeypatch.setattr(inbound_module, "claim_urgent", blip)
+    urgent: list[list[int]] = []
+    failed = process_each(session_factory, quiet_settings, [crisis.inbound_id], lambda: NOW, urgent.append)
+
+    assert failed == [] and urgent == []
+    with transaction(session_factory) as tx:
+        assert unprocessed_inbound_ids(tx, received_before=NOW + timedelta(minutes=1)) == []
+        waiting = tx.scalars(select(Message).where(Message.state == MessageState.SCHEDULED)).all()
+    assert waiting, "the crisis reply and alerts are still to be sent"
+    logged = f"inbound {crisis.inbound_id} processed, its urgent messages not claimed (RuntimeError)"
+    assert logged in caplog.text
