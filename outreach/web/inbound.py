@@ -9,8 +9,9 @@ opt-in nor crisis language) is appended in a transaction shared with the plain t
 at the same moment (``group_commit``), locking no one; any other goes through
 ``store_inbound`` on its own, which applies the opt-out, opt-in or crisis pause in the same
 transaction, so it holds before Twilio hears back. Enqueue the processing only after the
-commit, so the task always finds the row; if enqueueing fails, the periodic sweep over
-``unprocessed_inbound_ids`` picks the message up. Answer: empty TwiML; replies go through the
+commit, so the task always finds the row, and off the event loop (a slow broker holds up no
+other request); if enqueueing fails, the periodic sweep over ``unprocessed_inbound_ids`` picks
+the message up. Answer: empty TwiML; replies go through the
 outbox like every other message.
 """
 
@@ -22,6 +23,7 @@ from datetime import datetime
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from outreach.channels.twilio.callbacks import InvalidCallback, parse_inbound_sms
@@ -89,9 +91,14 @@ async def twilio_inbound_sms(request: Request) -> Response:
     result = await run_in_threadpool(
         _store, get_session_factory(request), settings, fields, get_clock(request)()
     )
-    if result.needs_processing:
-        _hand_over(request.app.state.enqueue_inbound, [result.inbound_id])
-    return Response(result.twiml, media_type="text/xml")
+    # Handed over after the answer and in the thread pool: publishing waits on the broker,
+    # which must hold up neither Twilio's answer nor, on the event loop, every other request.
+    handover = (
+        BackgroundTask(_hand_over, request.app.state.enqueue_inbound, [result.inbound_id])
+        if result.needs_processing
+        else None
+    )
+    return Response(result.twiml, media_type="text/xml", background=handover)
 
 
 # A plain Starlette route: FastAPI's per-request dependency and response handling, a

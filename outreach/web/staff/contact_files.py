@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from outreach import audit
@@ -109,6 +110,27 @@ def _run_import(session: Session, request: Request, staff: StaffUser, path: Path
     )
 
 
+def _preview(request: Request, staff: StaffUser, data: bytes) -> tuple[str, ImportReport]:
+    """Keep the upload for the commit step under a new token, and run the import in a
+    transaction that is rolled back; returns the token and what the import would do."""
+    directory = uploads_dir(request)
+    directory.mkdir(mode=0o700, exist_ok=True)
+    forget_stale_uploads(directory, now_of(request))
+    token = _new_token(now_of(request))
+    path = directory / f"{token}.csv"
+    path.write_bytes(data)
+    path.chmod(0o600)
+    try:
+        with get_session_factory(request)() as session:
+            try:
+                return token, _run_import(session, request, staff, path)
+            finally:
+                session.rollback()
+    except OutreachError:
+        path.unlink(missing_ok=True)
+        raise
+
+
 @router.post("/contacts/import", response_class=HTMLResponse)
 async def import_preview(request: Request, staff: Staff, form: CheckedForm) -> HTMLResponse:
     upload = form.get("file")
@@ -116,26 +138,15 @@ async def import_preview(request: Request, staff: Staff, form: CheckedForm) -> H
     if not isinstance(upload, UploadFile) or not upload.filename:
         errors.add("file", "Choose a CSV file to import")
         return _page(request, staff, errors=errors, status_code=400)
-    directory = uploads_dir(request)
-    directory.mkdir(mode=0o700, exist_ok=True)
-    forget_stale_uploads(directory, now_of(request))
-    token = _new_token(now_of(request))
-    path = directory / f"{token}.csv"
     data = await upload.read()
     if len(data) > MAX_UPLOAD_BYTES:
         errors.add("file", "The file is larger than 200 MB: import it with the command line instead")
         return _page(request, staff, errors=errors, status_code=400)
-    path.write_bytes(data)
-    path.chmod(0o600)
-    factory = get_session_factory(request)
     try:
-        with factory() as session:
-            try:
-                report = _run_import(session, request, staff, path)
-            finally:
-                session.rollback()
+        # In the thread pool: a preview of a large file takes seconds of CPU and database
+        # time, which on the event loop would hold up every other request, webhooks included.
+        token, report = await run_in_threadpool(_preview, request, staff, data)
     except OutreachError as exc:
-        path.unlink(missing_ok=True)
         errors.add("file", str(exc))
         return _page(request, staff, errors=errors, status_code=400)
     return _page(request, staff, report=report, token=token)
