@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.orm import Session
 
 from outreach.contacts.csvformat import escape_cell
@@ -46,21 +46,23 @@ def record(
     subject_type: str | None = None,
     subject_id: int | str | None = None,
     detail: Mapping[str, Any] | None = None,
-) -> AuditEvent:
-    """Append one event in the caller's transaction: it commits or rolls back with the change."""
-    event = AuditEvent(
-        at=now,
-        actor_kind=str(actor.kind),
-        actor=actor.name,
-        action=action,
-        subject_type=subject_type,
-        subject_id=None if subject_id is None else str(subject_id),
-        address=actor.address,
-        detail=dict(detail or {}),
+) -> None:
+    """Append one event in the caller's transaction: it commits or rolls back with the change.
+
+    A plain INSERT, not a mapped object: the event is never read back in the same transaction,
+    and every API request writes one, so the unit of work's bookkeeping is not worth its cost."""
+    session.execute(
+        insert(AuditEvent).values(
+            at=now,
+            actor_kind=str(actor.kind),
+            actor=actor.name,
+            action=action,
+            subject_type=subject_type,
+            subject_id=None if subject_id is None else str(subject_id),
+            address=actor.address,
+            detail=dict(detail or {}),
+        )
     )
-    session.add(event)
-    session.flush()
-    return event
 
 
 @dataclass(frozen=True)

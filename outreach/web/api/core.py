@@ -210,10 +210,14 @@ class ApiRoute(APIRoute):
                 session, request.app.state.settings, clock(), request.client.host if request.client else None
             )
             request.state.api_call = call
+            # Each hop to the thread pool costs about as much as a small query: the session
+            # is closed in the same hop as the commit (or the failure's audit event).
+            closed = False
             try:
                 try:
                     response = await endpoint(request)
                     await run_in_threadpool(_finish, call, action, response.status_code)
+                    closed = True
                     return response
                 except ApiError as exc:
                     status, detail, errors, headers = exc.status, exc.detail, exc.errors, exc.headers
@@ -235,9 +239,11 @@ class ApiRoute(APIRoute):
                     log.error("api %s failed: %s", action, type(exc).__name__)
                     status, detail, errors, headers = 500, "internal error", [], {}
                 await run_in_threadpool(_record_failure, call, action, status)
+                closed = True
                 return route.error_response(status, detail, errors, headers)
             finally:
-                await run_in_threadpool(session.close)
+                if not closed:
+                    await run_in_threadpool(session.close)
 
         return handler
 
@@ -252,8 +258,10 @@ class ApiRoute(APIRoute):
 
 
 def _finish(call: ApiCall, action: str, status: int) -> None:
+    """Audit, commit and close; a failing commit leaves the session open for the error path."""
     call.record(action, status)
     call.session.commit()
+    call.session.close()
 
 
 def _record_failure(call: ApiCall, action: str, status: int) -> None:
@@ -264,6 +272,8 @@ def _record_failure(call: ApiCall, action: str, status: int) -> None:
     except Exception as exc:
         call.session.rollback()
         log.error("api %s: audit event not written: %s", action, type(exc).__name__)
+    finally:
+        call.session.close()
 
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `outreach tokens add NAME`.")
