@@ -44,7 +44,7 @@ from outreach.campaigns.reports import ContactOutcome, EnrollmentReport
 from outreach.campaigns.sqlite_writer import insert_fresh_sql
 from outreach.config import Settings
 from outreach.db import is_postgres
-from outreach.delivery.caps import care_instants, planned_instants
+from outreach.delivery.caps import PlanningHistory, planning_history
 from outreach.errors import OutreachError
 from outreach.models import Campaign, CampaignStep, Enrollment, EnrollmentState
 from outreach.outbox.idsets import IdSets
@@ -85,8 +85,8 @@ def enroll(
     history = step_history(session, list(again.values()), [s.key for s in steps]) if again else {}
     policy, cap = policy_and_cap(session, settings, campaign)
     planned = [cid for cid in ids if cid in facts and (cid not in existing or cid in again)]
-    taken_all = planned_instants(session, planned) if cap is not None and planned else {}
-    care_all = care_instants(session, planned) if cap is not None and planned else {}
+    counted = planning_history(session, planned) if cap is not None and planned else PlanningHistory({}, {})
+    taken_all, care_all = counted.capped, counted.care
 
     planner = Planner(steps, policy, cap, anchor, now, taken_all, settings, care_all)
     report = EnrollmentReport(campaign.slug)

@@ -59,8 +59,8 @@ class Planner:
     """Plans for one campaign from one start: what ``enroll`` writes and ``preview`` shows.
 
     ``history`` is, per contact, the instants of their messages counted by the frequency cap
-    (``caps.planned_instants``); ``care`` the instants of their care messages
-    (``caps.care_instants``): days those fill up to the daily limit are closed to a capped
+    (``caps.planning_history``); ``care`` the instants of their care messages
+    (``caps.planning_history``): days those fill up to the daily limit are closed to a capped
     campaign, so a visit's reminders are never the ones that give way (care first, see
     ``outreach.delivery.caps``). Contacts with the same zone, usable channels, cap history and
     closed days share one plan.

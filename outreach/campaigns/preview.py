@@ -26,7 +26,7 @@ from outreach.campaigns.rematerialise import PENDING_OR_OUT, of_enrollments, ste
 from outreach.config import Settings
 from outreach.content.lint import SAMPLE_UNSUBSCRIBE_PATH, check_rendered
 from outreach.content.rendering import RenderError, base_context, load_meta, render_template
-from outreach.delivery.caps import care_instants, planned_instants
+from outreach.delivery.caps import PlanningHistory, planning_history
 from outreach.errors import NotFound, OutreachError
 from outreach.models import Campaign, CampaignStep, Contact, Enrollment, Message
 from outreach.outbox.idsets import IdSets
@@ -128,9 +128,8 @@ def _planned(
     """What ``enroll`` would create now, step by step, with why a step would not be sent."""
     assert fact.zone is not None
     policy, cap = policy_and_cap(session, settings, campaign)
-    history = planned_instants(session, [contact_id]) if cap is not None else {}
-    care = care_instants(session, [contact_id]) if cap is not None else {}
-    planner = Planner(steps, policy, cap, anchor, now, history, settings, care)
+    history = planning_history(session, [contact_id]) if cap is not None else PlanningHistory({}, {})
+    planner = Planner(steps, policy, cap, anchor, now, history.capped, settings, history.care)
     sent: set[str] = set()
     if enrollment is not None:
         earlier = step_history(session, [enrollment.id], [s.key for s in steps])

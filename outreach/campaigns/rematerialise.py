@@ -14,7 +14,7 @@ from outreach.campaigns.eligibility import load_facts
 from outreach.campaigns.planning import policy_and_cap
 from outreach.campaigns.reports import REMATERIALISABLE
 from outreach.config import Settings
-from outreach.delivery.caps import care_first_policy, care_instants, planned_instants
+from outreach.delivery.caps import PlanningHistory, care_first_policy, planning_history
 from outreach.models import (
     PENDING_STATES,
     Campaign,
@@ -74,8 +74,8 @@ def materialise_outstanding(
     contact_ids = sorted({e[1] for e in enrollments})
     facts, _ = load_facts(session, contact_ids, campaign.category, {s.channel for s in steps})
     policy, cap = policy_and_cap(session, settings, campaign)
-    taken_all = planned_instants(session, contact_ids) if cap is not None else {}
-    care_all = care_instants(session, contact_ids) if cap is not None else {}
+    counted = planning_history(session, contact_ids) if cap is not None else PlanningHistory({}, {})
+    taken_all, care_all = counted.capped, counted.care
     rows: list[dict[str, Any]] = []
     for eid, cid, started_at, stopped in enrollments:
         fact = facts.get(cid)

@@ -62,6 +62,7 @@ from outreach.scheduling import (
 
 CAPPED_CATEGORIES = frozenset({str(Category.EDUCATION), str(Category.MARKETING)})
 COUNTED_WHEN_PLANNING = frozenset(str(s) for s in CAP_COUNTED_STATES)
+PLANNING_CATEGORIES = CAPPED_CATEGORIES | {str(Category.CARE)}
 COUNTED_WHEN_SENDING = frozenset(
     str(s) for s in (MessageState.SENDING, MessageState.SENT, MessageState.DELIVERED, MessageState.UNKNOWN)
 )
@@ -78,17 +79,36 @@ def is_capped(kind: str, category: str) -> bool:
     return kind == MessageKind.AUTOMATED and category in CAPPED_CATEGORIES
 
 
-def planned_instants(
-    session: Session, contact_ids: Sequence[int], *, exclude_message_ids: Iterable[int] = ()
-) -> dict[int, list[datetime]]:
-    """Per contact, the instants of counted messages, for planning new ones (see module doc)."""
-    excluded = set(exclude_message_ids)
+@dataclass(frozen=True)
+class PlanningHistory:
+    """Per contact, the instants (sent, else due) of the automated messages planning counts:
+    ``capped``, education and marketing (the frequency cap); ``care``, care messages (the
+    daily limit they share with them)."""
+
+    capped: dict[int, list[datetime]]
+    care: dict[int, list[datetime]]
+
+
+def planning_history(session: Session, contact_ids: Sequence[int]) -> PlanningHistory:
+    """Both kinds of history for planning new messages (see module doc), in one pass over the
+    contacts' automated messages in the states planning counts."""
+    history = PlanningHistory({}, {})
     instant = func.coalesce(Message.sent_at, Message.due_at)
-    found: dict[int, list[datetime]] = {}
-    for message_id, contact_id, at in _capped(session, contact_ids, COUNTED_WHEN_PLANNING, instant):
-        if message_id not in excluded:
-            found.setdefault(contact_id, []).append(at)
-    return found
+    sets = IdSets(session)
+    for chunk in sets.batches(contact_ids):
+        rows = session.execute(
+            select(Message.contact_id, Message.category, instant).where(
+                sets.among(Message.contact_id, chunk),
+                Message.kind == str(MessageKind.AUTOMATED),
+                Message.category.in_(sorted(PLANNING_CATEGORIES)),
+                Message.state.in_(sorted(COUNTED_WHEN_PLANNING)),
+            )
+        )
+        for contact_id, category, at in rows:
+            if contact_id is not None:
+                found = history.care if category == Category.CARE else history.capped
+                found.setdefault(contact_id, []).append(_aware(at))
+    return history
 
 
 def recent_sends(
@@ -265,26 +285,6 @@ def care_first(
         f"(limit {limit} per day); moved to the next allowed day",
         policy.next_opening(tomorrow, zone),
     )
-
-
-def care_instants(session: Session, contact_ids: Sequence[int]) -> dict[int, list[datetime]]:
-    """Per contact, the instants of care messages going or gone out (planning counts them)."""
-    instant = func.coalesce(Message.sent_at, Message.due_at)
-    sets = IdSets(session)
-    found: dict[int, list[datetime]] = {}
-    for chunk in sets.batches(contact_ids):
-        rows = session.execute(
-            select(Message.contact_id, instant).where(
-                sets.among(Message.contact_id, chunk),
-                Message.kind == str(MessageKind.AUTOMATED),
-                Message.category == str(Category.CARE),
-                Message.state.in_(sorted(COUNTED_WHEN_PLANNING)),
-            )
-        )
-        for contact_id, at in rows:
-            if contact_id is not None:
-                found.setdefault(contact_id, []).append(_aware(at))
-    return found
 
 
 def full_days(care: Counter[date], capped: Counter[date], limit: int) -> frozenset[date]:
