@@ -94,20 +94,11 @@ def planning_history(session: Session, contact_ids: Sequence[int]) -> PlanningHi
     contacts' automated messages in the states planning counts."""
     history = PlanningHistory({}, {})
     instant = func.coalesce(Message.sent_at, Message.due_at)
-    sets = IdSets(session)
-    for chunk in sets.batches(contact_ids):
-        rows = session.execute(
-            select(Message.contact_id, Message.category, instant).where(
-                sets.among(Message.contact_id, chunk),
-                Message.kind == str(MessageKind.AUTOMATED),
-                Message.category.in_(sorted(PLANNING_CATEGORIES)),
-                Message.state.in_(sorted(COUNTED_WHEN_PLANNING)),
-            )
-        )
-        for contact_id, category, at in rows:
-            if contact_id is not None:
-                found = history.care if category == Category.CARE else history.capped
-                found.setdefault(contact_id, []).append(_aware(at))
+    for _id, contact_id, category, at in _automated(
+        session, contact_ids, PLANNING_CATEGORIES, COUNTED_WHEN_PLANNING, instant
+    ):
+        found = history.care if category == Category.CARE else history.capped
+        found.setdefault(contact_id, []).append(at)
     return history
 
 
@@ -119,33 +110,37 @@ def recent_sends(
     instant = func.coalesce(Message.sent_at, Message.updated_at)
     since = instant >= now - timedelta(days=8)
     found: dict[int, list[tuple[int, datetime]]] = {}
-    for message_id, contact_id, at in _capped(session, contact_ids, COUNTED_WHEN_SENDING, instant, since):
+    for message_id, contact_id, _category, at in _automated(
+        session, contact_ids, CAPPED_CATEGORIES, COUNTED_WHEN_SENDING, instant, since
+    ):
         found.setdefault(contact_id, []).append((message_id, at))
     return found
 
 
-def _capped(
+def _automated(
     session: Session,
     contact_ids: Sequence[int],
+    categories: Iterable[str],
     states: Iterable[str],
     instant: ColumnElement[datetime],
     *where: ColumnElement[bool],
-) -> Iterator[tuple[int, int, datetime]]:
-    """(message id, contact id, ``instant``) of the contacts' capped messages in ``states``."""
+) -> Iterator[tuple[int, int, str, datetime]]:
+    """(message id, contact id, category, ``instant``) of the contacts' automated messages in
+    ``categories`` and ``states``."""
     sets = IdSets(session)
     for chunk in sets.batches(contact_ids):
         rows = session.execute(
-            select(Message.id, Message.contact_id, instant).where(
+            select(Message.id, Message.contact_id, Message.category, instant).where(
                 sets.among(Message.contact_id, chunk),
                 Message.kind == str(MessageKind.AUTOMATED),
-                Message.category.in_(sorted(CAPPED_CATEGORIES)),
+                Message.category.in_(sorted(categories)),
                 Message.state.in_(sorted(states)),
                 *where,
             )
         )
-        for message_id, contact_id, at in rows:
+        for message_id, contact_id, category, at in rows:
             if contact_id is not None:
-                yield message_id, contact_id, _aware(at)
+                yield message_id, contact_id, category, _aware(at)
 
 
 def _aware(value: datetime) -> datetime:
