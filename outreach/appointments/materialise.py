@@ -11,7 +11,7 @@ a provider are ever touched. The caller holds the contact lock (``outbox.lock_co
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -53,10 +53,17 @@ class Outcome:
 
     message_ids: list[int] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    # Which visit each row of ``message_ids`` is for, where the plan said (message id -> visit).
+    visits: dict[int, int] = field(default_factory=dict)
 
     def merge(self, other: Outcome) -> None:
         self.message_ids.extend(i for i in other.message_ids if i not in self.message_ids)
         self.skipped.extend(other.skipped)
+        self.visits.update(other.visits)
+
+    def due(self, message_id: int, plan: Planned) -> None:
+        self.message_ids.append(message_id)
+        self.visits[message_id] = plan.visit.id
 
 
 @dataclass(frozen=True)
@@ -154,7 +161,7 @@ def _outcome(session: Session, plans: Sequence[Planned], new: dict[str, int]) ->
         rows.update({key: message_id for key, message_id in found})
     for plan in plans:
         if plan.sends and plan.idempotency_key in rows:
-            outcome.message_ids.append(rows[plan.idempotency_key])
+            outcome.due(rows[plan.idempotency_key], plan)
         elif plan.skip_reason is not None:
             outcome.skipped.append({"key": plan.idempotency_key, "reason": plan.skip_reason})
     return outcome
@@ -228,8 +235,13 @@ def pre_visit_keys(visits: Iterable[Visit], policies: dict[str, ReminderPolicy])
     }
 
 
-def sync_contact(session: Session, ctx: Context, contact_id: int, now: datetime) -> Outcome:
-    """Re-plan every upcoming visit of one patient and bring their pending rows in line."""
+def sync_contact(
+    session: Session, ctx: Context, contact_id: int, now: datetime, *, new_visits: Collection[int] = ()
+) -> Outcome:
+    """Re-plan every upcoming visit of one patient and bring their pending rows in line.
+
+    ``new_visits``: visits made in this transaction, whose reminders cannot have rows yet (a
+    key names its visit), so the look-up of existing rows leaves their keys out."""
     visits = live_visits(session, contact_id, now)
     others = around(session, contact_id, ctx.zone, exclude_keys=pre_visit_keys(visits, ctx.policies))
     plans = planning.plan_pre_visit(
@@ -242,7 +254,7 @@ def sync_contact(session: Session, ctx: Context, contact_id: int, now: datetime)
         other_days=others.busy,
         asked=others.asked,
     )
-    keys = [p.idempotency_key for p in plans]
+    keys = [p.idempotency_key for p in plans if p.visit.id not in new_visits]
     existing = (
         {
             m.idempotency_key: m
@@ -323,7 +335,7 @@ def _align(
                 context=wanted["context"],
             )
         ):
-            outcome.message_ids.append(message.id)
+            outcome.due(message.id, plan)
     elif (
         plan.skip_reason is not None
         and plan.skip_reason.startswith(COMBINED)

@@ -30,41 +30,73 @@ def booking_notice(
     appointments: Sequence[Appointment],
     now: datetime,
 ) -> Outcome:
-    """A one-off message (booking confirmation, reschedule notice) for visits booked together.
+    """A one-off message (booking confirmation, reschedule notice) for visits booked together."""
+    return booking_notices(session, ctx, contact, policy, [step], appointments, now)
+
+
+def booking_notices(
+    session: Session,
+    ctx: Context,
+    contact: Contact,
+    policy: ReminderPolicy,
+    steps: Sequence[Step],
+    appointments: Sequence[Appointment],
+    now: datetime,
+) -> Outcome:
+    """The one-off messages of ``steps`` (a booking's confirmation by SMS and by email, say)
+    for visits booked together: one look-up of waiting notices and one insert for them all.
 
     A booking confirmation still waiting to go out (booked at night, or an import in one
     transaction) absorbs a later booking of the same patient and type instead of stacking a
     second one: the waiting row's list of visits grows, and the new one is recorded skipped.
     """
     visits = [visit_of(a) for a in appointments]
-    plan = planning.plan_notice(visits, policy, step, ctx.zone, ctx.send, now)
-    waiting = _waiting_notice(session, contact.id, step, policy.type, now) if plan.sends else None
-    if waiting is not None:
-        return _extend_notice(session, waiting, plan, now)
-    return insert_plans(session, [plan], contact.id, now)
+    plans = [planning.plan_notice(visits, policy, step, ctx.zone, ctx.send, now) for step in steps]
+    keys = [plan.step.key for plan in plans if plan.sends]
+    waiting = _waiting_notices(session, contact.id, keys, policy.type, now) if keys else {}
+    rows: list[Planned] = []
+    extended: dict[int, int] = {}  # plan's index -> the waiting notice it joined
+    for index, plan in enumerate(plans):
+        found = waiting.get(plan.step.key) if plan.sends else None
+        if found is None:
+            rows.append(plan)
+        else:
+            rows.append(_extend_notice(found, plan))
+            extended[index] = found.id
+    written = insert_plans(session, rows, contact.id, now)
+    # The ids in the order of the steps, as one call per step would have given them.
+    inserted = iter(written.message_ids)
+    ids = [extended[i] if i in extended else next(inserted) for i, p in enumerate(plans) if p.sends]
+    return Outcome(list(dict.fromkeys(ids)), written.skipped)
 
 
-def _waiting_notice(
-    session: Session, contact_id: int, step: Step, kind: str, now: datetime
-) -> Message | None:
+def _waiting_notices(
+    session: Session, contact_id: int, step_keys: Sequence[str], kind: str, now: datetime
+) -> dict[str, Message]:
+    """Per step key, the patient's earliest notice of that step still waiting to go out for a
+    live visit of this type. All of them are read (a patient has a handful at most) rather than
+    the first by due time: an ordered scan of the due-time index, stopping at the first match,
+    is what the planner picks for ``LIMIT 1`` when its statistics think the table small."""
     candidates = session.scalars(
         select(Message)
         .join(Appointment, Appointment.id == Message.appointment_id)
         .where(
             Message.contact_id == contact_id,
-            Message.reminder_key == step.key,
+            Message.reminder_key.in_(sorted(set(step_keys))),
             Message.state == str(MessageState.SCHEDULED),
             Message.due_at >= now,
             Appointment.type == kind,
             Appointment.status.in_(sorted(LIVE_STATUSES)),
         )
-        .order_by(Message.due_at, Message.id)
-        .limit(1)
     )
-    return candidates.first()
+    first: dict[str, Message] = {}
+    for message in sorted(candidates, key=lambda m: (m.due_at, m.id)):
+        first.setdefault(message.reminder_key or "", message)
+    return first
 
 
-def _extend_notice(session: Session, waiting: Message, plan: Planned, now: datetime) -> Outcome:
+def _extend_notice(waiting: Message, plan: Planned) -> Planned:
+    """Add the plan's visits to the waiting notice; returns the plan recorded as skipped."""
     context = dict(waiting.context or {})
     labels = list(context.get("series_visits") or [])  # type: ignore[call-overload]
     confirms = list(context.get("confirms") or [])  # type: ignore[call-overload]
@@ -72,12 +104,9 @@ def _extend_notice(session: Session, waiting: Message, plan: Planned, now: datet
     confirms.extend([aid, version] for aid, version in plan.confirms)
     context.update(series_visits=labels, confirms=confirms)
     waiting.context = context
-    skipped = plan.skipped(
+    return plan.skipped(
         f"{planning.COMBINED}included in the message of appointment #{waiting.appointment_id}"
     )
-    outcome = insert_plans(session, [skipped], waiting.contact_id or 0, now)
-    outcome.message_ids.append(waiting.id)
-    return outcome
 
 
 def cancellation_notice(

@@ -26,7 +26,7 @@ from outreach.appointments.materialise import (
     sync_contact,
     visit_of,
 )
-from outreach.appointments.notices import booking_notice, cancellation_notice
+from outreach.appointments.notices import booking_notice, booking_notices, cancellation_notice
 from outreach.appointments.policy import policy_for
 from outreach.config import Settings
 from outreach.errors import NotFound, OutreachError
@@ -221,32 +221,18 @@ def book_series(
     session.flush()
     ctx = Context.load(session, settings, contact)
     changes = [Change(a, "booked") for a in appointments]
-    for step in policy.at_booking:
-        changes[0].absorb(booking_notice(session, ctx, contact, policy, step, appointments, at))
-    outcome = sync_contact(session, ctx, contact.id, at)
+    changes[0].absorb(booking_notices(session, ctx, contact, policy, policy.at_booking, appointments, at))
+    outcome = sync_contact(session, ctx, contact.id, at, new_visits={a.id for a in appointments})
     for change in changes:
-        mine = _belonging_to(session, outcome, change.appointment.id)
-        change.absorb(mine)
+        change.absorb(_belonging_to(outcome, change.appointment.id))
     return changes
 
 
-def _belonging_to(session: Session, outcome: Outcome, appointment_id: int) -> Outcome:
-    if not outcome.message_ids and not outcome.skipped:
-        return Outcome()
-    ids = (
-        set(
-            session.scalars(
-                select(Message.id).where(
-                    Message.id.in_(outcome.message_ids), Message.appointment_id == appointment_id
-                )
-            )
-        )
-        if outcome.message_ids
-        else set()
-    )
+def _belonging_to(outcome: Outcome, appointment_id: int) -> Outcome:
+    """The part of a re-plan about one visit (the re-plan covers all the patient's visits)."""
     prefix = appointment_key_prefix(appointment_id)
     return Outcome(
-        [i for i in outcome.message_ids if i in ids],
+        [i for i in outcome.message_ids if outcome.visits.get(i) == appointment_id],
         [s for s in outcome.skipped if s["key"].startswith(prefix)],
     )
 

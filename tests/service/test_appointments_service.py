@@ -187,6 +187,26 @@ def test_a_series_booked_together_gets_one_booking_confirmation(session: Session
     assert [m.state for m in sorted(preps, key=lambda m: m.id)] == ["scheduled", "skipped", "skipped"]
 
 
+def test_each_visit_of_a_series_reports_its_own_messages(session: Session, settings: Settings) -> None:
+    """One re-plan covers the patient's every visit; each booking's answer names only the
+    messages of its own visit (the series' one confirmation goes with the first)."""
+    contact = make_contact(session)
+    starts = [la(2025, 6, d, 10) for d in (9, 11, 13)]
+    changes = appointments.book_series(
+        session, settings, contact_id=contact.id, starts=starts, type="infusion", now=NOW
+    )
+    for change in changes:
+        own = session.scalars(
+            select(Message.id).where(
+                Message.appointment_id == change.appointment.id, Message.state == MessageState.SCHEDULED
+            )
+        ).all()
+        assert own and sorted(change.message_ids) == sorted(own)
+        prefix = f"appointment:{change.appointment.id}:"
+        assert all(skip["key"].startswith(prefix) for skip in change.skipped)
+    assert any(change.skipped for change in changes)  # the later visits' combined preparations
+
+
 def test_separate_bookings_waiting_for_the_window_share_one_confirmation(
     session: Session, settings: Settings
 ) -> None:
