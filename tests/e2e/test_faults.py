@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -183,7 +182,9 @@ def test_dropped_connections_and_a_database_restart_lose_nothing(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = 'outreach' AND pid <> pg_backend_pid()"
                 )
-            time.sleep(0.5)  # let a few sends start on fresh connections before the next fault
+            # The next fault only once sends go on over fresh connections.
+            resumed = _accepted(system) + 2
+            wait_for(partial(_reached, system, resumed), timeout=60, what="sends on fresh connections")
         # At once: a batch cut short above waits for the rescue sweep, which beat runs every
         # 30 s and _finish runs at once; sends are under way on fresh connections meanwhile.
         private_pg.restart()
