@@ -90,7 +90,7 @@ def _ensure_patient(session: Session, settings: Settings, patient: ContactInput,
     existing = session.scalar(select(Contact.id).where(Contact.external_id == patient.external_id))
     if existing is not None:
         return existing
-    contact = add_contact(session, patient, clinic_timezone=settings.clinic_timezone)
+    contact = add_contact(session, patient, clinic_timezone=settings.clinic_timezone, now=now)
     evidence = consent.Evidence(
         source=ConsentSource.STAFF, wording=CONSENT_WORDING, recorded_by="demo seed", occurred_at=now
     )

@@ -61,7 +61,7 @@ def booking_notices(
         if found is None:
             rows.append(plan)
         else:
-            rows.append(_extend_notice(found, plan))
+            rows.append(_extend_notice(found, plan, now))
             extended[index] = found.id
     written = insert_plans(session, rows, contact.id, now)
     # The ids in the order of the steps, as one call per step would have given them.
@@ -95,7 +95,7 @@ def _waiting_notices(
     return first
 
 
-def _extend_notice(waiting: Message, plan: Planned) -> Planned:
+def _extend_notice(waiting: Message, plan: Planned, now: datetime) -> Planned:
     """Add the plan's visits to the waiting notice; returns the plan recorded as skipped."""
     context = dict(waiting.context or {})
     labels = list(context.get("series_visits") or [])  # type: ignore[call-overload]
@@ -104,6 +104,7 @@ def _extend_notice(waiting: Message, plan: Planned) -> Planned:
     confirms.extend([aid, version] for aid, version in plan.confirms)
     context.update(series_visits=labels, confirms=confirms)
     waiting.context = context
+    waiting.updated_at = now
     return plan.skipped(
         f"{planning.COMBINED}included in the message of appointment #{waiting.appointment_id}"
     )

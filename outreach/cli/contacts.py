@@ -195,7 +195,7 @@ def add(
         language=language, external_id=external_id, tags=tag or [],
     )
     with transaction() as session:
-        created = add_contact(session, data, clinic_timezone=settings().clinic_timezone)
+        created = add_contact(session, data, clinic_timezone=settings().clinic_timezone, now=now())
         doc = contact_json(session, created)
     if as_json:
         print_json(doc)

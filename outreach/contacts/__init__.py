@@ -2,8 +2,8 @@
 
 What other areas call::
 
-    add_contact(session, ContactInput(...), clinic_timezone=...) -> Contact
-    update_contact(session, contact, ContactInput(...)) -> Contact
+    add_contact(session, ContactInput(...), clinic_timezone=..., now=...) -> Contact
+    update_contact(session, contact, ContactInput(...), now=...) -> Contact
     get_contact(session, 12 | "ext:MRN") -> Contact   (contact_id_of: the id alone)
     find_contacts(session, search=..., tag=..., phone=..., email=..., consent_to=..., after_id=..., limit=...)
     find_contacts_json(session, ...same filters...) -> [the JSON of each]  (lists: no mapped objects)

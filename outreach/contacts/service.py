@@ -129,7 +129,7 @@ def _check_external_id(session: Session, external_id: str | None, contact_id: in
         raise ExternalIdTaken(f"that external_id already belongs to contact {owner}")
 
 
-def add_contact(session: Session, data: ContactInput, *, clinic_timezone: str) -> Contact:
+def add_contact(session: Session, data: ContactInput, *, clinic_timezone: str, now: datetime) -> Contact:
     """Create a contact; it needs a phone or an email. The zone is the one given, else the
     phone's when its area code is unambiguous, else the clinic's."""
     clean = _clean(data)
@@ -146,13 +146,15 @@ def add_contact(session: Session, data: ContactInput, *, clinic_timezone: str) -
         timezone=resolve_timezone(values.get("timezone"), clean.phone, clinic_timezone),
         language=values.get("language") or DEFAULT_LANGUAGE,
         tags=[ContactTag(tag=tag) for tag in clean.tags or ()],
+        created_at=now,
+        updated_at=now,
     )
     session.add(contact)
     session.flush()
     return contact
 
 
-def update_contact(session: Session, contact: Contact, data: ContactInput) -> Contact:
+def update_contact(session: Session, contact: Contact, data: ContactInput, *, now: datetime) -> Contact:
     """Change the fields given (``None`` leaves a field alone). A new phone does not move the
     contact's time zone: pass ``timezone`` too when it should."""
     clean = _clean(data)
@@ -171,6 +173,7 @@ def update_contact(session: Session, contact: Contact, data: ContactInput) -> Co
             setattr(contact, name, values[name])
     if clean.tags is not None:
         contact.tags = [ContactTag(tag=tag) for tag in clean.tags]
+    contact.updated_at = now
     session.flush()
     return contact
 

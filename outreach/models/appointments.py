@@ -48,4 +48,4 @@ class Appointment(Base):
     # When staff marked the visit completed or no-show (post-visit steps start from this).
     closed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

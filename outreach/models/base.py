@@ -47,6 +47,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 def utcnow() -> datetime:
+    """The wall clock. As a column default it is only a fallback for rows written without a
+    time: services stamp what they write with the ``now`` they are given (a process's clock
+    may be fixed by ``OUTREACH_CLOCK``), and no column changes on update by itself (no
+    ``onupdate``): a change sets ``updated_at`` to its own ``now``."""
     return datetime.now(UTC)
 
 

@@ -73,7 +73,7 @@ class Enrollment(Base):
     # The anchor every step's time is computed from (UTC instant; local rules use the contact's zone).
     started_at: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Set while paused; resuming moves started_at forward by the time spent paused.
     paused_at: Mapped[datetime | None]
     # Channels whose steps are stopped for this enrollment (e.g. ["sms"] after an opt-out).

@@ -52,7 +52,7 @@ class Contact(Base):
     automation_paused_at: Mapped[datetime | None]
     automation_paused_reason: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     tags: Mapped[list[ContactTag]] = relationship(
         cascade="all, delete-orphan", order_by="ContactTag.tag", lazy="selectin"

@@ -156,7 +156,7 @@ class Message(Base):
     price: Mapped[str | None] = mapped_column(String(16))
     sent_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     # Loaded when read (one message's detail page), not with every message: selected with
     # each row of every claim, send, booking and list, they cost two queries per statement.

@@ -134,6 +134,7 @@ def pause_for_crisis(
         if contact.automation_paused_at is None:
             contact.automation_paused_at = now
             contact.automation_paused_reason = f"{CRISIS_PAUSE_REASON} (inbound #{inbound.id})"
+            contact.updated_at = now
             paused.append(contact.id)
     return paused
 

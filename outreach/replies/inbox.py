@@ -232,6 +232,7 @@ def clear_crisis_pause(session: Session, contact_id: int, staff: str, now: datet
         return False
     contact.automation_paused_at = None
     contact.automation_paused_reason = None
+    contact.updated_at = now
     log.info("automation pause for contact %s cleared by %s at %s", contact_id, staff, now.isoformat())
     return True
 

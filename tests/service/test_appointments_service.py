@@ -228,6 +228,7 @@ def test_separate_bookings_waiting_for_the_window_share_one_confirmation(
     ).all()
     assert len(waiting) == 1 and waiting[0].appointment_id == first.appointment.id
     assert waiting[0].context["confirms"] == [[first.appointment.id, 1], [second.appointment.id, 1]]
+    assert waiting[0].updated_at == night  # the caller's clock, not the wall's
     assert waiting[0].due_at == la(2025, 6, 5, 8, 0)
 
 

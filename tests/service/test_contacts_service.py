@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import delete, func, select, text, update
@@ -27,10 +27,12 @@ from outreach.models import ConsentEvent, Message, MessageState
 from tests.support.factories import STAMPED_AT
 
 CLINIC = "America/Los_Angeles"
+# Well away from the wall clock, so a timestamp that came from it shows.
+NOW = datetime(2025, 6, 10, 16, 0, tzinfo=UTC)
 
 
 def _add(session: Session, **fields: object) -> int:
-    contact = add_contact(session, ContactInput(**fields), clinic_timezone=CLINIC)  # type: ignore[arg-type]
+    contact = add_contact(session, ContactInput(**fields), clinic_timezone=CLINIC, now=NOW)  # type: ignore[arg-type]
     session.commit()
     return contact.id
 
@@ -52,15 +54,27 @@ def test_added_contact_is_normalised_and_zoned_from_its_phone(session: Session) 
     }
 
 
+def test_a_contact_is_stamped_with_the_callers_now_not_the_wall_clock(session: Session) -> None:
+    contact_id = _add(session, first_name="Ann", phone="9252891430")
+    contact = get_contact(session, contact_id)
+    assert (contact.created_at, contact.updated_at) == (NOW, NOW)
+    later = NOW + timedelta(hours=3)
+    update_contact(session, contact, ContactInput(last_name="Lee"), now=later)
+    session.commit()
+    session.expire_all()
+    contact = get_contact(session, contact_id)
+    assert (contact.created_at, contact.updated_at) == (NOW, later)
+
+
 def test_contact_without_phone_or_email_is_refused(session: Session) -> None:
     with pytest.raises(InvalidContact, match="needs a phone or an email"):
-        add_contact(session, ContactInput(first_name="Ann"), clinic_timezone=CLINIC)
+        add_contact(session, ContactInput(first_name="Ann"), clinic_timezone=CLINIC, now=NOW)
 
 
 def test_every_bad_field_is_named_and_no_value_is_echoed(session: Session) -> None:
     with pytest.raises(InvalidContact) as caught:
         add_contact(session, ContactInput(phone="555-12", email="ann@", timezone="Mars/Base"),
-                    clinic_timezone=CLINIC)
+                    clinic_timezone=CLINIC, now=NOW)
     message = str(caught.value)
     assert "invalid phone" in message and "invalid email" in message and "unknown time zone" in message
     assert "555-12" not in message and "ann@" not in message
@@ -69,7 +83,9 @@ def test_every_bad_field_is_named_and_no_value_is_echoed(session: Session) -> No
 def test_external_id_is_unique(session: Session) -> None:
     first = _add(session, phone="9252891430", external_id="MRN-1")
     with pytest.raises(InvalidContact, match=f"already belongs to contact {first}") as caught:
-        add_contact(session, ContactInput(phone="9252891431", external_id="MRN-1"), clinic_timezone=CLINIC)
+        add_contact(
+            session, ContactInput(phone="9252891431", external_id="MRN-1"), clinic_timezone=CLINIC, now=NOW
+        )
     assert "MRN-1" not in str(caught.value)
 
 
@@ -105,13 +121,13 @@ def test_list_pages_show_what_each_contact_shows(session: Session) -> None:
 def test_update_changes_only_given_fields(session: Session) -> None:
     contact_id = _add(session, first_name="Ann", last_name="Lee", phone="9252891430", email="a@example.org")
     contact = get_contact(session, contact_id)
-    update_contact(session, contact, ContactInput(last_name="Lee-Smith", email="", tags=["moved"]))
+    update_contact(session, contact, ContactInput(last_name="Lee-Smith", email="", tags=["moved"]), now=NOW)
     session.commit()
     doc = contact_json(session, get_contact(session, contact_id))
     assert (doc["first_name"], doc["last_name"]) == ("Ann", "Lee-Smith")
     assert (doc["email"], doc["tags"]) == (None, ["moved"])
     with pytest.raises(InvalidContact, match="needs a phone or an email"):
-        update_contact(session, contact, ContactInput(phone=""))
+        update_contact(session, contact, ContactInput(phone=""), now=NOW)
 
 
 def test_find_by_search_tag_phone_and_external_id(session: Session) -> None:

@@ -17,6 +17,7 @@ from outreach.cli.app import app
 from outreach.contacts import ContactInput, CsvUnusable, InvalidContact, add_contact
 from outreach.contacts.importer import IGNORED_COLUMNS_SHOWN
 from tests.support.contacts_csv import HEADER, run_import, stored, write
+from tests.support.factories import STAMPED_AT
 
 SECRET_PHONE = "(925) 289-1499"
 
@@ -105,7 +106,7 @@ def test_a_contact_typed_with_control_characters_is_refused_by_field_and_nothing
         first_name="Ann\x00", last_name="L\x1b[31mee", phone="925\x00289 1430", tags=["vip\x07"]
     )
     with pytest.raises(InvalidContact) as refused:
-        add_contact(session, data, clinic_timezone="America/Los_Angeles")
+        add_contact(session, data, clinic_timezone="America/Los_Angeles", now=STAMPED_AT)
     assert str(refused.value) == (
         "first_name contains a control character (NUL); last_name contains a control character (ESC); "
         "phone contains a control character (NUL); tags contains a control character (U+0007)"

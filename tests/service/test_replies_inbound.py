@@ -223,7 +223,8 @@ def test_crisis_at_3am_gets_reply_urgent_item_oncall_alerts_and_pause(
         assert alert.contact_id is None and alert.body_override is None and alert.due_at == NIGHT
     session.expire_all()
     paused = session.get_one(Contact, contact.id)
-    assert paused.automation_paused_at == NIGHT
+    # Stamped with the run's clock, not the wall's.
+    assert paused.automation_paused_at == NIGHT and paused.updated_at == NIGHT
     # Held by dispatch while paused, not cancelled, so clearing the pause resumes it.
     assert message(session, "article").state == "scheduled"
     assert "crisis_reply" in actions

@@ -166,7 +166,7 @@ def list_contacts(
 @router.post("", name="contacts.create", status_code=201, response_model=Contact)
 def create_contact(call: Staff, body: ContactCreate) -> dict[str, Any]:
     contact = contacts.add_contact(
-        call.session, body.as_input(), clinic_timezone=call.settings.clinic_timezone
+        call.session, body.as_input(), clinic_timezone=call.settings.clinic_timezone, now=call.now
     )
     call.about("contact", contact.id)
     return contacts.contact_json(call.session, contact)
@@ -182,7 +182,7 @@ def read_contact(call: Staff, contact_id: Id) -> dict[str, Any]:
 def update_contact(call: Staff, contact_id: Id, body: ContactUpdate) -> dict[str, Any]:
     call.about("contact", contact_id, fields=sorted(body.model_fields_set))
     contact = contacts.update_contact(
-        call.session, contacts.get_contact(call.session, contact_id), body.as_input()
+        call.session, contacts.get_contact(call.session, contact_id), body.as_input(), now=call.now
     )
     return contacts.contact_json(call.session, contact)
 

@@ -186,7 +186,7 @@ def create_contact(request: Request, staff: Staff, form: CheckedForm) -> Respons
     try:
         with transaction(get_session_factory(request)) as session:
             contact = add_contact(
-                session, _input(form), clinic_timezone=get_settings(request).clinic_timezone
+                session, _input(form), clinic_timezone=get_settings(request).clinic_timezone, now=now
             )
             audit.record(
                 session, staff.actor, "contact.add", now, subject_type="contact", subject_id=contact.id
@@ -220,7 +220,7 @@ def save_contact(request: Request, staff: Staff, form: CheckedForm, contact_id: 
     try:
         with transaction(get_session_factory(request)) as session:
             contact = get_contact(session, contact_id)
-            update_contact(session, contact, _input(form))
+            update_contact(session, contact, _input(form), now=now)
             audit.record(
                 session, staff.actor, "contact.update", now, subject_type="contact", subject_id=contact_id
             )
