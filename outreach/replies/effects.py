@@ -75,6 +75,7 @@ def opt_out(
             if Channel.SMS not in (enrollment.stopped_channels or []):
                 # Reassigned, not appended: JSON columns do not track in-place changes.
                 enrollment.stopped_channels = [*(enrollment.stopped_channels or []), str(Channel.SMS)]
+                enrollment.updated_at = now
     return revoked
 
 
@@ -98,6 +99,7 @@ def opt_in(
         for enrollment in _enrollments(session, contact.id):
             if Channel.SMS in (enrollment.stopped_channels or []):
                 enrollment.stopped_channels = [c for c in enrollment.stopped_channels if c != Channel.SMS]
+                enrollment.updated_at = now
         _resume_cancelled_sms(session, contact.id, now)
     return restored
 

@@ -114,6 +114,7 @@ def test_stop_stops_the_sms_steps_of_enrollments(
     session.expire_all()
     enrollment = session.scalars(select(Enrollment)).one()
     assert enrollment.stopped_channels == ["sms"]
+    assert enrollment.updated_at == NOW  # the STOP's time, not the wall clock's
 
 
 def test_start_restores_exactly_what_was_granted_before_and_resumes_future_sms(
