@@ -67,7 +67,7 @@ def booking_notices(
     # The ids in the order of the steps, as one call per step would have given them.
     inserted = iter(written.message_ids)
     ids = [extended[i] if i in extended else next(inserted) for i, p in enumerate(plans) if p.sends]
-    return Outcome(list(dict.fromkeys(ids)), written.skipped)
+    return Outcome(ids, written.skipped)
 
 
 def _waiting_notices(

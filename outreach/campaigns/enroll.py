@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from outreach.campaigns.copy_writer import copy_fresh
 from outreach.campaigns.eligibility import find_campaign, load_facts
 from outreach.campaigns.lifecycle import RESTARTABLE, complete_finished
-from outreach.campaigns.planning import NewEnrollments, Planner, policy_and_cap
+from outreach.campaigns.planning import NewEnrollments, Planner, counted_history, policy_and_cap
 from outreach.campaigns.rematerialise import (
     insert_rows,
     materialise_outstanding,
@@ -44,7 +44,6 @@ from outreach.campaigns.reports import ContactOutcome, EnrollmentReport
 from outreach.campaigns.sqlite_writer import insert_fresh_sql
 from outreach.config import Settings
 from outreach.db import is_postgres
-from outreach.delivery.caps import PlanningHistory, planning_history
 from outreach.errors import OutreachError
 from outreach.models import Campaign, CampaignStep, Enrollment, EnrollmentState
 from outreach.outbox.idsets import IdSets
@@ -85,10 +84,8 @@ def enroll(
     history = step_history(session, list(again.values()), [s.key for s in steps]) if again else {}
     policy, cap = policy_and_cap(session, settings, campaign)
     planned = [cid for cid in ids if cid in facts and (cid not in existing or cid in again)]
-    counted = planning_history(session, planned) if cap is not None and planned else PlanningHistory({}, {})
-    taken_all, care_all = counted.capped, counted.care
-
-    planner = Planner(steps, policy, cap, anchor, now, taken_all, settings, care_all)
+    counted = counted_history(session, cap, planned)
+    planner = Planner(steps, policy, cap, anchor, now, counted.capped, settings, counted.care)
     report = EnrollmentReport(campaign.slug)
     members: list[tuple[int, int]] = []
     restarts: list[tuple[int, int, int]] = []  # (contact, enrollment, plan)

@@ -14,7 +14,13 @@ from outreach.campaigns.eligibility import Facts
 from outreach.campaigns.reports import ALREADY_SENT_REASON
 from outreach.closures import campaign_policy, load_closures
 from outreach.config import Settings
-from outreach.delivery.caps import CAPPED_CATEGORIES, cap_of, care_first_policy
+from outreach.delivery.caps import (
+    CAPPED_CATEGORIES,
+    PlanningHistory,
+    cap_of,
+    care_first_policy,
+    planning_history,
+)
 from outreach.models import Campaign, CampaignStep
 from outreach.scheduling import FrequencyCap, SendPolicy, count_days, plan_steps, timing_of
 
@@ -41,6 +47,14 @@ def policy_and_cap(
     policy = campaign_policy(settings, campaign, load_closures(session))
     cap = cap_of(settings) if campaign.category in CAPPED_CATEGORIES else None
     return policy, cap
+
+
+def counted_history(
+    session: Session, cap: FrequencyCap | None, contact_ids: Sequence[int]
+) -> PlanningHistory:
+    """What planning these contacts counts (``caps.planning_history``); nothing to read when
+    the campaign is not capped."""
+    return planning_history(session, contact_ids) if cap is not None else PlanningHistory()
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,11 @@ from sqlalchemy.orm import Session
 
 from outreach.campaigns.eligibility import Facts, find_campaign, load_facts, zone_named
 from outreach.campaigns.lifecycle import RESTARTABLE
-from outreach.campaigns.planning import Planner, policy_and_cap
+from outreach.campaigns.planning import Planner, counted_history, policy_and_cap
 from outreach.campaigns.rematerialise import PENDING_OR_OUT, of_enrollments, step_history, went_out
 from outreach.config import Settings
 from outreach.content.lint import SAMPLE_UNSUBSCRIBE_PATH, check_rendered
 from outreach.content.rendering import RenderError, base_context, load_meta, render_template
-from outreach.delivery.caps import PlanningHistory, planning_history
 from outreach.errors import NotFound, OutreachError
 from outreach.models import Campaign, CampaignStep, Contact, Enrollment, Message
 from outreach.outbox.idsets import IdSets
@@ -128,7 +127,7 @@ def _planned(
     """What ``enroll`` would create now, step by step, with why a step would not be sent."""
     assert fact.zone is not None
     policy, cap = policy_and_cap(session, settings, campaign)
-    history = planning_history(session, [contact_id]) if cap is not None else PlanningHistory({}, {})
+    history = counted_history(session, cap, [contact_id])
     planner = Planner(steps, policy, cap, anchor, now, history.capped, settings, history.care)
     sent: set[str] = set()
     if enrollment is not None:

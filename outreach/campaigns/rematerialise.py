@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 
 from outreach import outbox
 from outreach.campaigns.eligibility import load_facts
-from outreach.campaigns.planning import policy_and_cap
+from outreach.campaigns.planning import counted_history, policy_and_cap
 from outreach.campaigns.reports import REMATERIALISABLE
 from outreach.config import Settings
-from outreach.delivery.caps import PlanningHistory, care_first_policy, planning_history
+from outreach.delivery.caps import care_first_policy
 from outreach.models import (
     PENDING_STATES,
     Campaign,
@@ -74,8 +74,7 @@ def materialise_outstanding(
     contact_ids = sorted({e[1] for e in enrollments})
     facts, _ = load_facts(session, contact_ids, campaign.category, {s.channel for s in steps})
     policy, cap = policy_and_cap(session, settings, campaign)
-    counted = planning_history(session, contact_ids) if cap is not None else PlanningHistory({}, {})
-    taken_all, care_all = counted.capped, counted.care
+    counted = counted_history(session, cap, contact_ids)
     rows: list[dict[str, Any]] = []
     for eid, cid, started_at, stopped in enrollments:
         fact = facts.get(cid)
@@ -88,9 +87,10 @@ def materialise_outstanding(
         ]
         if not todo:
             continue
-        taken = count_days(taken_all.get(cid, ()), fact.zone)
         # Care first: days the patient's reminders fill are closed to this campaign.
-        mine = care_first_policy(policy, settings, fact.zone, care_all.get(cid, ()), taken_all.get(cid, ()))
+        capped, care = counted.capped.get(cid, ()), counted.care.get(cid, ())
+        taken = count_days(capped, fact.zone)
+        mine = care_first_policy(policy, settings, fact.zone, care, capped)
         due = plan_steps(
             [timing_of(s) for s in todo], started_at, fact.zone, mine, now=now, cap=cap, taken=taken
         )

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -85,14 +85,14 @@ class PlanningHistory:
     ``capped``, education and marketing (the frequency cap); ``care``, care messages (the
     daily limit they share with them)."""
 
-    capped: dict[int, list[datetime]]
-    care: dict[int, list[datetime]]
+    capped: dict[int, list[datetime]] = field(default_factory=dict)
+    care: dict[int, list[datetime]] = field(default_factory=dict)
 
 
 def planning_history(session: Session, contact_ids: Sequence[int]) -> PlanningHistory:
     """Both kinds of history for planning new messages (see module doc), in one pass over the
     contacts' automated messages in the states planning counts."""
-    history = PlanningHistory({}, {})
+    history = PlanningHistory()
     instant = func.coalesce(Message.sent_at, Message.due_at)
     for _id, contact_id, category, at in _automated(
         session, contact_ids, PLANNING_CATEGORIES, COUNTED_WHEN_PLANNING, instant
