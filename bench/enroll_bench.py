@@ -1,6 +1,6 @@
 """Enrollment: 100k contacts into a 5-step education campaign (500k outbox rows) on PostgreSQL.
 
-Goal: <= 5 s for `enroll` (including the commit) on a fresh database. Setup (contacts with
+Goal: <= 4 s for `enroll` (including the commit) on a fresh database. Setup (contacts with
 consent in four time zones, the campaign synced) is not measured. Also measured: enrolling
 the same contacts again, which must create nothing.
 
@@ -36,6 +36,8 @@ from tests.support.services import libpq
 
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# Issue 18's goal, with margin on the slower machines of the bench's kind.
+GOAL_SECONDS = 4.0
 ZONES = ["America/Los_Angeles", "America/New_York", "America/Chicago", "America/Phoenix"]
 
 CAMPAIGN = """\
@@ -158,11 +160,11 @@ def _conditions(figures: dict[str, float]) -> str:
 
 
 def report_lines(figures: dict[str, float]) -> list[str]:
-    verdict = "meets" if figures["enroll_seconds"] <= 5.0 else "MISSES"
+    verdict = "meets" if figures["enroll_seconds"] <= GOAL_SECONDS else "MISSES"
     return [
         f"enroll {int(figures['contacts']):,} contacts x 5 steps = {int(figures['messages']):,} messages "
         f"(PostgreSQL): {figures['enroll_seconds']:.2f} s ({figures['messages_per_second']:,.0f} msgs/s; "
-        f"{verdict} the 5 s goal; {_conditions(figures)})",
+        f"{verdict} the {GOAL_SECONDS:g} s goal; {_conditions(figures)})",
         f"enroll the same contacts again (creates nothing): {figures['enroll_again_seconds']:.2f} s",
     ]
 

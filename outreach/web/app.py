@@ -78,6 +78,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Callbacks already queued are written (and answered) before the process goes.
     app.state.status_writer.close()
     app.state.inbound_writer.close()
+    app.state.inbound_handover.close()
 
 
 def celery_enqueue_inbound(settings: Settings) -> inbound.Enqueue:

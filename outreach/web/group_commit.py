@@ -37,10 +37,19 @@ class GroupCommit(Generic[Item]):
         self._start_lock = threading.Lock()
 
     async def write(self, item: Item) -> None:
+        await asyncio.wrap_future(self.submit(item))
+
+    def submit(self, item: Item) -> Future[None]:
+        """Hand ``item`` to the writer without waiting (from any thread); the future is done
+        once its batch is."""
         done: Future[None] = Future()
         self._ensure_started()
         self._queue.put((item, done))
-        await asyncio.wrap_future(done)
+        return done
+
+    def queued(self) -> int:
+        """Items handed over and not yet taken by the writer (for tests and diagnostics)."""
+        return self._queue.qsize()
 
     def close(self) -> None:
         """Write what is queued, then stop the thread (the app's shutdown)."""

@@ -9,10 +9,10 @@ opt-in nor crisis language) is appended in a transaction shared with the plain t
 at the same moment (``group_commit``), locking no one; any other goes through
 ``store_inbound`` on its own, which applies the opt-out, opt-in or crisis pause in the same
 transaction, so it holds before Twilio hears back. Enqueue the processing only after the
-commit, so the task always finds the row, and off the event loop (a slow broker holds up no
-other request); if enqueueing fails, the periodic sweep over ``unprocessed_inbound_ids`` picks
-the message up. Answer: empty TwiML; replies go through the
-outbox like every other message.
+commit, so the task always finds the row, and off both the event loop and the group commit's
+writer (a slow broker holds up no other request and no other batch); if enqueueing fails,
+the periodic sweep over ``unprocessed_inbound_ids`` picks the message up. Answer: empty
+TwiML; replies go through the outbox like every other message.
 """
 
 from __future__ import annotations
@@ -54,15 +54,27 @@ Enqueue = Callable[[Sequence[int]], None]
 
 
 def install_writer(app: FastAPI, factory: sessionmaker[Session]) -> None:
-    """The plain texts' group commit (the app closes it at shutdown). It hands what it stored
-    to ``app.state.enqueue_inbound`` as that is when the batch commits (tests swap it)."""
+    """The plain texts' group commit, and the thread that hands what each batch stored to
+    ``app.state.enqueue_inbound`` (read when it publishes: tests swap it); the app closes
+    both at shutdown, the writer first.
+
+    The hand-over has a thread of its own so that a slow or unreachable broker holds up
+    neither the answers to the batch that was just committed nor the batches behind it: the
+    writer only queues the ids. Ids that queue up while a publish is slow go out together."""
+
+    def publish(batches: Sequence[Sequence[int]]) -> None:
+        _hand_over(app.state.enqueue_inbound, [inbound_id for ids in batches for inbound_id in ids])
+
+    handover: GroupCommit[Sequence[int]] = GroupCommit(publish, name="inbound-handover")
 
     def write(batch: Sequence[Received]) -> None:
         with transaction(factory) as session:
             ids = store_plain(session, batch)
-        _hand_over(app.state.enqueue_inbound, ids)
+        if ids:
+            handover.submit(ids)
 
     app.state.inbound_writer = GroupCommit(write, name="inbound-replies")
+    app.state.inbound_handover = handover
 
 
 def _plain(text: str, status_code: int) -> Response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -41,7 +42,11 @@ def test_items_that_arrive_while_a_batch_is_written_share_the_next_transaction()
         first = asyncio.create_task(writer.write(0))
         await asyncio.to_thread(store.entered.wait, 10)  # the writer holds item 0's transaction
         later = [asyncio.create_task(writer.write(n)) for n in range(1, 21)]
-        await asyncio.sleep(0.05)
+        # Each task hands its item over at its first step; yield until all twenty have.
+        deadline = time.monotonic() + 10
+        while writer.queued() < 20 and time.monotonic() < deadline:
+            await asyncio.sleep(0)
+        assert writer.queued() == 20, "the twenty items queue up behind the held transaction"
         assert not first.done(), "nothing is answered before its commit"
         store.release.set()
         await asyncio.wait_for(asyncio.gather(first, *later), timeout=10)

@@ -1,5 +1,6 @@
 """Slow work stays off the event loop: a crisis text is answered while staff sign in, while a
-large CSV is being previewed, and while the broker is slow to take a task.
+large CSV is being previewed, and while the broker is slow to take a task; and a slow broker
+holds up no plain reply either (their group commit's writer does not publish).
 
 Each web process serves every request on one event loop. Work done on it (checking an argon2
 hash, validating a file, publishing to Redis) holds up every other request of the process,
@@ -28,6 +29,7 @@ from outreach.contacts.importer import import_contacts_csv
 from outreach.web.staff import contact_files
 from tests.support.replies import form
 from tests.support.staffweb import STAFF, Clock, csrf_of, sign_in, staff_app
+from tests.support.waiting import wait_for
 from tests.support.webhooks import SMS_PATH, post_signed, web_settings
 
 WATCHDOG_SECONDS = 10.0
@@ -96,7 +98,7 @@ def _answered_while_held(
         gate.open()
         held.result(timeout=WATCHDOG_SECONDS)
     assert answer.status_code == 200
-    assert still_held, "the request waited for the held call: that call ran on the event loop"
+    assert still_held, "the request waited for the held call (on the event loop, or in a thread it needed)"
     return answer
 
 
@@ -150,3 +152,24 @@ def test_a_slow_broker_holds_up_no_other_request(client: TestClient, gate: Gate,
     answer = _answered_while_held(client, gate, lambda: _crisis_text(client), lambda c: c.get("/login"))
     assert "password" in answer.text
     assert len(published) == 1, "the crisis text is handed to processing once the broker answers"
+
+
+def test_a_slow_broker_holds_up_no_plain_reply(client: TestClient, gate: Gate, app: FastAPI) -> None:
+    """Plain replies are committed together by one writer thread; the ids it stored are
+    published by a thread of their own. While that publish waits on the broker, the reply
+    that caused it is answered and the next reply's batch is written and answered too."""
+    published: list[int] = []
+
+    def slow_broker(inbound_ids: Sequence[int]) -> None:
+        gate.hold()
+        published.extend(inbound_ids)
+
+    app.state.enqueue_inbound = slow_broker
+
+    def plain(text: str, sender: str) -> Callable[[TestClient], Response]:
+        return lambda c: post_signed(c, SMS_PATH, form(text, from_=sender))
+
+    _answered_while_held(
+        client, gate, lambda: plain("running late", "+15105550178")(client), plain("see you", "+15105550179")
+    )
+    wait_for(lambda: len(published) == 2, what="both replies handed to processing once the broker answers")

@@ -19,6 +19,7 @@ from outreach.db import make_engine, make_session_factory
 from outreach.models import Contact, InboundMessage
 from outreach.web import inbound
 from tests.support.replies import add_contact, form
+from tests.support.waiting import wait_for
 
 PUBLIC_BASE = "https://outreach.clinic.example.org"
 URL = PUBLIC_BASE + "/webhooks/twilio/sms"
@@ -60,6 +61,7 @@ def _app_client(
             yield test_client
     finally:
         app.state.inbound_writer.close()
+        app.state.inbound_handover.close()
 
 
 def _sign(fields: dict[str, str], url: str = URL) -> str:
@@ -84,7 +86,8 @@ def test_a_signed_message_is_stored_enqueued_and_answered_with_empty_twiml(
     assert "<Response/>" in response.text
     stored = session.scalars(select(InboundMessage)).one()
     assert stored.body == "running 5 min late" and stored.classification == "other"
-    assert enqueued == [stored.id]
+    # Published by the hand-over thread once the batch committed, not before the answer.
+    wait_for(lambda: enqueued == [stored.id], what="the stored reply handed to processing")
 
 
 def test_a_stop_through_the_webhook_revokes_consent_before_any_task_runs(
@@ -149,6 +152,7 @@ def test_a_redelivered_message_is_stored_once(
     assert (first.status_code, second.status_code) == (200, 200)
     assert _stored(session) == 1
     # Not processed yet (the fake queue runs nothing), so re-enqueueing is allowed and harmless.
+    client.app.state.inbound_handover.close()  # type: ignore[attr-defined]  # all handed over
     assert len(set(enqueued)) == 1
 
 
@@ -227,6 +231,7 @@ def test_replies_arriving_together_are_each_stored_once_and_enqueued_after_their
     with session_factory() as session:
         rows = session.execute(select(InboundMessage.id, InboundMessage.body)).all()
     assert sorted(body for _, body in rows) == sorted(f["Body"] for f in first)
+    client.app.state.inbound_handover.close()  # type: ignore[attr-defined]  # all handed over
     assert set(enqueued) == {inbound_id for inbound_id, _ in rows}
     assert enqueued_before_commit == []
 
