@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, and_, bindparam, update
+from sqlalchemy import Table, and_, bindparam, text, update
 from sqlalchemy.orm import Session
 
 from outreach.channels import DeliveryError, SendResult
+from outreach.db import is_postgres
 from outreach.delivery.effects import apply_effect
 from outreach.models import Message, MessageAttempt, MessageState
 from outreach.ops import metrics
@@ -61,14 +62,52 @@ def backoff(attempt: int, base: timedelta, retry_after: float | None = None) -> 
     return delay
 
 
+# PostgreSQL: the same two updates, each one statement joined to the group's values (one plan
+# and one round trip for the group instead of one execution per message).
+_TO_SENT_PG = text(
+    """UPDATE messages AS m
+       SET state = 'sent', updated_at = v.at, provider_id = v.provider_id, provider_status = v.status,
+           sent_at = v.at, segments = v.segments, price = v.price, lease_until = NULL
+       FROM unnest(CAST(:ids AS integer[]), CAST(:ats AS timestamptz[]), CAST(:provider_ids AS text[]),
+                   CAST(:statuses AS text[]), CAST(:segments AS integer[]), CAST(:prices AS text[]))
+            AS v(id, at, provider_id, status, segments, price)
+       WHERE m.id = v.id AND m.state = 'sending'"""
+)
+_ATTEMPT_ACCEPTED_PG = text(
+    """UPDATE message_attempts AS a
+       SET finished_at = v.at, outcome = 'accepted', provider_id = v.provider_id
+       FROM unnest(CAST(:ids AS integer[]), CAST(:ats AS timestamptz[]), CAST(:provider_ids AS text[]))
+            AS v(id, at, provider_id)
+       WHERE a.message_id = v.id AND a.finished_at IS NULL"""
+)
+
+
 def record_accepts(session: Session, accepted: Sequence[Accepted]) -> None:
-    """``sending -> sent`` for every accepted message of a group, in two executemany statements.
+    """``sending -> sent`` for every accepted message of a group, with its attempt row: two
+    statements whatever the group's size.
 
     The caller holds the message rows' locks from before the provider calls, so a status
     callback for one of them waits for this commit and then moves it forward from ``sent``:
     every update matches.
     """
     if not accepted:
+        return
+    if is_postgres(session):
+        ids = [a.message_id for a in accepted]
+        ats = [a.at for a in accepted]
+        provider_ids = [a.result.provider_id for a in accepted]
+        session.execute(
+            _TO_SENT_PG,
+            {
+                "ids": ids,
+                "ats": ats,
+                "provider_ids": provider_ids,
+                "statuses": [a.result.status for a in accepted],
+                "segments": [a.result.segments for a in accepted],
+                "prices": [a.result.price for a in accepted],
+            },
+        )
+        session.execute(_ATTEMPT_ACCEPTED_PG, {"ids": ids, "ats": ats, "provider_ids": provider_ids})
         return
     rows = [
         {

@@ -180,6 +180,16 @@ def _hand_back(session: Session, now: datetime, message_id: int, after: timedelt
     return MessageState.SCHEDULED
 
 
+# What the last look before the call and the recording of its outcome read of each message
+# (``_still_ours``, ``checks.still_wanted`` / ``consent_problem``, ``record_failure`` and its
+# effects): not the rendered body, addresses and provider fields that prepare wrote.
+CALL_COLUMNS = (
+    Message.id, Message.state, Message.attempts, Message.max_attempts, Message.contact_id,
+    Message.kind, Message.channel, Message.category, Message.context, Message.enrollment_id,
+    Message.appointment_id, Message.appointment_version, Message.not_after, Message.to_address,
+)
+
+
 def _still_ours(message: Message | None, attempt: int) -> bool:
     """Still sending, and still *our* attempt: a worker that stalled past its lease may find the
     message rescued, reconciled and re-claimed by another worker, which must be the only one
@@ -238,7 +248,7 @@ def _call_some_in_transaction(
     with services.session_factory() as session, session.begin():
         # Lock order: see outreach.outbox.
         paused = lock_contacts_pause_of(session, ids, [MessageState.SENDING])
-        messages = {m.id: m for m in lock_messages(session, ids)}
+        messages = {m.id: m for m in lock_messages(session, ids, CALL_COLUMNS)}
         facts = checks.load_call_facts(session, list(messages.values()))
         locked_at = time.monotonic()
         for item in group:

@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import CursorResult, Select, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import InstrumentedAttribute, Session, lazyload, load_only
 
 from outreach.models import PENDING_STATES, Contact, Message, MessageState
 from outreach.outbox import rows as rows_module
@@ -177,8 +177,11 @@ def lock_contacts_pause_of(
     return {contact_id: paused_at for contact_id, paused_at in session.execute(query)}
 
 
-def lock_messages(session: Session, message_ids: Sequence[int]) -> list[Message]:
-    """The message rows, locked (after their contacts), freshly read, without their logs."""
+def lock_messages(
+    session: Session, message_ids: Sequence[int], only: Sequence[InstrumentedAttribute[Any]] = ()
+) -> list[Message]:
+    """The message rows, locked (after their contacts), freshly read, without their logs;
+    with ``only``, just those columns (any other is loaded if read, one query per row)."""
     query: Select[Message] = (
         select(Message)
         .where(Message.id.in_(list(message_ids)))
@@ -186,6 +189,8 @@ def lock_messages(session: Session, message_ids: Sequence[int]) -> list[Message]
         .options(lazyload("*"))
         .execution_options(populate_existing=True)
     )
+    if only:
+        query = query.options(load_only(*only))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     return list(session.scalars(query))
