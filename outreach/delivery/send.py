@@ -14,6 +14,8 @@ pattern:
 
 The statements per batch stay the same whatever its size; only the provider calls are one
 per message. That is what lets one worker process keep up with hundreds of messages a second.
+On PostgreSQL, a batch with more than one sender (SMS and email) sends each sender's messages
+on a thread of its own, so a provider that hangs holds up only its own messages.
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach.channels import DeliveryError, Provider
 from outreach.config import Settings
+from outreach.db import is_postgres
 from outreach.delivery import checks
 from outreach.delivery.prepare import Prepared, prepare
 from outreach.delivery.ratelimit import RateLimitUnavailable, Reservation
@@ -99,8 +104,43 @@ def send_batch(services: Services, message_ids: Sequence[int]) -> dict[int, str]
         by_sender.setdefault(prepared.sender, []).append(prepared)
     # Past this, what is left is handed back to the schedule instead of holding the worker.
     deadline = time.monotonic() + MAX_RATE_WAIT_SECONDS
-    for sender, pending in by_sender.items():
-        outcomes.update(_send_for_sender(services, sender, pending, deadline))
+    if len(by_sender) > 1 and _row_locking(services):
+        outcomes.update(_senders_side_by_side(services, by_sender, deadline))
+    else:
+        for sender, pending in by_sender.items():
+            outcomes.update(_send_for_sender(services, sender, pending, deadline))
+    return outcomes
+
+
+def _row_locking(services: Services) -> bool:
+    """PostgreSQL locks rows: two call transactions of one batch go side by side. SQLite
+    allows one writer at a time, so there they would only wait for each other."""
+    bind = services.session_factory.kw.get("bind")
+    return isinstance(bind, Engine) and is_postgres(bind)
+
+
+def _senders_side_by_side(
+    services: Services, by_sender: Mapping[str, Sequence[Prepared]], deadline: float
+) -> dict[int, str]:
+    """Each sender's messages on a thread of their own, so a provider that hangs holds up only
+    its own: a crisis's email alert to on-call staff goes out while Twilio times out on the SMS
+    of the same batch, instead of one call timeout later per SMS. Each thread takes its own
+    transactions; every outcome is kept, and the first error is raised once all are done."""
+    outcomes: dict[int, str] = {}
+    with ThreadPoolExecutor(max_workers=len(by_sender), thread_name_prefix="sender") as pool:
+        running = [
+            pool.submit(_send_for_sender, services, sender, pending, deadline)
+            for sender, pending in by_sender.items()
+        ]
+    errors: list[BaseException] = []
+    for future in running:
+        error = future.exception()
+        if error is None:
+            outcomes.update(future.result())
+        else:
+            errors.append(error)
+    if errors:
+        raise errors[0]
     return outcomes
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -460,3 +461,43 @@ def test_twilio_may_hold_an_sms_only_until_its_window_closes(
     services = _services(settings, session_factory, provider, now=now)
     assert send_message(services, message_id) == MessageState.SENT
     assert provider.sent[0].validity_period == validity
+
+
+def test_a_hanging_sms_provider_holds_up_no_email_of_the_same_batch(pg_url: str) -> None:
+    """A crisis batch holds the patient's SMS reply and the on-call staff's email alert. With
+    Twilio hanging (each call waits out its timeout), the email goes out while the SMS call is
+    still waiting, instead of after it (PostgreSQL: the two senders' transactions lock
+    different rows)."""
+    settings = load_settings(database_url=pg_url, templates_dir=TEMPLATES)
+    engine = make_engine(pg_url)
+    factory = make_session_factory(engine)
+    released = threading.Event()
+    entered = threading.Event()
+    watchdog = threading.Timer(10.0, released.set)  # a sequential send fails instead of hanging
+    watchdog.daemon = True
+
+    def hang(_outgoing: Outgoing) -> None:
+        entered.set()
+        released.wait()
+
+    sms = FakeProvider(before_send=hang)
+    services = _services(settings, factory, sms)
+    email = services.providers["email"]
+    assert isinstance(email, FakeProvider)
+    email_sent_while_sms_hung: list[bool] = []
+
+    def note(_outgoing: Outgoing) -> None:
+        entered.wait(10.0)  # the two threads start in either order
+        email_sent_while_sms_hung.append(entered.is_set() and not released.is_set())
+        released.set()
+
+    email.before_send = note
+    ids = [_queued(factory), _queued(factory, channel="email", subject="Crisis alert")]
+    watchdog.start()
+    try:
+        outcomes = send.send_batch(services, ids)
+    finally:
+        watchdog.cancel()
+        engine.dispose()
+    assert outcomes == {ids[0]: MessageState.SENT, ids[1]: MessageState.SENT}
+    assert email_sent_while_sms_hung == [True], "the email waited for the hanging SMS call"
