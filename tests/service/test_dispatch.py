@@ -59,6 +59,17 @@ def test_due_rows_are_claimed_and_published_in_chunks(
     assert _states(session_factory) == {MessageState.QUEUED: total}
 
 
+def test_a_small_claim_is_still_spread_over_two_tasks(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """A burst smaller than two full tasks goes to two pool processes, not one."""
+    _due(session_factory, 61)
+    published: list[Sequence[int]] = []
+    dispatch.dispatch_due(_services(settings, session_factory), published.extend)
+    assert [len(chunk) for chunk in published] == [31, 30]
+    assert len({i for chunk in published for i in chunk}) == 61, "each claimed id in one task"
+
+
 def test_a_full_broker_queue_leaves_due_rows_scheduled(
     settings: Settings, session_factory: sessionmaker[Session]
 ) -> None:
