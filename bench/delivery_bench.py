@@ -243,7 +243,9 @@ def _accepted(bench: Bench, tag: str) -> dict[int, SandboxMessage]:
     return found
 
 
-def _start_worker(processes: Stack, name: str, spec: WorkerSpec, app: str = "worker") -> None:
+def _start_worker(
+    processes: Stack, name: str, spec: WorkerSpec, app: str = "worker", queues: str = "all"
+) -> None:
     # Stack.start_worker always runs prefork ``-A worker``; the bench also tries other pools
     # and the naive app, so it spawns through the same helper with its own arguments.
     processes._spawn(
@@ -252,6 +254,7 @@ def _start_worker(processes: Stack, name: str, spec: WorkerSpec, app: str = "wor
          *(["--concurrency", str(spec.concurrency)] if spec.concurrency else []),
          "--hostname", f"{name}@%h",
          "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        {"OUTREACH_WORKER_QUEUES": queues},
     )
     wait_for(lambda: " ready." in processes.log(name), timeout=60, what=f"{name} to be ready")
 

@@ -45,14 +45,23 @@ def control_queue(settings: Settings) -> str:
     return f"{settings.celery_queue}.control"
 
 
+def consumed_queues(settings: Settings) -> list[str]:
+    """The queues a worker with these settings takes tasks from."""
+    return {
+        "all": [control_queue(settings), settings.celery_queue],
+        "sends": [settings.celery_queue],
+        "control": [control_queue(settings)],
+    }[settings.worker_queues]
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     import scheduler  # the beat entries live at the top level, beside worker.py
 
     return {
         "broker_url": settings.broker_url,
         "task_default_queue": settings.celery_queue,
-        # A worker consumes both queues unless told otherwise (``-Q``).
-        "task_queues": [Queue(name) for name in (control_queue(settings), settings.celery_queue)],  # type: ignore[no-untyped-call]
+        # The queues a worker consumes (OUTREACH_WORKER_QUEUES); tasks still go to either.
+        "task_queues": [Queue(name) for name in consumed_queues(settings)],  # type: ignore[no-untyped-call]
         "task_routes": {name: {"queue": control_queue(settings)} for name in CONTROL_TASKS},
         "task_ignore_result": True,
         "task_serializer": "json",

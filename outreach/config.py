@@ -192,9 +192,14 @@ class Settings(BaseSettings):
     # Delivery pipeline (lead). The Celery queue name lets several deployments (or test runs)
     # share one broker without taking each other's tasks.
     celery_queue: str = "outreach"
-    # Pool processes per worker; 0 means one per CPU plus one, because the dispatcher keeps one
+    # Pool processes per worker; 0 means one per CPU plus two, because the dispatcher keeps one
     # process for itself (it sleeps between claims) and sending is part I/O.
     worker_concurrency: int = Field(default=0, ge=0)
+    # Which queues a worker takes tasks from: "sends" (the send tasks), "control" (the
+    # dispatcher, patients' replies, crisis replies and the sweeps) or "all". Production runs
+    # the two kinds as separate workers: a worker taking both has no process free for a crisis
+    # text while every process is busy sending a batch to a slow provider.
+    worker_queues: Literal["all", "sends", "control"] = "all"
     # How long a claimed (queued) or sending message may sit before the rescue sweep acts on it.
     claim_lease_seconds: float = Field(default=300.0, gt=0)
     send_lease_seconds: float = Field(default=120.0, gt=0)

@@ -73,6 +73,17 @@ def serve(
             shutil.rmtree(made, ignore_errors=True)
 
 
+# The workers `outreach run` starts, by name, with the queues each takes (OUTREACH_WORKER_QUEUES).
+_WORKER_QUEUES = {"worker": "sends", "control": "control"}
+
+
+def _worker_command(python: str, name: str) -> list[str]:
+    return [
+        python, "-m", "celery", "-A", "worker", "worker", "--loglevel", "warning",
+        "--concurrency", "2", "--hostname", f"{name}@%h",
+    ]
+
+
 @handle_errors
 def run() -> None:
     """Run web, worker, beat and the sandbox together until Ctrl-C (embedded defaults)."""
@@ -88,18 +99,9 @@ def run() -> None:
     commands = {
         "sandbox": [python, "-m", "outreach.cli.app", "sandbox"],
         "web": [python, "-m", "outreach.cli.app", "serve"],
-        "worker": [
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "worker",
-            "worker",
-            "--loglevel",
-            "warning",
-            "--concurrency",
-            "2",
-        ],
+        # Sends and control apart, as in production (docker-compose.yml): a crisis text never
+        # waits for a send process to come free.
+        **{name: _worker_command(python, name) for name in _WORKER_QUEUES},
         "beat": [
             python,
             "-m",
@@ -119,7 +121,9 @@ def run() -> None:
         held = demo.held_note(session, config, now())
     processes: dict[str, subprocess.Popen[bytes]] = {}
     for name, command in commands.items():
-        processes[name] = subprocess.Popen(command, env=env)  # noqa: S603 (our own interpreter and modules)
+        queues = _WORKER_QUEUES.get(name)
+        child_env = {**env, "OUTREACH_WORKER_QUEUES": queues} if queues else env
+        processes[name] = subprocess.Popen(command, env=child_env)  # noqa: S603 (our own interpreter and modules)
     console.print(
         f"Clinic Outreach is running.\n"
         f"  staff web app   {config.public_base_url}/  (sign in with a staff login)\n"

@@ -89,13 +89,13 @@ def test_stop_stops_everything_and_start_resumes(system: System) -> None:
 BACKLOG = 3000
 
 
-def _backlog(system: System) -> list[str]:
+def _backlog(system: System, count: int = BACKLOG, name: str = "backlog") -> list[str]:
     """A campaign's worth of texts to other patients, all due now; returns their keys."""
     with system.factory.begin() as session:
         others = [make_contact(session, timezone=daytime_zone()).id for _ in range(30)]
         rows = [
             {
-                "idempotency_key": f"e2e:backlog:{n}",
+                "idempotency_key": f"e2e:{name}:{n}",
                 "contact_id": others[n % len(others)],
                 "channel": "sms",
                 "category": "care",
@@ -103,7 +103,7 @@ def _backlog(system: System) -> list[str]:
                 "body_override": f"Clinic news, part {n}.",
                 "due_at": utcnow(),
             }
-            for n in range(BACKLOG)
+            for n in range(count)
         ]
         insert_messages(session, rows, now=utcnow())
     return [str(r["idempotency_key"]) for r in rows]
@@ -195,6 +195,44 @@ def test_crisis_text_gets_a_reply_within_seconds_and_alerts_on_call(system: Syst
         timeout=60,
         what="the waiting callbacks applied",
     )
+
+
+@pytest.fixture
+def production_shape(pg_url: str, tmp_path: Path) -> Iterator[System]:
+    """Send workers and a control worker apart, as docker-compose.yml runs them."""
+    with running_system(pg_url, tmp_path, control_worker=True) as running:
+        yield running
+
+
+PROVIDER_SECONDS = 0.2  # a real provider's answer takes this long, not the sandbox's 1 ms
+SLOW_BACKLOG = 400
+
+
+def test_a_crisis_reply_overtakes_sends_to_a_slow_provider(production_shape: System) -> None:
+    """Every send process is busy with a batch to a provider that takes 0.2 s an answer (a
+    task of 100 takes 20 s). The crisis text is processed and its reply sent by the control
+    worker at once. When one worker took both queues, the reply waited for a send process to
+    come free (a batch at least; over a minute seen in bench/crisis_bench.py)."""
+    system = production_shape
+    control = system.sandbox.control
+    contact_id, phone = _patient(system)
+    control.inject("latency", seconds=PROVIDER_SECONDS)
+    keys = _backlog(system, SLOW_BACKLOG, "slow")
+    wait_for(lambda: control.accepts().total >= 4, timeout=30, what="the slow sends to start")
+    sent_at = datetime.now(UTC)
+    control.reply(phone, "i want to end it all")
+
+    def crisis_reply() -> list[str]:
+        return [m.body for m in control.messages(phone) if m.direction != "inbound" and "988" in m.body]
+
+    wait_for(crisis_reply, timeout=30, what="the crisis reply on the patient's phone", interval=0.02)
+    reply = next(m for m in control.messages(phone) if "988" in m.body)
+    assert (reply.accepted_at - sent_at).total_seconds() < 5, "the reply waited behind the sends"
+    assert _unsent(system, keys) > SLOW_BACKLOG // 2, "the backlog was still being sent"
+    with system.factory() as session:
+        item = session.scalar(select(InboxItem).where(InboxItem.contact_id == contact_id))
+        assert item is not None and item.urgent
+    control.clear_faults()
 
 
 def _delivered_earlier(system: System) -> int:

@@ -147,8 +147,17 @@ def system_settings(database_url: str, web_port: int, **overrides: Any) -> Setti
 
 @contextmanager
 def running_system(
-    database_url: str, log_dir: Path, *, workers: int = 1, beats: int = 1, **overrides: Any
+    database_url: str,
+    log_dir: Path,
+    *,
+    workers: int = 1,
+    beats: int = 1,
+    control_worker: bool = False,
+    **overrides: Any,
 ) -> Iterator[System]:
+    """The whole system on real processes. With ``control_worker``, the production shape
+    (docker-compose.yml): the workers take only send tasks and one more worker takes the
+    control queue; otherwise every worker takes both."""
     problem = services.ensure_redis()
     if problem:
         if services.IN_CI:
@@ -166,14 +175,16 @@ def running_system(
         with stack(env, log_dir) as processes:
             processes.start_web(web_port)
             for n in range(workers):
-                processes.start_worker(f"worker{n + 1}")
+                processes.start_worker(f"worker{n + 1}", queues="sends" if control_worker else "all")
+            if control_worker:
+                processes.start_worker("control", queues="control")
             for n in range(beats):
                 processes.start_beat(f"beat{n + 1}")
             system = System(aimed, sandbox, processes, make_session_factory(engine), make_celery(aimed))
             try:
                 yield system
             except BaseException:
-                for name in ("worker1", "worker2", "beat1", "web"):
+                for name in ("worker1", "worker2", "control", "beat1", "web"):
                     print(f"----- {name} log -----\n{processes.log(name)[-4000:]}")
                 raise
             processes.stop_all()  # so the logs are complete, shutdown included

@@ -62,12 +62,14 @@ class Stack:
     log_dir: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, args: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, *args],
             cwd=REPO,
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # so a SIGKILL reaches the whole worker, children included
@@ -79,7 +81,8 @@ class Stack:
         path = self.log_dir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def start_worker(self, name: str = "worker", concurrency: int = 2) -> None:
+    def start_worker(self, name: str = "worker", concurrency: int = 2, queues: str = "all") -> None:
+        """A Celery worker taking tasks from ``queues`` (OUTREACH_WORKER_QUEUES)."""
         self._spawn(
             name,
             [
@@ -97,6 +100,7 @@ class Stack:
                 "--without-gossip",
                 "--without-mingle",
             ],
+            {"OUTREACH_WORKER_QUEUES": queues},
         )
         wait_for(lambda: " ready." in self.log(name), timeout=60, what=f"{name} to be ready")
 

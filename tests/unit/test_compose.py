@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
+from outreach.celeryapp import control_queue
+from outreach.config import Settings, load_settings
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 
@@ -62,8 +65,8 @@ def _services() -> dict[str, Any]:
 
 def test_every_long_running_service_has_a_health_check() -> None:
     services = _services()
-    assert {"postgres", "redis", "web", "worker", "beat"} <= set(services)
-    for name in ("postgres", "redis", "web", "worker", "beat"):
+    assert {"postgres", "redis", "web", "worker", "control", "beat"} <= set(services)
+    for name in ("postgres", "redis", "web", "worker", "control", "beat"):
         assert "test" in services[name]["healthcheck"], name
 
 
@@ -99,3 +102,15 @@ def test_every_secret_and_the_rotation_fallbacks_reach_the_application() -> None
             "OUTREACH_SECRET_KEY", "OUTREACH_SECRET_KEY_FALLBACKS", "TWILIO_AUTH_TOKEN",
             "OUTREACH_SMTP_PASSWORD", "OUTREACH_METRICS_TOKEN",
         } <= passed, name
+
+
+def test_send_workers_and_the_control_worker_take_separate_queues() -> None:
+    """A worker taking both queues has no process free for a crisis text while all of them
+    send batches to a slow provider (tests/e2e/test_replies.py)."""
+    services = _services()
+    queues = {
+        name: services[name]["command"][services[name]["command"].index("-Q") + 1]
+        for name in ("worker", "control")
+    }
+    settings = load_settings(celery_queue=Settings.model_fields["celery_queue"].default)
+    assert queues == {"worker": settings.celery_queue, "control": control_queue(settings)}
