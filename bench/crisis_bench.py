@@ -39,7 +39,6 @@ from tests.support.sandbox import running_sandbox
 from tests.support.waiting import wait_for
 
 GOAL_P99 = 2.0
-CONTROL_PROCESSES = 3  # as docker-compose.yml's control service
 CRISIS_TEXT = "i want to end it all tonight"
 Pairs = list[tuple[str, str]]
 
@@ -117,9 +116,8 @@ def run(
                 processes.start_web(web_port)
                 processes.start_beat("beat1")
                 delivery_bench._start_worker(processes, "worker1", WorkerSpec(), queues="sends")
-                delivery_bench._start_worker(
-                    processes, "control", WorkerSpec(concurrency=CONTROL_PROCESSES), queues="control"
-                )
+                control = WorkerSpec(concurrency=delivery_bench.CONTROL_PROCESSES)
+                delivery_bench._start_worker(processes, "control", control, queues="control")
                 delivery_bench._warm_up(bench)
                 results = []
                 for n, phone in enumerate(phones):

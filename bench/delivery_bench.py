@@ -70,6 +70,7 @@ WARMUP_MESSAGES = 100
 
 Pairs = list[tuple[str, str]]
 PHASES = frozenset({"throughput", "lag", "rate", "naive"})
+CONTROL_PROCESSES = 3  # the control worker's pool, as docker-compose.yml's control service
 PENDING = {MessageState.SCHEDULED, MessageState.QUEUED, MessageState.SENDING}
 
 
@@ -79,9 +80,13 @@ class WorkerSpec:
 
     pool: str = "prefork"
     concurrency: int = 0  # 0: the worker's own default (OUTREACH_WORKER_CONCURRENCY)
+    # The production shape (docker-compose.yml): send workers take only send tasks, and a
+    # control worker of CONTROL_PROCESSES runs the dispatcher. Otherwise each worker takes both.
+    control_apart: bool = False
 
     def label(self) -> str:
-        return f"{self.pool} x{self.concurrency or 'default'}"
+        apart = ", control worker apart" if self.control_apart else ", each taking both queues"
+        return f"{self.pool} x{self.concurrency or 'default'}{apart}"
 
 
 @dataclass
@@ -570,11 +575,15 @@ def run(
             if phases & {"throughput", "lag"}:
                 with _stack(bench, "pipeline") as processes:
                     processes.start_beat("beat1")
-                    _start_worker(processes, "worker1", spec)
+                    queues = "sends" if spec.control_apart else "all"
+                    if spec.control_apart:
+                        control = WorkerSpec(spec.pool, CONTROL_PROCESSES)
+                        _start_worker(processes, "control", control, queues="control")
+                    _start_worker(processes, "worker1", spec, queues=queues)
                     if "throughput" in phases:
                         results.append(_throughput(bench, 1, messages, window))
                         log(f"1 worker: {results[-1].mps:,.0f} msgs/s")
-                    _start_worker(processes, "worker2", spec)
+                    _start_worker(processes, "worker2", spec, queues=queues)
                     if "throughput" in phases:
                         results.append(_throughput(bench, 2, messages, window))
                         log(f"2 workers: {results[-1].mps:,.0f} msgs/s")
@@ -700,6 +709,9 @@ def main() -> None:
     parser.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
     parser.add_argument("--concurrency", type=int, default=0, help="0: the worker's default")
     parser.add_argument(
+        "--control-apart", action="store_true", help="send workers and a control worker, as in production"
+    )
+    parser.add_argument(
         "--phases",
         default=",".join(sorted(PHASES)),
         help="comma-separated subset of: " + ", ".join(sorted(PHASES)),
@@ -711,7 +723,7 @@ def main() -> None:
         window=args.window,
         lag_messages=args.lag_messages,
         lag_spread=args.lag_spread,
-        spec=WorkerSpec(args.pool, args.concurrency),
+        spec=WorkerSpec(args.pool, args.concurrency, args.control_apart),
         phases=frozenset(args.phases.split(",")),
         log=lambda line: print(f"  .. {line}", flush=True),
     )
