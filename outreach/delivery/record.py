@@ -29,6 +29,9 @@ class Accepted:
     at: datetime
 
 
+# An attempt's outcome once the provider took the message.
+ACCEPTED = "accepted"
+
 _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 _ATTEMPTS: Table = MessageAttempt.__table__  # type: ignore[assignment]
 # Bound names differ from the column names: SQLAlchemy reserves those for the SET clause.
@@ -49,7 +52,7 @@ _TO_SENT = (
 _ATTEMPT_ACCEPTED = (
     update(_ATTEMPTS)
     .where(and_(_ATTEMPTS.c.message_id == bindparam("b_id"), _ATTEMPTS.c.finished_at.is_(None)))
-    .values(finished_at=bindparam("b_at"), outcome="accepted", provider_id=bindparam("b_provider_id"))
+    .values(finished_at=bindparam("b_at"), outcome=ACCEPTED, provider_id=bindparam("b_provider_id"))
 )
 
 
@@ -66,20 +69,20 @@ def backoff(attempt: int, base: timedelta, retry_after: float | None = None) -> 
 # and one round trip for the group instead of one execution per message).
 _TO_SENT_PG = text(
     """UPDATE messages AS m
-       SET state = 'sent', updated_at = v.at, provider_id = v.provider_id, provider_status = v.status,
+       SET state = :sent, updated_at = v.at, provider_id = v.provider_id, provider_status = v.status,
            sent_at = v.at, segments = v.segments, price = v.price, lease_until = NULL
        FROM unnest(CAST(:ids AS integer[]), CAST(:ats AS timestamptz[]), CAST(:provider_ids AS text[]),
                    CAST(:statuses AS text[]), CAST(:segments AS integer[]), CAST(:prices AS text[]))
             AS v(id, at, provider_id, status, segments, price)
-       WHERE m.id = v.id AND m.state = 'sending'"""
-)
+       WHERE m.id = v.id AND m.state = :sending"""
+).bindparams(sent=str(MessageState.SENT), sending=str(MessageState.SENDING))
 _ATTEMPT_ACCEPTED_PG = text(
     """UPDATE message_attempts AS a
-       SET finished_at = v.at, outcome = 'accepted', provider_id = v.provider_id
+       SET finished_at = v.at, outcome = :accepted, provider_id = v.provider_id
        FROM unnest(CAST(:ids AS integer[]), CAST(:ats AS timestamptz[]), CAST(:provider_ids AS text[]))
             AS v(id, at, provider_id)
        WHERE a.message_id = v.id AND a.finished_at IS NULL"""
-)
+).bindparams(accepted=ACCEPTED)
 
 
 def record_accepts(session: Session, accepted: Sequence[Accepted]) -> None:
