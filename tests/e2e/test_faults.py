@@ -7,6 +7,11 @@ arrive.
 After each, the sandbox's accept counts show no message sent twice, every message ends sent
 (here nothing fails for good), helped only by the sweeps beat would run anyway, and no status
 moved backward. Each records its line for `make faults` (tests/support/faults.py).
+
+Every test runs the production shape (docker-compose.yml): send workers, and one worker apart
+for the control queue (dispatch, replies, status callbacks), started again if one exits on its
+own, as the compose file's restart policy does (the fault's line then says so); a fault is
+aimed at the process that does the work it disturbs.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import signal
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -54,9 +59,13 @@ MESSAGES = 80
 DONE = {MessageState.SENT, MessageState.DELIVERED}
 
 
+def production_system(pg_url: str, tmp_path: Path, **kwargs: Any) -> AbstractContextManager[System]:
+    return running_system(pg_url, tmp_path, control_worker=True, supervised=True, **kwargs)
+
+
 @contextmanager
 def slow_system(pg_url: str, tmp_path: Path, **kwargs: Any) -> Iterator[System]:
-    with running_system(pg_url, tmp_path, **kwargs) as system:
+    with production_system(pg_url, tmp_path, **kwargs) as system:
         # Every provider call takes a while, so faults land in the middle of batches.
         system.sandbox.control.inject("latency", seconds=0.05)
         yield system
@@ -108,12 +117,23 @@ def _settle(system: System, ids: list[int], timeout: float = 90) -> str | None:
     return None
 
 
+def _noted(system: System, note: str) -> str:
+    """The line's note, with any worker that exited on its own and was started again."""
+    restarts = system.processes.restarts
+    if not restarts:
+        return note
+    said = f"exited on its own and restarted: {', '.join(restarts)}"
+    return f"{note}; {said}" if note else said
+
+
 def _finish(system: System, ids: list[int], fault: str, note: str = "", timeout: float = 90) -> None:
     """Settle, record the fault's report line, then hold the promises: every message sent,
     none twice, no status backward."""
     problem = _settle(system, ids, timeout)
     accepts = system.sandbox.control.accepts()
-    line = faults.outcome(system.factory, fault, ids, accepts.total, len(accepts.duplicates), note)
+    line = faults.outcome(
+        system.factory, fault, ids, accepts.total, len(accepts.duplicates), _noted(system, note)
+    )
     faults.record(line)
     assert problem is None, problem
     assert accepts.duplicates == [], f"sent twice: {accepts.duplicates}"
@@ -228,7 +248,7 @@ PROVIDER_FAULTS: dict[str, dict[str, Any]] = {
 # and reconciliation waits from the timeout, so a request that lands late is found, not resent.
 @pytest.mark.parametrize("fault", list(PROVIDER_FAULTS))
 def test_provider_faults_end_with_each_message_sent_once(pg_url: str, tmp_path: Path, fault: str) -> None:
-    with running_system(pg_url, tmp_path) as system:
+    with production_system(pg_url, tmp_path) as system:
         system.sandbox.control.inject(**PROVIDER_FAULTS[fault])
         ids = _load(system)
         _finish(system, ids, fault)
@@ -259,7 +279,7 @@ def _delivered(system: System, count: int) -> list[int]:
 def test_duplicate_and_reordered_status_callbacks_never_move_a_status_back(
     pg_url: str, tmp_path: Path
 ) -> None:
-    with running_system(pg_url, tmp_path) as system:
+    with production_system(pg_url, tmp_path) as system:
         ids = _delivered(system, 20)
         for message_id in ids:
             message = system.message(message_id)
@@ -287,7 +307,7 @@ def test_web_killed_while_webhooks_arrive_loses_and_repeats_nothing(pg_url: str,
     answered is in the database before anything is retried. Twilio retries what got no 200;
     here every text is posted again after the restart (a superset of Twilio's retries,
     including those whose 200 was lost): each is stored and handled exactly once."""
-    with running_system(pg_url, tmp_path) as system:
+    with production_system(pg_url, tmp_path) as system:
         with system.factory.begin() as session:
             phones = [str(make_contact(session, timezone=daytime_zone()).phone) for _ in range(TEXTS)]
         forms = [
@@ -342,7 +362,7 @@ def test_web_killed_while_webhooks_arrive_loses_and_repeats_nothing(pg_url: str,
             duplicates=len(items) - len(set(items)),
             lost=len(forms) - len(set(items)),
             regressions=0,
-            note="inbound texts: stored / inbox items",
+            note=_noted(system, "inbound texts: stored / inbox items"),
         )
         faults.record(line)
         assert line.ok, line
@@ -352,20 +372,20 @@ CALLBACKS_PER_MESSAGE = 25
 
 
 def test_worker_killed_while_status_callbacks_wait_applies_each_once(pg_url: str, tmp_path: Path) -> None:
-    """The webhook stores callbacks; the worker applies them. Kill the worker (SIGKILL) while
+    """The webhook stores callbacks; the control worker applies them. Kill it (SIGKILL) while
     they arrive and are being applied: those stored meanwhile are answered 200 all the same,
-    and once a worker is back each becomes exactly one event on its message."""
-    with running_system(pg_url, tmp_path) as system:
+    and once it is back each becomes exactly one event on its message."""
+    with production_system(pg_url, tmp_path) as system:
         ids = _delivered(system, 20)
         before = {i: _events_of(system, i) for i in ids}
         answered: list[int] = []
         for n in range(CALLBACKS_PER_MESSAGE):
             if n == CALLBACKS_PER_MESSAGE // 3:
-                system.processes.kill("worker1", signal.SIGKILL)
+                system.processes.kill("control", signal.SIGKILL)
             answered += [_post_read(system, message_id) for message_id in ids]
-        assert answered == [200] * len(answered), "stored and answered with no worker running"
+        assert answered == [200] * len(answered), "stored and answered with no control worker running"
         assert _waiting_callbacks(system) > 0
-        system.processes.start_worker("worker1")
+        system.processes.start_worker("control")
         wait_for(lambda: _waiting_callbacks(system) == 0, timeout=60, what="every callback applied")
         _hold_callback_promises(
             system, "worker SIGKILL while status callbacks wait", before,
@@ -391,7 +411,7 @@ def test_web_killed_while_status_callbacks_arrive_loses_none_it_answered(
     transaction). SIGKILL the web process while `read` callbacks arrive: every one answered 200
     is applied; those that got no answer are posted again, as Twilio retries; no status moves
     back."""
-    with running_system(pg_url, tmp_path) as system:
+    with production_system(pg_url, tmp_path) as system:
         ids = _delivered(system, 20)
         before = {i: _events_of(system, i) for i in ids}
         posted = ids * 3
@@ -429,7 +449,7 @@ def _hold_callback_promises(
         duplicates=sum(max(0, applied[i] - n) for i, n in expected.items()) if more_is_duplicate else 0,
         lost=sum(max(0, n - applied[i]) for i, n in expected.items()),
         regressions=sum(system.message(i).state != MessageState.DELIVERED for i in expected),
-        note="status callbacks: posted / events applied",
+        note=_noted(system, "status callbacks: posted / events applied"),
     )
     faults.record(line)
     assert line.ok, line

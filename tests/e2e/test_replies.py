@@ -30,8 +30,9 @@ def system(pg_url: str, tmp_path: Path) -> Iterator[System]:
 @pytest.fixture
 def racing_system(pg_url: str, tmp_path: Path) -> Iterator[System]:
     """Thirty reminders to one patient at once: the daily limit (``care_cap_per_day``) is lifted
-    so that every one of them races the opt-out instead of being skipped by the limit."""
-    with running_system(pg_url, tmp_path, care_cap_per_day=1000) as running:
+    so that every one of them races the opt-out instead of being skipped by the limit. The
+    production shape: the opt-out is processed by the control worker while the send worker sends."""
+    with running_system(pg_url, tmp_path, control_worker=True, care_cap_per_day=1000) as running:
         yield running
 
 

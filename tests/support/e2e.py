@@ -153,11 +153,14 @@ def running_system(
     workers: int = 1,
     beats: int = 1,
     control_worker: bool = False,
+    supervised: bool = False,
     **overrides: Any,
 ) -> Iterator[System]:
     """The whole system on real processes. With ``control_worker``, the production shape
     (docker-compose.yml): the workers take only send tasks and one more worker takes the
-    control queue; otherwise every worker takes both."""
+    control queue; otherwise every worker takes both. With ``supervised``, a worker that exits
+    on its own is started again, as docker compose's restart policy does (``System.processes
+    .restarts`` says which)."""
     problem = services.ensure_redis()
     if problem:
         if services.IN_CI:
@@ -178,6 +181,8 @@ def running_system(
                 processes.start_worker(f"worker{n + 1}", queues="sends" if control_worker else "all")
             if control_worker:
                 processes.start_worker("control", queues="control")
+            if supervised:
+                processes.supervise()
             for n in range(beats):
                 processes.start_beat(f"beat{n + 1}")
             system = System(aimed, sandbox, processes, make_session_factory(engine), make_celery(aimed))

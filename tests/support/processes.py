@@ -13,7 +13,9 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +63,13 @@ class Stack:
     env: dict[str, str]
     log_dir: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Each worker's queues, so that a worker started again under its name takes the same ones.
+    worker_queues: dict[str, str] = field(default_factory=dict)
+    # Workers that exited on their own and were started again by ``supervise``, in order.
+    restarts: list[str] = field(default_factory=list)
+    _worker_commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _supervising: threading.Event = field(default_factory=threading.Event)
 
     def _spawn(
         self, name: str, args: list[str], env: dict[str, str] | None = None
@@ -81,30 +90,43 @@ class Stack:
         path = self.log_dir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def start_worker(self, name: str = "worker", concurrency: int = 2, queues: str = "all") -> None:
-        """A Celery worker taking tasks from ``queues`` (OUTREACH_WORKER_QUEUES)."""
-        self._spawn(
-            name,
-            [
-                "-m",
-                "celery",
-                "-A",
-                "worker",
-                "worker",
-                "--loglevel",
-                "info",
-                "--concurrency",
-                str(concurrency),
-                "--hostname",
-                f"{name}@%h",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            {"OUTREACH_WORKER_QUEUES": queues},
-        )
-        wait_for(lambda: " ready." in self.log(name), timeout=60, what=f"{name} to be ready")
+    def _started(self, name: str, marker: str) -> Callable[[], bool]:
+        """Whether the process started under ``name`` since now has logged ``marker`` (a
+        restarted process appends to its predecessor's log, which holds the marker already)."""
+        seen = self.log(name).count(marker)
+        return lambda: self.log(name).count(marker) > seen
+
+    def _worker_command(self, name: str, queues: str, concurrency: int) -> tuple[list[str], dict[str, str]]:
+        args = [
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "worker",
+            "--loglevel",
+            "info",
+            "--concurrency",
+            str(concurrency),
+            "--hostname",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+        return args, {"OUTREACH_WORKER_QUEUES": queues}
+
+    def start_worker(self, name: str = "worker", concurrency: int = 2, queues: str | None = None) -> None:
+        """A Celery worker taking tasks from ``queues`` (OUTREACH_WORKER_QUEUES): by default
+        those it took when last started under this name, else all."""
+        queues = queues or self.worker_queues.get(name, "all")
+        with self._lock:
+            self.worker_queues[name] = queues
+            self._worker_commands[name] = self._worker_command(name, queues, concurrency)
+            ready = self._started(name, " ready.")
+            self._spawn(name, *self._worker_commands[name])
+        wait_for(ready, timeout=60, what=f"{name} to be ready")
 
     def start_beat(self, name: str = "beat") -> None:
+        started = self._started(name, "Starting...")
         self._spawn(
             name,
             [
@@ -119,7 +141,7 @@ class Stack:
                 str(self.log_dir / f"{name}-schedule"),
             ],
         )
-        wait_for(lambda: "Starting..." in self.log(name), timeout=30, what=f"{name} to start")
+        wait_for(started, timeout=30, what=f"{name} to start")
 
     def start_web(self, port: int, name: str = "web") -> None:
         self._spawn(name, ["-m", "outreach.cli.app", "serve", "--port", str(port)])
@@ -133,13 +155,39 @@ class Stack:
         wait_for(healthy, timeout=30, what="the web app to answer /healthz")
 
     def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
-        process = self.processes.pop(name)
+        with self._lock:  # a process killed here is the test's to start again, not supervise's
+            process = self.processes.pop(name)
         os.killpg(process.pid, sig)
         process.wait(timeout=30)
 
+    def supervise(self) -> None:
+        """Start again any worker that exits on its own, as the production set-up's supervisor
+        does (docker-compose.yml: ``restart: unless-stopped``), and note it in ``restarts``."""
+        self._supervising.set()
+
+        def watch() -> None:
+            while self._supervising.is_set():
+                for name in list(self.worker_queues):
+                    with self._lock:
+                        process = self.processes.get(name)
+                        exited = (
+                            self._supervising.is_set() and process is not None and process.poll() is not None
+                        )
+                        if exited:
+                            self.restarts.append(name)
+                            ready = self._started(name, " ready.")
+                            self._spawn(name, *self._worker_commands[name])
+                    if exited:
+                        wait_for(ready, timeout=60, what=f"{name} to be ready again")
+                time.sleep(0.2)
+
+        threading.Thread(target=watch, name="supervisor", daemon=True).start()
+
     def stop_all(self) -> None:
+        self._supervising.clear()
         for name in list(self.processes):
-            process = self.processes.pop(name)
+            with self._lock:  # after a restart the supervisor may be making
+                process = self.processes.pop(name)
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
                 try:
