@@ -10,6 +10,7 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Queue
 
+from outreach import broker_fix
 from outreach.config import Settings
 from outreach.outbox.idsets import slices
 
@@ -94,6 +95,7 @@ def transport_options(broker_url: str) -> dict[str, Any]:
 
 
 def make_celery(settings: Settings) -> Celery:
+    broker_fix.install()
     app = Celery("outreach", include=TASK_MODULES)
     app.conf.update(celery_config(settings))
     return app

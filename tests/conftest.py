@@ -41,6 +41,15 @@ def _fail_or_skip(reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture
+def redis_url() -> str:
+    """The local Redis (OUTREACH_TEST_REDIS_URL); skipped without one, failed in CI."""
+    problem = services.ensure_redis()
+    if problem:
+        _fail_or_skip(problem)
+    return services.REDIS_URL
+
+
 @pytest.fixture(scope="session")
 def postgres_template_url() -> Iterator[str]:
     """A migrated PostgreSQL database for this test run, dropped at the end."""

@@ -22,7 +22,6 @@ from outreach.delivery.ratelimit import (
     limiter_from_settings,
     rates_from_settings,
 )
-from tests.support import services
 
 NOW = datetime(2025, 3, 10, 17, 0, tzinfo=UTC)
 SLOT = interval_seconds(20.0)  # 20 MPS, with the safety margin
@@ -30,16 +29,6 @@ SLOT = interval_seconds(20.0)  # 20 MPS, with the safety margin
 
 def _twenty(_sender: str) -> float:
     return 20.0
-
-
-@pytest.fixture
-def redis_url() -> str:
-    problem = services.ensure_redis()
-    if problem:
-        if services.IN_CI:
-            pytest.fail(problem)
-        pytest.skip(problem)
-    return services.REDIS_URL
 
 
 @pytest.fixture
