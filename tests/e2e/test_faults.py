@@ -10,8 +10,9 @@ moved backward. Each records its line for `make faults` (tests/support/faults.py
 
 Every test runs the production shape (docker-compose.yml): send workers, and one worker apart
 for the control queue (dispatch, replies, status callbacks), started again if one exits on its
-own, as the compose file's restart policy does (the fault's line then says so); a fault is
-aimed at the process that does the work it disturbs.
+own, as the compose file's restart policy does, so the line can still be measured; the line
+then says so and the test fails (a worker started by hand would stay down). A fault is aimed at
+the process that does the work it disturbs.
 """
 
 from __future__ import annotations
@@ -126,6 +127,12 @@ def _noted(system: System, note: str) -> str:
     return f"{note}; {said}" if note else said
 
 
+def _no_worker_exited(system: System) -> None:
+    """The supervisor keeps the run going so the line can be measured, but a worker that exits
+    on a fault is a failure of its own: started by hand, it would stay down."""
+    assert not system.processes.restarts, f"exited on its own: {system.processes.restarts}"
+
+
 def _finish(system: System, ids: list[int], fault: str, note: str = "", timeout: float = 90) -> None:
     """Settle, record the fault's report line, then hold the promises: every message sent,
     none twice, no status backward."""
@@ -138,6 +145,7 @@ def _finish(system: System, ids: list[int], fault: str, note: str = "", timeout:
     assert problem is None, problem
     assert accepts.duplicates == [], f"sent twice: {accepts.duplicates}"
     assert accepts.total == len(ids)
+    _no_worker_exited(system)
     assert line.ok, line
 
 
@@ -366,6 +374,7 @@ def test_web_killed_while_webhooks_arrive_loses_and_repeats_nothing(pg_url: str,
         )
         faults.record(line)
         assert line.ok, line
+        _no_worker_exited(system)
 
 
 CALLBACKS_PER_MESSAGE = 25
@@ -453,6 +462,7 @@ def _hold_callback_promises(
     )
     faults.record(line)
     assert line.ok, line
+    _no_worker_exited(system)
     assert all(system.message(i).provider_status == "read" for i in expected)
 
 
