@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 from outreach.contacts import consent
 from outreach.models import InboxItem, Message, MessageState, PendingStatusEvent, utcnow
 from outreach.outbox import insert_messages
+from outreach.sandbox.control import SandboxMessage
 from tests.support import faults
 from tests.support.e2e import ONCALL_EMAIL, ONCALL_SMS, System, daytime_zone, running_system
 from tests.support.factories import make_contact
@@ -223,11 +224,10 @@ def test_a_crisis_reply_overtakes_sends_to_a_slow_provider(production_shape: Sys
     sent_at = datetime.now(UTC)
     control.reply(phone, "i want to end it all")
 
-    def crisis_reply() -> list[str]:
-        return [m.body for m in control.messages(phone) if m.direction != "inbound" and "988" in m.body]
+    def crisis_replies() -> list[SandboxMessage]:
+        return [m for m in control.messages(phone) if m.direction != "inbound" and "988" in m.body]
 
-    wait_for(crisis_reply, timeout=30, what="the crisis reply on the patient's phone", interval=0.02)
-    reply = next(m for m in control.messages(phone) if "988" in m.body)
+    reply = wait_for(crisis_replies, timeout=30, what="the crisis reply on the phone", interval=0.02)[0]
     assert (reply.accepted_at - sent_at).total_seconds() < 5, "the reply waited behind the sends"
     assert _unsent(system, keys) > SLOW_BACKLOG // 2, "the backlog was still being sent"
     with system.factory() as session:

@@ -63,11 +63,10 @@ class Stack:
     env: dict[str, str]
     log_dir: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    # Each worker's queues, so that a worker started again under its name takes the same ones.
-    worker_queues: dict[str, str] = field(default_factory=dict)
     # Workers that exited on their own and were started again by ``supervise``, in order.
     restarts: list[str] = field(default_factory=list)
-    _worker_commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
+    # Each worker's queues and pool size, so that one started again under its name is the same.
+    _workers: dict[str, tuple[str, int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _supervising: threading.Event = field(default_factory=threading.Event)
 
@@ -117,12 +116,11 @@ class Stack:
     def start_worker(self, name: str = "worker", concurrency: int = 2, queues: str | None = None) -> None:
         """A Celery worker taking tasks from ``queues`` (OUTREACH_WORKER_QUEUES): by default
         those it took when last started under this name, else all."""
-        queues = queues or self.worker_queues.get(name, "all")
+        queues = queues or self._workers.get(name, ("all", concurrency))[0]
         with self._lock:
-            self.worker_queues[name] = queues
-            self._worker_commands[name] = self._worker_command(name, queues, concurrency)
+            self._workers[name] = (queues, concurrency)
             ready = self._started(name, " ready.")
-            self._spawn(name, *self._worker_commands[name])
+            self._spawn(name, *self._worker_command(name, queues, concurrency))
         wait_for(ready, timeout=60, what=f"{name} to be ready")
 
     def start_beat(self, name: str = "beat") -> None:
@@ -167,7 +165,7 @@ class Stack:
 
         def watch() -> None:
             while self._supervising.is_set():
-                for name in list(self.worker_queues):
+                for name in list(self._workers):
                     with self._lock:
                         process = self.processes.get(name)
                         exited = (
@@ -176,7 +174,7 @@ class Stack:
                         if exited:
                             self.restarts.append(name)
                             ready = self._started(name, " ready.")
-                            self._spawn(name, *self._worker_commands[name])
+                            self._spawn(name, *self._worker_command(name, *self._workers[name]))
                     if exited:
                         wait_for(ready, timeout=60, what=f"{name} to be ready again")
                 time.sleep(0.2)
@@ -186,7 +184,7 @@ class Stack:
     def stop_all(self) -> None:
         self._supervising.clear()
         for name in list(self.processes):
-            with self._lock:  # after a restart the supervisor may be making
+            with self._lock:  # the supervisor may be starting this one again
                 process = self.processes.pop(name)
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
