@@ -21,6 +21,7 @@ from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 from phonenumbers import PhoneNumberType
 from phonenumbers import timezone as phone_zones
 from phonenumbers.phonemetadata import PhoneMetadata, PhoneNumberDesc
+from phonenumbers.tzdata import TIMEZONE_DATA
 
 from outreach.text import control_problem
 
@@ -59,8 +60,22 @@ class Phone:
 def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> Phone:
     """E.164 form of a phone number written any usual way; national numbers are taken as US."""
     refuse_control(raw, "phone")
-    number = _plain_nanp(raw) if region == DEFAULT_REGION else None
-    if number is None:
+    return normalize_checked_phone(raw, region)
+
+
+def normalize_checked_phone(raw: str, region: str = DEFAULT_REGION) -> Phone:
+    """``normalize_phone`` for a value already checked for control characters (the CSV
+    importer checks a whole row at once)."""
+    national = _plain_nanp(raw) if region == DEFAULT_REGION else None
+    if national is not None:
+        kind = _US_TYPE(national)
+        if kind in _US_GEOGRAPHIC:
+            # The everyday case, answered without building a PhoneNumber: the same type test,
+            # E.164 form and zone lookup the library would make (see number_type).
+            e164 = "+1" + national
+            return Phone(e164=e164, zones=_geographic_zones(e164[1 : 1 + _NANP_ZONE_PREFIX]))
+        number = phonenumbers.PhoneNumber(country_code=1, national_number=int(national))
+    else:
         try:
             number = phonenumbers.parse(raw, region)
         except phonenumbers.NumberParseException:
@@ -77,6 +92,22 @@ def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> Phone:
         zones = phone_zones.time_zones_for_number(number)
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return Phone(e164=e164, zones=tuple(z for z in zones if z != _UNKNOWN_ZONE))
+
+
+# The longest +1 prefix in the library's zone data (country code, area code and exchange): a
+# +1 number's zones depend on its first digits up to that length and on nothing else.
+_NANP_ZONE_PREFIX = max(len(prefix) for prefix in TIMEZONE_DATA if prefix.startswith("1"))
+
+
+@lru_cache(maxsize=16384)
+def _geographic_zones(digits: str) -> tuple[str, ...]:
+    """``time_zones_for_geographical_number`` for a +1 number whose E.164 digits begin with
+    ``digits``, so each area code and exchange is looked up once per import."""
+    for length in range(len(digits), 0, -1):
+        zones = TIMEZONE_DATA.get(digits[:length])
+        if zones is not None:
+            return tuple(z for z in zones if z != _UNKNOWN_ZONE)
+    return ()
 
 
 def _metadata(region: str) -> PhoneMetadata:
@@ -127,13 +158,31 @@ class _TypeTest:
         self.fixed_line = _Desc.of(metadata.fixed_line)
         self.mobile = _Desc.of(metadata.mobile)
         self.same_fixed_and_mobile = bool(metadata.same_mobile_and_fixed_line_pattern)
+        # Per number length, one pattern matching wherever any special type's would: most
+        # numbers are of none of them, and one search costs less than eight.
+        self._any_special: dict[int, re.Pattern[str] | None] = {}
+
+    def _maybe_special(self, national: str) -> bool:
+        length = len(national)
+        if length not in self._any_special:
+            patterns = [
+                desc.pattern.pattern
+                for _, desc in self.special
+                if desc.pattern is not None and (not desc.lengths or length in desc.lengths)
+            ]
+            self._any_special[length] = (
+                re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+            )
+        pattern = self._any_special[length]
+        return pattern is not None and pattern.fullmatch(national) is not None
 
     def __call__(self, national: str) -> int:
         if not self.general.matches(national):
             return PhoneNumberType.UNKNOWN
-        for kind, desc in self.special:
-            if desc.matches(national):
-                return kind
+        if self._maybe_special(national):
+            for kind, desc in self.special:
+                if desc.matches(national):
+                    return kind
         if self.fixed_line.matches(national):
             if self.same_fixed_and_mobile or self.mobile.matches(national):
                 return PhoneNumberType.FIXED_LINE_OR_MOBILE
@@ -144,6 +193,10 @@ class _TypeTest:
 
 
 _US_TYPE = _TypeTest(_metadata("US"))
+# The US number types whose zone comes from the area code and exchange.
+_US_GEOGRAPHIC = frozenset(
+    kind for kind in PhoneNumberType.values() if phonenumbers.is_number_type_geographical(kind, 1)
+)
 
 
 def number_type(number: phonenumbers.PhoneNumber) -> int:
@@ -166,11 +219,11 @@ def number_type(number: phonenumbers.PhoneNumber) -> int:
 _NANP_PUNCTUATION = str.maketrans("", "", " ()-.")
 
 
-def _plain_nanp(raw: str) -> phonenumbers.PhoneNumber | None:
-    """The common US spellings ("(925) 289-1430", "925.289.1430", "+1 925 289 1430") without
-    the general parser, which costs as much as all the other checks of a row together. Anything
-    else (extensions, letters, other countries) returns None and goes through ``parse``,
-    which gives the same number for these spellings."""
+def _plain_nanp(raw: str) -> str | None:
+    """The ten national digits of the common US spellings ("(925) 289-1430", "925.289.1430",
+    "+1 925 289 1430"), found without the general parser, which costs as much as all the other
+    checks of a row together. Anything else (extensions, letters, other countries) returns
+    None and goes through ``parse``, which gives the same number for these spellings."""
     digits = raw.strip().translate(_NANP_PUNCTUATION)
     plus = digits.startswith("+")
     if plus:
@@ -178,10 +231,10 @@ def _plain_nanp(raw: str) -> phonenumbers.PhoneNumber | None:
     if not digits.isascii() or not digits.isdigit():
         return None
     if len(digits) == 11 and digits[0] == "1":
-        digits = digits[1:]
-    elif len(digits) != 10 or plus:
+        return digits[1:]
+    if len(digits) != 10 or plus:
         return None
-    return phonenumbers.PhoneNumber(country_code=1, national_number=int(digits))
+    return digits
 
 
 # The everyday shape of an address: dot-separated atoms before the @ (RFC 5322's atext, and
@@ -229,6 +282,11 @@ def _plain_email(raw: str) -> str | None:
 def normalize_email(raw: str) -> str:
     """The normalised address (domain lower-cased, Unicode NFC); syntax only, no DNS."""
     refuse_control(raw, "email")
+    return normalize_checked_email(raw)
+
+
+def normalize_checked_email(raw: str) -> str:
+    """``normalize_email`` for a value already checked for control characters."""
     plain = _plain_email(raw)
     if plain is not None:
         return plain
@@ -281,6 +339,11 @@ def normalize_language(raw: str) -> str:
 
 def normalize_name(raw: str, field: str) -> str:
     refuse_control(raw, field)
+    return normalize_checked_name(raw, field)
+
+
+def normalize_checked_name(raw: str, field: str) -> str:
+    """``normalize_name`` for a value already checked for control characters."""
     value = " ".join(raw.split())
     if len(value) > NAME_MAX:
         raise FieldError(f"{field} longer than {NAME_MAX} characters")
@@ -289,6 +352,11 @@ def normalize_name(raw: str, field: str) -> str:
 
 def normalize_external_id(raw: str) -> str | None:
     refuse_control(raw, "external_id")
+    return normalize_checked_external_id(raw)
+
+
+def normalize_checked_external_id(raw: str) -> str | None:
+    """``normalize_external_id`` for a value already checked for control characters."""
     value = raw.strip()
     if len(value) > EXTERNAL_ID_MAX:
         raise FieldError(f"external_id longer than {EXTERNAL_ID_MAX} characters")

@@ -10,13 +10,18 @@ import pytest
 from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from phonenumbers import timezone as tz
 
 from outreach.contacts.csvformat import (
     ConsentCell,
+    ContactRow,
+    RowError,
     escape_cell,
     header_key,
     parse_consent_cell,
+    parse_header,
     unescape_cell,
+    validate_row,
 )
 from outreach.contacts.fields import (
     FieldError,
@@ -205,6 +210,23 @@ def test_phone_type_shortcut_agrees_with_phonenumbers_on_every_kind_of_nanp_numb
     assert number_type(london) == phonenumbers.number_type(london)
 
 
+def test_everyday_us_phones_get_the_zones_phonenumbers_gives() -> None:
+    # The import's shortcut (no PhoneNumber object, zones cached by area code and exchange)
+    # against the library's own parse and zone look-up, valid numbers and invalid ones alike.
+    rng = random.Random(20261206)
+    numbers = [rng.randrange(2 * 10**9, 10**10) for _ in range(20_000)]
+    numbers += [4165550123, 6045550123, 8005550123, 9005550123, 2125550123, 9072221234, 8082221234]
+    for national in numbers:
+        raw = f"+1 {national}"
+        parsed = phonenumbers.parse(raw, "US")
+        if not phonenumbers.is_valid_number(parsed):
+            with pytest.raises(FieldError):
+                normalize_phone(raw)
+            continue
+        zones = tuple(z for z in tz.time_zones_for_number(parsed) if z != "Etc/Unknown")
+        assert normalize_phone(raw) == Phone(e164=f"+1{national}", zones=zones), national
+
+
 # Beyond ASCII: letters precomposed and not (é, e + U+0301, the ohm sign NFC folds to omega),
 # a titlecase letter, CJK, and what the validator refuses or folds: a combining mark alone, a
 # no-break space, a zero-width space, a number letter, superscript two, an emoji, private use.
@@ -236,3 +258,30 @@ def test_email_fast_path_agrees_with_email_validator(address: str) -> None:
     except EmailNotValidError:
         expected = None
     assert _ours(normalize_email, address) == expected
+
+
+_HEADER = parse_header(["External ID", "First Name", "Last Name", "Phone", "Email", "Tags"])
+
+
+@pytest.mark.parametrize(
+    ("cells", "outcome"),
+    [
+        # A line break separates tags (Alt+Enter in a spreadsheet) but is junk in a name.
+        (["MRN1", "Ana", "Lee", "925 289 1430", "", "new\nvip"], ("new vip",)),
+        (["MRN1", "An\na", "Lee", "925 289 1430", "", "vip"],
+         "first_name contains a control character (line break)"),
+        # Every column holding one is named, in column order, and the rest still checked.
+        (["MRN\x001", "Ana", "Lee\x1b", "925 289 1430\x7f", "not an email", "a\x07"],
+         "external_id contains a control character (NUL); last_name contains a control character "
+         "(ESC); phone contains a control character (DEL); tags contains a control character "
+         "(U+0007); invalid email"),
+    ],
+)
+def test_a_row_is_checked_for_control_characters_column_by_column(
+    cells: list[str], outcome: tuple[str, ...] | str
+) -> None:
+    result = validate_row(2, cells, _HEADER)
+    if isinstance(outcome, str):
+        assert result == RowError(2, outcome)
+    else:
+        assert isinstance(result, ContactRow) and result.tags == outcome
