@@ -40,20 +40,49 @@ def _outgoing_ports_start() -> int:
         return 0
 
 
+# Ports this test process has handed out: a server is often started a moment after its port
+# was chosen, after others were chosen too (a system's web port, then its sandbox's), and a
+# port nothing listens on yet would be handed out twice (seen: the web app's health check
+# answered by the sandbox's SMTP server on the same port).
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on now, outside the outgoing-connection range where there is one."""
+    """A port nothing listens on now and not handed out before by this process, outside the
+    outgoing-connection range where there is one."""
     if _outgoing_ports_start() >= _LISTEN_PORTS.stop:
+        ours = _listen_ports()
         for _ in range(100):
-            port = random.choice(_LISTEN_PORTS)
-            with socket.socket() as sock:
-                try:
-                    sock.bind((host, port))
-                except OSError:
-                    continue
+            port = random.choice(ours)
+            if port not in _HANDED_OUT and _bindable(host, port):
+                _HANDED_OUT.add(port)
                 return port
+    while True:
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+
+
+def _listen_ports() -> range:
+    """Under pytest-xdist, each worker process takes every n-th port of the range, so two
+    workers never hand out the same one either."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker.startswith("gw") and worker[2:].isdigit() and count > 1:
+        return range(_LISTEN_PORTS.start + int(worker[2:]) % count, _LISTEN_PORTS.stop, count)
+    return _LISTEN_PORTS
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 @dataclass
@@ -144,7 +173,12 @@ class Stack:
     def start_web(self, port: int, name: str = "web") -> None:
         self._spawn(name, ["-m", "outreach.cli.app", "serve", "--port", str(port)])
 
+        process = self.processes[name]
+
         def healthy() -> bool:
+            if process.poll() is not None:
+                log = self.log_dir / f"{name}.log"
+                raise AssertionError(f"{name} exited with {process.returncode}: see {log}")
             try:
                 return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
             except httpx.HTTPError:
