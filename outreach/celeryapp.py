@@ -82,7 +82,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_soft_time_limit": 240,
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
-        "beat_schedule": scheduler.BEAT_SCHEDULE,
+        "beat_schedule": scheduler.beat_schedule(settings),
     }
 
 
