@@ -1,9 +1,9 @@
 """Validating CSV rows on every core.
 
 Validating a row costs ~26 µs (phone and email most of it), which for a 100k-row file is
-seconds of one core: worker processes validate chunks while the parent writes the previous ones. Chunks
-come back in file order, and at most a few are in flight, so memory stays bounded however
-long the file is.
+seconds of one core: worker processes validate chunks while the parent writes the previous
+ones. Chunks come back in file order, and at most a few are in flight, so memory stays bounded
+however long the file is.
 """
 
 from __future__ import annotations
