@@ -6,6 +6,7 @@ import logging
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,7 +14,9 @@ import pytest
 from outreach.channels import DeliveryError, Effect, Outgoing
 from outreach.channels.twilio.client import TwilioSms, make_client, status_callback_url
 from outreach.config import Settings, load_settings
+from tests.support.tls import TlsFiles, make_test_tls
 from tests.support.twilio_stub import ACCOUNT_SID, Behaviour, TwilioStub, running_stub, sent_long_ago
+from tests.support.waiting import wait_for
 
 PATIENT = "+14155550123"
 SERVICE_SID = "MG" + "1" * 32
@@ -163,6 +166,70 @@ def test_connection_dropped_after_the_request_is_ambiguous(stub: TwilioStub, pro
 
     assert caught.value.ambiguous and not caught.value.permanent
     assert len(stub.messages) == 1
+
+
+def test_sends_share_one_kept_alive_connection(stub: TwilioStub, provider: TwilioSms) -> None:
+    for _ in range(3):
+        provider.send(_outgoing())
+
+    assert len(stub.messages) == 3
+    assert stub.connections == 1
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_used(stub: TwilioStub, provider: TwilioSms) -> None:
+    # Twilio's edge closes idle connections; a POST written into one would fail after leaving
+    # and count as an ambiguous send. The next send must open a fresh connection instead.
+    stub.next(Behaviour(close_after=True))
+    provider.send(_outgoing())
+    wait_for(lambda: stub.closed == 1, timeout=5, what="the stub to close the connection")
+
+    result = provider.send(_outgoing(body="second"))
+
+    assert result.provider_id == stub.messages[1].sid
+    assert [r["Body"] for r in stub.requests] == [[_outgoing().body], ["second"]]
+    assert stub.connections == 2
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> TlsFiles:
+    return make_test_tls(tmp_path)
+
+
+def test_sends_over_https_to_a_trusted_certificate(
+    tls: TlsFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca_file))
+    with running_stub(tls.server_context()) as stub:
+        provider = TwilioSms.from_settings(_settings(stub.base_url))
+        result = provider.send(_outgoing())
+
+    assert stub.base_url.startswith("https://")
+    assert result.provider_id == stub.messages[0].sid
+
+
+def test_a_certificate_that_does_not_verify_sends_nothing_and_is_retried(
+    tls: TlsFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = make_test_tls(tmp_path / "other")
+    monkeypatch.setenv("SSL_CERT_FILE", str(other.ca_file))  # trusts some other CA only
+    with running_stub(tls.server_context()) as stub:
+        provider = TwilioSms.from_settings(_settings(stub.base_url))
+        with pytest.raises(DeliveryError) as caught:
+            provider.send(_outgoing())
+
+    assert not caught.value.ambiguous and not caught.value.permanent
+    assert caught.value.code == "connect"
+    assert stub.requests == []
+
+
+@pytest.mark.parametrize("base_url", ["ftp://api.twilio.com", "http://:8080", "http://127.0.0.1:port"])
+def test_an_unusable_base_url_is_a_configuration_error(base_url: str) -> None:
+    provider = TwilioSms.from_settings(_settings("http://127.0.0.1:1"))
+    provider._client.api.base_url = base_url  # settings refuse such URLs; the transport too
+    with pytest.raises(DeliveryError) as caught:
+        provider.send(_outgoing())
+
+    assert caught.value.permanent and caught.value.code == "config"
 
 
 def _closed_port() -> int:

@@ -3,13 +3,15 @@
 It speaks just enough of the 2010-04-01 API (create and list, Twilio's JSON shapes and error
 bodies) for the real ``twilio`` client to run against it, and misbehaves on request: error
 codes, 429 with Retry-After, 5xx, a slow answer (read timeout), a dropped connection after
-the request arrived. The project's full sandbox lives in ``outreach/sandbox``; this stub is
-only for the adapter's boundary tests.
+the request arrived, a keep-alive connection closed after an answer; over TLS if asked. The
+project's full sandbox lives in ``outreach/sandbox``; this stub is only for the adapter's
+boundary tests.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 import threading
 import time
@@ -34,6 +36,9 @@ class Behaviour:
     code: int | None = None  # Twilio error code in the error body
     delay: float = 0.0  # seconds to wait before answering
     drop: bool = False  # close the connection without any answer
+    # Answer, then close the connection without saying so (no "Connection: close"), as a
+    # server does whose keep-alive timeout runs out just after an answer.
+    close_after: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     rfc9457: bool = False  # answer errors in the newer problem-details shape
 
@@ -86,20 +91,26 @@ class _Server(ThreadingHTTPServer):
 
 
 class TwilioStub:
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.behaviours: deque[Behaviour] = deque()
         self.requests: list[dict[str, list[str]]] = []  # form fields of each create received
         self.list_queries: list[dict[str, list[str]]] = []
         self.messages: list[StoredMessage] = []
+        self.connections = 0  # connections accepted
+        self.closed = 0  # connections this side closed
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
+        self._scheme = "http"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self._scheme}://{host!s}:{port}"
 
     def next(self, *behaviours: Behaviour) -> None:
         self.behaviours.extend(behaviours)
@@ -150,6 +161,16 @@ class TwilioStub:
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with stub._lock:
+                    stub.connections += 1
+
+            def finish(self) -> None:
+                super().finish()
+                with stub._lock:
+                    stub.closed += 1
 
             def _send_json(self, status: int, payload: object, headers: dict[str, str] | None = None) -> None:
                 body = json.dumps(payload).encode()
@@ -218,13 +239,16 @@ class TwilioStub:
                     return
                 message = stub._create(form)
                 self._send_json(201, message.as_json(), behaviour.headers)
+                if behaviour.close_after:
+                    self.close_connection = True
 
         return Handler
 
 
 @contextmanager
-def running_stub() -> Iterator[TwilioStub]:
-    stub = TwilioStub()
+def running_stub(tls: ssl.SSLContext | None = None) -> Iterator[TwilioStub]:
+    """A stub on a free loopback port; over TLS with ``tls`` (a server context)."""
+    stub = TwilioStub(tls)
     stub.start()
     try:
         yield stub

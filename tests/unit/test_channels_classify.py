@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import ssl
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    HTTPError,
-    IncompleteRead,
-    LocationParseError,
-    NameResolutionError,
-    NewConnectionError,
-    ProtocolError,
-    ReadTimeoutError,
-)
-from urllib3.exceptions import SSLError as Urllib3SSLError
 
 from outreach.channels import Effect
 from outreach.channels.twilio.errors import (
     FailureAction,
+    Stage,
+    TransportError,
     classify_delivery_failure,
     classify_transport_error,
     parse_retry_after,
@@ -28,35 +18,39 @@ from outreach.channels.twilio.errors import (
 )
 
 TRANSPORT = [
-    # exception (as urllib3 raises it with retries off), ambiguous (may have been accepted), code
-    (ConnectTimeoutError("connect timed out"), False, "connect"),
-    (NewConnectionError(None, "refused"), False, "connect"),  # type: ignore[arg-type]
-    (NameResolutionError("api.twilio.com", None, OSError("dns")), False, "connect"),  # type: ignore[arg-type]
-    (Urllib3SSLError(ssl.SSLCertVerificationError("bad cert")), False, "connect"),
-    (Urllib3SSLError("record layer failure"), True, "connection"),
-    (ReadTimeoutError(None, "/2010-04-01/Accounts/AC/Messages.json", "read timed out"), True, "timeout"),  # type: ignore[arg-type]
-    (ProtocolError("Connection aborted.", ConnectionResetError()), True, "connection"),
-    (ProtocolError("Connection broken: IncompleteRead", IncompleteRead(10, 20)), True, "connection"),
+    # failure (as PooledHttpClient reports it), ambiguous (may have been accepted), code
+    (TransportError(Stage.CONNECT, "TimeoutError", timed_out=True), False, "connect"),
+    (TransportError(Stage.CONNECT, "ConnectionRefusedError"), False, "connect"),
+    (TransportError(Stage.CONNECT, "gaierror"), False, "connect"),
+    (TransportError(Stage.CONNECT, "SSLCertVerificationError"), False, "connect"),
+    (TransportError(Stage.EXCHANGE, "SSLError"), True, "connection"),
+    (TransportError(Stage.EXCHANGE, "TimeoutError", timed_out=True), True, "timeout"),
+    (TransportError(Stage.EXCHANGE, "ConnectionResetError"), True, "connection"),
+    (TransportError(Stage.EXCHANGE, "RemoteDisconnected"), True, "connection"),
+    (TransportError(Stage.EXCHANGE, "IncompleteRead"), True, "connection"),
 ]
 
 
 @pytest.mark.parametrize(
     ("exc", "ambiguous", "code"),
     TRANSPORT,
-    ids=[type(e).__name__ + str(i) for i, (e, *_) in enumerate(TRANSPORT)],
+    ids=[f"{e.stage}-{e.kind}" for e, *_ in TRANSPORT],
 )
-def test_transport_failures_retry_only_when_nothing_left(exc: HTTPError, ambiguous: bool, code: str) -> None:
+def test_transport_failures_retry_only_when_nothing_left(
+    exc: TransportError, ambiguous: bool, code: str
+) -> None:
     error = classify_transport_error(exc)
 
     assert error.ambiguous is ambiguous
     assert error.permanent is False
     assert error.code == code
+    assert exc.kind in error.detail
     # Only the certainly-unsent are offered a retry delay; the rest are reconciled instead.
     assert (error.retry_after is not None) is (not ambiguous)
 
 
 def test_invalid_base_url_is_a_configuration_error() -> None:
-    error = classify_transport_error(LocationParseError("bad"))
+    error = classify_transport_error(TransportError(Stage.URL, "unsupported URL"))
     assert error.permanent and not error.ambiguous
 
 

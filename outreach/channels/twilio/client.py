@@ -13,10 +13,9 @@ from urllib.parse import quote
 
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.rest import Client
-from urllib3.exceptions import HTTPError
 
 from outreach.channels.base import DeliveryError, Outgoing, SendResult
-from outreach.channels.twilio.errors import classify_rest_error, classify_transport_error
+from outreach.channels.twilio.errors import TransportError, classify_rest_error, classify_transport_error
 from outreach.channels.twilio.http import PooledHttpClient
 from outreach.config import Settings
 
@@ -108,7 +107,7 @@ class TwilioSms:
             message = self._client.messages.create(**params)
         except (TwilioRestException, TwilioServiceException) as exc:
             raise self._rest_error(exc) from None
-        except HTTPError as exc:
+        except TransportError as exc:
             raise classify_transport_error(exc) from None
         except TwilioException as exc:
             # Raised by the SDK itself, before any request (e.g. missing credentials).
@@ -149,10 +148,10 @@ class TwilioSms:
                 permanent=False,
                 code=str(getattr(exc, "code", None) or status),
             ) from None
-        except HTTPError as exc:
+        except TransportError as exc:
             # Listing is read-only, so any transport failure just means "ask again later".
             raise DeliveryError(
-                f"could not reach Twilio to reconcile ({type(exc).__name__})", permanent=False, code="connect"
+                f"could not reach Twilio to reconcile ({exc.kind})", permanent=False, code="connect"
             ) from None
         candidates = [m for m in found.values() if self._is_ours(m, since_utc, body)]
         if not candidates:

@@ -16,19 +16,8 @@ from __future__ import annotations
 
 import enum
 import math
-import ssl
 from dataclasses import dataclass
 from datetime import datetime
-
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    HTTPError,
-    LocationValueError,
-    SSLError,
-)
-from urllib3.exceptions import (
-    TimeoutError as Urllib3Timeout,
-)
 
 from outreach.channels.base import DeliveryError, Effect
 
@@ -111,44 +100,54 @@ def classify_rest_error(status: int, code: int | None, retry_after: float | None
     )
 
 
-def _never_left(exc: HTTPError) -> bool:
-    """True only when we know no byte of the request reached Twilio."""
-    # Refused, unresolvable, unreachable, timed out connecting: the TCP connection never opened.
-    if isinstance(exc, ConnectTimeoutError):  # NewConnectionError and NameResolutionError too
-        return True
-    # A certificate that fails verification stops the TLS handshake, before any request.
-    if isinstance(exc, SSLError):
-        return any(isinstance(arg, ssl.SSLCertVerificationError) for arg in exc.args)
-    return False
+class Stage(enum.StrEnum):
+    """Where an exchange broke."""
+
+    URL = "url"  # the base URL cannot be used: nothing was attempted
+    CONNECT = "connect"  # opening the connection (DNS, refused, timed out, TLS handshake)
+    EXCHANGE = "exchange"  # the request began to leave: its outcome is unknown
 
 
-def classify_transport_error(exc: HTTPError) -> DeliveryError:
-    """A broken HTTP exchange (no response, or an unreadable one), as urllib3 reports it
-    (``twilio_http`` never retries, so the original error arrives, not a ``MaxRetryError``).
+class TransportError(Exception):
+    """An HTTP exchange that broke at ``stage``; ``kind`` names the underlying error's type
+    (never its text, which may quote the URL with a patient's number in a list filter)."""
 
-    Only failures that certainly happened before the request left are retryable. A read
-    timeout, a reset connection or a truncated response may follow Twilio's accept, so the
-    message becomes ``unknown`` and is reconciled (RFC-1047-style duplicate risk).
+    def __init__(self, stage: Stage, kind: str, *, timed_out: bool = False) -> None:
+        super().__init__(f"{stage}: {kind}")
+        self.stage = stage
+        self.kind = kind
+        self.timed_out = timed_out
+
+
+
+def classify_transport_error(exc: TransportError) -> DeliveryError:
+    """A broken HTTP exchange (no response, or an unreadable one), as the transport reports it
+    (``http.PooledHttpClient`` never retries, so each failure arrives as it happened).
+
+    Only failures that certainly happened before the request left are retryable: those while
+    connecting (refused, unresolvable, unreachable, timed out, a certificate refused in the
+    TLS handshake). A read timeout, a reset connection or a truncated response may follow
+    Twilio's accept, so the message becomes ``unknown`` and is reconciled (RFC-1047-style
+    duplicate risk).
     """
-    kind = type(exc).__name__
-    if _never_left(exc):
+    if exc.stage == Stage.CONNECT:
         return DeliveryError(
-            f"could not connect to Twilio ({kind}); nothing was sent",
+            f"could not connect to Twilio ({exc.kind}); nothing was sent",
             permanent=False,
             code="connect",
             retry_after=DEFAULT_RETRY_AFTER_NETWORK,
         )
-    if isinstance(exc, LocationValueError):
+    if exc.stage == Stage.URL:
         return DeliveryError(
             "the Twilio API base URL is invalid; check OUTREACH_TWILIO_API_BASE_URL",
             permanent=True,
             code="config",
         )
     return DeliveryError(
-        f"no complete answer from Twilio after the request was sent ({kind}); outcome unknown",
+        f"no complete answer from Twilio after the request was sent ({exc.kind}); outcome unknown",
         permanent=False,
         ambiguous=True,
-        code="timeout" if isinstance(exc, Urllib3Timeout) else "connection",
+        code="timeout" if exc.timed_out else "connection",
     )
 
 
