@@ -29,8 +29,10 @@ from sqlalchemy import CursorResult, Select, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import InstrumentedAttribute, Session, lazyload, load_only
 
+from outreach.db import is_postgres
 from outreach.models import PENDING_STATES, Contact, Message, MessageState
 from outreach.outbox import rows as rows_module
+from outreach.outbox.idsets import among
 
 
 def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]], *, now: datetime) -> int:
@@ -141,9 +143,10 @@ def lock_contacts(session: Session, contact_ids: Iterable[int], *, consents: boo
     return list(session.scalars(query))
 
 
-def _owners(message_ids: Sequence[int], states: Iterable[str]) -> Select[int | None]:
+def _owners(session: Session, message_ids: Sequence[int], states: Iterable[str]) -> Select[int | None]:
     return select(Message.contact_id).where(
-        Message.id.in_(list(message_ids)), Message.state.in_([str(s) for s in states])
+        among(is_postgres(session), Message.id, list(message_ids)),
+        Message.state.in_([str(s) for s in states]),
     )
 
 
@@ -153,7 +156,7 @@ def lock_contacts_of(session: Session, message_ids: Sequence[int], states: Itera
     # Only what checking and rendering read: no tags, and consents are loaded per batch.
     query: Select[Contact] = (
         select(Contact)
-        .where(Contact.id.in_(_owners(message_ids, states)))
+        .where(Contact.id.in_(_owners(session, message_ids, states)))
         .order_by(Contact.id)
         .options(lazyload("*"))
     )
@@ -169,7 +172,7 @@ def lock_contacts_pause_of(
     (``automation_paused_at``), not the rows."""
     query: Select[int, datetime | None] = (
         select(Contact.id, Contact.automation_paused_at)
-        .where(Contact.id.in_(_owners(message_ids, states)))
+        .where(Contact.id.in_(_owners(session, message_ids, states)))
         .order_by(Contact.id)
     )
     if session.get_bind().dialect.name == "postgresql":
@@ -184,7 +187,7 @@ def lock_messages(
     with ``only``, just those columns (any other is loaded if read, one query per row)."""
     query: Select[Message] = (
         select(Message)
-        .where(Message.id.in_(list(message_ids)))
+        .where(among(is_postgres(session), Message.id, list(message_ids)))
         .order_by(Message.id)
         .options(lazyload("*"))
         .execution_options(populate_existing=True)
