@@ -11,7 +11,7 @@ import math
 import re
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 API_VERSION = "2010-04-01"
@@ -80,11 +80,20 @@ def new_sid(prefix: str = "SM") -> str:
     return prefix + uuid.uuid4().hex
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def rfc2822(moment: datetime | None) -> str | None:
-    """Twilio's date format: ``Thu, 24 Aug 2023 05:01:45 +0000``."""
+    """Twilio's date format: ``Thu, 24 Aug 2023 05:01:45 +0000`` (what ``email.utils.format_datetime``
+    writes for UTC, at a fifth of its cost: every create's answer carries three of these)."""
     if moment is None:
         return None
-    return format_datetime(moment.astimezone(UTC).replace(microsecond=0))
+    m = moment.astimezone(UTC)
+    return (
+        f"{_DAYS[m.weekday()]}, {m.day:02d} {_MONTHS[m.month - 1]} {m.year:04d} "
+        f"{m.hour:02d}:{m.minute:02d}:{m.second:02d} +0000"
+    )
 
 
 def count_segments(body: str) -> int:
