@@ -109,6 +109,16 @@ def prepare(
         # Another state means a duplicate task: someone else has (or had) the message.
         batch.outcomes.update({m.id: str(m.state) for m in messages if m.state != MessageState.QUEUED})
         queued = [m for m in messages if m.state == MessageState.QUEUED]
+        # Each statement reads its own snapshot. A message that was not queued when its contact
+        # was locked, yet is queued now, was claimed again meanwhile for another task (this one
+        # is a stale or redelivered task: its worker died and the rescue sweep handed the
+        # message back to the schedule). Its contact is not locked here, and the task of the new
+        # claim will send it: it is left alone, never judged without its contact.
+        locked = {contact.id for contact in contacts}
+        for message in queued:
+            if message.contact_id is not None and message.contact_id not in locked:
+                batch.outcomes[message.id] = "claimed again"
+        queued = [m for m in queued if m.id not in batch.outcomes]
         if not queued:
             return batch
         # Read before ``now``, so the lease this process counts ends no later than the stamped one.

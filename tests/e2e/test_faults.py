@@ -118,6 +118,21 @@ def _settle(system: System, ids: list[int], timeout: float = 90) -> str | None:
     return None
 
 
+def _states(system: System, ids: list[int]) -> dict[str, list[str]]:
+    """How many messages are in each state, with the reasons and due times of those not done."""
+    with system.factory() as session:
+        rows = session.execute(
+            select(Message.state, Message.state_reason, Message.due_at, Message.attempts).where(
+                Message.id.in_(ids)
+            )
+        ).all()
+    found: dict[str, list[str]] = {}
+    for state, reason, due_at, attempts in rows:
+        detail = "" if state in DONE else f"{reason} (due {due_at:%H:%M:%S}, attempts {attempts})"
+        found.setdefault(state, []).append(detail)
+    return {state: [*sorted(set(details)), f"x{len(details)}"] for state, details in found.items()}
+
+
 def _noted(system: System, note: str) -> str:
     """The line's note, with any worker that exited on its own and was started again."""
     restarts = system.processes.restarts
@@ -237,7 +252,11 @@ def test_worker_killed_at_random_points_sends_nothing_twice(pg_url: str, tmp_pat
         system.sandbox.control.inject("latency", seconds=0.2)
         ids = _load(system, count=count)
         for point in points:
-            wait_for(partial(_reached, system, point), timeout=120, what=f"{point} sends")
+            try:
+                wait_for(partial(_reached, system, point), timeout=120, what=f"{point} sends")
+            except AssertionError as stalled:
+                found = _states(system, ids)
+                raise AssertionError(f"{stalled}; {_accepted(system)} accepted; {found}") from None
             system.processes.kill("worker1", signal.SIGKILL)
             system.processes.start_worker("worker1")
         _finish(system, ids, f"worker SIGKILL at {kills} random points", f"seed {seed}", timeout=240)
