@@ -7,8 +7,8 @@ call, so a crash mid-call leaves a visible ``sending`` row that the rescue sweep
 ``unknown`` (reconciled, never resent).
 
 The statements do not grow with the batch: one per kind of row read, one for the ``sending``
-rows and one for the attempts. Holds and stops (outside the window, consent
-gone, ...) are rarer and written one by one.
+rows and one for the attempts. Holds and stops (outside the window, consent gone, ...) are
+rarer and written one by one.
 """
 
 from __future__ import annotations

@@ -119,7 +119,6 @@ class TransportError(Exception):
         self.timed_out = timed_out
 
 
-
 def classify_transport_error(exc: TransportError) -> DeliveryError:
     """A broken HTTP exchange (no response, or an unreadable one), as the transport reports it
     (``http.PooledHttpClient`` never retries, so each failure arrives as it happened).
