@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outreach.channels import DeliveryError
+from outreach.delivery.record import ACCEPTED, LOST, finish_attempt, lost_attempts
 from outreach.delivery.send import Services
 from outreach.models import Message, MessageAttempt, MessageState
 from outreach.ops import metrics
@@ -22,6 +23,11 @@ from outreach.outbox import transition
 # Look this far before the attempt started, for clock skew between us and the provider.
 CLOCK_SKEW = timedelta(minutes=5)
 BATCH = 100
+# A message whose sending worker was lost this many times, the provider never receiving it,
+# is not tried again: one loss is a deploy or a crash elsewhere in the batch, but this many
+# says something about the message stops its worker (memory, a crash in a library).
+LOSSES_LIMIT = 15
+LOST_DETAIL = "its worker was lost; the provider never received it"
 
 
 def reconcile_unknown(services: Services) -> dict[str, int]:
@@ -60,6 +66,7 @@ def _reconcile_one(session: Session, services: Services, message_id: int) -> str
         return "waiting"
     provider = services.providers[message.channel]
     if not provider.can_reconcile:
+        finish_attempt(session, message_id, now, outcome="unknown")  # its lost worker's, if open
         transition(
             session,
             message_id,
@@ -76,6 +83,8 @@ def _reconcile_one(session: Session, services: Services, message_id: int) -> str
     except DeliveryError:
         return "waiting"  # the provider could not be asked; the next sweep asks again
     if found is not None:
+        # An attempt still open was its lost worker's: the call was made after all.
+        finish_attempt(session, message_id, now, outcome=ACCEPTED, provider_id=found.provider_id)
         transition(
             session,
             message_id,
@@ -88,15 +97,20 @@ def _reconcile_one(session: Session, services: Services, message_id: int) -> str
             now=now,
         )
         return "sent"
-    if message.attempts >= message.max_attempts:
-        transition(
-            session,
-            message_id,
-            [MessageState.UNKNOWN],
-            MessageState.FAILED,
-            reason=f"never reached the provider after {message.attempts} attempts",
-            now=now,
+    # Not received. An attempt still open is its lost worker's (a client that gave up closes its
+    # own as ``unknown``): the worker may have died before this message's call, so the attempt
+    # is not counted against max_attempts, which bounds calls that went out and got no answer
+    # (a provider that silently loses everything must not be called forever).
+    finish_attempt(session, message_id, now, outcome=LOST, detail=LOST_DETAIL)
+    losses = lost_attempts(session, message_id)
+    used = message.attempts - losses
+    if used >= message.max_attempts or losses >= LOSSES_LIMIT:
+        reason = (
+            f"never reached the provider after {used} attempts"
+            if used >= message.max_attempts
+            else f"its sending worker stopped {losses} times before the provider received it; not tried again"
         )
+        transition(session, message_id, [MessageState.UNKNOWN], MessageState.FAILED, reason=reason, now=now)
         return "closed"
     transition(
         session,

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, and_, bindparam, text, update
+from sqlalchemy import Table, and_, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from outreach.channels import DeliveryError, SendResult
@@ -31,6 +31,10 @@ class Accepted:
 
 # An attempt's outcome once the provider took the message.
 ACCEPTED = "accepted"
+# An attempt whose worker was lost (killed, or stalled past its lease) and which the provider
+# never received: the batch may have ended before this message's call, so it is not counted
+# against the message's ``max_attempts`` (see ``attempts_used``).
+LOST = "lost"
 
 _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 _ATTEMPTS: Table = MessageAttempt.__table__  # type: ignore[assignment]
@@ -146,10 +150,9 @@ def record_failure(
         )
         finish_attempt(session, message_id, now, outcome="unknown", error=error)
         return MessageState.UNKNOWN
-    if error.permanent or message.attempts >= message.max_attempts:
-        reason = (
-            error.detail if error.permanent else f"gave up after {message.attempts} attempts: {error.detail}"
-        )
+    used = attempts_used(session, message)
+    if error.permanent or used >= message.max_attempts:
+        reason = error.detail if error.permanent else f"gave up after {used} attempts: {error.detail}"
         transition(
             session,
             message_id,
@@ -193,6 +196,25 @@ def record_failure(
     finish_attempt(session, message_id, now, outcome="retry", error=error)
     metrics.RETRIES.inc()
     return MessageState.SCHEDULED
+
+
+def attempts_used(session: Session, message: Message) -> int:
+    """The attempts that count toward ``max_attempts``: every call that may have reached the
+    provider. ``message.attempts`` also counts attempts whose worker was lost before the provider
+    received anything (``lost``); it stays the fencing number of the current attempt (see
+    ``send._still_ours``), so they are subtracted here instead of taken back there."""
+    if message.attempts < message.max_attempts:
+        return message.attempts  # subtracting cannot reach the bound: no need to count
+    return message.attempts - lost_attempts(session, message.id)
+
+
+def lost_attempts(session: Session, message_id: int) -> int:
+    count = session.scalar(
+        select(func.count())
+        .select_from(MessageAttempt)
+        .where(MessageAttempt.message_id == message_id, MessageAttempt.outcome == LOST)
+    )
+    return count or 0
 
 
 def finish_attempt(

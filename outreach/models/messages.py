@@ -178,7 +178,7 @@ class MessageAttempt(Base):
     number: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
-    # accepted | retry | permanent | unknown | skipped
+    # accepted | retry | permanent | unknown | skipped | deferred | lost (see delivery.record)
     outcome: Mapped[str | None] = mapped_column(String(16))
     error_code: Mapped[str | None] = mapped_column(String(16))
     # Classified, patient-free description of a failure.

@@ -17,7 +17,8 @@ from outreach.channels import DeliveryError, Effect, Outgoing
 from outreach.config import Settings, load_settings
 from outreach.contacts import consent
 from outreach.db import make_engine, make_session_factory
-from outreach.delivery import send
+from outreach.delivery import reconcile, send
+from outreach.delivery.claim import mark_stuck_sends_unknown
 from outreach.delivery.prepare import prepare as prepare_batch
 from outreach.delivery.reconcile import reconcile_unknown
 from outreach.delivery.send import Services, send_message
@@ -360,6 +361,96 @@ def test_a_stalled_worker_whose_message_was_re_claimed_does_not_send_it_again(
     assert send.call_group(services, [worker_a]) == {message_id: "lost-race"}
     assert send.call_group(services, [worker_b]) == {message_id: MessageState.SENT}
     assert len(provider.sent) == 1
+
+
+def _lose_the_worker(services: Services, factory: sessionmaker[Session], message_id: int) -> None:
+    """Claim and prepare the message, then lose the worker before its call: the rescue sweep
+    finds it ``sending`` past its lease and makes it ``unknown``."""
+    clock = services.clock
+    assert isinstance(clock, FakeClock)
+    with factory.begin() as session:
+        transition(session, message_id, [MessageState.SCHEDULED], MessageState.QUEUED, now=clock.now)
+    assert [p.message_id for p in prepare_batch(factory, services.settings, [message_id], clock).ready] == [
+        message_id
+    ]
+    clock.now += timedelta(hours=1)
+    with factory.begin() as session:
+        assert mark_stuck_sends_unknown(session, clock.now) == [message_id]
+    clock.now += timedelta(seconds=services.settings.reconcile_after_seconds + 1)
+
+
+def test_attempts_whose_worker_was_lost_before_the_call_do_not_use_up_the_message(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """Workers killed mid-batch five times (each time before this message's call) used to end
+    it ``failed``, "never reached the provider after 5 attempts", never sent: a lost message.
+    Attempts the provider never received whose worker was lost are not charged; the message
+    is sent on the sixth claim, and its history says what each attempt came to."""
+    provider = FakeProvider()
+    message_id = _queued(session_factory)
+    services = _services(settings, session_factory, provider)
+    with session_factory.begin() as session:
+        transition(session, message_id, [MessageState.QUEUED], MessageState.SCHEDULED, now=STAMPED_AT)
+    for _ in range(5):
+        _lose_the_worker(services, session_factory, message_id)
+        assert reconcile_unknown(services)["resend"] == 1
+    with session_factory.begin() as session:
+        transition(session, message_id, [MessageState.SCHEDULED], MessageState.QUEUED, now=STAMPED_AT)
+    assert send_message(services, message_id) == MessageState.SENT
+    message = _get(session_factory, message_id)
+    assert message.attempts == 6 and len(provider.sent) == 1
+    assert [a.outcome for a in message.attempts_log] == ["lost"] * 5 + ["accepted"]
+
+
+def test_a_message_whose_worker_is_always_lost_is_given_up_in_the_end(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """Not forever: a message in the batch of every worker that dies is likely what kills them."""
+    message_id = _queued(session_factory)
+    services = _services(settings, session_factory, FakeProvider())
+    with session_factory.begin() as session:
+        transition(session, message_id, [MessageState.QUEUED], MessageState.SCHEDULED, now=STAMPED_AT)
+    for _ in range(reconcile.LOSSES_LIMIT - 1):
+        _lose_the_worker(services, session_factory, message_id)
+        assert reconcile_unknown(services)["resend"] == 1
+    _lose_the_worker(services, session_factory, message_id)
+    assert reconcile_unknown(services)["closed"] == 1
+    message = _get(session_factory, message_id)
+    assert message.state == MessageState.FAILED
+    assert message.state_reason == (
+        f"its sending worker stopped {reconcile.LOSSES_LIMIT} times before the provider received it; "
+        "not tried again"
+    )
+
+
+def test_calls_that_went_out_unanswered_use_up_the_message(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """A provider that takes requests and silently loses them is not called forever: five calls
+    timed out, none found at the provider, and the message fails with that said."""
+    timeout = DeliveryError("read timeout", permanent=False, ambiguous=True)
+    provider = FakeProvider(script=[timeout] * 5)
+    message_id = _queued(session_factory)
+    services = _services(settings, session_factory, provider)
+    clock = services.clock
+    assert isinstance(clock, FakeClock)
+    for round_ in range(5):
+        if round_:
+            with session_factory.begin() as session:
+                transition(session, message_id, [MessageState.SCHEDULED], MessageState.QUEUED, now=clock.now)
+        assert send_message(services, message_id) == MessageState.UNKNOWN
+        provider.accepted_ids.clear()  # it never arrives
+        clock.now += timedelta(seconds=settings.reconcile_after_seconds + 1)
+        assert reconcile_unknown(services) == {
+            "sent": 0,
+            "resend": int(round_ < 4),
+            "closed": int(round_ == 4),
+            "waiting": 0,
+        }
+    message = _get(session_factory, message_id)
+    assert message.state == MessageState.FAILED
+    assert message.state_reason == "never reached the provider after 5 attempts"
+    assert [a.outcome for a in message.attempts_log] == ["unknown"] * 5
 
 
 def test_an_adapter_bug_leaves_the_message_unknown_and_keeps_patient_data_out_of_the_log(
