@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest pytest-processes pytest-layers pytest-night bench faults install migration clean
+.PHONY: run test lint typecheck pytest pytest-processes pytest-faults pytest-layers pytest-night bench faults install migration clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -25,14 +25,15 @@ run: $(STAMP)
 
 ## Set up and pass the whole suite: lint, types, tests on SQLite and PostgreSQL, Redis, Celery;
 ## the in-process layers again at 03:00 Pacific, because no test may depend on the hour.
-## Three streams side by side: the tests that start processes, one at a time as if alone (they
-## mostly wait on those processes); lint and types, then the in-process layers by day; and the
-## same layers by night. Each target's output shows when it ends.
+## Four streams side by side: the fault tests, one at a time; the other tests that start
+## processes, one at a time (both mostly wait on their processes, and each system has its own
+## queue, database and ports); lint and types, then the in-process layers by day; and the same
+## layers by night. Each target's output shows when it ends.
 test: $(STAMP)
 	scripts/ensure-chromium  # the system packages first, one apt at a time
 	scripts/ensure-faketime
-	$(MAKE) --no-print-directory -j3 --output-sync=target \
-		pytest-processes lint typecheck pytest-layers pytest-night XDIST=
+	$(MAKE) --no-print-directory -j4 --output-sync=target \
+		pytest-faults pytest-processes lint typecheck pytest-layers pytest-night XDIST=
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -45,12 +46,16 @@ LAYERS := tests/unit tests/service tests/web
 PYTEST := $(BIN)/pytest -p no:cacheprovider
 
 # Tests that start processes (tests/e2e) or time things between threads and processes
-# (real_timers): one at a time.
+# (real_timers): one at a time. The fault tests (half of tests/e2e's time) run beside them.
+FAULT_TESTS := tests/e2e/test_faults.py
 pytest-processes: $(STAMP)
 	scripts/ensure-chromium
 	scripts/ensure-axe
-	$(PYTEST) tests/e2e
+	$(PYTEST) tests/e2e --ignore=$(FAULT_TESTS)
 	$(PYTEST) -m real_timers $(LAYERS)
+
+pytest-faults: $(STAMP)
+	$(PYTEST) $(FAULT_TESTS)
 
 # The in-process layers by day (pytest-night: the same at 03:00 Pacific).
 pytest-layers: $(STAMP)
