@@ -177,10 +177,16 @@ def test_crisis_text_gets_a_reply_within_seconds_and_alerts_on_call(system: Syst
         return [m.body for m in control.messages(phone) if m.direction != "inbound" and "988" in m.body]
 
     wait_for(crisis_reply, timeout=15, what="the crisis reply on the patient's phone", interval=0.02)
-    # Still most of the backlog to go: the reply overtook it (before the control lane it
-    # waited for the whole backlog; measured in bench/crisis_bench.py).
-    assert _unsent(system, backlog) > BACKLOG // 3
     reply = next(m for m in control.messages(phone) if "988" in m.body)
+    # The reply overtook the backlog (before the control lane it waited for all of it; measured
+    # in bench/crisis_bench.py): once the backlog is out, a good part of it went after the
+    # reply. Compared by the sandbox's accept times, not by what was left when the reply was
+    # seen, which a busy machine's polling makes late.
+    wait_for(lambda: _unsent(system, backlog) == 0, timeout=90, what="the backlog sent")
+    sent = [m for m in control.messages() if m.body.startswith("Clinic news")]
+    after_reply = sum(m.accepted_monotonic > reply.accepted_monotonic for m in sent)
+    assert len(sent) == BACKLOG
+    assert after_reply > BACKLOG // 10, f"only {after_reply} of the backlog went after the reply"
     assert (reply.accepted_at - sent_at).total_seconds() < 15
     assert "911" in reply.body
     wait_for(lambda: control.accepts().count(ONCALL_SMS) == 1, timeout=15, what="the on-call SMS alert")
