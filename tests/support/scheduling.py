@@ -1,10 +1,10 @@
 """How ``make test`` shares two pytest-xdist workers (``-n 2 --dist loadgroup``).
 
 Tests that start processes (``tests/e2e``) or time things across threads and processes
-(``real_timers``) form two work units, as in ``make test``: the fault tests, and the rest. Each
-worker runs one of them, its tests one at a time, and takes in-process tests besides. The unit
-is decided on the controller, which sees only node ids, so a file belongs to one when it lives
-in ``tests/e2e`` or uses the ``real_timers`` mark.
+(``real_timers``) form one work unit: one worker runs them one at a time, as they would run
+alone, while the other worker takes the in-process layers. The unit is decided on the
+controller, which sees only node ids, so a file belongs to it when it lives in ``tests/e2e`` or
+uses the ``real_timers`` mark.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from xdist.remote import Producer
 from xdist.scheduler import LoadGroupScheduling
 
 PROCESSES = "processes"
-FAULTS = "faults"
-FAULT_TESTS = "tests/e2e/test_faults.py"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -32,8 +30,6 @@ def _uses_real_timers(path: str) -> bool:
 
 def work_unit(nodeid: str) -> str:
     path = nodeid.split("::", 1)[0]
-    if path == FAULT_TESTS:
-        return FAULTS
     if path.startswith("tests/e2e/") or _uses_real_timers(path):
         return PROCESSES
     return nodeid
