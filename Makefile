@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest pytest-processes pytest-layers pytest-night bench faults install migration clean
+.PHONY: run test lint typecheck pytest pytest-processes pytest-faults pytest-timers pytest-layers pytest-night bench faults install migration clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -25,15 +25,15 @@ run: $(STAMP)
 
 ## Set up and pass the whole suite: lint, types, tests on SQLite and PostgreSQL, Redis, Celery;
 ## the in-process layers again at 03:00 Pacific, because no test may depend on the hour.
-## Three streams side by side: the tests that start processes, one at a time as if alone (they
-## mostly wait on those processes), then the real-timer tests; lint and types, then the
-## in-process layers by day; and the same layers by night. Each target's output shows when it
-## ends.
+## Four streams side by side: the fault tests, one at a time, on a Redis database of their own;
+## the other tests that start processes, one at a time (both mostly wait on their processes);
+## lint and types, then the in-process layers by day; and the same layers by night. Then, once
+## both process streams are done, the real-timer tests. Each target's output shows when it ends.
 test: $(STAMP)
 	scripts/ensure-chromium  # the system packages first, one apt at a time
 	scripts/ensure-faketime
-	$(MAKE) --no-print-directory -j3 --output-sync=target \
-		pytest-processes lint typecheck pytest-layers pytest-night XDIST=
+	$(MAKE) --no-print-directory -j4 --output-sync=target \
+		pytest-faults pytest-processes lint typecheck pytest-layers pytest-night pytest-timers XDIST=
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -45,13 +45,22 @@ LAYERS := tests/unit tests/service tests/web
 # Two concurrent pytest sessions must not share a cache file.
 PYTEST := $(BIN)/pytest -p no:cacheprovider
 
-# Tests that start processes (tests/e2e), one at a time, then those that time things between
-# threads and processes (real_timers): beside other process-starting tests, these measure the
-# machine's load (a caller of the rate limiter woken late takes its slot late), not the code.
+# Tests that start processes (tests/e2e), one at a time. The fault tests (half of tests/e2e's
+# time) run beside them, each system with its own queues, database and ports, the stream with a
+# Redis database of its own (OUTREACH_TEST_REDIS_DB).
+FAULT_TESTS := tests/e2e/test_faults.py
 pytest-processes: $(STAMP)
 	scripts/ensure-chromium
 	scripts/ensure-axe
-	$(PYTEST) tests/e2e
+	$(PYTEST) tests/e2e $(if $(filter pytest-faults,$(MAKECMDGOALS)),--ignore=$(FAULT_TESTS))
+
+pytest-faults: $(STAMP)
+	OUTREACH_TEST_REDIS_DB=$${OUTREACH_TEST_REDIS_DB:-1} $(PYTEST) $(FAULT_TESTS)
+
+# Tests that time things between threads and processes (real_timers), after the streams that
+# start processes: beside them they measure the machine's load (a caller of the rate limiter
+# woken late takes its slot late), not the code.
+pytest-timers: $(STAMP) $(filter pytest-processes pytest-faults,$(MAKECMDGOALS))
 	$(PYTEST) -m real_timers $(LAYERS)
 
 # The in-process layers by day (pytest-night: the same at 03:00 Pacific).

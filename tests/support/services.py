@@ -13,6 +13,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import redis
@@ -20,7 +21,23 @@ import redis
 PG_ADMIN_URL = os.environ.get(
     "OUTREACH_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-REDIS_URL = os.environ.get("OUTREACH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _redis_database(url: str, database: str | None) -> str:
+    """``url`` with its database number replaced by ``database`` when one is given."""
+    if not database:
+        return url
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{int(database)}"))
+
+
+# OUTREACH_TEST_REDIS_DB gives a stream of tests a Redis database of its own on that server
+# (make test's fault stream): kombu keeps state per database that is not per queue (its
+# unacknowledged-message hash and bindings), and the rate limiter's keys are per sender.
+REDIS_URL = _redis_database(
+    os.environ.get("OUTREACH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    os.environ.get("OUTREACH_TEST_REDIS_DB"),
+)
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
