@@ -84,14 +84,16 @@ def test_serve_starts_and_answers_on_sandbox_defaults(tmp_path: Path) -> None:
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     try:
-        def healthy() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                assert process.poll() is None, (tmp_path / "serve.log").read_text()
-                return False
+        with httpx.Client(timeout=1) as client:  # one TLS context, not one a poll
 
-        wait_for(healthy, timeout=60, what="outreach serve to answer /healthz")
+            def healthy() -> bool:
+                try:
+                    return client.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+                except httpx.TransportError:
+                    assert process.poll() is None, (tmp_path / "serve.log").read_text()
+                    return False
+
+            wait_for(healthy, timeout=60, what="outreach serve to answer /healthz")
     finally:
         process.terminate()
         process.wait(timeout=15)
