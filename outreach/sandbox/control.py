@@ -16,6 +16,8 @@ from urllib.parse import quote
 
 import httpx
 
+from outreach.tls import shared_context
+
 
 class SandboxControlError(RuntimeError):
     """The control API refused a request (bad fault rule, unknown id...)."""
@@ -143,7 +145,9 @@ MailFaultStage = Literal["rcpt", "data", "drop"]
 class SandboxControl:
     def __init__(self, base_url: str, *, client: httpx.Client | None = None, timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._client = client or httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._client = client or httpx.Client(
+            base_url=self.base_url, timeout=timeout, verify=shared_context()
+        )
 
     def close(self) -> None:
         self._client.close()

@@ -12,6 +12,7 @@ from twilio.request_validator import RequestValidator
 from outreach.sandbox.callbacks import CALLBACK_TIMEOUT, signed_headers
 from outreach.sandbox.formats import API_VERSION, AUTO_REPLIES, E164, keyword_of
 from outreach.sandbox.state import SandboxState
+from outreach.tls import shared_context
 
 INBOUND_PATH = "/webhooks/twilio/sms"
 
@@ -50,7 +51,7 @@ class InboundSender:
         self.webhook_url = public_base_url.rstrip("/") + INBOUND_PATH
         self.clinic_number = clinic_number
         self._validator = RequestValidator(auth_token)
-        self._client = client or httpx.Client(timeout=CALLBACK_TIMEOUT)
+        self._client = client or httpx.Client(timeout=CALLBACK_TIMEOUT, verify=shared_context())
 
     def close(self) -> None:
         self._client.close()
