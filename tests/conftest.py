@@ -12,9 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import typer.main
+import typer.testing
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
+from typer._click import Command  # typer's own copy of click
 from typer.testing import CliRunner
 from xdist.remote import Producer
 from xdist.scheduler import LoadGroupScheduling
@@ -48,6 +51,22 @@ def cheap_password_hashes() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(users, "_hasher", cheap)
         patch.setattr(users, "_DUMMY_HASH", cheap.hash("not-a-real-password"))
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cli_commands_built_once() -> Iterator[None]:
+    """typer's CliRunner builds the app's click command again at every invoke, a twentieth of
+    the in-process tests' time; the installed `outreach` builds it once a process, as here."""
+    built: dict[int, tuple[typer.Typer, Command]] = {}
+
+    def command_of(app: typer.Typer) -> Command:
+        if id(app) not in built:
+            built[id(app)] = (app, typer.main.get_command(app))  # the app is kept, so its id is not reused
+        return built[id(app)][1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(typer.testing, "_get_command", command_of)
         yield
 
 
