@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -81,6 +81,14 @@ class StoredMessage:
 
 
 class _Server(ThreadingHTTPServer):
+    # Called with each connection once it is shut down and closed (not before: a test that
+    # waits for ``closed`` must find the socket closed, or its client may reuse it).
+    on_closed: Callable[[], None]
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
+        self.on_closed()
+
     def handle_error(self, request: object, client_address: object) -> None:
         # A timeout test's client gives up on a delayed answer and closes its end; the handler
         # thread's late write then fails after the test is over. That is the scenario, not an
@@ -100,6 +108,7 @@ class TwilioStub:
         self.closed = 0  # connections this side closed
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
+        self._server.on_closed = self._count_closed
         self._scheme = "http"
         if tls is not None:
             self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
@@ -114,6 +123,10 @@ class TwilioStub:
 
     def next(self, *behaviours: Behaviour) -> None:
         self.behaviours.extend(behaviours)
+
+    def _count_closed(self) -> None:
+        with self._lock:
+            self.closed += 1
 
     def add_message(self, message: StoredMessage) -> None:
         with self._lock:
@@ -166,11 +179,6 @@ class TwilioStub:
                 super().setup()
                 with stub._lock:
                     stub.connections += 1
-
-            def finish(self) -> None:
-                super().finish()
-                with stub._lock:
-                    stub.closed += 1
 
             def _send_json(self, status: int, payload: object, headers: dict[str, str] | None = None) -> None:
                 body = json.dumps(payload).encode()
