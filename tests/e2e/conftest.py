@@ -1,4 +1,5 @@
-"""Headless Chromium, launched once per module for the browser tests."""
+"""Headless Chromium, launched once per module for the browser tests; the processes' logs in
+the report of a test that failed."""
 
 from __future__ import annotations
 
@@ -34,3 +35,21 @@ def browser() -> Iterator[Any]:
             yield launched
         finally:
             launched.close()
+
+
+# How much of each process's log a failed test's report shows: its last lines, where the
+# failure usually is (the logs carry ids, never patient data: see tests/support/e2e.py).
+LOG_TAIL = 6000
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A process-starting test that fails shows what its processes logged (in CI, the log files
+    are gone with the machine): every ``*.log`` in its ``tmp_path``, a section each."""
+    outcome: Any = yield
+    report: pytest.TestReport = outcome.get_result()
+    tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
+    if report.failed and isinstance(tmp_path, Path):
+        for log in sorted(tmp_path.glob("*.log")):
+            text = log.read_text(errors="replace")
+            report.sections.append((f"{log.name}, last {LOG_TAIL} characters", text[-LOG_TAIL:]))

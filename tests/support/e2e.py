@@ -190,12 +190,7 @@ def running_system(
             if supervised:
                 processes.supervise()
             system = System(aimed, sandbox, processes, make_session_factory(engine), make_celery(aimed))
-            try:
-                yield system
-            except BaseException:
-                for name in ("worker1", "worker2", "control", "beat1", "web"):
-                    print(f"----- {name} log -----\n{processes.log(name)[-4000:]}")
-                raise
+            yield system  # a failed test's report shows the logs (tests/e2e/conftest.py)
             processes.stop_all()  # so the logs are complete, shutdown included
             assert_no_patient_data_in_logs(system.factory, log_dir)
     engine.dispose()
