@@ -89,6 +89,28 @@ def test_database_limiter_never_hands_out_a_slot_in_the_past(session_factory: se
     assert limiter.acquire("MGclinic", NOW + timedelta(seconds=0.1)) == pytest.approx(SLOT)
 
 
+def test_database_limiter_keeps_the_spacing_when_commits_are_slow(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """On a busy machine each commit takes 10 ms. A caller finding its sender idle cannot go
+    before its commit is done; the one after it, whatever it finds, must still go a whole
+    interval later. When slots were taken from the lock, the first went 10 ms into its slot and
+    the second right on its own: 10 ms too close."""
+    commits = 0.010
+    starts = (0.0, 1.0, 1.011, 1.012)  # warm up, idle again, then two on each other's heels
+    # Each call reads the clock when called, when it holds the lock and once committed.
+    ticks = iter([tick for start in starts for tick in (start, start, start + commits)])
+    limiter = DatabaseRateLimiter(session_factory, _twenty, monotonic=lambda: next(ticks))
+    went = []
+    for start in starts:
+        slot = limiter.reserve("MGclinic", NOW + timedelta(seconds=start))
+        went.append(start + commits + slot.wait)  # the caller sleeps its wait after the commit
+
+    gaps = [b - a for a, b in itertools.pairwise(went[1:])]
+    assert min(gaps) >= SLOT - 1e-6, f"slots {[round(g * 1000, 1) for g in gaps]} ms apart"
+    assert went[1] == pytest.approx(1.0 + commits)  # and the idle sender's caller did not wait more
+
+
 def test_redis_limiter_spaces_slots_by_the_server_clock(redis_client: redis.Redis[bytes]) -> None:
     limiter = RedisRateLimiter(redis_client, lambda _s: 1.0, key_prefix=f"test:{uuid.uuid4().hex}:")
     one = interval_seconds(1.0)
