@@ -169,7 +169,9 @@ def record_failure(
         if error.effect is not None:
             apply_effect(session, message, error.effect, error.code, now)
         return MessageState.FAILED
-    retry_at = now + backoff(message.attempts, retry_base, error.retry_after)
+    # The calls made so far, not the attempts: a message whose workers were lost before its
+    # calls waits no longer after a 429 than one that was called each time.
+    retry_at = now + backoff(used, retry_base, error.retry_after)
     if message.not_after is not None and retry_at > message.not_after:
         transition(
             session,
@@ -199,12 +201,12 @@ def record_failure(
 
 
 def attempts_used(session: Session, message: Message) -> int:
-    """The attempts that count toward ``max_attempts``: every call that may have reached the
-    provider. ``message.attempts`` also counts attempts whose worker was lost before the provider
-    received anything (``lost``); it stays the fencing number of the current attempt (see
-    ``send._still_ours``), so they are subtracted here instead of taken back there."""
-    if message.attempts < message.max_attempts:
-        return message.attempts  # subtracting cannot reach the bound: no need to count
+    """The attempts that count toward ``max_attempts`` and the backoff: every call that may have
+    reached the provider. ``message.attempts`` also counts attempts whose worker was lost before
+    the provider received anything (``lost``); it stays the fencing number of the current attempt
+    (see ``send._still_ours``), so they are subtracted here instead of taken back there."""
+    if message.attempts <= 1:
+        return message.attempts  # the first attempt has none lost before it: no need to count
     return message.attempts - lost_attempts(session, message.id)
 
 

@@ -379,6 +379,20 @@ def _lose_the_worker(services: Services, factory: sessionmaker[Session], message
     clock.now += timedelta(seconds=services.settings.reconcile_after_seconds + 1)
 
 
+def _lost_then_queued_again(
+    services: Services, factory: sessionmaker[Session], message_id: int, *, losses: int
+) -> None:
+    """The queued message's worker lost ``losses`` times before its call, each time found
+    missing at the provider and scheduled again by reconciliation; then queued once more."""
+    with factory.begin() as session:
+        transition(session, message_id, [MessageState.QUEUED], MessageState.SCHEDULED, now=STAMPED_AT)
+    for _ in range(losses):
+        _lose_the_worker(services, factory, message_id)
+        assert reconcile_unknown(services)["resend"] == 1
+    with factory.begin() as session:
+        transition(session, message_id, [MessageState.SCHEDULED], MessageState.QUEUED, now=STAMPED_AT)
+
+
 def test_attempts_whose_worker_was_lost_before_the_call_do_not_use_up_the_message(
     settings: Settings, session_factory: sessionmaker[Session]
 ) -> None:
@@ -389,17 +403,31 @@ def test_attempts_whose_worker_was_lost_before_the_call_do_not_use_up_the_messag
     provider = FakeProvider()
     message_id = _queued(session_factory)
     services = _services(settings, session_factory, provider)
-    with session_factory.begin() as session:
-        transition(session, message_id, [MessageState.QUEUED], MessageState.SCHEDULED, now=STAMPED_AT)
-    for _ in range(5):
-        _lose_the_worker(services, session_factory, message_id)
-        assert reconcile_unknown(services)["resend"] == 1
-    with session_factory.begin() as session:
-        transition(session, message_id, [MessageState.SCHEDULED], MessageState.QUEUED, now=STAMPED_AT)
+    _lost_then_queued_again(services, session_factory, message_id, losses=5)
     assert send_message(services, message_id) == MessageState.SENT
     message = _get(session_factory, message_id)
     assert message.attempts == 6 and len(provider.sent) == 1
     assert [a.outcome for a in message.attempts_log] == ["lost"] * 5 + ["accepted"]
+
+
+def test_lost_attempts_do_not_lengthen_the_wait_after_a_busy_provider(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """Three workers lost before this message's call, then its first call answered "busy": it
+    waits as long as any first call's retry (up to one backoff base), not as long as a fourth
+    call's (four to eight bases)."""
+    busy = DeliveryError("too many requests", permanent=False)
+    provider = FakeProvider(script=[busy])
+    message_id = _queued(session_factory)
+    services = _services(settings, session_factory, provider)
+    clock = services.clock
+    assert isinstance(clock, FakeClock)
+    _lost_then_queued_again(services, session_factory, message_id, losses=3)
+    assert send_message(services, message_id) == MessageState.SCHEDULED
+    message = _get(session_factory, message_id)
+    assert message.attempts == 4
+    waits = message.due_at - clock.now
+    assert timedelta(0) < waits <= timedelta(seconds=settings.retry_backoff_seconds), waits
 
 
 def test_a_message_whose_worker_is_always_lost_is_given_up_in_the_end(
