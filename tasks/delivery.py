@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from celery import shared_task
 
 from outreach import runtime
+from outreach.celeryapp import control_queue
 from outreach.delivery import claim, dispatch, reconcile, rollup, send, status
 from outreach.ops import metrics
+from outreach.replies import inbound
 
 SEND_TASK = "outreach.send_messages"
 
@@ -57,8 +59,12 @@ def rescue_stuck() -> None:
     services = runtime.current()
     with services.session_factory() as session, session.begin():
         now = services.clock()
-        claim.release_stale_claims(session, now)
+        released = claim.release_stale_claims(session, now)
+        urgent = inbound.reclaim_urgent(session, services.settings, released, now)
         claim.mark_stuck_sends_unknown(session, now)
+    if urgent:
+        # Back on the control queue, where the lost task was: ahead of any backlog.
+        send_messages.apply_async((urgent,), queue=control_queue(services.settings))
 
 
 @shared_task(name="outreach.reconcile_unknown", ignore_result=True)

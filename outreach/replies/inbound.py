@@ -31,7 +31,7 @@ from outreach.contacts import consent
 from outreach.db import is_postgres, transaction
 from outreach.delivery import claim
 from outreach.errors import OutreachError
-from outreach.models import Category, Channel, Consent, Contact, InboundClass, InboundMessage
+from outreach.models import Category, Channel, Consent, Contact, InboundClass, InboundMessage, Message
 from outreach.ops import metrics
 from outreach.replies import effects, handlers, responses
 from outreach.replies.classify import ALSO_OPT_OUT, Classification, classify, depends_on_consent
@@ -70,6 +70,8 @@ _NANP_E164 = re.compile(r"\+1[2-9][0-9]{2}[2-9][0-9]{6}")
 
 # Classes that act the moment they are stored (``store_inbound``).
 IMMEDIATE = frozenset({InboundClass.OPT_OUT, InboundClass.OPT_IN, InboundClass.CRISIS})
+# The longest a crisis reply's or alert's claim waits for its send task (see _urgent_lease).
+URGENT_CLAIM_LEASE = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -260,8 +262,28 @@ def claim_urgent(session: Session, settings: Settings, inbound_id: int, now: dat
     """Claim the crisis reply and the on-call alerts that processing this message wrote, ahead
     of everything else due: the caller hands them to a send task on the control queue, so a
     crisis reply never waits for a campaign's backlog to drain. Nothing for any other text."""
-    lease = timedelta(seconds=settings.claim_lease_seconds)
-    return claim.claim_keys(session, responses.urgent_keys(settings, inbound_id), now, lease)
+    keys = responses.urgent_keys(settings, inbound_id)
+    return claim.claim_keys(session, keys, now, _urgent_lease(settings))
+
+
+def reclaim_urgent(session: Session, settings: Settings, released: Sequence[int], now: datetime) -> list[int]:
+    """Among messages the rescue sweep just returned to the schedule (their send task never
+    ran: a publish lost, a broker restarted without its queues), claim the crisis replies and
+    on-call alerts again, for the caller to hand to the control queue once more. Left to the
+    dispatcher, they would go in due order, behind whatever backlog fell due before them."""
+    if not released:
+        return []
+    rows = session.execute(select(Message.idempotency_key).where(Message.id.in_(list(released))))
+    keys = [key for (key,) in rows if key and responses.is_urgent_key(key)]
+    return claim.claim_keys(session, keys, now, _urgent_lease(settings))
+
+
+def _urgent_lease(settings: Settings) -> timedelta:
+    """An urgent claim's lease: short, so that if its send task is lost the rescue sweep finds
+    it within a minute rather than after the usual claim lease (5 minutes by default). A task
+    that was only late races the new one: each send begins with one conditional update
+    (``queued`` to ``sending``), so one of them sends each message, once."""
+    return min(timedelta(seconds=settings.claim_lease_seconds), URGENT_CLAIM_LEASE)
 
 
 def reclassify(inbound: InboundMessage) -> Classification:

@@ -44,6 +44,14 @@ def _alert_key(inbound_id: int, channel: str, index: int) -> str:
     return reply_key(inbound_id, f"alert:{channel}:{index}")
 
 
+def is_urgent_key(key: str) -> bool:
+    """Whether a row with this key is a crisis reply or an on-call alert (``urgent_keys``)."""
+    parts = key.split(":", 2)
+    if len(parts) != 3 or parts[0] != "inbound":
+        return False
+    return parts[2] == CRISIS_REPLY or parts[2].startswith("alert:")
+
+
 def urgent_keys(settings: Settings, inbound_id: int) -> list[str]:
     """The keys of the rows a crisis text makes: the reply to the patient and the alerts.
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from outreach.config import Settings, load_settings
 from outreach.contacts import consent
 from outreach.db import transaction
+from outreach.delivery.claim import claim_due, release_stale_claims
 from outreach.models import (
     Campaign,
     ConsentEvent,
@@ -26,10 +27,12 @@ from outreach.models import (
 from outreach.replies import handlers
 from outreach.replies import inbound as inbound_module
 from outreach.replies.inbound import (
+    URGENT_CLAIM_LEASE,
     MalformedInbound,
     claim_urgent,
     process_each,
     process_inbound,
+    reclaim_urgent,
     screen,
     store_plain,
     unprocessed_inbound_ids,
@@ -395,6 +398,40 @@ def test_a_crisis_reply_is_claimed_ahead_of_a_backlog_already_due(
     backlog = [message(session, f"campaign:{n}") for n in range(1, 4)]
     assert {m.state for m in backlog} == {MessageState.SCHEDULED}
     assert texter.id in {m.contact_id for m in replies}
+
+
+def test_a_crisis_reply_whose_send_task_was_lost_is_claimed_again_within_a_minute(
+    session: Session, session_factory: sessionmaker[Session], quiet_settings: Settings
+) -> None:
+    """The send task of a crisis reply and its alerts never ran (a publish lost, a broker
+    restarted without its queues). Their claim is short: half a minute on, the rescue sweep
+    returns them to the schedule and they are claimed again at once for the control queue,
+    while a campaign's lost claims wait out the usual lease and then go back in due order."""
+    other = add_contact(session, phone="+19255550111")
+    for n in range(1, 4):
+        schedule(session, other.id, "sms", "care", f"campaign:{n}", NOW - timedelta(minutes=n))
+    with transaction(session_factory) as tx:
+        assert len(claim_due(tx, NOW)) == 3  # and their send task lost as well
+    add_contact(session)
+    result = store(session_factory, quiet_settings, form("i want to end it all"), NOW)
+    with transaction(session_factory) as tx:
+        process_inbound(tx, quiet_settings, result.inbound_id, NOW)
+    with transaction(session_factory) as tx:
+        claimed = claim_urgent(tx, quiet_settings, result.inbound_id, NOW)
+
+    def rescue(at: datetime) -> list[int]:
+        with transaction(session_factory) as tx:
+            return reclaim_urgent(tx, quiet_settings, release_stale_claims(tx, at), at)
+
+    assert len(claimed) == 3 and rescue(NOW + timedelta(seconds=29)) == []
+    assert rescue(NOW + URGENT_CLAIM_LEASE + timedelta(seconds=1)) == claimed
+    campaign = [message(session, f"campaign:{n}") for n in range(1, 4)]
+    assert {m.state for m in campaign} == {MessageState.QUEUED}  # their lease is 5 minutes
+    session.rollback()  # read afresh below (and SQLite's writer is not kept waiting)
+
+    assert rescue(NOW + timedelta(minutes=6)) == claimed  # lost again: claimed again
+    assert {m.state for m in campaign} == {MessageState.SCHEDULED}
+    assert sorted(m.id for m in _messages(session, state=MessageState.QUEUED)) == claimed
 
 
 def test_other_replies_wait_their_turn(
