@@ -49,6 +49,14 @@ def test_campaign_steps_reach_the_patient_and_are_logged_delivered(system: Syste
         )
         assert nudge_id is not None
         session.execute(update(Message).where(Message.id == nudge_id).values(due_at=utcnow()))
+        # And the texter's own day-0 step a month on: due now too, it raced the nudge for the
+        # day's one education message, and when it went first (a busy machine) the cap moved
+        # the nudge to tomorrow, as it should.
+        session.execute(
+            update(Message)
+            .where(Message.contact_id == ids["texter"], Message.id != nudge_id)
+            .values(due_at=now + timedelta(days=30))
+        )
         first_id = session.scalar(
             select(Message.id).where(Message.contact_id == ids["reader"], Message.step_key == "what-it-is")
         )
