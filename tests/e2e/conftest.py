@@ -38,8 +38,10 @@ def browser() -> Iterator[Any]:
 
 
 # How much of each process's log a failed test's report shows: its last lines, where the
-# failure usually is (the logs carry ids, never patient data: see tests/support/e2e.py).
-LOG_TAIL = 6000
+# failure usually is, without the DEBUG lines (beat's and the pool's fill a few thousand
+# characters a second). The logs carry ids, never patient data: see tests/support/e2e.py.
+LOG_TAIL = 12000
+DEBUG_LINE = '"level": "debug"'
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -51,5 +53,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
     if report.failed and isinstance(tmp_path, Path):
         for log in sorted(tmp_path.glob("*.log")):
-            text = log.read_text(errors="replace")
-            report.sections.append((f"{log.name}, last {LOG_TAIL} characters", text[-LOG_TAIL:]))
+            lines = log.read_text(errors="replace").splitlines(keepends=True)
+            text = "".join(line for line in lines if DEBUG_LINE not in line)
+            report.sections.append((f"{log.name}, last {LOG_TAIL} characters but DEBUG", text[-LOG_TAIL:]))
