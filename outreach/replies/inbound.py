@@ -275,7 +275,11 @@ def reclaim_urgent(session: Session, settings: Settings, released: Sequence[int]
         return []
     rows = session.execute(select(Message.idempotency_key).where(Message.id.in_(list(released))))
     keys = [key for (key,) in rows if key and responses.is_urgent_key(key)]
-    return claim.claim_keys(session, keys, now, _urgent_lease(settings))
+    claimed = claim.claim_keys(session, keys, now, _urgent_lease(settings))
+    if claimed:
+        # Rare and worth knowing: a crisis reply's or alert's send task went missing.
+        log.warning("urgent messages %s claimed again: their send task never ran", claimed)
+    return claimed
 
 
 def _urgent_lease(settings: Settings) -> timedelta:

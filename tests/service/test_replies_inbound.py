@@ -401,7 +401,10 @@ def test_a_crisis_reply_is_claimed_ahead_of_a_backlog_already_due(
 
 
 def test_a_crisis_reply_whose_send_task_was_lost_is_claimed_again_within_a_minute(
-    session: Session, session_factory: sessionmaker[Session], quiet_settings: Settings
+    session: Session,
+    session_factory: sessionmaker[Session],
+    quiet_settings: Settings,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The send task of a crisis reply and its alerts never ran (a publish lost, a broker
     restarted without its queues). Their claim is short: half a minute on, the rescue sweep
@@ -425,6 +428,7 @@ def test_a_crisis_reply_whose_send_task_was_lost_is_claimed_again_within_a_minut
 
     assert len(claimed) == 3 and rescue(NOW + timedelta(seconds=29)) == []
     assert rescue(NOW + URGENT_CLAIM_LEASE + timedelta(seconds=1)) == claimed
+    assert f"urgent messages {claimed} claimed again: their send task never ran" in caplog.text
     campaign = [message(session, f"campaign:{n}") for n in range(1, 4)]
     assert {m.state for m in campaign} == {MessageState.QUEUED}  # their lease is 5 minutes
     session.rollback()  # read afresh below (and SQLite's writer is not kept waiting)
