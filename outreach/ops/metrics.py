@@ -51,6 +51,10 @@ INBOUND_REPLIES = Counter(
     "outreach_inbound_replies", "Patients' texts stored, by classification.", ["classification"]
 )
 CRISIS_ALERTS = Counter("outreach_crisis_alerts", "Replies read as a crisis (each alerts on-call staff).")
+URGENT_RECLAIMED = Counter(
+    "outreach_urgent_reclaimed",
+    "Crisis replies and on-call alerts claimed again by the rescue sweep: their send task never ran.",
+)
 SIGNATURE_FAILURES = Counter(
     "outreach_webhook_signature_failures", "Webhook requests refused for a bad signature.", ["webhook"]
 )

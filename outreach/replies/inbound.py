@@ -279,6 +279,7 @@ def reclaim_urgent(session: Session, settings: Settings, released: Sequence[int]
     if claimed:
         # Rare and worth knowing: a crisis reply's or alert's send task went missing.
         log.warning("urgent messages %s claimed again: their send task never ran", claimed)
+        metrics.URGENT_RECLAIMED.inc(len(claimed))
     return claimed
 
 

@@ -426,9 +426,11 @@ def test_a_crisis_reply_whose_send_task_was_lost_is_claimed_again_within_a_minut
         with transaction(session_factory) as tx:
             return reclaim_urgent(tx, quiet_settings, release_stale_claims(tx, at), at)
 
+    reclaimed_before = REGISTRY.get_sample_value("outreach_urgent_reclaimed_total") or 0.0
     assert len(claimed) == 3 and rescue(NOW + timedelta(seconds=29)) == []
     assert rescue(NOW + URGENT_CLAIM_LEASE + timedelta(seconds=1)) == claimed
     assert f"urgent messages {claimed} claimed again: their send task never ran" in caplog.text
+    assert REGISTRY.get_sample_value("outreach_urgent_reclaimed_total") == reclaimed_before + 3
     campaign = [message(session, f"campaign:{n}") for n in range(1, 4)]
     assert {m.state for m in campaign} == {MessageState.QUEUED}  # their lease is 5 minutes
     session.rollback()  # read afresh below (and SQLite's writer is not kept waiting)
