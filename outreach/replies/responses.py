@@ -33,23 +33,24 @@ ALERT_TEMPLATES = {Channel.SMS: "sms/system/oncall_alert", Channel.EMAIL: "email
 
 
 CRISIS_REPLY = "crisis_reply"
+_REPLY_KEY = "inbound"
+_ALERT = "alert"
 
 
 def reply_key(inbound_id: int, purpose: str) -> str:
-    return f"inbound:{inbound_id}:{purpose}"
+    return f"{_REPLY_KEY}:{inbound_id}:{purpose}"
 
 
 def _alert_key(inbound_id: int, channel: str, index: int) -> str:
     # The index, not the address, in the key: keys show up in logs and listings.
-    return reply_key(inbound_id, f"alert:{channel}:{index}")
+    return reply_key(inbound_id, f"{_ALERT}:{channel}:{index}")
 
 
 def is_urgent_key(key: str) -> bool:
     """Whether a row with this key is a crisis reply or an on-call alert (``urgent_keys``)."""
-    parts = key.split(":", 2)
-    if len(parts) != 3 or parts[0] != "inbound":
-        return False
-    return parts[2] == CRISIS_REPLY or parts[2].startswith("alert:")
+    kind, _, rest = key.partition(":")
+    purpose = rest.partition(":")[2]
+    return kind == _REPLY_KEY and (purpose == CRISIS_REPLY or purpose.startswith(f"{_ALERT}:"))
 
 
 def urgent_keys(settings: Settings, inbound_id: int) -> list[str]:

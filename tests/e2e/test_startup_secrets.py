@@ -11,11 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.support.processes import REPO, free_port
-from tests.support.waiting import wait_for
+from tests.support.processes import REPO, free_port, wait_healthy
 
 # What the attacker in the report found accepted: a real-looking account, no token, no key.
 PRODUCTION_WITHOUT_SECRETS = {
@@ -84,16 +82,7 @@ def test_serve_starts_and_answers_on_sandbox_defaults(tmp_path: Path) -> None:
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     try:
-        with httpx.Client(timeout=1) as client:  # one TLS context, not one a poll
-
-            def healthy() -> bool:
-                try:
-                    return client.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-                except httpx.TransportError:
-                    assert process.poll() is None, (tmp_path / "serve.log").read_text()
-                    return False
-
-            wait_for(healthy, timeout=60, what="outreach serve to answer /healthz")
+        wait_healthy(port, process, tmp_path / "serve.log")  # fails with the log if serve exits
     finally:
         process.terminate()
         process.wait(timeout=15)

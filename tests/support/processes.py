@@ -85,6 +85,25 @@ def _bindable(host: str, port: int) -> bool:
         return True
 
 
+def wait_healthy(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    """Until the web process on ``port`` answers /healthz with 200; fail at once, with the end
+    of its log, if it exits first."""
+
+    def healthy(client: httpx.Client) -> bool:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise AssertionError(f"{log.stem} exited with {process.returncode}:\n{tail}")
+        try:
+            return client.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    # One client for every poll: a new one builds a TLS context each time, ~20 ms of CPU taken
+    # from the process starting beside it, twenty times a second.
+    with httpx.Client(timeout=1) as client:
+        wait_for(lambda: healthy(client), timeout=timeout, what=f"{log.stem} to answer /healthz")
+
+
 @dataclass
 class Stack:
     """The processes of one test, and the environment they share."""
@@ -186,23 +205,7 @@ class Stack:
     def launch_web(self, port: int, name: str = "web") -> Callable[[], object]:
         self._spawn(name, ["-m", "outreach.cli.app", "serve", "--port", str(port)])
         process = self.processes[name]
-
-        def healthy(client: httpx.Client) -> bool:
-            if process.poll() is not None:
-                log = self.log_dir / f"{name}.log"
-                raise AssertionError(f"{name} exited with {process.returncode}: see {log}")
-            try:
-                return client.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        def wait() -> None:
-            # One client for every poll: a new one builds a TLS context each time, ~20 ms of
-            # CPU taken from the process starting beside it, twenty times a second.
-            with httpx.Client(timeout=1) as client:
-                wait_for(lambda: healthy(client), timeout=60, what="the web app to answer /healthz")
-
-        return wait
+        return lambda: wait_healthy(port, process, self.log_dir / f"{name}.log")
 
     def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
         with self._lock:  # a process killed here is the test's to start again, not supervise's
