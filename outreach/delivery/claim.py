@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Update, select, update
+from sqlalchemy import ColumnElement, Update, and_, select, update
 from sqlalchemy.orm import Session
 
 from outreach.models import Message, MessageState
@@ -77,7 +77,7 @@ def release_stale_claims(session: Session, now: datetime) -> Sequence[int]:
     ``scheduled``. Safe: ``queued`` means no provider call has begun."""
     return session.scalars(
         update(Message)
-        .where(Message.state == MessageState.QUEUED, Message.lease_until < now)
+        .where(_stranded(session, MessageState.QUEUED, now))
         .values(
             state=MessageState.SCHEDULED,
             lease_until=None,
@@ -94,7 +94,7 @@ def mark_stuck_sends_unknown(session: Session, now: datetime) -> Sequence[int]:
     (the worker died mid-call): they become ``unknown`` and are reconciled, never resent blindly."""
     return session.scalars(
         update(Message)
-        .where(Message.state == MessageState.SENDING, Message.lease_until < now)
+        .where(_stranded(session, MessageState.SENDING, now))
         .values(
             state=MessageState.UNKNOWN,
             updated_at=now,
@@ -103,3 +103,16 @@ def mark_stuck_sends_unknown(session: Session, now: datetime) -> Sequence[int]:
         .returning(Message.id)
         .execution_options(synchronize_session=False)
     ).all()
+
+
+def _stranded(session: Session, state: MessageState, now: datetime) -> ColumnElement[bool]:
+    """Rows in ``state`` whose lease has passed. On PostgreSQL, rows another transaction holds
+    locked are left out (``SKIP LOCKED``): a worker holds its batch's rows through its prepare
+    and call transactions, and one that is frozen there (a paused container, a migrated VM)
+    holds them until it runs again. Waiting for it would hold the control worker's process,
+    sweep after sweep, until none was left for a crisis reply; a message it holds is not lost,
+    and a later sweep takes it once it is let go with its lease still past."""
+    past = select(Message.id).where(Message.state == state, Message.lease_until < now)
+    if session.get_bind().dialect.name == "postgresql":
+        return Message.id == past.with_for_update(skip_locked=True).cte(f"stranded_{state}").c.id
+    return and_(Message.state == state, Message.lease_until < now)

@@ -1,8 +1,8 @@
-"""Fault tests: kill workers (at chosen and at random points), restart Redis, drop database
-connections and restart the database server, run two beats, provider 429s, 500s, timeouts and
-hangs, duplicate and reordered status callbacks, the web process killed while texts arrive,
-the worker killed while status callbacks wait to be applied, the web process killed while they
-arrive.
+"""Fault tests: kill workers (at chosen and at random points), freeze one past its send lease,
+restart Redis, drop database connections and restart the database server, run two beats,
+provider 429s, 500s, timeouts and hangs, duplicate and reordered status callbacks, the web
+process killed while texts arrive, the worker killed while status callbacks wait to be applied,
+the web process killed while they arrive.
 
 After each, the sandbox's accept counts show no message sent twice, every message ends sent
 (here nothing fails for good), helped only by the sweeps beat would run anyway, and no status
@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime, timedelta
 from functools import cache, partial
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
 from outreach.migrate import upgrade
@@ -46,7 +47,7 @@ from outreach.models import (
 )
 from outreach.outbox import insert_messages
 from tests.support import faults, services
-from tests.support.e2e import System, daytime_zone, running_system
+from tests.support.e2e import ONCALL_SMS, System, daytime_zone, running_system
 from tests.support.factories import make_contact
 from tests.support.private_pg import PrivatePostgres, private_postgres
 from tests.support.private_pg import unavailable as private_pg_unavailable
@@ -148,18 +149,19 @@ def _no_worker_exited(system: System) -> None:
     assert not system.processes.restarts, f"exited on its own: {system.processes.restarts}"
 
 
-def _finish(system: System, ids: list[int], fault: str, note: str = "", timeout: float = 90) -> None:
+def _finish(
+    system: System, ids: list[int], fault: str, note: str = "", timeout: float = 90, beside: int = 0
+) -> None:
     """Settle, record the fault's report line, then hold the promises: every message sent,
-    none twice, no status backward."""
+    none twice, no status backward. ``beside``: texts the test sent besides the load."""
     problem = _settle(system, ids, timeout)
     accepts = system.sandbox.control.accepts()
-    line = faults.outcome(
-        system.factory, fault, ids, accepts.total, len(accepts.duplicates), _noted(system, note)
-    )
+    sent = accepts.total - beside
+    line = faults.outcome(system.factory, fault, ids, sent, len(accepts.duplicates), _noted(system, note))
     faults.record(line)
     assert problem is None, problem
     assert accepts.duplicates == [], f"sent twice: {accepts.duplicates}"
-    assert accepts.total == len(ids)
+    assert sent == len(ids)
     _no_worker_exited(system)
     assert line.ok, line
 
@@ -180,6 +182,64 @@ def test_worker_killed_mid_batch_sends_nothing_twice(pg_url: str, tmp_path: Path
         system.processes.kill("worker1", signal.SIGKILL)
         system.processes.start_worker("worker1")
         _finish(system, ids, f"worker SIGKILL after {kill_after} sends")
+
+
+def _leases_held(system: System, ids: list[int]) -> tuple[datetime | None, datetime]:
+    """The latest send lease among these messages now being sent, and the database's clock."""
+    with system.factory() as session:
+        lease = session.scalar(
+            select(func.max(Message.lease_until)).where(
+                Message.id.in_(ids), Message.state == MessageState.SENDING
+            )
+        )
+        now = session.scalar(select(func.now()))
+    assert now is not None
+    return lease, now
+
+
+def _sweeps_sent(system: System) -> int:
+    """How many rescue sweeps beat has sent so far (its log says so at each)."""
+    log = (system.processes.log_dir / "beat1.log").read_text(errors="replace")
+    return log.count("Sending due task rescue-stuck")
+
+
+def test_a_frozen_worker_holds_up_no_crisis_reply_and_sends_nothing_twice(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A send worker frozen mid-batch (SIGSTOP: a paused container, a migrated VM, a machine
+    swapping) past its send lease, holding its batch's rows locked. The rescue sweeps that run
+    meanwhile on the control worker must not wait on those rows: they would take its processes
+    one by one and a crisis text would wait for the frozen worker. Woken, the frozen worker
+    sends none of its batch twice."""
+    with slow_system(pg_url, tmp_path, workers=2) as system:
+        ids = _load(system)
+        wait_for(lambda: _leases_held(system, ids)[0] is not None, timeout=60, what="a batch being sent")
+        system.processes.freeze("worker1")
+        try:
+            lease, _ = _leases_held(system, ids)
+            assert lease is not None
+            wait_for(
+                lambda: _leases_held(system, ids)[1] > lease + timedelta(seconds=1),
+                timeout=system.settings.send_lease_seconds + 30,
+                what="the frozen batch's send lease to pass",
+            )
+            # More sweeps than the control worker has processes.
+            sweeps = _sweeps_sent(system) + 3
+            wait_for(lambda: _sweeps_sent(system) >= sweeps, timeout=30, what="three rescue sweeps")
+            with system.factory.begin() as session:
+                phone = make_contact(session, timezone=daytime_zone()).phone
+            assert phone is not None
+            control = system.sandbox.control
+            control.reply(phone, "i want to end it all")
+            wait_for(
+                lambda: [m for m in control.messages(phone) if m.direction != "inbound" and "988" in m.body],
+                timeout=15,
+                what="the crisis reply while a send worker is frozen",
+            )
+            wait_for(lambda: control.accepts().count(ONCALL_SMS) == 1, timeout=15, what="the on-call SMS")
+        finally:
+            system.processes.thaw("worker1")
+        _finish(system, ids, "worker frozen (SIGSTOP) past its send lease", beside=2)
 
 
 @pytest.mark.real_timers  # a private redis-server under libfaketime never answers

@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from outreach.db import make_engine, make_session_factory
 from outreach.delivery.claim import claim_due, mark_stuck_sends_unknown, release_stale_claims
 from outreach.models import Message, MessageState, utcnow
 from outreach.outbox import insert_messages, transition
@@ -111,3 +113,29 @@ def test_rescue_returns_lost_claims_and_marks_stuck_sends_unknown(session: Sessi
     session.expire_all()
     assert session.get(Message, lost.id).state == MessageState.SCHEDULED  # type: ignore[union-attr]
     assert session.get(Message, stuck.id).state == MessageState.UNKNOWN  # type: ignore[union-attr]
+
+
+def test_rescue_leaves_rows_a_live_transaction_holds_and_takes_them_once_let_go(pg_url: str) -> None:
+    """A worker frozen inside its call transaction (a paused container, a migrated VM) holds its
+    batch's rows past their lease. The rescue sweep runs on the control worker: it leaves those
+    rows at once instead of waiting on them (sweep after sweep, each would hold a process the
+    crisis replies need), takes the rest, and takes them too once the worker lets go."""
+    engine = make_engine(pg_url)
+    factory = make_session_factory(engine)
+    now = utcnow()
+    with factory.begin() as session:
+        contact = make_contact(session)
+        held, free = (make_message(session, contact) for _ in range(2))
+        for message in (held, free):
+            transition(
+                session, message.id, [MessageState.SCHEDULED], MessageState.SENDING,
+                lease_until=now - timedelta(seconds=1), now=now,
+            )
+    with factory.begin() as frozen:
+        frozen.execute(select(Message.id).where(Message.id == held.id).with_for_update())
+        with factory.begin() as sweep:
+            sweep.execute(text("SET LOCAL lock_timeout = '5s'"))  # waiting would fail the test
+            assert list(mark_stuck_sends_unknown(sweep, now)) == [free.id]
+    with factory.begin() as sweep:
+        assert list(mark_stuck_sends_unknown(sweep, now)) == [held.id]
+    engine.dispose()

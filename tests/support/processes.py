@@ -213,6 +213,14 @@ class Stack:
         os.killpg(process.pid, sig)
         process.wait(timeout=30)
 
+    def freeze(self, name: str) -> None:
+        """SIGSTOP to the process and its children: it keeps its connections, locks and tasks,
+        and runs nothing (a paused container, a migrated VM, a machine swapping)."""
+        os.killpg(self.processes[name].pid, signal.SIGSTOP)
+
+    def thaw(self, name: str) -> None:
+        os.killpg(self.processes[name].pid, signal.SIGCONT)
+
     def supervise(self) -> None:
         """Start again any worker that exits on its own, as the production set-up's supervisor
         does (docker-compose.yml: ``restart: unless-stopped``), and note it in ``restarts``."""
