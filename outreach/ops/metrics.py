@@ -94,6 +94,8 @@ def observe_lag(claimed_at: datetime, due: Iterable[datetime]) -> None:
 # --- What is: read at scrape time -------------------------------------------------------------
 
 QueueDepth = Callable[[], dict[str, int]]
+# States whose rows carry a lease: claimed for a send task, or being sent.
+IN_FLIGHT = frozenset({str(MessageState.QUEUED), str(MessageState.SENDING)})
 
 
 @dataclass(eq=False)  # registries key collectors by identity
@@ -120,8 +122,11 @@ class StateCollector(Collector):
             "outreach_messages", "Messages in the outbox, by state and channel.", labels=["state", "channel"]
         )
         with self.session_factory() as session:
+            # The earliest lease per group comes with the count, in the same scan.
             rows = session.execute(
-                select(Message.state, Message.channel, func.count()).group_by(Message.state, Message.channel)
+                select(Message.state, Message.channel, func.count(), func.min(Message.lease_until)).group_by(
+                    Message.state, Message.channel
+                )
             ).all()
             oldest_due = session.scalar(
                 select(func.min(Message.due_at)).where(
@@ -140,9 +145,19 @@ class StateCollector(Collector):
                     InboxItem.kind == "crisis", InboxItem.state != InboxState.HANDLED
                 )
             ).one()
-        for state, channel, count in rows:
+        leases = [lease for state, _, _, lease in rows if state in IN_FLIGHT and lease is not None]
+        for state, channel, count, _ in rows:
             by_state.add_metric([state, channel], count)
         metrics: list[Metric] = [by_state]
+        metrics.append(
+            _gauge(
+                "outreach_oldest_lease_overdue_seconds",
+                "How long past its lease the most overdue queued or sending message is (0: none). "
+                "The rescue sweep takes such a message back within its interval unless a worker "
+                "that does not run (frozen, or cut off with its connection open) holds it.",
+                _age(now, min(leases, default=None)),
+            )
+        )
         metrics.append(
             _gauge(
                 "outreach_oldest_due_seconds",

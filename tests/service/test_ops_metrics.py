@@ -58,6 +58,34 @@ def test_gauges_count_messages_by_state_and_channel_and_the_oldest_due(
     assert samples["outreach_broker_up"] == 1
 
 
+def _overdue(session_factory: sessionmaker[Session]) -> float:
+    return _scrape(StateCollector(session_factory, lambda: NOW))["outreach_oldest_lease_overdue_seconds"]
+
+
+def test_a_message_held_past_its_lease_shows_how_long(session_factory: sessionmaker[Session]) -> None:
+    """What a frozen worker (or a stopped rescue sweep) leaves: a queued or sending message past
+    its lease. Leases still running, and messages done, do not count."""
+    with session_factory.begin() as session:
+        contact = make_contact(session)
+        held, claimed, running, done = (make_message(session, contact) for _ in range(4))
+        leases = {
+            held.id: (MessageState.SENDING, NOW - timedelta(minutes=4)),
+            claimed.id: (MessageState.QUEUED, NOW - timedelta(seconds=30)),
+            running.id: (MessageState.SENDING, NOW + timedelta(minutes=5)),
+            done.id: (MessageState.SENT, NOW - timedelta(hours=1)),
+        }
+        for message_id, (state, lease) in leases.items():
+            transition(session, message_id, [MessageState.SCHEDULED], state, lease_until=lease, now=NOW)
+
+    assert _overdue(session_factory) == 240
+
+    with session_factory.begin() as session:
+        transition(session, held.id, [MessageState.SENDING], MessageState.UNKNOWN, now=NOW)
+        transition(session, claimed.id, [MessageState.QUEUED], MessageState.SCHEDULED, now=NOW)
+
+    assert _overdue(session_factory) == 0
+
+
 def test_an_unhandled_crisis_item_shows_how_long_it_has_waited(
     session_factory: sessionmaker[Session],
 ) -> None:
