@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Update, and_, select, update
+from sqlalchemy import ColumnElement, Select, Update, select, update
 from sqlalchemy.orm import Session
 
+from outreach.db import is_postgres
 from outreach.models import Message, MessageState
 from outreach.ops import metrics
 
@@ -32,12 +33,7 @@ def claim_due(
         .order_by(Message.due_at, Message.id)
         .limit(batch_size)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        locked = due.with_for_update(skip_locked=True).cte("due")
-        stmt = update(Message).where(Message.id == locked.c.id)
-    else:
-        stmt = update(Message).where(Message.id.in_(due.scalar_subquery()))
-    return _queue(session, stmt, now, lease)
+    return _queue(session, update(Message).where(_unlocked(session, due)), now, lease)
 
 
 def claim_keys(session: Session, keys: Sequence[str], now: datetime, lease: timedelta) -> list[int]:
@@ -77,7 +73,7 @@ def release_stale_claims(session: Session, now: datetime) -> Sequence[int]:
     ``scheduled``. Safe: ``queued`` means no provider call has begun."""
     return session.scalars(
         update(Message)
-        .where(_stranded(session, MessageState.QUEUED, now))
+        .where(_unlocked(session, _past_lease(MessageState.QUEUED, now)))
         .values(
             state=MessageState.SCHEDULED,
             lease_until=None,
@@ -94,7 +90,7 @@ def mark_stuck_sends_unknown(session: Session, now: datetime) -> Sequence[int]:
     (the worker died mid-call): they become ``unknown`` and are reconciled, never resent blindly."""
     return session.scalars(
         update(Message)
-        .where(_stranded(session, MessageState.SENDING, now))
+        .where(_unlocked(session, _past_lease(MessageState.SENDING, now)))
         .values(
             state=MessageState.UNKNOWN,
             updated_at=now,
@@ -105,14 +101,20 @@ def mark_stuck_sends_unknown(session: Session, now: datetime) -> Sequence[int]:
     ).all()
 
 
-def _stranded(session: Session, state: MessageState, now: datetime) -> ColumnElement[bool]:
-    """Rows in ``state`` whose lease has passed. On PostgreSQL, rows another transaction holds
-    locked are left out (``SKIP LOCKED``): a worker holds its batch's rows through its prepare
-    and call transactions, and one that is frozen there (a paused container, a migrated VM)
-    holds them until it runs again. Waiting for it would hold the control worker's process,
-    sweep after sweep, until none was left for a crisis reply; a message it holds is not lost,
-    and a later sweep takes it once it is let go with its lease still past."""
-    past = select(Message.id).where(Message.state == state, Message.lease_until < now)
-    if session.get_bind().dialect.name == "postgresql":
-        return Message.id == past.with_for_update(skip_locked=True).cte(f"stranded_{state}").c.id
-    return and_(Message.state == state, Message.lease_until < now)
+def _past_lease(state: MessageState, now: datetime) -> Select[int]:
+    return select(Message.id).where(Message.state == state, Message.lease_until < now)
+
+
+def _unlocked(session: Session, ids: Select[int]) -> ColumnElement[bool]:
+    """The rows ``ids`` selects, as an UPDATE's condition. On PostgreSQL, rows another
+    transaction holds locked are left out (``FOR UPDATE SKIP LOCKED``, inside a CTE so the
+    planner cannot update more rows than a LIMIT): two dispatchers never claim the same row, and
+    a sweep never waits on a worker's batch. A worker holds its rows through its prepare and call
+    transactions, and one frozen there (a paused container, a migrated VM) holds them until it
+    runs again: a rescue sweep waiting on them would hold the control worker's process, sweep
+    after sweep, until none was left for a crisis reply. A row so held is not lost, its worker
+    holds it; a later sweep takes it once let go with its lease still past. SQLite drops FOR
+    UPDATE, but the transaction already holds the database's write lock (BEGIN IMMEDIATE)."""
+    if is_postgres(session):
+        return Message.id == ids.with_for_update(skip_locked=True).cte("unlocked").c.id
+    return Message.id.in_(ids.scalar_subquery())
