@@ -232,6 +232,41 @@ def test_separate_bookings_waiting_for_the_window_share_one_confirmation(
     assert waiting[0].due_at == la(2025, 6, 5, 8, 0)
 
 
+def test_a_waiting_confirmation_absorbs_only_a_live_visit_of_its_own_type(
+    session: Session, settings: Settings
+) -> None:
+    contact = make_contact(session)
+    night = la(2025, 6, 4, 22, 0)
+    infusion = appointments.book(
+        session, settings, contact_id=contact.id, starts_at=VISIT, type="infusion", now=night
+    )
+    consult = appointments.book(
+        session,
+        settings,
+        contact_id=contact.id,
+        starts_at=VISIT + timedelta(days=1),
+        type="consultation",
+        now=night,
+    )
+    appointments.cancel(session, settings, infusion.appointment.id, now=night + timedelta(minutes=5))
+    later = appointments.book(
+        session,
+        settings,
+        contact_id=contact.id,
+        starts_at=VISIT + timedelta(days=2),
+        type="infusion",
+        now=night + timedelta(minutes=10),
+    )
+    waiting = session.scalars(
+        select(Message).where(Message.reminder_key == "booked", Message.state == MessageState.SCHEDULED)
+    ).all()
+    # The consultation's confirmation is its own; the cancelled infusion's took no one in.
+    assert sorted(m.appointment_id for m in waiting) == sorted(
+        [consult.appointment.id, later.appointment.id]
+    )
+    assert all(len(m.context["confirms"]) == 1 for m in waiting)  # type: ignore[arg-type]
+
+
 def test_cancelling_the_first_visit_of_a_series_brings_back_the_next_ones_preparation(
     session: Session, settings: Settings
 ) -> None:
