@@ -6,19 +6,20 @@ through the same path (``materialise.insert_plans``, hence ``outbox.insert_messa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outreach.appointments import planning
-from outreach.appointments.materialise import Context, Outcome, insert_plans, visit_of
+from outreach.appointments.materialise import Context, Outcome, confirms_in, insert_plans, visit_of
 from outreach.appointments.planning import LIVE_STATUSES, Planned
 from outreach.appointments.policy import ReminderPolicy, Step
 from outreach.content.rendering import appointment_context
-from outreach.models import Appointment, Contact, Message, MessageState
+from outreach.models import PENDING_STATES, Appointment, Contact, Message, MessageState
 
 
 def booking_notice(
@@ -76,47 +77,146 @@ def _waiting_notices(
     """Per step key, the patient's earliest notice of that step still waiting to go out for a
     live visit of this type.
 
-    The patient's notices of those steps are read by the patient alone (a few per visit), then
-    their visits by id, and sifted here. A statement that also names the state, the due time or
-    the visit's type and status lets a planner whose statistics think the tables small (a new
-    database, or one not analysed since a busy day) start from the clinic's waiting messages or
-    its appointments instead, and keep that plan: 5 to 15 ms a booking at a few thousand visits,
-    growing with every one."""
-    candidates = [
-        m
-        for m in session.scalars(
-            select(Message).where(
-                Message.contact_id == contact_id, Message.reminder_key.in_(sorted(set(step_keys)))
-            )
+    The patient's notices of those steps are read by the patient alone, a few narrow columns
+    each (a patient of years has hundreds, nearly all long sent), then their visits by id, and
+    sifted here; only the notices found are loaded whole. A statement that also names the
+    state, the due time or the visit's type and status lets a planner whose statistics think
+    the tables small (a new database, or one not analysed since a busy day) start from the
+    clinic's waiting messages or its appointments instead, and keep that plan: 5 to 15 ms a
+    booking at a few thousand visits, growing with every one."""
+    rows = session.execute(
+        select(Message.id, Message.reminder_key, Message.state, Message.due_at, Message.appointment_id).where(
+            Message.contact_id == contact_id, Message.reminder_key.in_(sorted(set(step_keys)))
         )
-        if m.state == MessageState.SCHEDULED and m.due_at >= now and m.appointment_id is not None
-    ]
-    if not candidates:
-        return {}
-    visits = session.scalars(
-        select(Appointment).where(Appointment.id.in_(sorted({m.appointment_id for m in candidates})))
     )
-    live = {a.id for a in visits if a.type == kind and a.status in LIVE_STATUSES}
-    first: dict[str, Message] = {}
-    for message in sorted(candidates, key=lambda m: (m.due_at, m.id)):
-        if message.appointment_id in live:
-            first.setdefault(message.reminder_key or "", message)
-    return first
+    waiting = [r for r in rows if r.state == MessageState.SCHEDULED and r.due_at >= now and r.appointment_id]
+    if not waiting:
+        return {}
+    visits = session.execute(
+        select(Appointment.id, Appointment.type, Appointment.status).where(
+            Appointment.id.in_(sorted({r.appointment_id for r in waiting}))
+        )
+    )
+    live = {v.id for v in visits if v.type == kind and v.status in LIVE_STATUSES}
+    first: dict[str, int] = {}
+    for row in sorted(waiting, key=lambda r: (r.due_at, r.id)):
+        if row.appointment_id in live:
+            first.setdefault(row.reminder_key or "", row.id)
+    return {key: session.get_one(Message, message_id) for key, message_id in first.items()}
 
 
 def _extend_notice(waiting: Message, plan: Planned, now: datetime) -> Planned:
     """Add the plan's visits to the waiting notice; returns the plan recorded as skipped."""
+    _take_in(waiting, plan.context.get("series_visits", []), plan.confirms, now)
+    return plan.skipped(_included_in(waiting.appointment_id))
+
+
+_INCLUDED = f"{planning.COMBINED}included in the message of appointment #"
+
+
+def _included_in(appointment_id: int | None) -> str:
+    return f"{_INCLUDED}{appointment_id}"
+
+
+def withdraw_included(session: Session, appointment_id: int, called_off: str, now: datetime) -> None:
+    """A visit cancelled, moved or closed leaves the waiting notices of the patient's other
+    visits that had taken it in (they would tell of a visit that is not happening, or of its
+    old time), and its own notices that those took in are no longer waiting to come back
+    (``restore_included``): their reason becomes ``called_off``.
+
+    The caller holds the contact's lock; a notice a sender has already rendered is not changed."""
+    own = [
+        m
+        for m in session.scalars(
+            select(Message).where(
+                Message.appointment_id == appointment_id, Message.state == str(MessageState.SKIPPED)
+            )
+        )
+        if (m.state_reason or "").startswith(_INCLUDED)
+    ]
+    for message in own:
+        carrier_id = int((message.state_reason or "")[len(_INCLUDED) :])
+        carriers = session.scalars(
+            select(Message).where(
+                Message.appointment_id == carrier_id,
+                Message.reminder_key == message.reminder_key,
+                Message.state.in_(sorted(str(s) for s in PENDING_STATES)),
+            )
+        )
+        labels = list((message.context or {}).get("series_visits") or [])  # type: ignore[call-overload]
+        for carrier in carriers:
+            context = dict(carrier.context or {})
+            kept = list(context.get("series_visits") or [])  # type: ignore[call-overload]
+            for label in labels:
+                if label in kept:
+                    kept.remove(label)
+            context["series_visits"] = kept
+            context["confirms"] = [p for p in confirms_in(context) if p[0] != appointment_id]
+            carrier.context = context
+            carrier.updated_at = now
+        message.state_reason = called_off
+        message.updated_at = now
+    session.flush()
+
+
+def _take_in(waiting: Message, labels: Any, confirms: Sequence[tuple[int, int]], now: datetime) -> None:
+    """Add visits (their labels and the (id, version) pairs a "1" confirms) to a waiting notice."""
     context = dict(waiting.context or {})
-    labels = list(context.get("series_visits") or [])  # type: ignore[call-overload]
-    confirms = list(context.get("confirms") or [])  # type: ignore[call-overload]
-    labels.extend(plan.context.get("series_visits", []))
-    confirms.extend([aid, version] for aid, version in plan.confirms)
-    context.update(series_visits=labels, confirms=confirms)
+    context["series_visits"] = [*(context.get("series_visits") or []), *labels]  # type: ignore[misc]
+    context["confirms"] = [*(context.get("confirms") or []), *([a, v] for a, v in confirms)]  # type: ignore[misc]
     waiting.context = context
     waiting.updated_at = now
-    return plan.skipped(
-        f"{planning.COMBINED}included in the message of appointment #{waiting.appointment_id}"
+
+
+def restore_included(
+    session: Session, contact_id: int, appointment_id: int, called_off: Collection[str], now: datetime
+) -> list[int]:
+    """Once a visit's waiting notices are called off (the visit cancelled, moved or closed),
+    the patient's other visits they had taken in are told of again: per step, the earliest of
+    those visits' own notices goes after all, taking the rest in. Returns the ids made due.
+
+    ``called_off``: the keys of the visit's messages that were still waiting (a notice already
+    sent told the patient of every visit it had taken in). The caller holds the contact's lock
+    (``outreach.outbox``'s order) and has just cancelled those messages."""
+    reason = _included_in(appointment_id)
+    taken = [
+        m
+        for m in session.scalars(
+            select(Message).where(
+                Message.contact_id == contact_id, Message.state == str(MessageState.SKIPPED)
+            )
+        )
+        if m.state_reason == reason and m.appointment_id is not None and m.reminder_key in called_off
+    ]
+    if not taken:
+        return []
+    live = set(
+        session.scalars(
+            select(Appointment.id).where(
+                Appointment.id.in_(sorted({m.appointment_id for m in taken if m.appointment_id})),
+                Appointment.status.in_(sorted(LIVE_STATUSES)),
+                Appointment.starts_at > now,
+            )
+        )
     )
+    by_step: dict[str, list[Message]] = {}
+    for message in sorted(taken, key=lambda m: (m.due_at, m.id)):
+        if message.appointment_id in live:
+            by_step.setdefault(message.reminder_key or "", []).append(message)
+    revived = []
+    for first, *rest in by_step.values():
+        first.state = str(MessageState.SCHEDULED)
+        first.state_reason = None
+        first.lease_until = None
+        first.due_at = max(first.due_at, now)
+        first.updated_at = now
+        for other in rest:
+            _take_in(first, (other.context or {}).get("series_visits") or [], confirms_in(other.context), now)
+            other.state_reason = _included_in(first.appointment_id)
+            other.updated_at = now
+        revived.append(first.id)
+    session.flush()
+    return revived
 
 
 def cancellation_notice(

@@ -26,11 +26,17 @@ from outreach.appointments.materialise import (
     sync_contact,
     visit_of,
 )
-from outreach.appointments.notices import booking_notice, booking_notices, cancellation_notice
+from outreach.appointments.notices import (
+    booking_notice,
+    booking_notices,
+    cancellation_notice,
+    restore_included,
+    withdraw_included,
+)
 from outreach.appointments.policy import policy_for
 from outreach.config import Settings
 from outreach.errors import NotFound, OutreachError
-from outreach.models import Appointment, AppointmentStatus, Contact, Message, MessageState
+from outreach.models import PENDING_STATES, Appointment, AppointmentStatus, Contact, Message, MessageState
 from outreach.outbox.rows import appointment_key_prefix
 
 EXTERNAL_ID_MAX = 64
@@ -278,9 +284,7 @@ def move(
 ) -> Change:
     policy = policy_for(settings.templates_dir, new_type or appointment.type)
     change = Change(appointment, "rescheduled")
-    change.cancelled_messages = outbox.cancel_pending(
-        session, "the appointment was rescheduled", appointment_id=appointment.id, now=now
-    )
+    change.cancelled_messages = _call_off(session, change, contact.id, "the appointment was rescheduled", now)
     appointment.starts_at = starts_at
     appointment.type = policy.type
     if timezone is not None:
@@ -296,6 +300,27 @@ def move(
     if notify and notice is not None:
         change.absorb(booking_notice(session, ctx, contact, policy, notice, [appointment], now))
     return change.absorb(sync_contact(session, ctx, contact.id, now))
+
+
+def _call_off(session: Session, change: Change, contact_id: int, reason: str, now: datetime) -> int:
+    """Cancel the visit's pending messages; take the visit out of the waiting notices of other
+    visits that had taken it in (``withdraw_included``), and a booking notice of its own that
+    had taken in other visits gives them back theirs (``restore_included``). Returns the count
+    cancelled."""
+    pending = set(
+        session.scalars(
+            select(Message.reminder_key).where(
+                Message.appointment_id == change.appointment.id,
+                Message.state.in_([str(s) for s in PENDING_STATES]),
+            )
+        )
+    )
+    cancelled = outbox.cancel_pending(session, reason, appointment_id=change.appointment.id, now=now)
+    withdraw_included(session, change.appointment.id, reason, now)
+    steps = {key for key in pending if key}
+    if steps:
+        change.message_ids.extend(restore_included(session, contact_id, change.appointment.id, steps, now))
+    return cancelled
 
 
 def cancel(
@@ -316,9 +341,7 @@ def cancel(
             f"appointment {appointment_id} is {appointment.status}; it cannot be cancelled"
         )
     change = Change(appointment, "cancelled")
-    change.cancelled_messages = outbox.cancel_pending(
-        session, "the appointment was cancelled", appointment_id=appointment.id, now=now
-    )
+    change.cancelled_messages = _call_off(session, change, contact.id, "the appointment was cancelled", now)
     appointment.status = str(AppointmentStatus.CANCELLED)
     appointment.cancelled_at = at
     appointment.updated_at = at
@@ -358,8 +381,8 @@ def _close(session: Session, settings: Settings, appointment_id: int, outcome: s
         raise AppointmentError(f"appointment {appointment_id} has not started yet")
     change = Change(appointment, outcome)
     # Switching completed <-> no_show (a correction) also stops the other outcome's steps.
-    change.cancelled_messages = outbox.cancel_pending(
-        session, f"the appointment was marked {outcome}", appointment_id=appointment.id, now=now
+    change.cancelled_messages = _call_off(
+        session, change, contact.id, f"the appointment was marked {outcome}", now
     )
     appointment.status = outcome
     appointment.closed_at = now

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -232,38 +232,133 @@ def test_separate_bookings_waiting_for_the_window_share_one_confirmation(
     assert waiting[0].due_at == la(2025, 6, 5, 8, 0)
 
 
+NIGHT = la(2025, 6, 4, 22, 0)  # booking confirmations wait for 8:00
+
+
+def _book(
+    session: Session,
+    settings: Settings,
+    contact_id: int,
+    days: int,
+    at: datetime = NIGHT,
+    kind: str = "infusion",
+) -> appointments.Change:
+    return appointments.book(
+        session, settings, contact_id=contact_id, starts_at=VISIT + timedelta(days=days), type=kind, now=at
+    )
+
+
+def _waiting_confirmations(session: Session) -> list[tuple[int | None, object]]:
+    """(visit, the visits its "1" confirms) of each booking confirmation still to go."""
+    rows = session.scalars(
+        select(Message)
+        .where(Message.reminder_key == "booked", Message.state == MessageState.SCHEDULED)
+        .order_by(Message.id)
+    )
+    return [(m.appointment_id, m.context["confirms"]) for m in rows]
+
+
+def _set_confirmation_state(session: Session, appointment_id: int, state: MessageState) -> None:
+    confirmation = session.scalars(
+        select(Message).where(Message.appointment_id == appointment_id, Message.reminder_key == "booked")
+    ).one()
+    confirmation.state = str(state)
+    session.flush()
+
+
 def test_a_waiting_confirmation_absorbs_only_a_live_visit_of_its_own_type(
     session: Session, settings: Settings
 ) -> None:
     contact = make_contact(session)
-    night = la(2025, 6, 4, 22, 0)
-    infusion = appointments.book(
-        session, settings, contact_id=contact.id, starts_at=VISIT, type="infusion", now=night
-    )
-    consult = appointments.book(
-        session,
-        settings,
-        contact_id=contact.id,
-        starts_at=VISIT + timedelta(days=1),
-        type="consultation",
-        now=night,
-    )
-    appointments.cancel(session, settings, infusion.appointment.id, now=night + timedelta(minutes=5))
-    later = appointments.book(
-        session,
-        settings,
-        contact_id=contact.id,
-        starts_at=VISIT + timedelta(days=2),
-        type="infusion",
-        now=night + timedelta(minutes=10),
-    )
-    waiting = session.scalars(
-        select(Message).where(Message.reminder_key == "booked", Message.state == MessageState.SCHEDULED)
-    ).all()
+    infusion = _book(session, settings, contact.id, 0)
+    consult = _book(session, settings, contact.id, 1, kind="consultation")
+    appointments.cancel(session, settings, infusion.appointment.id, now=NIGHT + timedelta(minutes=5))
+    later = _book(session, settings, contact.id, 2, at=NIGHT + timedelta(minutes=10))
     # The consultation's confirmation is its own; the cancelled infusion's took no one in.
-    assert len(waiting) == 2
-    assert {m.appointment_id for m in waiting} == {consult.appointment.id, later.appointment.id}
-    assert all(len(m.context["confirms"]) == 1 for m in waiting)  # type: ignore[arg-type]
+    consult_id, later_id = consult.appointment.id, later.appointment.id
+    assert _waiting_confirmations(session) == [(consult_id, [[consult_id, 1]]), (later_id, [[later_id, 1]])]
+
+
+def test_a_confirmation_no_longer_waiting_takes_no_later_booking_in(
+    session: Session, settings: Settings
+) -> None:
+    contact = make_contact(session)
+    first = _book(session, settings, contact.id, 0)
+    _set_confirmation_state(session, first.appointment.id, MessageState.CANCELLED)  # stopped by hand
+    second = _book(session, settings, contact.id, 2, at=NIGHT + timedelta(minutes=5))
+    assert _waiting_confirmations(session) == [(second.appointment.id, [[second.appointment.id, 1]])]
+
+
+def test_a_confirmation_already_due_takes_no_later_booking_in(session: Session, settings: Settings) -> None:
+    contact = make_contact(session)
+    first = _book(session, settings, contact.id, 0)
+    # 8:05: the first confirmation was due at 8:00 and a sender may be taking it right now.
+    second = _book(session, settings, contact.id, 2, at=la(2025, 6, 5, 8, 5))
+    first_id, second_id = first.appointment.id, second.appointment.id
+    assert _waiting_confirmations(session) == [(first_id, [[first_id, 1]]), (second_id, [[second_id, 1]])]
+
+
+def test_a_visit_taken_into_a_cancelled_visits_confirmation_gets_its_own_back(
+    session: Session, settings: Settings
+) -> None:
+    contact = make_contact(session)
+    first, second, third = (_book(session, settings, contact.id, days) for days in (0, 2, 4))
+    cancelled = appointments.cancel(session, settings, first.appointment.id, now=NIGHT + timedelta(minutes=5))
+    # One confirmation, the second visit's own, now telling of the third too, at the time
+    # the first one's would have gone.
+    second_id, third_id = second.appointment.id, third.appointment.id
+    assert _waiting_confirmations(session) == [(second_id, [[second_id, 1], [third_id, 1]])]
+    revived = session.scalars(
+        select(Message).where(Message.id.in_(cancelled.message_ids), Message.reminder_key == "booked")
+    ).one()
+    assert revived.appointment_id == second_id and revived.due_at == la(2025, 6, 5, 8, 0)
+    assert revived.context["series_visits"] == ["Thu, Jun 12 at 10:00 AM", "Sat, Jun 14 at 10:00 AM"]
+    # A visit booked after that joins it, not the cancelled one's.
+    fourth = _book(session, settings, contact.id, 6, at=NIGHT + timedelta(minutes=10))
+    assert _waiting_confirmations(session) == [
+        (second_id, [[second_id, 1], [third_id, 1], [fourth.appointment.id, 1]])
+    ]
+
+
+def test_a_visit_taken_into_a_moved_visits_confirmation_gets_its_own_back(
+    session: Session, settings: Settings
+) -> None:
+    contact = make_contact(session)
+    first, second = (_book(session, settings, contact.id, days) for days in (0, 2))
+    appointments.reschedule(
+        session, settings, first.appointment.id, VISIT + timedelta(days=7), now=NIGHT + timedelta(minutes=5)
+    )
+    assert _waiting_confirmations(session) == [(second.appointment.id, [[second.appointment.id, 1]])]
+
+
+def test_a_visit_cancelled_or_moved_leaves_the_waiting_confirmation_that_took_it_in(
+    session: Session, settings: Settings
+) -> None:
+    contact = make_contact(session)
+    first, second, third = (_book(session, settings, contact.id, days) for days in (0, 2, 4))
+    later = NIGHT + timedelta(minutes=5)
+    appointments.cancel(session, settings, second.appointment.id, now=later)
+    appointments.reschedule(session, settings, third.appointment.id, VISIT + timedelta(days=9), now=later)
+    # The first visit's confirmation tells of the first visit alone now; the moved one is told
+    # of by its own "rescheduled" notice, not by the old time in another visit's message.
+    assert _waiting_confirmations(session) == [(first.appointment.id, [[first.appointment.id, 1]])]
+    shared = session.scalars(
+        select(Message).where(Message.reminder_key == "booked").order_by(Message.id)
+    ).first()
+    assert shared is not None and shared.context["series_visits"] == ["Tue, Jun 10 at 10:00 AM"]
+    # Cancelling the first visit then brings back neither withdrawn visit's old confirmation.
+    appointments.cancel(session, settings, first.appointment.id, now=later + timedelta(minutes=5))
+    assert _waiting_confirmations(session) == []
+
+
+def test_a_confirmation_already_sent_is_not_sent_again_for_a_later_cancellation(
+    session: Session, settings: Settings
+) -> None:
+    contact = make_contact(session)
+    first, _second = (_book(session, settings, contact.id, days) for days in (0, 2))
+    _set_confirmation_state(session, first.appointment.id, MessageState.SENT)  # at 8:00, of both visits
+    appointments.cancel(session, settings, first.appointment.id, now=la(2025, 6, 5, 9, 0))
+    assert _waiting_confirmations(session) == []
 
 
 def test_cancelling_the_first_visit_of_a_series_brings_back_the_next_ones_preparation(
