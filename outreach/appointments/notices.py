@@ -183,10 +183,13 @@ def restore_included(
         m
         for m in session.scalars(
             select(Message).where(
-                Message.contact_id == contact_id, Message.state == str(MessageState.SKIPPED)
+                Message.contact_id == contact_id,
+                Message.state == str(MessageState.SKIPPED),
+                Message.state_reason == reason,
+                Message.reminder_key.in_(sorted(called_off)),
             )
         )
-        if m.state_reason == reason and m.appointment_id is not None and m.reminder_key in called_off
+        if m.appointment_id is not None
     ]
     if not taken:
         return []
