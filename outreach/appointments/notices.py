@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from outreach.appointments import planning
@@ -118,43 +118,47 @@ def _included_in(appointment_id: int | None) -> str:
     return f"{_INCLUDED}{appointment_id}"
 
 
-def withdraw_included(session: Session, appointment_id: int, called_off: str, now: datetime) -> None:
-    """A visit cancelled, moved or closed leaves the waiting notices of the patient's other
-    visits that had taken it in (they would tell of a visit that is not happening, or of its
-    old time), and its own notices that those took in are no longer waiting to come back
-    (``restore_included``): their reason becomes ``called_off``.
+def withdraw_included(
+    session: Session, contact_id: int, appointment: Appointment, called_off: str, now: datetime
+) -> None:
+    """A visit cancelled, moved or closed leaves every message of the patient's other visits
+    that tells of it among theirs (a shared booking confirmation, a series' one): its line and
+    its "1", and nothing else, so the rest of a series it was booked with stays. That is the
+    messages still to go, and those skipped as taken into another that may come back
+    (``restore_included``); reminders so changed are re-planned right after (``sync_contact``).
+    The visit's own notices that another took in stay down: their reason becomes ``called_off``.
 
-    The caller holds the contact's lock; a notice a sender has already rendered is not changed."""
-    own = [
-        m
-        for m in session.scalars(
-            select(Message).where(
-                Message.appointment_id == appointment_id, Message.state == str(MessageState.SKIPPED)
-            )
-        )
-        if (m.state_reason or "").startswith(_INCLUDED)
-    ]
-    for message in own:
-        carrier_id = int((message.state_reason or "")[len(_INCLUDED) :])
-        carriers = session.scalars(
-            select(Message).where(
-                Message.appointment_id == carrier_id,
-                Message.reminder_key == message.reminder_key,
+    Called before the visit changes (its line is its time as the patient was told it); the
+    caller holds the contact's lock, so no sender renders a notice meanwhile, and one already
+    rendered (``sending``) is not changed."""
+    line = visit_of(appointment).label()
+    rows = session.scalars(
+        select(Message).where(
+            Message.contact_id == contact_id,
+            or_(
                 Message.state.in_(sorted(str(s) for s in PENDING_STATES)),
-            )
+                (Message.state == str(MessageState.SKIPPED)) & Message.state_reason.startswith(_INCLUDED),
+            ),
         )
-        labels = list((message.context or {}).get("series_visits") or [])  # type: ignore[call-overload]
-        for carrier in carriers:
-            context = dict(carrier.context or {})
-            kept = list(context.get("series_visits") or [])  # type: ignore[call-overload]
-            for label in labels:
-                if label in kept:
-                    kept.remove(label)
-            context["series_visits"] = kept
-            context["confirms"] = [p for p in confirms_in(context) if p[0] != appointment_id]
-            carrier.context = context
-            carrier.updated_at = now
-        message.state_reason = called_off
+    )
+    for message in rows:
+        if message.appointment_id == appointment.id:
+            if message.state == MessageState.SKIPPED:
+                message.state_reason = called_off
+                message.updated_at = now
+            continue
+        context = dict(message.context or {})
+        lines = list(context.get("series_visits") or [])  # type: ignore[call-overload]
+        confirms = confirms_in(context)
+        # A "1" names its visits; a notice asking none is matched by the line alone.
+        if not (any(aid == appointment.id for aid, _ in confirms) if confirms else line in lines):
+            continue
+        if line in lines:
+            lines.remove(line)
+        context["series_visits"] = lines
+        if confirms:
+            context["confirms"] = [[aid, version] for aid, version in confirms if aid != appointment.id]
+        message.context = context
         message.updated_at = now
     session.flush()
 

@@ -316,7 +316,7 @@ def _call_off(session: Session, change: Change, contact_id: int, reason: str, no
         )
     )
     cancelled = outbox.cancel_pending(session, reason, appointment_id=change.appointment.id, now=now)
-    withdraw_included(session, change.appointment.id, reason, now)
+    withdraw_included(session, contact_id, change.appointment, reason, now)
     steps = {key for key in pending if key}
     if steps:
         change.message_ids.extend(restore_included(session, contact_id, change.appointment.id, steps, now))

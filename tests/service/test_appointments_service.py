@@ -351,6 +351,30 @@ def test_a_visit_cancelled_or_moved_leaves_the_waiting_confirmation_that_took_it
     assert _waiting_confirmations(session) == []
 
 
+def test_a_visit_of_a_series_leaves_the_confirmation_that_tells_of_it_and_the_rest_stay(
+    session: Session, settings: Settings
+) -> None:
+    contact = make_contact(session)
+    first = _book(session, settings, contact.id, 0)
+    series = appointments.book_series(
+        session,
+        settings,
+        contact_id=contact.id,
+        starts=[VISIT + timedelta(days=d) for d in (2, 4, 6)],
+        type="infusion",
+        now=NIGHT,
+    )
+    ids = [first.appointment.id, *(c.appointment.id for c in series)]
+    appointments.cancel(session, settings, ids[1], now=NIGHT + timedelta(minutes=5))
+    appointments.cancel(session, settings, ids[3], now=NIGHT + timedelta(minutes=5))
+    # The first visit's confirmation still tells of the series' middle visit, and only of it.
+    assert _waiting_confirmations(session) == [(ids[0], [[ids[0], 1], [ids[2], 1]])]
+    shared = session.scalars(
+        select(Message).where(Message.appointment_id == ids[0], Message.reminder_key == "booked")
+    ).one()
+    assert shared.context["series_visits"] == ["Tue, Jun 10 at 10:00 AM", "Sat, Jun 14 at 10:00 AM"]
+
+
 def test_a_confirmation_already_sent_is_not_sent_again_for_a_later_cancellation(
     session: Session, settings: Settings
 ) -> None:
