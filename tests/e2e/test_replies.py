@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
+from outreach.config import Settings
 from outreach.contacts import consent
+from outreach.delivery.dispatch import CHUNK
 from outreach.models import InboxItem, Message, MessageState, PendingStatusEvent, utcnow
 from outreach.outbox import insert_messages
 from outreach.sandbox.control import SandboxMessage
@@ -232,8 +234,13 @@ def test_crisis_text_gets_a_reply_within_seconds_and_alerts_on_call(system: Syst
 
 @pytest.fixture
 def production_shape(pg_url: str, tmp_path: Path) -> Iterator[System]:
-    """Send workers and a control worker apart, as docker-compose.yml runs them."""
-    with running_system(pg_url, tmp_path, control_worker=True) as running:
+    """Send workers and a control worker apart, as docker-compose.yml runs them, with the
+    default leases: a send task may hold its process for a whole batch, as in production (the
+    suite's short leases hand a slow batch back after a few seconds)."""
+    leases = {
+        name: Settings.model_fields[name].default for name in ("claim_lease_seconds", "send_lease_seconds")
+    }
+    with running_system(pg_url, tmp_path, control_worker=True, **leases) as running:
         yield running
 
 
@@ -244,8 +251,9 @@ SLOW_BACKLOG = 400
 def test_a_crisis_reply_overtakes_sends_to_a_slow_provider(production_shape: System) -> None:
     """Every send process is busy with a batch to a provider that takes 0.2 s an answer (a
     task of 100 takes 20 s). The crisis text is processed and its reply sent by the control
-    worker at once. When one worker took both queues, the reply waited for a send process to
-    come free (a batch at least; over a minute seen in bench/crisis_bench.py)."""
+    worker at once, ahead of all but a few of the sends. Were the reply on the send queue, or one
+    worker taking both queues, it would wait for a send process to come free: a batch at least
+    (over 30 s here; over a minute seen in bench/crisis_bench.py)."""
     system = production_shape
     control = system.sandbox.control
     contact_id, phone = _patient(system)
@@ -259,7 +267,17 @@ def test_a_crisis_reply_overtakes_sends_to_a_slow_provider(production_shape: Sys
         return [m for m in control.messages(phone) if m.direction != "inbound" and "988" in m.body]
 
     reply = wait_for(crisis_replies, timeout=30, what="the crisis reply on the phone", interval=0.02)[0]
-    assert (reply.accepted_at - sent_at).total_seconds() < 5, "the reply waited behind the sends"
+    # Judged against the sends, not a stopwatch: behind a send process the reply would follow a
+    # whole task of the backlog (CHUNK sends of PROVIDER_SECONDS each, 20 s) from each process.
+    # Beside them, only what the send processes accepted while the reply was processed goes
+    # first: a handful, or a few dozen on a machine loaded enough to take seconds over it.
+    went_first = sum(
+        m.accepted_monotonic < reply.accepted_monotonic
+        for m in control.messages()
+        if m.body.startswith("Clinic news")
+    )
+    assert went_first < CHUNK, f"{went_first} of the backlog went before the reply: it waited behind them"
+    assert (reply.accepted_at - sent_at).total_seconds() < 15
     assert _unsent(system, keys) > SLOW_BACKLOG // 2, "the backlog was still being sent"
     with system.factory() as session:
         item = session.scalar(select(InboxItem).where(InboxItem.contact_id == contact_id))
