@@ -6,7 +6,7 @@ through the same path (``materialise.insert_plans``, hence ``outbox.insert_messa
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -174,10 +174,11 @@ def _take_in(waiting: Message, labels: Any, confirms: Sequence[tuple[int, int]],
 
 def restore_included(
     session: Session, contact_id: int, appointment_id: int, called_off: Collection[str], now: datetime
-) -> list[int]:
+) -> dict[str, Message]:
     """Once a visit's waiting notices are called off (the visit cancelled, moved or closed),
     the patient's other visits they had taken in are told of again: per step, the earliest of
-    those visits' own notices goes after all, taking the rest in. Returns the ids made due.
+    those visits' own notices goes after all, taking the rest in. Returns, per step key, the
+    notice made due.
 
     ``called_off``: the keys of the visit's messages that were still waiting (a notice already
     sent told the patient of every visit it had taken in). The caller holds the contact's lock
@@ -196,7 +197,7 @@ def restore_included(
         if m.appointment_id is not None
     ]
     if not taken:
-        return []
+        return {}
     live = set(
         session.scalars(
             select(Appointment.id).where(
@@ -210,8 +211,8 @@ def restore_included(
     for message in sorted(taken, key=lambda m: (m.due_at, m.id)):
         if message.appointment_id in live:
             by_step.setdefault(message.reminder_key or "", []).append(message)
-    revived = []
-    for first, *rest in by_step.values():
+    revived: dict[str, Message] = {}
+    for key, (first, *rest) in by_step.items():
         first.state = str(MessageState.SCHEDULED)
         first.state_reason = None
         first.lease_until = None
@@ -221,9 +222,100 @@ def restore_included(
             _take_in(first, (other.context or {}).get("series_visits") or [], confirms_in(other.context), now)
             other.state_reason = _included_in(first.appointment_id)
             other.updated_at = now
-        revived.append(first.id)
+        revived[key] = first
     session.flush()
     return revived
+
+
+def retell(
+    session: Session,
+    ctx: Callable[[], Context],
+    appointment: Appointment,
+    called_off: Mapping[str, Any],
+    revived: Mapping[str, Message],
+    now: datetime,
+) -> list[int]:
+    """The other live visits a called-off notice of ``appointment`` told of, and that no notice
+    brought back by ``restore_included`` tells of, are told of again: taken into that notice,
+    or, where none came back, in a new notice of the same step planned for them (a series
+    booked together has its notice on its first visit only; the rest have none of their own).
+    Returns the ids of new notices.
+
+    ``called_off``: per step key, the context of the visit's notice that was cancelled, as it
+    was (``withdraw_included`` may since have taken the visit's own line out of it)."""
+    line = visit_of(appointment).label()
+    if not any(_tells_of_others(context, appointment.id, line) for context in called_off.values()):
+        return []  # the everyday case: a visit's own notices tell of it alone
+    live = [
+        a
+        for a in session.scalars(
+            select(Appointment).where(
+                Appointment.contact_id == appointment.contact_id,
+                Appointment.id != appointment.id,
+                Appointment.status.in_(sorted(LIVE_STATUSES)),
+                Appointment.starts_at > now,
+            )
+        )
+    ]
+    if not live:
+        return []
+    starts = {visit_of(a).label(): a.starts_at for a in live}
+    new: list[int] = []
+    for key, context in called_off.items():
+        told = _told_of(context, appointment.id, line, live)
+        carrier = revived.get(key)
+        if carrier is not None:
+            told = _told_of(carrier.context or {}, appointment.id, line, told, missing=True)
+            if told:
+                _take_in(carrier, [visit_of(a).label() for a in told], _confirms(context, told), now)
+                _in_time_order(carrier, starts)
+            continue
+        if not told:
+            continue
+        loaded = ctx()
+        policy = loaded.policies.get(appointment.type)
+        step = policy.step(key) if policy is not None else None
+        if policy is None or step is None or not step.time.at_booking:
+            continue  # a reminder: the re-plan after the change brings its combined rows back
+        plan = planning.plan_notice([visit_of(a) for a in told], policy, step, loaded.zone, loaded.send, now)
+        new.extend(insert_plans(session, [plan], appointment.contact_id, now).message_ids)
+    session.flush()
+    return new
+
+
+def _told_of(
+    context: Any, appointment_id: int, line: str, visits: Sequence[Appointment], *, missing: bool = False
+) -> list[Appointment]:
+    """Which of ``visits`` a notice's context tells of (with ``missing``, which it does not):
+    by its "1" where it asks one (an id and version), else by its lines."""
+    confirms = {pair for pair in confirms_in(context) if pair[0] != appointment_id}
+    lines = {text for text in (context.get("series_visits") or []) if text != line}
+    asks = bool(confirms_in(context))
+    found = [a for a in visits if ((a.id, a.version) in confirms if asks else visit_of(a).label() in lines)]
+    return [a for a in visits if a not in found] if missing else found
+
+
+def _tells_of_others(context: Any, appointment_id: int, line: str) -> bool:
+    if not isinstance(context, dict):
+        return False
+    lines = context.get("series_visits") or []
+    if any(aid != appointment_id for aid, _ in confirms_in(context)):
+        return True
+    return any(text != line for text in lines)
+
+
+def _confirms(context: Any, visits: Sequence[Appointment]) -> list[tuple[int, int]]:
+    """The "1" pairs for ``visits`` when the called-off notice asked one, else none."""
+    return [(a.id, a.version) for a in visits] if confirms_in(context) else []
+
+
+def _in_time_order(message: Message, starts: Mapping[str, datetime]) -> None:
+    """The notice's lines in the order of the visits (lines of visits unknown here last)."""
+    context = dict(message.context or {})
+    lines: list[str] = list(context.get("series_visits") or [])  # type: ignore[call-overload]
+    known = sorted((text for text in lines if text in starts), key=lambda text: starts[text])
+    context["series_visits"] = [*known, *(text for text in lines if text not in starts)]
+    message.context = context
 
 
 def cancellation_notice(

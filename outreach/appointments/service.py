@@ -31,6 +31,7 @@ from outreach.appointments.notices import (
     booking_notices,
     cancellation_notice,
     restore_included,
+    retell,
     withdraw_included,
 )
 from outreach.appointments.policy import policy_for
@@ -284,7 +285,9 @@ def move(
 ) -> Change:
     policy = policy_for(settings.templates_dir, new_type or appointment.type)
     change = Change(appointment, "rescheduled")
-    change.cancelled_messages = _call_off(session, change, contact.id, "the appointment was rescheduled", now)
+    change.cancelled_messages = _call_off(
+        session, settings, change, contact, "the appointment was rescheduled", now
+    )
     appointment.starts_at = starts_at
     appointment.type = policy.type
     if timezone is not None:
@@ -302,24 +305,38 @@ def move(
     return change.absorb(sync_contact(session, ctx, contact.id, now))
 
 
-def _call_off(session: Session, change: Change, contact_id: int, reason: str, now: datetime) -> int:
+def _call_off(
+    session: Session, settings: Settings, change: Change, contact: Contact, reason: str, now: datetime
+) -> int:
     """Cancel the visit's pending messages; take the visit out of the waiting notices of other
-    visits that had taken it in (``withdraw_included``), and a booking notice of its own that
-    had taken in other visits gives them back theirs (``restore_included``). Returns the count
-    cancelled."""
-    pending = set(
-        session.scalars(
-            select(Message.reminder_key).where(
-                Message.appointment_id == change.appointment.id,
+    visits that had taken it in (``withdraw_included``); and the other visits a notice of its
+    own told of are told of again (``restore_included``: those that had a notice of their own
+    taken in; ``retell``: the rest, a series booked with it). Returns the count cancelled.
+    Called before the visit changes."""
+    appointment = change.appointment
+    pending = {
+        key: context
+        for key, context in session.execute(
+            select(Message.reminder_key, Message.context).where(
+                Message.appointment_id == appointment.id,
                 Message.state.in_([str(s) for s in PENDING_STATES]),
             )
         )
-    )
-    cancelled = outbox.cancel_pending(session, reason, appointment_id=change.appointment.id, now=now)
-    withdraw_included(session, contact_id, change.appointment, reason, now)
-    steps = {key for key in pending if key}
-    if steps:
-        change.message_ids.extend(restore_included(session, contact_id, change.appointment.id, steps, now))
+        if key
+    }
+    cancelled = outbox.cancel_pending(session, reason, appointment_id=appointment.id, now=now)
+    withdraw_included(session, contact.id, appointment, reason, now)
+    if pending:
+        revived = restore_included(session, contact.id, appointment.id, pending, now)
+        change.message_ids.extend(message.id for message in revived.values())
+        loaded: list[Context] = []
+
+        def ctx() -> Context:
+            if not loaded:
+                loaded.append(Context.load(session, settings, contact))
+            return loaded[0]
+
+        change.message_ids.extend(retell(session, ctx, appointment, pending, revived, now))
     return cancelled
 
 
@@ -341,7 +358,9 @@ def cancel(
             f"appointment {appointment_id} is {appointment.status}; it cannot be cancelled"
         )
     change = Change(appointment, "cancelled")
-    change.cancelled_messages = _call_off(session, change, contact.id, "the appointment was cancelled", now)
+    change.cancelled_messages = _call_off(
+        session, settings, change, contact, "the appointment was cancelled", now
+    )
     appointment.status = str(AppointmentStatus.CANCELLED)
     appointment.cancelled_at = at
     appointment.updated_at = at
@@ -382,7 +401,7 @@ def _close(session: Session, settings: Settings, appointment_id: int, outcome: s
     change = Change(appointment, outcome)
     # Switching completed <-> no_show (a correction) also stops the other outcome's steps.
     change.cancelled_messages = _call_off(
-        session, change, contact.id, f"the appointment was marked {outcome}", now
+        session, settings, change, contact, f"the appointment was marked {outcome}", now
     )
     appointment.status = outcome
     appointment.closed_at = now

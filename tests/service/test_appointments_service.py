@@ -375,6 +375,87 @@ def test_a_visit_of_a_series_leaves_the_confirmation_that_tells_of_it_and_the_re
     assert shared.context["series_visits"] == ["Tue, Jun 10 at 10:00 AM", "Sat, Jun 14 at 10:00 AM"]
 
 
+def _book_series(
+    session: Session, settings: Settings, contact_id: int, days: tuple[int, ...], at: datetime = NIGHT
+) -> list[int]:
+    changes = appointments.book_series(
+        session,
+        settings,
+        contact_id=contact_id,
+        starts=[VISIT + timedelta(days=d) for d in days],
+        type="infusion",
+        now=at,
+    )
+    return [c.appointment.id for c in changes]
+
+
+def _lines(session: Session, appointment_id: int) -> object:
+    notice = session.scalars(
+        select(Message).where(
+            Message.appointment_id == appointment_id,
+            Message.reminder_key == "booked",
+            Message.state == MessageState.SCHEDULED,
+        )
+    ).one()
+    return notice.context["series_visits"]
+
+
+def test_cancelling_or_moving_the_first_visit_of_a_series_tells_the_rest_of_their_booking(
+    session: Session, settings: Settings
+) -> None:
+    """A series booked together has one confirmation, on its first visit; the others have none
+    of their own to bring back. When that visit goes before the message does, the rest of the
+    series get one telling of them, at the time it would have gone."""
+    contact = make_contact(session)
+    first, second, third = _book_series(session, settings, contact.id, (0, 2, 4))
+    cancelled = appointments.cancel(session, settings, first, now=NIGHT + timedelta(minutes=5))
+    assert _waiting_confirmations(session) == [(second, [[second, 1], [third, 1]])]
+    assert _lines(session, second) == ["Thu, Jun 12 at 10:00 AM", "Sat, Jun 14 at 10:00 AM"]
+    told = session.scalars(
+        select(Message).where(Message.id.in_(cancelled.message_ids), Message.reminder_key == "booked")
+    ).one()
+    assert told.due_at == la(2025, 6, 5, 8, 0)
+
+    other = make_contact(session)
+    moved, *rest = _book_series(session, settings, other.id, (0, 2))
+    later = NIGHT + timedelta(minutes=5)
+    appointments.reschedule(session, settings, moved, VISIT + timedelta(days=20), now=later)
+    # Its own confirmation is the "rescheduled" notice; the rest of the series gets its own.
+    assert (rest[0], [[rest[0], 1]]) in _waiting_confirmations(session)
+
+
+def test_a_series_taken_into_an_earlier_confirmation_is_told_again_when_that_visit_goes(
+    session: Session, settings: Settings
+) -> None:
+    """The series' first visit was taken into the confirmation of a visit booked earlier that
+    evening, then cancelled; then the earlier visit is: the rest of the series, in no other
+    message, get a confirmation of their own."""
+    contact = make_contact(session)
+    earlier = _book(session, settings, contact.id, 0).appointment.id
+    first, second, third = _book_series(session, settings, contact.id, (2, 4, 6))
+    appointments.cancel(session, settings, first, now=NIGHT + timedelta(minutes=5))
+    assert _waiting_confirmations(session) == [(earlier, [[earlier, 1], [second, 1], [third, 1]])]
+    appointments.cancel(session, settings, earlier, now=NIGHT + timedelta(minutes=10))
+    assert _waiting_confirmations(session) == [(second, [[second, 1], [third, 1]])]
+
+
+def test_a_booking_taken_into_a_series_confirmation_carries_the_rest_of_the_series_in_time_order(
+    session: Session, settings: Settings
+) -> None:
+    """A later visit's own confirmation, brought back when the series' first visit is
+    cancelled, tells of the series' other visits too, in the order of the visits."""
+    contact = make_contact(session)
+    first, second, third = _book_series(session, settings, contact.id, (2, 4, 8))
+    later = _book(session, settings, contact.id, 6, at=NIGHT + timedelta(minutes=1)).appointment.id
+    appointments.cancel(session, settings, first, now=NIGHT + timedelta(minutes=5))
+    assert _waiting_confirmations(session) == [(later, [[later, 1], [second, 1], [third, 1]])]
+    assert _lines(session, later) == [
+        "Sat, Jun 14 at 10:00 AM",
+        "Mon, Jun 16 at 10:00 AM",
+        "Wed, Jun 18 at 10:00 AM",
+    ]
+
+
 def test_a_confirmation_already_sent_is_not_sent_again_for_a_later_cancellation(
     session: Session, settings: Settings
 ) -> None:
