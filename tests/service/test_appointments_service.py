@@ -356,15 +356,7 @@ def test_a_visit_of_a_series_leaves_the_confirmation_that_tells_of_it_and_the_re
 ) -> None:
     contact = make_contact(session)
     first = _book(session, settings, contact.id, 0)
-    series = appointments.book_series(
-        session,
-        settings,
-        contact_id=contact.id,
-        starts=[VISIT + timedelta(days=d) for d in (2, 4, 6)],
-        type="infusion",
-        now=NIGHT,
-    )
-    ids = [first.appointment.id, *(c.appointment.id for c in series)]
+    ids = [first.appointment.id, *_book_series(session, settings, contact.id, (2, 4, 6))]
     appointments.cancel(session, settings, ids[1], now=NIGHT + timedelta(minutes=5))
     appointments.cancel(session, settings, ids[3], now=NIGHT + timedelta(minutes=5))
     # The first visit's confirmation still tells of the series' middle visit, and only of it.
@@ -376,14 +368,19 @@ def test_a_visit_of_a_series_leaves_the_confirmation_that_tells_of_it_and_the_re
 
 
 def _book_series(
-    session: Session, settings: Settings, contact_id: int, days: tuple[int, ...], at: datetime = NIGHT
+    session: Session,
+    settings: Settings,
+    contact_id: int,
+    days: tuple[int, ...],
+    at: datetime = NIGHT,
+    kind: str = "infusion",
 ) -> list[int]:
     changes = appointments.book_series(
         session,
         settings,
         contact_id=contact_id,
         starts=[VISIT + timedelta(days=d) for d in days],
-        type="infusion",
+        type=kind,
         now=at,
     )
     return [c.appointment.id for c in changes]
@@ -422,6 +419,22 @@ def test_cancelling_or_moving_the_first_visit_of_a_series_tells_the_rest_of_thei
     appointments.reschedule(session, settings, moved, VISIT + timedelta(days=20), now=later)
     # Its own confirmation is the "rescheduled" notice; the rest of the series gets its own.
     assert (rest[0], [[rest[0], 1]]) in _waiting_confirmations(session)
+
+
+def test_a_series_told_of_by_a_notice_without_a_1_is_told_again_by_its_lines(
+    session: Session, settings: Settings
+) -> None:
+    """A booster series' details email asks nothing: it tells of its visits by their lines.
+    When the series' first visit is cancelled, the rest get their own details email."""
+    contact = make_contact(session)
+    first, second, third = _book_series(session, settings, contact.id, (0, 2, 4), kind="booster")
+    appointments.cancel(session, settings, first, now=NIGHT + timedelta(minutes=5))
+    details = session.scalars(
+        select(Message).where(Message.reminder_key == "details", Message.state == MessageState.SCHEDULED)
+    ).one()
+    assert details.appointment_id == second and details.due_at == la(2025, 6, 5, 8, 0)
+    assert details.context["series_visits"] == ["Thu, Jun 12 at 10:00 AM", "Sat, Jun 14 at 10:00 AM"]
+    assert _waiting_confirmations(session) == [(second, [[second, 1], [third, 1]])]
 
 
 def test_a_series_taken_into_an_earlier_confirmation_is_told_again_when_that_visit_goes(
