@@ -88,8 +88,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def transport_options(broker_url: str) -> dict[str, Any]:
     if broker_url.startswith(("redis://", "rediss://")):
-        # Longer than any task can run, so Redis never re-delivers a task still in progress.
-        return {"visibility_timeout": 3600}
+        return {
+            # Longer than any task can run, so Redis never re-delivers a task still in progress.
+            "visibility_timeout": 3600,
+            # A worker taking both queues takes the control queue's tasks first whenever a
+            # process comes free (kombu's default alternates the queues): a crisis text and the
+            # ticks ahead of it do not wait behind send tasks.
+            "queue_order_strategy": "priority",
+        }
     # The embedded broker (kombu's SQLAlchemy transport on a SQLite file) polls; keep it brisk.
     return {}
 
