@@ -268,7 +268,9 @@ def retell(
             told = _told_of(carrier.context or {}, appointment.id, line, told, missing=True)
             if told:
                 _take_in(carrier, [visit_of(a).label() for a in told], _confirms(context, told), now)
-                _in_time_order(carrier, starts)
+            # The visit whose notice came back is the one whose notice was due first, not
+            # always the earliest visit.
+            _in_time_order(carrier, starts)
             continue
         if not told:
             continue

@@ -320,6 +320,19 @@ def test_a_visit_taken_into_a_cancelled_visits_confirmation_gets_its_own_back(
     ]
 
 
+def test_a_confirmation_brought_back_lists_its_visits_in_their_order(
+    session: Session, settings: Settings
+) -> None:
+    """The notice that comes back is the one due first (the visit booked first), not always
+    the earliest visit's: its lines still read in the order of the visits."""
+    contact = make_contact(session)
+    first, later, earlier = (_book(session, settings, contact.id, days) for days in (0, 6, 2))
+    appointments.cancel(session, settings, first.appointment.id, now=NIGHT + timedelta(minutes=5))
+    later_id, earlier_id = later.appointment.id, earlier.appointment.id
+    assert _waiting_confirmations(session) == [(later_id, [[later_id, 1], [earlier_id, 1]])]
+    assert _lines(session, later_id) == ["Thu, Jun 12 at 10:00 AM", "Mon, Jun 16 at 10:00 AM"]
+
+
 def test_a_visit_taken_into_a_moved_visits_confirmation_gets_its_own_back(
     session: Session, settings: Settings
 ) -> None:
