@@ -516,10 +516,12 @@ def test_web_killed_while_status_callbacks_arrive_loses_none_it_answered(
         ids = _delivered(system, 20)
         before = {i: _events_of(system, i) for i in ids}
         messages = {i: system.message(i) for i in ids}
-        posted = ids * 3
+        # Ten callbacks a message and a close watch, as for the texts above: with three and a
+        # 50 ms look, a quick web process had answered them all before the kill landed.
+        posted = ids * 10
         with ThreadPoolExecutor(max_workers=8) as pool:
             results = [pool.submit(_post_read, system, messages[message_id]) for message_id in posted]
-            wait_for(lambda: sum(r.done() for r in results) >= len(ids), timeout=60,
+            wait_for(lambda: sum(r.done() for r in results) >= len(ids), timeout=60, interval=0.002,
                      what="the first callbacks answered")
             system.processes.kill("web", signal.SIGKILL)
             codes = [r.result() for r in results]
