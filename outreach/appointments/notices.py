@@ -6,7 +6,7 @@ through the same path (``materialise.insert_plans``, hence ``outbox.insert_messa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -229,7 +229,7 @@ def restore_included(
 
 def retell(
     session: Session,
-    ctx: Callable[[], Context],
+    ctx: Context,
     appointment: Appointment,
     called_off: Mapping[str, Any],
     revived: Mapping[str, Message],
@@ -274,12 +274,11 @@ def retell(
             continue
         if not told:
             continue
-        loaded = ctx()
-        policy = loaded.policies.get(appointment.type)
+        policy = ctx.policies.get(appointment.type)
         step = policy.step(key) if policy is not None else None
         if policy is None or step is None or not step.time.at_booking:
             continue  # a reminder: the re-plan after the change brings its combined rows back
-        plan = planning.plan_notice([visit_of(a) for a in told], policy, step, loaded.zone, loaded.send, now)
+        plan = planning.plan_notice([visit_of(a) for a in told], policy, step, ctx.zone, ctx.send, now)
         new.extend(insert_plans(session, [plan], appointment.contact_id, now).message_ids)
     session.flush()
     return new

@@ -285,8 +285,9 @@ def move(
 ) -> Change:
     policy = policy_for(settings.templates_dir, new_type or appointment.type)
     change = Change(appointment, "rescheduled")
+    ctx = Context.load(session, settings, contact)  # the patient's, whatever the visit becomes
     change.cancelled_messages = _call_off(
-        session, settings, change, contact, "the appointment was rescheduled", now
+        session, ctx, change, contact.id, "the appointment was rescheduled", now
     )
     appointment.starts_at = starts_at
     appointment.type = policy.type
@@ -298,7 +299,6 @@ def move(
     appointment.reschedule_requested_at = None
     appointment.updated_at = now
     session.flush()
-    ctx = Context.load(session, settings, contact)
     notice = policy.notices.get("rescheduled")
     if notify and notice is not None:
         change.absorb(booking_notice(session, ctx, contact, policy, notice, [appointment], now))
@@ -306,7 +306,7 @@ def move(
 
 
 def _call_off(
-    session: Session, settings: Settings, change: Change, contact: Contact, reason: str, now: datetime
+    session: Session, ctx: Context, change: Change, contact_id: int, reason: str, now: datetime
 ) -> int:
     """Cancel the visit's pending messages; take the visit out of the waiting notices of other
     visits that had taken it in (``withdraw_included``); and the other visits a notice of its
@@ -325,17 +325,10 @@ def _call_off(
         if key
     }
     cancelled = outbox.cancel_pending(session, reason, appointment_id=appointment.id, now=now)
-    withdraw_included(session, contact.id, appointment, reason, now)
+    withdraw_included(session, contact_id, appointment, reason, now)
     if pending:
-        revived = restore_included(session, contact.id, appointment.id, pending, now)
+        revived = restore_included(session, contact_id, appointment.id, pending, now)
         change.message_ids.extend(message.id for message in revived.values())
-        loaded: list[Context] = []
-
-        def ctx() -> Context:
-            if not loaded:
-                loaded.append(Context.load(session, settings, contact))
-            return loaded[0]
-
         change.message_ids.extend(retell(session, ctx, appointment, pending, revived, now))
     return cancelled
 
@@ -358,14 +351,14 @@ def cancel(
             f"appointment {appointment_id} is {appointment.status}; it cannot be cancelled"
         )
     change = Change(appointment, "cancelled")
+    ctx = Context.load(session, settings, contact)
     change.cancelled_messages = _call_off(
-        session, settings, change, contact, "the appointment was cancelled", now
+        session, ctx, change, contact.id, "the appointment was cancelled", now
     )
     appointment.status = str(AppointmentStatus.CANCELLED)
     appointment.cancelled_at = at
     appointment.updated_at = at
     session.flush()
-    ctx = Context.load(session, settings, contact)
     notice = (
         ctx.policies[appointment.type].notices.get("cancelled") if appointment.type in ctx.policies else None
     )
@@ -400,14 +393,14 @@ def _close(session: Session, settings: Settings, appointment_id: int, outcome: s
         raise AppointmentError(f"appointment {appointment_id} has not started yet")
     change = Change(appointment, outcome)
     # Switching completed <-> no_show (a correction) also stops the other outcome's steps.
+    ctx = Context.load(session, settings, contact)
     change.cancelled_messages = _call_off(
-        session, settings, change, contact, f"the appointment was marked {outcome}", now
+        session, ctx, change, contact.id, f"the appointment was marked {outcome}", now
     )
     appointment.status = outcome
     appointment.closed_at = now
     appointment.updated_at = now
     session.flush()
-    ctx = Context.load(session, settings, contact)
     policy = ctx.policies.get(appointment.type)
     if policy is not None:
         others = [visit_of(a) for a in _contact_appointments(session, contact.id) if a.id != appointment.id]
