@@ -7,6 +7,7 @@ What other areas call::
     get_contact(session, 12 | "ext:MRN") -> Contact   (contact_id_of: the id alone)
     find_contacts(session, search=..., tag=..., phone=..., email=..., consent_to=..., after_id=..., limit=...)
     find_contacts_json(session, ...same filters...) -> [the JSON of each]  (lists: no mapped objects)
+    documents.contact_documents(session, ...same filters...) -> [(id, JSON text)]  (built by PostgreSQL)
     delete_contact(session, contact)  (refused when the contact has history)
     contact_json(session, contact) / contacts_json(session, contacts)
     shared_phones(session, phones) -> set[str]

@@ -261,7 +261,7 @@ def find_contacts(session: Session, **filters: Unpack[ContactFilters]) -> list[C
 def find_contacts_json(session: Session, **filters: Unpack[ContactFilters]) -> list[dict[str, Any]]:
     """``contacts_json(find_contacts(...))`` without building a mapped object per contact, tag
     and consent: the API's and CLI's list pages, four statements whatever the page size."""
-    rows = session.execute(contact_query(**filters).with_only_columns(*_JSON_COLUMNS)).all()
+    rows = session.execute(contact_query(**filters).with_only_columns(*JSON_COLUMNS)).all()
     return _documents(session, rows)
 
 
@@ -298,7 +298,7 @@ def shared_phones(session: Session, phones: Iterable[str | None]) -> set[str]:
 
 
 # What a contact's JSON shows of its own row.
-_JSON_COLUMNS = (
+JSON_COLUMNS = (
     Contact.id,
     Contact.external_id,
     Contact.first_name,
@@ -312,7 +312,7 @@ _JSON_COLUMNS = (
 
 
 class _ContactRow(Protocol):
-    """A contact as ``_documents`` reads it: a mapped ``Contact`` or a row of ``_JSON_COLUMNS``."""
+    """A contact as ``_documents`` reads it: a mapped ``Contact`` or a row of ``JSON_COLUMNS``."""
 
     @property
     def id(self) -> int: ...
