@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from celery import shared_task
@@ -17,6 +18,8 @@ from outreach.celeryapp import (
 from outreach.replies.inbound import process_each, unprocessed_inbound_ids
 from tasks.delivery import send_messages
 
+log = logging.getLogger(__name__)
+
 
 @shared_task(name=PROCESS_INBOUND_MANY, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def process_inbound_many(inbound_ids: list[int]) -> None:
@@ -25,7 +28,11 @@ def process_inbound_many(inbound_ids: list[int]) -> None:
 
     def send_urgent(message_ids: list[int]) -> None:
         # On the control queue: a crisis reply never waits behind a campaign's send tasks.
-        send_messages.apply_async((message_ids,), queue=control_queue(services.settings))
+        queue = control_queue(services.settings)
+        task = send_messages.apply_async((message_ids,), queue=queue)
+        # With the worker's "received" line for the same task id, this tells a publish that
+        # never arrived from a task that arrived late (ids only).
+        log.info("urgent messages %s handed to %s as task %s", message_ids, queue, task.id)
 
     process_each(services.session_factory, services.settings, inbound_ids, services.clock, send_urgent)
     # Other replies (HELP, confirmations) go in due order, without waiting a tick.
