@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
-from kombu.entity import Queue
+from kombu.entity import Exchange, Queue
 
 from outreach import broker_fix
 from outreach.config import Settings
@@ -55,14 +55,21 @@ def consumed_queues(settings: Settings) -> list[str]:
     }[settings.worker_queues]
 
 
+def _own_queue(name: str) -> Queue:
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)  # type: ignore[no-untyped-call]
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     import scheduler  # the beat entries live at the top level, beside worker.py
 
     return {
         "broker_url": settings.broker_url,
         "task_default_queue": settings.celery_queue,
-        # The queues a worker consumes (OUTREACH_WORKER_QUEUES); tasks still go to either.
-        "task_queues": [Queue(name) for name in consumed_queues(settings)],  # type: ignore[no-untyped-call]
+        # The queues a worker consumes (OUTREACH_WORKER_QUEUES); tasks still go to either. Each
+        # bound to an exchange of its own name by its own name: named alone, both would be bound
+        # to the default exchange (the send queue's) by the send queue's name, and a task
+        # published through that exchange would be delivered to both.
+        "task_queues": [_own_queue(name) for name in consumed_queues(settings)],
         "task_routes": {name: {"queue": control_queue(settings)} for name in CONTROL_TASKS},
         "task_ignore_result": True,
         "task_serializer": "json",
