@@ -1,5 +1,6 @@
 """`make bench`: every benchmark, one table with each figure beside its goal, and
-bench/results.json with the same rows, the machine's CPU model and its load.
+bench/results.json with the same rows, the machine's CPU model, its load and its speed in this
+hour (fixed work timed before and after: bench/speed.py).
 
 Each area adds one line to BENCHES: a name and a function of ``quick`` returning (what, figure)
 pairs. `python -m bench NAME...` runs only the named ones; `--quick` (`make bench QUICK=1`)
@@ -25,6 +26,7 @@ from bench import (
     enroll_bench,
     import_bench,
     memory_bench,
+    speed,
     web_bench,
     webhook_bench,
 )
@@ -101,6 +103,8 @@ def machine() -> dict[str, object]:
         "cores": os.cpu_count(),
         "load": list(os.getloadavg()),
         "python": platform.python_version(),
+        "python_ms": speed.python_ms(),
+        "postgres_ms": speed.postgres_ms(),
     }
 
 
@@ -139,7 +143,12 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "started_at": started.isoformat(timespec="seconds"),
                 "quick": quick,
-                "machine": {**before, "load_after": after["load"]},
+                "machine": {
+                    **before,
+                    "load_after": after["load"],
+                    "python_ms_after": after["python_ms"],
+                    "postgres_ms_after": after["postgres_ms"],
+                },
                 "rows": rows,
             },
             indent=2,
@@ -159,6 +168,7 @@ def _table(
     lines = [
         f"machine: {before['cpu']}, {before['cores']} cores; 1-min load {load_before[0]:.2f} before, "
         f"{load_after[0]:.2f} after",
+        speed.describe(_timings(before), _timings(after)),
     ]
     if quick:
         lines.append("QUICK run: small sizes, figures check the harness only; goals are for the full sizes")
@@ -167,6 +177,14 @@ def _table(
         bench, what, goal = row["bench"], row["what"], row["goal"]
         lines.append(f"{bench:<{widths[0]}}  {what:<{widths[1]}}  {goal:<{widths[2]}}  {row['figure']}")
     return "\n".join(lines)
+
+
+def _timings(machine: dict[str, object]) -> dict[str, float | None]:
+    timings: dict[str, float | None] = {}
+    for key in ("python_ms", "postgres_ms"):
+        value = machine.get(key)
+        timings[key] = value if isinstance(value, float) else None
+    return timings
 
 
 if __name__ == "__main__":
