@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import csv
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from outreach.contacts.csvformat import escape_cell
 from outreach.errors import NotFound
@@ -72,6 +72,14 @@ def _summary(
     }
 
 
+MessageOrder = Literal["due", "created", "newest"]
+_ORDERS: dict[str, tuple[ColumnElement[Any] | InstrumentedAttribute[Any], ...]] = {
+    "due": (Message.due_at, Message.id),
+    "created": (Message.id,),
+    "newest": (Message.id.desc(),),
+}
+
+
 def list_messages(
     session: Session,
     *,
@@ -84,20 +92,22 @@ def list_messages(
     after_id: int | None = None,
     limit: int | None = 200,
     offset: int = 0,
-    newest_first: bool = False,
+    order: MessageOrder = "due",
     staff_zone: ZoneInfo | None = None,
 ) -> list[dict[str, Any]]:
     """Messages by due time (then id), newest schedule last; filters combine. ``due_from``
     is inclusive, ``due_until`` exclusive. ``after_id`` continues after that message in this
-    order (the API's cursor). ``newest_first`` orders by creation instead, newest first: the
-    primary key serves that order, where due time has no index over all rows. ``outcome``
-    times are in ``staff_zone`` (the clinic's; default each recipient's own)."""
+    order (the API's cursor). ``order`` "created" lists them as they were scheduled (by id),
+    "newest" the other way: the primary key serves those orders, where due time has no index
+    over all rows (ordering a million messages by due time sorts them all, a third of a
+    second). ``outcome`` times are in ``staff_zone`` (the clinic's; default each recipient's
+    own)."""
     if state is not None and state not in {str(s) for s in MessageState}:
         raise NotFound(f"unknown message state {state!r}; one of {', '.join(s.value for s in MessageState)}")
     query = (
         select(Message, Contact.timezone, Contact.automation_paused_at)
         .outerjoin(Contact, Contact.id == Message.contact_id)
-        .order_by(*((Message.id.desc(),) if newest_first else (Message.due_at, Message.id)))
+        .order_by(*_ORDERS[order])
         .limit(limit)
         .offset(offset)
     )
@@ -111,8 +121,11 @@ def list_messages(
         query = query.where(Message.contact_id == contact_id)
     if state is not None:
         query = query.where(Message.state == state)
-    anchor = session.get(Message, after_id) if after_id is not None else None
-    if anchor is not None:
+    if after_id is not None and order == "created":
+        query = query.where(Message.id > after_id)
+    elif after_id is not None and order == "newest":
+        query = query.where(Message.id < after_id)
+    elif after_id is not None and (anchor := session.get(Message, after_id)) is not None:
         query = query.where(
             (Message.due_at > anchor.due_at) | ((Message.due_at == anchor.due_at) & (Message.id > anchor.id))
         )

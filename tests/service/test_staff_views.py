@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
@@ -164,10 +165,20 @@ def test_a_booking_preview_lists_what_would_be_sent_and_leaves_nothing_behind(
     assert session.scalars(select(Message)).all() == []
 
 
-def test_messages_newest_first_lists_the_latest_created_first(session: Session) -> None:
+def test_messages_list_by_due_time_as_scheduled_or_newest_first(session: Session) -> None:
     contact = add_contact(session)
     schedule(session, contact.id, "sms", "care", "first", NOW)
     schedule(session, contact.id, "sms", "care", "second", NOW + timedelta(days=1))
+    schedule(session, contact.id, "sms", "care", "third, due soonest", NOW - timedelta(hours=1))
     session.commit()
-    assert [r["idempotency_key"] for r in list_messages(session, newest_first=True)] == ["second", "first"]
-    assert [r["idempotency_key"] for r in list_messages(session)] == ["first", "second"]
+
+    def keys(**how: Any) -> list[str]:
+        return [r["idempotency_key"] for r in list_messages(session, **how)]
+
+    assert keys() == ["third, due soonest", "first", "second"]
+    assert keys(order="created") == ["first", "second", "third, due soonest"]
+    assert keys(order="newest") == ["third, due soonest", "second", "first"]
+    first_id = list_messages(session, order="created", limit=1)[0]["id"]
+    assert keys(order="created", after_id=first_id) == ["second", "third, due soonest"]
+    assert keys(order="newest", after_id=first_id) == []
+    assert keys(after_id=first_id) == ["second"]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach.campaigns.sync import sync
 from outreach.config import Settings
+from outreach.models import Message
 from tests.support.api import NOW, Api, api_client
 from tests.support.replies import add_contact, form, receive
 
@@ -115,12 +118,34 @@ def test_messages_query_by_contact_channel_and_state_and_show_one_without_its_bo
     ).json()
     walked = first["messages"] + second["messages"]
     assert len({m["id"] for m in walked}) == 5 and second["next_cursor"] is None
-    assert [m["due_at"] for m in walked] == sorted(m["due_at"] for m in walked)
+    assert [m["id"] for m in walked] == sorted(m["id"] for m in walked)
     detail = api.client.get(f"/api/v1/messages/{page['messages'][0]['id']}", headers=api.staff).json()
     assert detail["attempts_log"] == [] and detail["events"] == []
     assert "body" not in detail and "text" not in detail
     assert api.client.get("/api/v1/messages/999999", headers=api.staff).status_code == 404
     assert api.client.get("/api/v1/messages", params={"state": "lost"}, headers=api.staff).status_code == 422
+
+
+def test_a_cursor_walk_of_messages_misses_none_scheduled_while_it_walks(
+    api: Api, session: Session, people: tuple[int, int]
+) -> None:
+    """Messages page in the order they were scheduled: a patient enrolled between two pages,
+    whose first message is due before the last one already seen, still comes in a later page."""
+    both, sms_only = people
+    enroll = f"/api/v1/campaigns/{SLUG}/enrollments"
+    api.client.post(enroll, json={"contact_ids": [both]}, headers=api.staff)
+    first = api.client.get("/api/v1/messages", params={"limit": 3}, headers=api.staff).json()
+    api.client.post(enroll, json={"contact_ids": [sms_only]}, headers=api.staff)
+    walked, cursor = first["messages"], first["next_cursor"]
+    while cursor:
+        params = {"limit": 3, "cursor": cursor}
+        page = api.client.get("/api/v1/messages", params=params, headers=api.staff).json()
+        walked, cursor = walked + page["messages"], page["next_cursor"]
+    everyone = session.scalars(select(Message.id).order_by(Message.id)).all()
+    assert [m["id"] for m in walked] == everyone
+    later = [m for m in walked[3:] if m["contact_id"] == sms_only]
+    due = datetime.fromisoformat
+    assert later and min(due(m["due_at"]) for m in later) < max(due(m["due_at"]) for m in first["messages"])
 
 
 def test_inbox_list_read_reply_assign_and_handle(

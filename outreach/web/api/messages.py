@@ -82,6 +82,8 @@ def query_messages(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[Text | None, Query(max_length=100)] = None,
 ) -> dict[str, Any]:
+    """Messages in the order they were scheduled (by id), so a cursor walks them all however
+    many are added meanwhile, each page fast however many there are; filters combine."""
     size = page_limit(request, limit)
     found = list_messages(
         call.session,
@@ -93,6 +95,7 @@ def query_messages(
         due_until=due_before,
         after_id=decode_cursor(cursor),
         limit=size + 1,
+        order="created",
     )
     page = found[:size]
     call.about("contact" if contact_id else "message", contact_id, count=len(page))

@@ -89,7 +89,7 @@ def messages_list(request: Request, staff: Staff, query: Filters, page: int = 1)
     page = max(page, 1)
     with transaction(get_session_factory(request)) as session:
         rows = list_messages(
-            session, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE, newest_first=True, **where
+            session, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE, order="newest", **where
         )
     typed = asdict(query)
     context = {
