@@ -124,7 +124,9 @@ def test_appointments_list_by_date_range_in_start_order_with_paging(api: Api) ->
     for n, day in enumerate((17, 15, 16, 20)):
         body = {**VISIT, "starts_at": f"2026-06-{day}T10:00:00-07:00"}
         api.client.put(f"/api/v1/appointments/CSN-{n}", json=body, headers=api.staff)
-    params = {"from": "2026-06-15T00:00:00-07:00", "to": "2026-06-18T00:00:00-07:00", "limit": 2}
+    params: dict[str, str | int] = {
+        "from": "2026-06-15T00:00:00-07:00", "to": "2026-06-18T00:00:00-07:00", "limit": 2
+    }
     first = api.client.get("/api/v1/appointments", params=params, headers=api.staff).json()
     second = api.client.get(
         "/api/v1/appointments", params={**params, "cursor": first["next_cursor"]}, headers=api.staff

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
@@ -19,7 +19,7 @@ from tests.support.api import NOW
 BODY = {"first_name": "Ana", "phone": "+15105550101", "email": "ana@example.org"}
 
 
-def _create_contact(url: str, caplog: pytest.LogCaptureFixture) -> httpx.Response:
+def _create_contact(url: str, caplog: pytest.LogCaptureFixture) -> httpx2.Response:
     engine = make_engine(url)
     app = create_app(
         load_settings(database_url=url, templates_dir=TEMPLATES),
@@ -29,7 +29,7 @@ def _create_contact(url: str, caplog: pytest.LogCaptureFixture) -> httpx.Respons
     )
     try:
         with caplog.at_level(logging.INFO), TestClient(app, raise_server_exceptions=False) as client:
-            response: httpx.Response = client.post(
+            response: httpx2.Response = client.post(
                 "/api/v1/contacts", json=BODY, headers={"Authorization": "Bearer oat_x"}
             )
             return response

@@ -103,7 +103,9 @@ def test_messages_query_by_contact_channel_and_state_and_show_one_without_its_bo
 ) -> None:
     both, _ = people
     api.client.post(f"/api/v1/campaigns/{SLUG}/enrollments", json={"contact_ids": [both]}, headers=api.staff)
-    params = {"contact_id": both, "channel": "email", "state": "scheduled", "campaign": SLUG}
+    params: dict[str, str | int] = {
+        "contact_id": both, "channel": "email", "state": "scheduled", "campaign": SLUG
+    }
     page = api.client.get("/api/v1/messages", params=params, headers=api.staff).json()
     assert len(page["messages"]) == 4 and page["next_cursor"] is None
     sms = api.client.get("/api/v1/messages", params={"channel": "sms"}, headers=api.staff).json()["messages"]
