@@ -103,8 +103,7 @@ def machine() -> dict[str, object]:
         "cores": os.cpu_count(),
         "load": list(os.getloadavg()),
         "python": platform.python_version(),
-        "python_ms": speed.python_ms(),
-        "postgres_ms": speed.postgres_ms(),
+        "speed": speed.measure(),
     }
 
 
@@ -143,12 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "started_at": started.isoformat(timespec="seconds"),
                 "quick": quick,
-                "machine": {
-                    **before,
-                    "load_after": after["load"],
-                    "python_ms_after": after["python_ms"],
-                    "postgres_ms_after": after["postgres_ms"],
-                },
+                "machine": {**before, "load_after": after["load"], "speed_after": after["speed"]},
                 "rows": rows,
             },
             indent=2,
@@ -168,7 +162,7 @@ def _table(
     lines = [
         f"machine: {before['cpu']}, {before['cores']} cores; 1-min load {load_before[0]:.2f} before, "
         f"{load_after[0]:.2f} after",
-        speed.describe(_timings(before), _timings(after)),
+        speed.describe(_speed(before), _speed(after)),
     ]
     if quick:
         lines.append("QUICK run: small sizes, figures check the harness only; goals are for the full sizes")
@@ -179,11 +173,9 @@ def _table(
     return "\n".join(lines)
 
 
-def _timings(machine: dict[str, object]) -> dict[str, float | None]:
-    timings: dict[str, float | None] = {}
-    for key in ("python_ms", "postgres_ms"):
-        value = machine.get(key)
-        timings[key] = value if isinstance(value, float) else None
+def _speed(machine: dict[str, object]) -> dict[str, float | None]:
+    timings = machine["speed"]
+    assert isinstance(timings, dict)
     return timings
 
 

@@ -14,9 +14,8 @@ from collections.abc import Callable, Mapping
 
 import psycopg
 
-from tests.support.services import libpq
+from tests.support.services import PG_ADMIN_URL, libpq
 
-DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 # A sum over generated rows: one backend's CPU, nothing read from disk or written.
 _QUERY = "SELECT sum(x % 7) FROM generate_series(1, 1000000) AS x"
 
@@ -45,13 +44,18 @@ def python_ms() -> float:
     return _best_ms(_python_work)
 
 
-def postgres_ms(admin_url: str = DEFAULT_PG_ADMIN_URL) -> float | None:
+def postgres_ms(admin_url: str = PG_ADMIN_URL) -> float | None:
     """The fixed query's best time of three on the server, in ms; None when it is not answering."""
     try:
         with psycopg.connect(libpq(admin_url), connect_timeout=3, autocommit=True) as conn:
             return _best_ms(lambda: conn.execute(_QUERY).fetchone())
     except psycopg.OperationalError:
         return None
+
+
+def measure() -> dict[str, float | None]:
+    """Both timings now, as ``describe`` and bench/results.json take them."""
+    return {"python_ms": python_ms(), "postgres_ms": postgres_ms()}
 
 
 def describe(before: Mapping[str, float | None], after: Mapping[str, float | None]) -> str:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from celery import shared_task
 
 from outreach import runtime
 from outreach.celeryapp import control_queue
+from outreach.config import Settings
 from outreach.delivery import claim, dispatch, reconcile, rollup, send, status
 from outreach.ops import metrics
 from outreach.replies import inbound
 
 SEND_TASK = "outreach.send_messages"
+
+log = logging.getLogger(__name__)
 
 
 def _enqueue(chunks: Sequence[Sequence[int]]) -> None:
@@ -44,6 +48,16 @@ def send_messages(message_ids: list[int]) -> None:
     send.send_batch(runtime.current(), message_ids)
 
 
+def send_urgent(settings: Settings, message_ids: list[int]) -> None:
+    """A crisis reply and its alerts, claimed already, to a send task on the control queue: they
+    never wait behind a campaign's send tasks."""
+    queue = control_queue(settings)
+    task = send_messages.apply_async((message_ids,), queue=queue)
+    # With the worker's "received" line for the same task id, this tells a publish that never
+    # arrived from a task that arrived late (ids only).
+    log.info("urgent messages %s handed to %s as task %s", message_ids, queue, task.id)
+
+
 @shared_task(name="outreach.apply_status_events", ignore_result=True)
 def apply_status_events(run_for: float = 0.5) -> None:
     # Bounded, so a backlog of callbacks never holds a control slot a crisis text needs for
@@ -64,7 +78,7 @@ def rescue_stuck() -> None:
         claim.mark_stuck_sends_unknown(session, now)
     if urgent:
         # Back on the control queue, where the lost task was: ahead of any backlog.
-        send_messages.apply_async((urgent,), queue=control_queue(services.settings))
+        send_urgent(services.settings, urgent)
 
 
 @shared_task(name="outreach.reconcile_unknown", ignore_result=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
+from functools import partial
 
 from celery import shared_task
 
@@ -12,13 +12,10 @@ from outreach.celeryapp import (
     DISPATCH_DUE,
     PROCESS_INBOUND,
     PROCESS_INBOUND_MANY,
-    control_queue,
     inbound_batches,
 )
 from outreach.replies.inbound import process_each, unprocessed_inbound_ids
-from tasks.delivery import send_messages
-
-log = logging.getLogger(__name__)
+from tasks.delivery import send_urgent
 
 
 @shared_task(name=PROCESS_INBOUND_MANY, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
@@ -26,15 +23,13 @@ def process_inbound_many(inbound_ids: list[int]) -> None:
     """Texts the webhook stored together (a crisis text is stored, and enqueued, on its own)."""
     services = runtime.current()
 
-    def send_urgent(message_ids: list[int]) -> None:
-        # On the control queue: a crisis reply never waits behind a campaign's send tasks.
-        queue = control_queue(services.settings)
-        task = send_messages.apply_async((message_ids,), queue=queue)
-        # With the worker's "received" line for the same task id, this tells a publish that
-        # never arrived from a task that arrived late (ids only).
-        log.info("urgent messages %s handed to %s as task %s", message_ids, queue, task.id)
-
-    process_each(services.session_factory, services.settings, inbound_ids, services.clock, send_urgent)
+    process_each(
+        services.session_factory,
+        services.settings,
+        inbound_ids,
+        services.clock,
+        partial(send_urgent, services.settings),
+    )
     # Other replies (HELP, confirmations) go in due order, without waiting a tick.
     process_inbound_many.app.send_task(DISPATCH_DUE, kwargs={"run_for": 0.0})
 

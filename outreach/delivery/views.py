@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import IO, Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import ColumnElement, and_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from outreach.contacts.csvformat import escape_cell
@@ -121,14 +121,8 @@ def list_messages(
         query = query.where(Message.contact_id == contact_id)
     if state is not None:
         query = query.where(Message.state == state)
-    if after_id is not None and order == "created":
-        query = query.where(Message.id > after_id)
-    elif after_id is not None and order == "newest":
-        query = query.where(Message.id < after_id)
-    elif after_id is not None and (anchor := session.get(Message, after_id)) is not None:
-        query = query.where(
-            (Message.due_at > anchor.due_at) | ((Message.due_at == anchor.due_at) & (Message.id > anchor.id))
-        )
+    if after_id is not None:
+        query = query.where(_after(session, order, after_id))
     if campaign is not None:
         query = (
             # Through the contact too: messages have no index on enrollment_id, and
@@ -144,6 +138,19 @@ def list_messages(
         _summary(message, ZoneInfo(tz) if tz else None, staff_zone, paused_at)
         for message, tz, paused_at in session.execute(query)
     ]
+
+
+def _after(session: Session, order: MessageOrder, message_id: int) -> ColumnElement[bool]:
+    """What comes after that message in ``order``: by id alone, or by its due time then id (an
+    unknown message starts the list over, as an empty cursor would)."""
+    if order == "created":
+        return Message.id > message_id
+    if order == "newest":
+        return Message.id < message_id
+    anchor = session.get(Message, message_id)
+    if anchor is None:
+        return true()
+    return (Message.due_at > anchor.due_at) | ((Message.due_at == anchor.due_at) & (Message.id > anchor.id))
 
 
 def message_detail(session: Session, message_id: int, staff_zone: ZoneInfo | None = None) -> dict[str, Any]:

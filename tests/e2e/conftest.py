@@ -44,7 +44,7 @@ def browser() -> Iterator[Any]:
 LOG_TAIL = 12000
 DEBUG_LINE = '"level": "debug"'
 # The lines of a reply's path, looked for in the whole of each log: a text stored and processed,
-# its urgent sends handed to the control queue (tasks/replies.py names each task's id), and
+# its urgent sends handed to the control queue (tasks.delivery.send_urgent names each task's id), and
 # every line that names one of those tasks (the worker's "received" and "succeeded").
 _ON_REPLY_PATH = re.compile(r"inbound|urgent", re.IGNORECASE)
 _HANDED_AS = re.compile(r"handed to \S+ as task ([0-9a-f-]{36})")
