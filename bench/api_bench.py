@@ -35,9 +35,8 @@ from outreach.db import make_engine, make_session_factory
 from outreach.migrate import upgrade
 from outreach.web.api import tokens
 from outreach.web.api.schemas import encode_cursor
-from tests.support.services import libpq
+from tests.support.services import PG_ADMIN_URL, libpq
 
-DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REPO = Path(__file__).resolve().parent.parent
 IN_FLIGHT = 4
 
@@ -118,7 +117,7 @@ def _wait_until_up(base: str, server: subprocess.Popen[bytes]) -> None:
 
 
 def run(
-    contacts: int = 100_000, upserts: int = 2000, pg_admin_url: str = DEFAULT_PG_ADMIN_URL
+    contacts: int = 100_000, upserts: int = 2000, pg_admin_url: str = PG_ADMIN_URL
 ) -> dict[str, float]:
     name = f"outreach_bench_api_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(libpq(pg_admin_url), autocommit=True) as admin:
@@ -203,7 +202,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--upserts", type=int, default=2000)
-    parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN_URL)
+    parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
     args = parser.parse_args()
     figures = run(args.contacts, args.upserts, args.pg_admin_url)
     for key, value in figures.items():

@@ -28,9 +28,9 @@ from outreach.contacts.reader import open_contacts_csv
 from outreach.db import make_engine, make_session_factory
 from outreach.migrate import upgrade
 from outreach.models import ConsentSource, Contact, ContactTag, utcnow
+from tests.support.services import PG_ADMIN_URL
 
 CLINIC_TZ = "America/Los_Angeles"
-DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 FIRST = ["Ana", "Ben", "Chloé", "Dev", "Elena", "Farid", "Grace", "Hiro", "Ines", "José", "Kim", "Liam",
          "María", "Noor", "Olu", "Priya", "Quinn", "Rosa", "Sam", "Tomás", "Uma", "Vic", "Wen", "Yara"]
@@ -177,7 +177,7 @@ def _seed_one_contact(url: str) -> None:
     engine.dispose()
 
 
-def run(rows: int = 100_000, baseline_rows: int = 3_000, pg_admin_url: str = DEFAULT_PG_ADMIN_URL
+def run(rows: int = 100_000, baseline_rows: int = 3_000, pg_admin_url: str = PG_ADMIN_URL
         ) -> list[tuple[str, str]]:
     """Figures as (what, value) lines."""
     figures: list[tuple[str, str]] = []

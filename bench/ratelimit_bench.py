@@ -31,6 +31,7 @@ from outreach.db import make_engine, make_session_factory
 from outreach.delivery.ratelimit import DatabaseRateLimiter, RateLimiter, RedisRateLimiter
 from outreach.migrate import upgrade
 from outreach.models.base import utcnow
+from tests.support.services import REDIS_URL
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--backend", choices=["redis", "postgresql", "sqlite"], default="redis")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--redis-url", default=REDIS_URL)
     parser.add_argument("--database-url", default="")
     parser.add_argument("--mps", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=5.0)

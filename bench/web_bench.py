@@ -31,9 +31,8 @@ from outreach.web.api import tokens
 from outreach.web.api.core import TokenBucket
 from outreach.web.api.schemas import encode_cursor
 from outreach.web.app import create_app
-from tests.support.services import libpq
+from tests.support.services import PG_ADMIN_URL, libpq
 
-DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 NOW = datetime(2026, 6, 10, 18, 0, tzinfo=UTC)
 PASSWORD = "bench password 1"
@@ -137,7 +136,7 @@ def api_pages(contacts: int) -> list[tuple[str, str, int]]:
 
 
 def run(
-    contacts: int = 100_000, rounds: int = 20, pg_admin_url: str = DEFAULT_PG_ADMIN_URL
+    contacts: int = 100_000, rounds: int = 20, pg_admin_url: str = PG_ADMIN_URL
 ) -> list[tuple[str, str]]:
     name = f"outreach_bench_web_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(libpq(pg_admin_url), autocommit=True) as admin:
@@ -191,7 +190,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN_URL)
+    parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
     args = parser.parse_args()
     for what, figure in run(args.contacts, args.rounds, args.pg_admin_url):
         print(f"{what:<24} {figure}")
