@@ -60,7 +60,7 @@ BENCHES: list[tuple[str, Bench]] = [
     ("crisis", lambda quick: crisis_bench.pairs(2_000, 3) if quick else crisis_bench.pairs()),
     ("memory", lambda quick: memory_bench.pairs(50_000, 2, 2_000) if quick else memory_bench.pairs()),
     ("web", lambda quick: web_bench.run(10_000, 5) if quick else web_bench.run()),
-    ("api", lambda quick: [] if quick else api_bench.pairs()),
+    ("api", lambda quick: api_bench.pairs(10_000, 300) if quick else api_bench.pairs()),
     ("webhooks", lambda quick: webhook_bench.pairs(500, 500, (1,), 100) if quick else webhook_bench.pairs()),
 ]
 

@@ -179,8 +179,8 @@ def run(
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def pairs() -> list[tuple[str, str]]:
-    figures = run()
+def pairs(contacts: int = 100_000, upserts: int = 2000) -> list[tuple[str, str]]:
+    figures = run(contacts, upserts)
     return [
         ("load before", f"{figures['load']:.1f} (1-minute average, 2 cores)"),
         ("PUT upserts/s", f"{figures['upserts_per_s']:.0f} (goal >= 300, {IN_FLIGHT} in flight)"),
