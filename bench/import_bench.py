@@ -28,7 +28,7 @@ from outreach.contacts.reader import open_contacts_csv
 from outreach.db import make_engine, make_session_factory
 from outreach.migrate import upgrade
 from outreach.models import ConsentSource, Contact, ContactTag, utcnow
-from tests.support.services import PG_ADMIN_URL
+from tests.support.services import PG_ADMIN_URL, libpq
 
 CLINIC_TZ = "America/Los_Angeles"
 
@@ -131,10 +131,9 @@ def _naive_row(session: Session, row: ContactRow, file_name: str) -> None:
 
 
 def _scratch_pg(admin_url: str) -> str | None:
-    libpq = admin_url.replace("postgresql+psycopg://", "postgresql://")
     name = f"outreach_bench_{uuid.uuid4().hex[:8]}"
     try:
-        with psycopg.connect(libpq, autocommit=True, connect_timeout=3) as conn:
+        with psycopg.connect(libpq(admin_url), autocommit=True, connect_timeout=3) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError:
         return None
@@ -142,8 +141,7 @@ def _scratch_pg(admin_url: str) -> str | None:
 
 
 def _drop_pg(admin_url: str, url: str) -> None:
-    libpq = admin_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(libpq, autocommit=True) as conn:
+    with psycopg.connect(libpq(admin_url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
