@@ -18,6 +18,7 @@ GROUPS: tuple[tuple[str, str], ...] = (
     ("beat", "celery -A worker beat"),
     ("sandbox", " sandbox --host"),
     ("web", "outreach.cli.app serve"),
+    ("web", "bench.api_server"),
     ("postgres", "postgres"),
     ("redis", "redis-server"),
 )
