@@ -14,11 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
-from sqlalchemy import Select, insert, select
+from sqlalchemy import Select, Table, insert, select
 from sqlalchemy.orm import Session
 
 from outreach.contacts.csvformat import escape_cell
 from outreach.models import AuditEvent
+
+# The table, for the insert: an INSERT naming the mapped class goes through the ORM's bulk
+# persistence (a tenth of a small API call's web CPU) for nothing the event needs.
+_EVENTS: Table = AuditEvent.__table__  # type: ignore[assignment]
 
 
 class ActorKind(enum.StrEnum):
@@ -52,7 +56,7 @@ def record(
     A plain INSERT, not a mapped object: the event is never read back in the same transaction,
     and every API request writes one, so the unit of work's bookkeeping is not worth its cost."""
     session.execute(
-        insert(AuditEvent).values(
+        insert(_EVENTS).values(
             at=now,
             actor_kind=str(actor.kind),
             actor=actor.name,
