@@ -18,12 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from outreach import appointments, audit
 from outreach.campaigns import sync
-from outreach.config import Settings
+from outreach.config import Settings, load_settings
 from outreach.models import Appointment, ConsentEvent, Contact, InboxItem, Message
 from outreach.web.staff import contact_files
 from tests.support.appointments import la
 from tests.support.replies import add_contact, form, receive
-from tests.support.staffweb import NOW, STAFF, Clock, sign_in
+from tests.support.staffweb import NOW, STAFF, Clock, sign_in, staff_app
 
 T = TypeVar("T")
 HEADER = "external_id,first_name,last_name,phone,email,timezone,language,tags,sms_consent,email_consent"
@@ -85,6 +85,28 @@ def test_a_crisis_reply_is_first_on_the_dashboard_and_its_alert_link_opens_the_t
     # 17:55 UTC is 10:55 in California, written out in the clinic's zone.
     assert "Wed 10 Jun 2026, 10:55 Pacific" in page.text
     assert actions(session, subject_type="inbox_item") == ["inbox.view"]
+
+
+NOBODY_ON_CALL = "No one is alerted when a patient sends a crisis text."
+
+
+def test_the_dashboard_says_when_a_crisis_text_would_page_nobody(client: TestClient, csrf: str) -> None:
+    assert NOBODY_ON_CALL in client.get("/").text
+
+
+@pytest.mark.parametrize(
+    "on_call", [{"oncall_sms": ["+19255550199"]}, {"oncall_email": ["oncall@clinic.example.org"]}]
+)
+def test_the_dashboard_says_nothing_of_it_with_someone_on_call(
+    settings: Settings, session_factory: sessionmaker[Session], on_call: dict[str, list[str]]
+) -> None:
+    configured = load_settings(
+        database_url=settings.database_url, templates_dir=settings.templates_dir, **on_call
+    )
+    with TestClient(staff_app(configured, session_factory, Clock())) as client:
+        sign_in(client, STAFF)
+        page = client.get("/").text
+    assert "<h2>Urgent</h2>" in page and NOBODY_ON_CALL not in page
 
 
 def test_a_reply_inside_the_conversation_window_is_queued_to_go_out_now(

@@ -22,7 +22,8 @@ router = APIRouter()
 
 @router.get("/", response_class=HTMLResponse)
 def dashboard(request: Request, staff: Staff) -> HTMLResponse:
-    zone = get_settings(request).clinic_zone
+    settings = get_settings(request)
+    zone = settings.clinic_zone
     now = now_of(request)
     today = now.astimezone(zone).date()
     with transaction(get_session_factory(request)) as session:
@@ -42,6 +43,8 @@ def dashboard(request: Request, staff: Staff) -> HTMLResponse:
     ]
     context = {
         "title": "Dashboard",
+        # A crisis text then pages nobody: said where staff look first, not only in a log line.
+        "nobody_on_call": not (settings.oncall_sms or settings.oncall_email),
         "urgent": [item_row(i, request) for i in urgent],
         "waiting": [item_row(i, request) for i in waiting[:10]],
         "waiting_count": len(waiting),
