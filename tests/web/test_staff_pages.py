@@ -357,6 +357,10 @@ def test_unknown_records_get_a_plain_not_found_page(client: TestClient, csrf: st
         response = client.get(path, headers={"accept": "text/html"})
         assert response.status_code == 404, path
         assert "Not found" in response.text
+    mistyped = client.get("/contacts/999/nothing-here", headers={"accept": "text/html"})
+    assert mistyped.status_code == 404
+    assert "There is no page at this address." in mistyped.text
+    assert "Back to the dashboard" in mistyped.text
 
 
 def test_booking_shows_the_reminders_it_will_send_and_books_only_on_confirm(

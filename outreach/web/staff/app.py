@@ -43,6 +43,8 @@ ROUTERS = (
     admin_pages.router,
 )
 ERROR_TITLES = {403: "Not allowed", 404: "Not found"}
+# Starlette's own wording when no route matched ("Not Found"), said plainly.
+NO_SUCH_PAGE = "There is no page at this address."
 
 
 def mount(app: FastAPI) -> None:
@@ -69,6 +71,9 @@ def mount(app: FastAPI) -> None:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         # Browsers get a page; webhooks and API clients keep FastAPI's JSON.
         if "text/html" in request.headers.get("accept", "") and exc.status_code in ERROR_TITLES:
-            context = {"title": ERROR_TITLES[exc.status_code], "message": str(exc.detail)}
+            message = str(exc.detail)
+            if exc.status_code == 404 and message == "Not Found":
+                message = NO_SUCH_PAGE
+            context = {"title": ERROR_TITLES[exc.status_code], "message": message}
             return render(request, "error.html", context, status_code=exc.status_code)
         return await http_exception_handler(request, exc)
