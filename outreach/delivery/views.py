@@ -15,17 +15,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, and_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from outreach import timefmt
 from outreach.contacts.csvformat import escape_cell
 from outreach.errors import NotFound
 from outreach.models import Campaign, Contact, Enrollment, Message, MessageKind, MessageState
 
 
 def at(instant: datetime | None, zone: ZoneInfo) -> str:
-    """ "Tue Jun 10 8:00 AM" in ``zone``."""
+    """``Tue 10 Jun 2026, 08:00 Pacific``: the words staff read for an instant everywhere
+    (``outreach.timefmt.local``)."""
     if instant is None:
         return "(time not recorded)"
-    local = instant.astimezone(zone)
-    return f"{local:%a %b} {local.day} {local.hour % 12 or 12}:{local:%M %p}"
+    return timefmt.local(instant, zone)
 
 
 def outcome(message: Message, zone: ZoneInfo, paused_at: datetime | None = None) -> str:

@@ -44,16 +44,18 @@ def test_a_request_folded_into_the_booking_text_reads_as_skipped_and_the_booking
 ) -> None:
     visit = _book(session, settings, starts=29)  # Tuesday 13:30
     entry = _entry(session, visit)
-    assert entry["confirmation"] == "request goes Mon Mar 2 8:30 AM"
+    assert entry["confirmation"] == "request goes Mon 2 Mar 2026, 08:30 Pacific"
     assert _outcomes(entry) == {
-        "booked": "goes Mon Mar 2 8:30 AM",
+        "booked": "goes Mon 2 Mar 2026, 08:30 Pacific",
         "confirm_request": "skipped: combined: the booking message that day already asks to confirm "
         "this visit",
     }
     mark_sent(session, f"appointment:{visit.id}:reminder:booked:v1", MON_0830 + timedelta(minutes=1))
-    assert _entry(session, visit)["confirmation"] == "requested (sent Mon Mar 2 8:31 AM), no answer yet"
+    assert _entry(session, visit)["confirmation"] == (
+        "requested (sent Mon 2 Mar 2026, 08:31 Pacific), no answer yet"
+    )
     appointments.confirm(session, settings, visit.id, now=MON_0830 + timedelta(minutes=5))
-    assert _entry(session, visit)["confirmation"] == "confirmed Mon Mar 2 8:35 AM"
+    assert _entry(session, visit)["confirmation"] == "confirmed Mon 2 Mar 2026, 08:35 Pacific"
 
 
 def test_a_request_that_cannot_go_says_so_with_its_reason(session: Session, settings: Settings) -> None:
@@ -75,5 +77,6 @@ def test_a_request_held_by_a_crisis_pause_reads_as_held(session: Session, settin
     session.flush()
     entry = _entry(session, visit)
     assert entry["confirmation"] == (
-        "request held: automation paused for this patient since Mon Mar 2 9:30 AM until staff clear it"
+        "request held: automation paused for this patient since Mon 2 Mar 2026, 09:30 Pacific "
+        "until staff clear it"
     )

@@ -527,6 +527,7 @@ def test_day_view_shows_confirmation_state_and_messages(session: Session, settin
         session, settings, contact_id=contact.id, starts_at=VISIT + timedelta(days=1), type="booster", now=NOW
     )
     [entry] = appointments.day_view(session, VISIT.astimezone(LA).date(), LA)
-    assert entry["id"] == a.appointment.id and entry["confirmation"] == "request goes Wed Jun 4 12:00 PM"
+    assert entry["id"] == a.appointment.id
+    assert entry["confirmation"] == "request goes Wed 4 Jun 2025, 12:00 Pacific"
     assert {m["reminder"] for m in entry["messages"]} == {"booked", "prep", "confirm_request", "day_of"}
     assert entry["local_starts_at"].startswith("2025-06-10T10:00")

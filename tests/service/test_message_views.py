@@ -29,11 +29,11 @@ def test_each_message_reads_as_what_happens_to_it_in_the_clinics_time(session: S
     sent = make_message(session, contact, kind="automated", state="sent", sent_at=MON_0900)
     rows = {r["id"]: r["outcome"] for r in list_messages(session, contact_id=contact.id, staff_zone=LA)}
     assert rows == {
-        due.id: "goes Mon Mar 2 9:00 AM",
-        held.id: "held until Tue Mar 3 9:00 AM: outside the allowed sending window; "
+        due.id: "goes Mon 2 Mar 2026, 09:00 Pacific",
+        held.id: "held until Tue 3 Mar 2026, 09:00 Pacific: outside the allowed sending window; "
         "moved to the next opening",
         skipped.id: "skipped: no care consent for sms",
-        sent.id: "sent Mon Mar 2 9:00 AM",
+        sent.id: "sent Mon 2 Mar 2026, 09:00 Pacific",
     }
 
 
@@ -42,6 +42,8 @@ def test_a_paused_patients_automated_messages_read_as_held_not_scheduled(session
     reminder = make_message(session, contact, kind="automated", due_at=MON_0900)
     contact.automation_paused_at = MON_0900 - timedelta(hours=2)
     session.flush()
-    expected = "held: automation paused for this patient since Mon Mar 2 7:00 AM until staff clear it"
+    expected = (
+        "held: automation paused for this patient since Mon 2 Mar 2026, 07:00 Pacific until staff clear it"
+    )
     assert message_detail(session, reminder.id, LA)["outcome"] == expected
     assert list_messages(session, contact_id=contact.id, staff_zone=LA)[0]["outcome"] == expected

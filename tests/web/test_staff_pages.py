@@ -305,7 +305,8 @@ def test_the_day_view_shows_each_visit_with_its_confirmation_state(
     page = client.get("/appointments", params={"day": "2026-06-12"}).text
     assert "Friday 12 June 2026" in page and "09:30 Pacific" in page and "Ana Test" in page
     # The day view's own phrase: when the request to confirm goes, or why it will not.
-    phrase = r"<td>(request goes \w+ \w+ \d+ [\d:]+ [AP]M|not requested[^<]*confirm by phone)</td>"
+    goes = r"request goes \w+ \d+ \w+ \d{4}, \d\d:\d\d Pacific"
+    phrase = rf"<td>({goes}|not requested[^<]*confirm by phone)</td>"
     assert re.search(phrase, page)
     week = client.get("/appointments", params={"day": "2026-06-10", "view": "week"}).text
     assert "Monday 8 June 2026" in week and "Ana Test" in week
