@@ -353,6 +353,28 @@ def test_settings_mask_secrets_and_give_the_exact_webhook_urls(app: FastAPI, set
     assert "set (hidden)" in page
 
 
+@pytest.mark.parametrize(
+    ("twilio_answers", "said"), [(True, "Advanced Opt-Out"), (False, "We answer a patient who texts HELP")]
+)
+def test_settings_give_the_help_reply_to_paste_into_twilio(
+    settings: Settings, session_factory: sessionmaker[Session], twilio_answers: bool, said: str
+) -> None:
+    """Twilio's default answer to HELP names neither the clinic nor 911/988: the page gives the
+    clinic's own, to paste into Advanced Opt-Out, or says it is ours when Twilio does not answer."""
+    configured = load_settings(
+        database_url=settings.database_url,
+        templates_dir=settings.templates_dir,
+        twilio_handles_opt_out=twilio_answers,
+    )
+    with TestClient(staff_app(configured, session_factory, Clock())) as admin:
+        sign_in(admin, "admin@clinic.example.org")
+        page = html.unescape(admin.get("/settings").text)
+    assert said in page
+    reply = page.split("<blockquote><p>", 1)[1].split("</p></blockquote>", 1)[0]
+    assert reply.startswith(f"{configured.clinic_display_name}: call ")
+    assert "Reply STOP to opt out" in reply and "911" in reply and "988" in reply
+
+
 def test_unknown_records_get_a_plain_not_found_page(client: TestClient, csrf: str) -> None:
     for path in ("/contacts/999", "/inbox/999", "/messages/999", "/campaigns/nope"):
         response = client.get(path, headers={"accept": "text/html"})

@@ -14,7 +14,10 @@ from pydantic import SecretStr
 
 from outreach import audit
 from outreach.channels.twilio.client import STATUS_CALLBACK_PATH
+from outreach.config import Settings
+from outreach.content.rendering import RenderError, clinic_context, render_template
 from outreach.db import transaction
+from outreach.replies.responses import HELP_TEMPLATE
 from outreach.timefmt import staff_time
 from outreach.web.deps import get_session_factory, get_settings
 from outreach.web.inbound import INBOUND_SMS_PATH
@@ -35,6 +38,15 @@ def _masked(value: object) -> str:
     return str(value)
 
 
+def _help_reply(settings: Settings) -> str:
+    """What a patient texting HELP must read (clinic, phone, STOP, 911/988): when Twilio answers
+    HELP, its default answer has none of it until the clinic pastes this in."""
+    try:
+        return render_template(settings, HELP_TEMPLATE, "sms", clinic_context(settings)).text
+    except RenderError as exc:
+        return f"(it does not render: {exc})"
+
+
 @router.get("/settings", response_class=HTMLResponse)
 def settings_page(request: Request, staff: Admin) -> HTMLResponse:
     settings = get_settings(request)
@@ -50,6 +62,8 @@ def settings_page(request: Request, staff: Admin) -> HTMLResponse:
             ),
         ],
         "rows": rows,
+        "help_reply": _help_reply(settings),
+        "twilio_answers_help": settings.twilio_handles_opt_out,
     }
     with transaction(get_session_factory(request)) as session:
         audit.record(session, staff.actor, "settings.view", now_of(request))
