@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, Update, select, update
+from sqlalchemy import ColumnElement, Select, Update, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from outreach.db import is_postgres
-from outreach.models import Message, MessageState
+from outreach.models import Message, MessageKind, MessageState
 from outreach.ops import metrics
 
 DEFAULT_CLAIM_LEASE = timedelta(minutes=5)
@@ -26,14 +26,33 @@ DEFAULT_CLAIM_LEASE = timedelta(minutes=5)
 def claim_due(
     session: Session, now: datetime, batch_size: int = 500, lease: timedelta = DEFAULT_CLAIM_LEASE
 ) -> list[int]:
-    """Move up to ``batch_size`` due messages to ``queued`` and return their ids, oldest first."""
-    due = (
-        select(Message.id)
-        .where(Message.state == MessageState.SCHEDULED, Message.due_at <= now)
-        .order_by(Message.due_at, Message.id)
-        .limit(batch_size)
-    )
+    """Move up to ``batch_size`` due messages to ``queued`` and return their ids: first what is
+    not automated (staff's answers, the replies to a patient's own text), then the rest, each
+    oldest first.
+
+    A campaign's or a reminder wave's backlog, due earlier and sent at a sender's rate limit
+    (one a second from a long code), would otherwise hold a nurse's answer or the "a team member
+    will get back to you" for as long as the backlog lasts. Those rows are few and have a
+    partial index of their own (``ix_messages_due_replies``), which a bulk enrollment's
+    automated rows never enter."""
+    first = _claim(session, _due(now, batch_size, replies=True), now, lease)
+    if len(first) == batch_size:
+        return first
+    return sorted(first + _claim(session, _due(now, batch_size - len(first)), now, lease))
+
+
+def _claim(session: Session, due: Select[int], now: datetime, lease: timedelta) -> list[int]:
     return _queue(session, update(Message).where(_unlocked(session, due)), now, lease)
+
+
+def _due(now: datetime, limit: int, *, replies: bool = False) -> Select[int]:
+    """The first ``limit`` due rows in due order; with ``replies``, only those not automated."""
+    due = select(Message.id).where(Message.state == MessageState.SCHEDULED, Message.due_at <= now)
+    if replies:
+        # Written out, not bound: the partial index's condition must be provable from the
+        # statement itself, whatever plan PostgreSQL keeps for it.
+        due = due.where(Message.kind != literal_column(f"'{MessageKind.AUTOMATED}'"))
+    return due.order_by(Message.due_at, Message.id).limit(limit)
 
 
 def claim_keys(session: Session, keys: Sequence[str], now: datetime, lease: timedelta) -> list[int]:

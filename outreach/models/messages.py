@@ -70,6 +70,15 @@ class Message(Base):
             postgresql_where=text("state = 'scheduled'"),
             sqlite_where=text("state = 'scheduled'"),
         ),
+        # The claim's first pass (outreach.delivery.claim): what is not automated, ahead of a
+        # backlog. Few rows, and never a bulk enrollment's.
+        Index(
+            "ix_messages_due_replies",
+            "due_at",
+            "id",
+            postgresql_where=text("state = 'scheduled' AND kind <> 'automated'"),
+            sqlite_where=text("state = 'scheduled' AND kind <> 'automated'"),
+        ),
         Index("ix_messages_contact_state", "contact_id", "state"),
         # Partial: most rows have no provider id yet, or no appointment, and indexing their
         # NULLs would slow the bulk inserts of enrollment (500k rows at a time). No index on

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,6 +13,21 @@ from outreach.delivery.claim import claim_due, mark_stuck_sends_unknown, release
 from outreach.models import Message, MessageState, utcnow
 from outreach.outbox import insert_messages, transition
 from tests.support.factories import STAMPED_AT, make_contact, make_message
+
+
+def _automated(contact_id: int, prefix: str, due: list[datetime]) -> list[dict[str, object]]:
+    """Outbox rows of the default (automated) kind, one per due time."""
+    return [
+        {
+            "idempotency_key": f"{prefix}:{i}",
+            "contact_id": contact_id,
+            "channel": "sms",
+            "category": "care",
+            "due_at": due_at,
+            "body_override": "x",
+        }
+        for i, due_at in enumerate(due)
+    ]
 
 
 def test_claim_takes_only_due_messages_oldest_first(session_factory: sessionmaker[Session]) -> None:
@@ -30,22 +45,40 @@ def test_claim_takes_only_due_messages_oldest_first(session_factory: sessionmake
         assert session.get(Message, early.id).state == MessageState.QUEUED  # type: ignore[union-attr]
 
 
+def test_answers_to_patients_go_before_a_backlog_due_earlier(session_factory: sessionmaker[Session]) -> None:
+    """A campaign's backlog, due earlier and sent at a sender's rate limit, must not hold a
+    nurse's answer or the acknowledgement of a patient's text: the claim takes them first, then
+    the backlog oldest first."""
+    now = datetime(2026, 6, 10, 15, 2, tzinfo=UTC)
+    with session_factory.begin() as session:
+        contact = make_contact(session)
+        wave_due = [now - timedelta(minutes=2) + timedelta(seconds=i) for i in range(30)]
+        insert_messages(session, _automated(contact.id, "wave", wave_due), now=now - timedelta(minutes=3))
+        acknowledgement = make_message(session, contact, kind="system", due_at=now - timedelta(seconds=60))
+        answer = make_message(session, contact, kind="conversational", due_at=now - timedelta(seconds=30))
+        later = make_message(session, contact, kind="conversational", due_at=now + timedelta(seconds=30))
+        wave = list(
+            session.scalars(
+                select(Message.id).where(Message.kind == "automated").order_by(Message.due_at)
+            )
+        )
+    with session_factory.begin() as session:
+        first = claim_due(session, now, batch_size=10)
+    assert acknowledgement.id in first and answer.id in first
+    assert sorted(set(first) - {acknowledgement.id, answer.id}) == wave[:8]
+    with session_factory.begin() as session:
+        assert claim_due(session, now, batch_size=10) == wave[8:18]
+    with session_factory.begin() as session:
+        assert claim_due(session, now, batch_size=50) == wave[18:]
+    with session_factory() as session:
+        assert session.get(Message, later.id).state == MessageState.SCHEDULED  # type: ignore[union-attr]
+
+
 def test_two_dispatchers_never_claim_the_same_message(session_factory: sessionmaker[Session]) -> None:
     now = utcnow()
     with session_factory.begin() as session:
         contact = make_contact(session)
-        rows = [
-            {
-                "idempotency_key": f"race:{i}",
-                "contact_id": contact.id,
-                "channel": "sms",
-                "category": "care",
-                "due_at": now - timedelta(seconds=1),
-                "body_override": "x",
-            }
-            for i in range(600)
-        ]
-        insert_messages(session, rows, now=now)
+        insert_messages(session, _automated(contact.id, "race", [now - timedelta(seconds=1)] * 600), now=now)
     claims: list[list[int]] = [[], []]
 
     def dispatcher(slot: int) -> None:
