@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Celery
 from kombu.entity import Exchange, Queue
+from kombu.transport import sqlalchemy as sqlalchemy_transport
 
 from outreach import broker_fix
 from outreach.config import Settings
@@ -103,12 +104,26 @@ def transport_options(broker_url: str) -> dict[str, Any]:
             # ticks ahead of it do not wait behind send tasks.
             "queue_order_strategy": "priority",
         }
-    # The embedded broker (kombu's SQLAlchemy transport on a SQLite file) polls; keep it brisk.
+    # The embedded broker (kombu's SQLAlchemy transport on a SQLite file) gets none: that
+    # transport hands every option to SQLAlchemy's create_engine (see _brisk_embedded_broker).
     return {}
+
+
+# How often the embedded broker looks for tasks when none is waiting: kombu's default is a
+# second, a second at every hop from a patient's text to its reply (the webhook's task, then
+# the send task). A tenth costs each consuming process ten reads a second of a small SQLite table.
+EMBEDDED_POLL_SECONDS = 0.1
+
+
+def _brisk_embedded_broker() -> None:
+    """Set the embedded broker's polling interval on its transport class: its transport options
+    would reach create_engine, which refuses them. Only the embedded broker uses this transport."""
+    sqlalchemy_transport.Transport.polling_interval = EMBEDDED_POLL_SECONDS
 
 
 def make_celery(settings: Settings) -> Celery:
     broker_fix.install()
+    _brisk_embedded_broker()
     app = Celery("outreach", include=TASK_MODULES)
     app.conf.update(celery_config(settings))
     return app
