@@ -2,7 +2,8 @@
 
 Used alike by the contacts service, the CLI and the CSV importer's worker processes, so
 every route into the database applies the same rules. Problems are short phrases naming
-the field ("invalid phone"), never the value: they end up in terminals and logs.
+the field and why ("invalid phone: 7 digits, a US number has 10"), never the value: they end
+up in terminals and logs.
 """
 
 from __future__ import annotations
@@ -79,19 +80,34 @@ def normalize_checked_phone(raw: str, region: str = DEFAULT_REGION) -> Phone:
         try:
             number = phonenumbers.parse(raw, region)
         except phonenumbers.NumberParseException:
-            raise FieldError("invalid phone") from None
+            raise _invalid_phone(raw) from None
     # number_type makes the same metadata test is_valid_number does (valid means a known
     # type); computing it once also says whether the number is geographic, which the zone
     # lookup needs, and halves the cost of the check (it matters for 100k-row imports).
     kind = number_type(number)
     if kind == PhoneNumberType.UNKNOWN:
-        raise FieldError("invalid phone")
+        raise _invalid_phone(raw)
     if phonenumbers.is_number_type_geographical(kind, number.country_code or 0):
         zones = phone_zones.time_zones_for_geographical_number(number)
     else:
         zones = phone_zones.time_zones_for_number(number)
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return Phone(e164=e164, zones=tuple(z for z in zones if z != _UNKNOWN_ZONE))
+
+
+def _invalid_phone(raw: str) -> FieldError:
+    """Why a phone number was refused, told by how many digits it has (never which): the
+    everyday mistakes are a missing area code and a digit too many or too few."""
+    digits = sum(ch.isdigit() for ch in raw)
+    if digits == 0:
+        why = "no digits"
+    elif digits < 10:
+        why = f"{digits} digit{'s' if digits > 1 else ''}, a US number has 10"
+    elif digits > 15:
+        why = f"{digits} digits, more than any phone number has"
+    else:
+        why = "not a number in use (check the area code)"
+    return FieldError(f"invalid phone: {why}")
 
 
 # The longest +1 prefix in the library's zone data (country code, area code and exchange): a

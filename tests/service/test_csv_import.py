@@ -57,7 +57,7 @@ def test_every_rejected_row_has_its_line_and_reason_and_good_rows_go_in(
     ]) + "\n"
     report = run_import(session, write(tmp_path, content))
     assert [(e.line, e.reason) for e in report.errors] == [
-        (3, "invalid phone"),
+        (3, "invalid phone: 5 digits, a US number has 10"),
         (4, "invalid email"),
         (5, "unknown time zone"),
         (6, "no phone and no email"),
@@ -66,7 +66,7 @@ def test_every_rejected_row_has_its_line_and_reason_and_good_rows_go_in(
         (9, "unknown sms_consent value (use yes, no, or categories care, education, marketing "
             "separated by ;)"),
         (10, "invalid language"),
-        (11, "invalid phone; invalid email; unknown time zone"),
+        (11, "invalid phone: 5 digits, a US number has 10; invalid email; unknown time zone"),
         (12, "11 fields, but the header has 10"),
     ]
     assert (report.added, report.rejected, report.exit_code) == (2, 10, 1)
@@ -202,7 +202,9 @@ def test_parallel_validation_gives_the_same_result_as_inline(
         inline = run_import(session, path, workers=1, commit=False)
     assert parallel.as_dict() == inline.as_dict()
     assert parallel.added == 6000
-    assert [(e.line, e.reason) for e in parallel.errors] == [(6002, "invalid phone")]
+    assert [(e.line, e.reason) for e in parallel.errors] == [
+        (6002, "invalid phone: 5 digits, a US number has 10")
+    ]
 
 
 def test_row_without_phone_is_a_duplicate_of_an_earlier_row_with_the_same_email_and_name(

@@ -184,7 +184,7 @@ def test_adding_a_contact_with_a_bad_phone_keeps_what_was_typed_and_links_the_er
     typed = {"first_name": "Avery", "last_name": "Quinn", "phone": "12", "email": "avery@example.org"}
     response = client.post("/contacts/new", data={**typed, "csrf_token": csrf})
     assert response.status_code == 400
-    assert '<a href="#phone">Invalid phone</a>' in response.text
+    assert '<a href="#phone">Invalid phone: 2 digits, a US number has 10</a>' in response.text
     assert 'value="Avery"' in response.text and 'value="avery@example.org"' in response.text
     assert fetch(session, select(Contact)) == []
     added = client.post("/contacts/new", data={**typed, "phone": "925 555 0101", "csrf_token": csrf})
