@@ -302,11 +302,11 @@ class Throughput:
         return (self.accepted - 1) / self.accept_span if self.accept_span > 0 else 0.0
 
 
-def _warm_up(bench: Bench) -> None:
+def _warm_up(bench: Bench, messages: int = WARMUP_MESSAGES) -> None:
     """Forked children import, connect and open keep-alive sessions on their first tasks."""
     tag = bench.tag("warm")
-    _insert(bench, tag, [utcnow()] * WARMUP_MESSAGES)
-    _wait_sent(bench, tag, WARMUP_MESSAGES, timeout=60)
+    _insert(bench, tag, [utcnow()] * messages)
+    _wait_sent(bench, tag, messages, timeout=60)
 
 
 def _stop_leftovers(bench: Bench, tag: str) -> None:

@@ -29,6 +29,7 @@ from outreach.delivery import checks
 from outreach.delivery import compose as outgoing_builder
 from outreach.models import Message, MessageAttempt, MessageState
 from outreach.outbox import lock_contacts_of, lock_messages, transition
+from outreach.replies import responses
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class Prepared:
     # The ``time.monotonic()`` instant the send lease ends, read no later than the lease was
     # stamped: past it the rescue sweep may take the message, so no call may still be running.
     lease_ends: float = float("inf")
+    # A crisis reply or an on-call alert: it takes a rate-limit slot ahead of the sends that
+    # booked theirs (``outreach.delivery.ratelimit``).
+    urgent: bool = False
 
 
 @dataclass
@@ -213,5 +217,11 @@ def _prepare_one(
     # A later capped message of this batch for the same contact must count this one.
     facts.counted_send(message, now)
     return Prepared(
-        message.id, outgoing, decision.sender, message.attempts + 1, decision.send_by, lease_ends
+        message.id,
+        outgoing,
+        decision.sender,
+        message.attempts + 1,
+        decision.send_by,
+        lease_ends,
+        urgent=responses.is_urgent_key(message.idempotency_key),
     )

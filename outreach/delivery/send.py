@@ -59,17 +59,42 @@ SLOW_PROVIDER_REASON = "the provider is answering slowly; not called, back to th
 
 
 class RateLimiter(Protocol):
-    def acquire_many(self, sender: str, count: int, now: datetime, *, max_wait: float = ...) -> Reservation:
+    def acquire_many(
+        self,
+        sender: str,
+        count: int,
+        now: datetime,
+        *,
+        max_wait: float = ...,
+        yield_to_urgent: bool = ...,
+        urgent: bool = ...,
+    ) -> Reservation:
         """Up to ``count`` consecutive slots, each at most ``max_wait`` seconds away; fewer
         when the next lies further (``outreach.delivery.ratelimit``)."""
+        ...
+
+    def use_slot(self, sender: str, ticket: int) -> bool:
+        """Whether a yielding slot is still ours (an urgent send may have taken it)."""
         ...
 
 
 class NoLimit:
     """For tests of other behaviour."""
 
-    def acquire_many(self, sender: str, count: int, now: datetime, *, max_wait: float = 0.0) -> Reservation:
+    def acquire_many(
+        self,
+        sender: str,
+        count: int,
+        now: datetime,
+        *,
+        max_wait: float = 0.0,
+        yield_to_urgent: bool = False,
+        urgent: bool = False,
+    ) -> Reservation:
         return Reservation([0.0] * count)
+
+    def use_slot(self, sender: str, ticket: int) -> bool:
+        return True
 
 
 @dataclass
@@ -151,12 +176,29 @@ def _send_for_sender(
 
     Slots are reserved only for the next group (those opening within ``LOCK_MARGIN_SECONDS``),
     so a call that ran late pushes the following slots later instead of crowding them: no
-    1-second window ever holds more than the sender's rate.
+    1-second window ever holds more than the sender's rate. A slot further off is booked
+    yielding, so that a crisis reply can take it (``outreach.delivery.ratelimit``); crisis
+    replies and alerts go first and take their slots one at a time, urgently.
     """
     outcomes: dict[int, str] = {}
+    pending = sorted(pending, key=lambda p: not p.urgent)
     while pending:
         try:
-            slots = _next_slots(services, sender, len(pending), deadline)
+            slots = _next_slots(services, sender, len(pending), deadline, urgent=pending[0].urgent)
+            if not slots.waits:
+                waiting = "waiting for the sender's rate limit"
+                outcomes.update(
+                    _requeue_for_rate(services, [(p.message_id, slots.next_wait, waiting) for p in pending])
+                )
+                break
+            now = time.monotonic()
+            group = [Slotted(p, now + wait) for p, wait in zip(pending, slots.waits, strict=False)]
+            # Sleep most of the wait before taking the locks, the rest after the re-check, so
+            # the provider sees the slot's instant (not the slot plus however long the re-check
+            # took) and no lock is held for long.
+            services.sleep(max(0.0, group[0].slot - now - LOCK_MARGIN_SECONDS))
+            if not all(services.limiter.use_slot(sender, ticket) for ticket in slots.tickets):
+                continue  # an urgent send took the slot meanwhile: book again
         except RateLimitUnavailable:
             # The provider was not called: hand these back rather than leave them "sending".
             unavailable = "rate limiter unavailable"
@@ -166,32 +208,26 @@ def _send_for_sender(
                 )
             )
             break
-        if not slots.waits:
-            waiting = "waiting for the sender's rate limit"
-            outcomes.update(
-                _requeue_for_rate(services, [(p.message_id, slots.next_wait, waiting) for p in pending])
-            )
-            break
-        now = time.monotonic()
-        group = [Slotted(p, now + wait) for p, wait in zip(pending, slots.waits, strict=False)]
-        # Sleep most of the wait before taking the locks, the rest after the re-check, so the
-        # provider sees the slot's instant (not the slot plus however long the re-check took)
-        # and no lock is held for long.
-        services.sleep(max(0.0, group[0].slot - now - LOCK_MARGIN_SECONDS))
         outcomes.update(call_group(services, group))
         pending = pending[len(group) :]
     return outcomes
 
 
-def _next_slots(services: Services, sender: str, count: int, deadline: float) -> Reservation:
+def _next_slots(
+    services: Services, sender: str, count: int, deadline: float, *, urgent: bool = False
+) -> Reservation:
     """The slots opening within ``LOCK_MARGIN_SECONDS`` (one round trip; at a high rate, the
-    whole batch); when none does, the next one alone, if it opens before ``deadline``."""
+    whole batch); when none does, the next one alone, if it opens before ``deadline``, booked
+    yielding. An urgent message takes one slot, ahead of the yielding ones."""
     limiter = services.limiter
+    if urgent:
+        budget = max(0.0, deadline - time.monotonic())
+        return limiter.acquire_many(sender, 1, services.clock(), max_wait=budget, urgent=True)
     near = limiter.acquire_many(sender, count, services.clock(), max_wait=LOCK_MARGIN_SECONDS)
     if near.waits:
         return near
     budget = max(0.0, deadline - time.monotonic())
-    return limiter.acquire_many(sender, 1, services.clock(), max_wait=budget)
+    return limiter.acquire_many(sender, 1, services.clock(), max_wait=budget, yield_to_urgent=True)
 
 
 def _requeue_for_rate(services: Services, deferred: Sequence[tuple[int, float, str]]) -> dict[int, str]:

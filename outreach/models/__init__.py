@@ -27,6 +27,7 @@ from outreach.models.messages import (
     MessageKind,
     MessageState,
     PendingStatusEvent,
+    RateBooking,
     RateSlot,
 )
 from outreach.models.rollup import DeliveryDay, DeliveryDayCount
@@ -67,6 +68,7 @@ __all__ = [
     "MessageKind",
     "MessageState",
     "PendingStatusEvent",
+    "RateBooking",
     "RateSlot",
     "Role",
     "Suppression",

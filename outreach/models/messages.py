@@ -237,3 +237,13 @@ class RateSlot(Base):
 
     sender: Mapped[str] = mapped_column(String(64), primary_key=True)
     next_free_at: Mapped[datetime]
+
+
+class RateBooking(Base):
+    """Embedded-mode limiter: a slot a send task booked ahead and may yield to a crisis reply
+    until it spends it (``outreach.delivery.ratelimit``)."""
+
+    __tablename__ = "rate_bookings"
+
+    sender: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(primary_key=True)

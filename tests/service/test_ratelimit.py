@@ -16,6 +16,7 @@ from bench.ratelimit_bench import analyse, run
 from outreach.config import load_settings
 from outreach.delivery.ratelimit import (
     DatabaseRateLimiter,
+    RateLimiter,
     RateLimitUnavailable,
     RedisRateLimiter,
     interval_seconds,
@@ -143,6 +144,51 @@ def test_database_limiter_hands_out_a_batch_of_slots_in_one_call(
     assert taken.next_wait == pytest.approx(4 * SLOT)
     assert limiter.acquire("MGclinic", NOW) == pytest.approx(4 * SLOT)
     assert limiter.acquire_many("MGclinic", 3, NOW).waits == pytest.approx([5 * SLOT, 6 * SLOT, 7 * SLOT])
+
+
+def _crisis_reply_takes_the_first_yielding_slot(limiter: RateLimiter, interval: float) -> None:
+    """Send tasks sleeping towards slots booked ahead hold them yielding; a crisis reply takes
+    the earliest of them, and the task that booked it finds it gone and books again. The next
+    free slot does not move: every instant is still used once, so the rate holds."""
+    now_sending = limiter.acquire_many("MGclinic", 1, NOW)
+    first = limiter.acquire_many("MGclinic", 1, NOW, yield_to_urgent=True)
+    second = limiter.acquire_many("MGclinic", 1, NOW, yield_to_urgent=True)
+    assert now_sending.tickets == [] and len(first.tickets) == len(second.tickets) == 1
+
+    crisis = limiter.acquire_many("MGclinic", 1, NOW, urgent=True)
+
+    assert crisis.waits == pytest.approx(first.waits, abs=0.05)
+    assert first.waits == pytest.approx([interval], abs=0.05)
+    assert not limiter.use_slot("MGclinic", first.tickets[0])
+    assert limiter.use_slot("MGclinic", second.tickets[0])
+    assert limiter.acquire_many("MGclinic", 1, NOW).waits == pytest.approx([3 * interval], abs=0.05)
+    # Nothing yielding ahead: an urgent caller takes the next free slot like anyone.
+    anyone = limiter.acquire_many("MGclinic", 1, NOW, urgent=True)
+    assert anyone.waits == pytest.approx([4 * interval], abs=0.05)
+
+
+def test_redis_limiter_gives_a_crisis_reply_a_slot_booked_ahead(redis_client: redis.Redis[bytes]) -> None:
+    # One message a second, a long code's rate: the slots are far apart beside the test's own time.
+    limiter = RedisRateLimiter(redis_client, lambda _s: 1.0, key_prefix=f"test:{uuid.uuid4().hex}:")
+    _crisis_reply_takes_the_first_yielding_slot(limiter, interval_seconds(1.0))
+
+
+def test_database_limiter_gives_a_crisis_reply_a_slot_booked_ahead(
+    session_factory: sessionmaker[Session],
+) -> None:
+    limiter = DatabaseRateLimiter(session_factory, _twenty, monotonic=lambda: 0.0)
+    _crisis_reply_takes_the_first_yielding_slot(limiter, SLOT)
+
+
+def test_a_yielding_slot_is_spent_once(redis_client: redis.Redis[bytes]) -> None:
+    limiter = RedisRateLimiter(redis_client, lambda _s: 1.0, key_prefix=f"test:{uuid.uuid4().hex}:")
+    booked = limiter.acquire_many("MGclinic", 1, NOW, yield_to_urgent=True)
+
+    assert limiter.use_slot("MGclinic", booked.tickets[0])
+    # Spent: a crisis reply no longer finds it, and takes the next free slot.
+    assert limiter.acquire_many("MGclinic", 1, NOW, urgent=True).waits == pytest.approx(
+        [interval_seconds(1.0)], abs=0.05
+    )
 
 
 def test_redis_limiter_key_expires_once_idle(redis_client: redis.Redis[bytes]) -> None:

@@ -17,13 +17,15 @@ from outreach.channels import DeliveryError, Effect, Outgoing
 from outreach.config import Settings, load_settings
 from outreach.contacts import consent
 from outreach.db import make_engine, make_session_factory
-from outreach.delivery import reconcile, send
+from outreach.delivery import checks, reconcile, send
 from outreach.delivery.claim import mark_stuck_sends_unknown
 from outreach.delivery.prepare import prepare as prepare_batch
+from outreach.delivery.ratelimit import DatabaseRateLimiter, interval_seconds
 from outreach.delivery.reconcile import reconcile_unknown
 from outreach.delivery.send import Services, send_message
 from outreach.models import Consent, ConsentSource, Contact, Message, MessageAttempt, MessageState, utcnow
 from outreach.outbox import transition
+from outreach.replies import responses
 from tests.support.appointments import inbound
 from tests.support.campaigns import TEMPLATES
 from tests.support.factories import STAMPED_AT, make_contact, make_message
@@ -276,6 +278,44 @@ def test_crisis_reply_goes_out_at_night(settings: Settings, session_factory: ses
         send_message(_services(settings, session_factory, provider, now=three_am_la), message_id)
         == MessageState.SENT
     )
+
+
+def test_a_crisis_reply_takes_the_slot_a_campaign_message_booked_ahead(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """At a long code's one message a second, three sends hold the next three seconds and a
+    campaign message sleeps towards the fourth. A crisis reply sent meanwhile takes that slot
+    instead of queueing behind it; the campaign message books the next one and goes after."""
+    provider = FakeProvider()
+    limiter = DatabaseRateLimiter(session_factory, lambda _s: 1.0)
+    sender = checks.sender_for(settings, "sms")
+    interval = interval_seconds(1.0)
+    limiter.acquire_many(sender, 3, NOON_LA, max_wait=10.0)
+    campaign = _queued(session_factory, kind="automated", body="Week 2: what to expect.")
+    crisis = _queued(
+        session_factory, kind="system", key=responses.reply_key(1, responses.CRISIS_REPLY), body="Call 988."
+    )
+    crisis_slept: list[float] = []
+    crisis_services = replace(_services(settings, session_factory, provider), limiter=limiter)
+    crisis_services.sleep = crisis_slept.append
+    campaign_slept: list[float] = []
+
+    def campaign_sleeps(seconds: float) -> None:
+        campaign_slept.append(seconds)
+        if len(campaign_slept) == 1:  # the crisis text comes in while it sleeps
+            assert send_message(crisis_services, crisis) == MessageState.SENT
+
+    campaign_services = replace(_services(settings, session_factory, provider), limiter=limiter)
+    campaign_services.sleep = campaign_sleeps
+
+    assert send_message(campaign_services, campaign) == MessageState.SENT
+    assert [o.body for o in provider.sent] == ["Call 988.", "Week 2: what to expect."]
+    lead = send.LOCK_MARGIN_SECONDS
+    # The campaign message had the fourth slot; the reply went at it, the campaign message at
+    # the fifth: none used twice. (The sleeps are not real, so each wait is slept in full.)
+    assert campaign_slept[0] == pytest.approx(3 * interval - lead, abs=0.1)
+    assert max(crisis_slept) == pytest.approx(3 * interval, abs=0.1)
+    assert max(campaign_slept) == pytest.approx(4 * interval, abs=0.1)
 
 
 def test_expired_message_is_not_sent(settings: Settings, session_factory: sessionmaker[Session]) -> None:
