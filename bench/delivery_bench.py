@@ -313,8 +313,22 @@ def _stop_leftovers(bench: Bench, tag: str) -> None:
     """End a measurement: cancel what was not sent, drop the queued tasks, let in-flight sends finish.
 
     The cancel is conditional on the pending states, like every state change of the pipeline,
-    so a send already past ``queued`` is untouched.
+    so a send already past ``queued`` is untouched. A send task near its sender's rate hands
+    back what it could not send within its 5 s (``sending -> scheduled``), after the cancel; so
+    the cancel is repeated until nothing of ``tag`` is pending or in flight, or those rows would
+    be sent during the next measurement, ahead of its own (at 1 MPS, trial after trial).
     """
+    unsettled = {MessageState.SCHEDULED, MessageState.QUEUED, MessageState.SENDING}
+
+    def settled() -> bool:
+        _cancel_pending(bench, tag)
+        _drop_send_tasks(bench)
+        return not unsettled & set(_states(bench, tag))
+
+    wait_for(settled, timeout=60, interval=0.5, what=f"in-flight sends of {tag} to finish")
+
+
+def _cancel_pending(bench: Bench, tag: str) -> None:
     # The rows are locked in id order, the order the workers lock them in: a plain UPDATE locks
     # them in whatever order it finds them and deadlocked with a worker's prepare.
     pending = (
@@ -334,6 +348,9 @@ def _stop_leftovers(bench: Bench, tag: str) -> None:
             .values(state=MessageState.CANCELLED, state_reason="benchmark window over")
             .execution_options(synchronize_session=False)
         )
+
+
+def _drop_send_tasks(bench: Bench) -> None:
     broker = redis.Redis.from_url(bench.settings.broker_url)
     try:
         # kombu's Redis transport keeps a queue as a list under its name (plus one list per
@@ -342,11 +359,6 @@ def _stop_leftovers(bench: Bench, tag: str) -> None:
         broker.delete(queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9)))
     finally:
         broker.close()
-    wait_for(
-        lambda: MessageState.SENDING not in _states(bench, tag),
-        timeout=60,
-        what=f"in-flight sends of {tag} to finish",
-    )
 
 
 def _throughput(bench: Bench, workers: int, messages: int, window: float) -> Throughput:
