@@ -128,7 +128,7 @@ def run(
                 control = WorkerSpec(concurrency=delivery_bench.CONTROL_PROCESSES)
                 delivery_bench._start_worker(processes, "control", control, queues="control")
                 # At a long code's rate a hundred warm-up messages would take minutes.
-                delivery_bench._warm_up(bench, 5 if mps is not None else delivery_bench.WARMUP_MESSAGES)
+                delivery_bench._warm_up(bench, 3 if mps is not None else delivery_bench.WARMUP_MESSAGES)
                 results = []
                 for n, phone in enumerate(phones):
                     results.append(_trial(bench, messages, phone))
