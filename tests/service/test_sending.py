@@ -20,7 +20,12 @@ from outreach.db import make_engine, make_session_factory
 from outreach.delivery import checks, reconcile, send
 from outreach.delivery.claim import mark_stuck_sends_unknown
 from outreach.delivery.prepare import prepare as prepare_batch
-from outreach.delivery.ratelimit import DatabaseRateLimiter, interval_seconds
+from outreach.delivery.ratelimit import (
+    DatabaseRateLimiter,
+    RateLimitUnavailable,
+    Reservation,
+    interval_seconds,
+)
 from outreach.delivery.reconcile import reconcile_unknown
 from outreach.delivery.send import Services, send_message
 from outreach.models import Consent, ConsentSource, Contact, Message, MessageAttempt, MessageState, utcnow
@@ -316,6 +321,34 @@ def test_a_crisis_reply_takes_the_slot_a_campaign_message_booked_ahead(
     assert campaign_slept[0] == pytest.approx(3 * interval - lead, abs=0.1)
     assert max(crisis_slept) == pytest.approx(3 * interval, abs=0.1)
     assert max(campaign_slept) == pytest.approx(4 * interval, abs=0.1)
+
+
+class _LimiterLostAfterBooking:
+    """Redis answers the booking of a slot a second off, then is gone when the send wakes to
+    spend its ticket."""
+
+    def acquire_many(self, sender: str, count: int, now: datetime, **options: object) -> Reservation:
+        if not options.get("yield_to_urgent"):
+            return Reservation([], next_wait=1.0)
+        return Reservation([1.0], tickets=[1])
+
+    def use_slot(self, sender: str, ticket: int) -> bool:
+        raise RateLimitUnavailable("rate limiter store unreachable (ConnectionError)")
+
+
+def test_a_send_whose_slot_cannot_be_confirmed_goes_back_unsent(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """Whether a crisis reply took the slot meanwhile cannot be known: the provider is not
+    called, and the message goes back to the schedule with its attempt not used up."""
+    provider = FakeProvider()
+    message_id = _queued(session_factory, kind="automated")
+    services = replace(_services(settings, session_factory, provider), limiter=_LimiterLostAfterBooking())
+
+    assert send_message(services, message_id) == MessageState.SCHEDULED
+    assert provider.sent == []
+    message = _get(session_factory, message_id)
+    assert message.state_reason == "rate limiter unavailable" and message.attempts == 0
 
 
 def test_expired_message_is_not_sent(settings: Settings, session_factory: sessionmaker[Session]) -> None:
