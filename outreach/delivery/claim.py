@@ -27,8 +27,9 @@ def claim_due(
     session: Session, now: datetime, batch_size: int = 500, lease: timedelta = DEFAULT_CLAIM_LEASE
 ) -> list[int]:
     """Move up to ``batch_size`` due messages to ``queued`` and return their ids: first what is
-    not automated (staff's answers, the replies to a patient's own text), then the rest, each
-    oldest first.
+    not automated (staff's answers, the replies to a patient's own text), then the rest. The
+    ids keep that order (each part by id), so the dispatcher's first send task holds the
+    replies, and a send task sends them first (``outreach.delivery.send``).
 
     A campaign's or a reminder wave's backlog, due earlier and sent at a sender's rate limit
     (one a second from a long code), would otherwise hold a nurse's answer or the "a team member
@@ -38,7 +39,7 @@ def claim_due(
     first = _claim(session, _due(now, batch_size, replies=True), now, lease)
     if len(first) == batch_size:
         return first
-    return sorted(first + _claim(session, _due(now, batch_size - len(first)), now, lease))
+    return first + _claim(session, _due(now, batch_size - len(first)), now, lease)
 
 
 def _claim(session: Session, due: Select[int], now: datetime, lease: timedelta) -> list[int]:

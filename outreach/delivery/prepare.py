@@ -27,9 +27,17 @@ from outreach.config import Settings
 from outreach.db import is_postgres
 from outreach.delivery import checks
 from outreach.delivery import compose as outgoing_builder
-from outreach.models import Message, MessageAttempt, MessageState
+from outreach.models import Message, MessageAttempt, MessageKind, MessageState
 from outreach.outbox import lock_contacts_of, lock_messages, transition
 from outreach.replies import responses
+
+# At a sender's rate limit a send task's batch goes out one slot at a time, and what does not
+# fit in its few seconds goes back to the schedule: so a crisis reply or alert goes first, then
+# what a person wrote or asked for (a staff answer, the reply to a patient's text: HELP, an
+# opt-out's confirmation, the acknowledgement), then automated messages. In id order alone a
+# nurse's answer, the newest row, came last and was handed back again and again while a
+# campaign's backlog went out at one a second (minutes, in the embedded demo).
+URGENT, REPLY, AUTOMATED = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -44,9 +52,15 @@ class Prepared:
     # The ``time.monotonic()`` instant the send lease ends, read no later than the lease was
     # stamped: past it the rescue sweep may take the message, so no call may still be running.
     lease_ends: float = float("inf")
-    # A crisis reply or an on-call alert: it takes a rate-limit slot ahead of the sends that
-    # booked theirs (``outreach.delivery.ratelimit``).
-    urgent: bool = False
+    # The order a send task's messages take their sender's slots in, lowest first (``URGENT``,
+    # ``REPLY``, ``AUTOMATED``).
+    rank: int = AUTOMATED
+
+    @property
+    def urgent(self) -> bool:
+        """A crisis reply or an on-call alert: it takes a rate-limit slot ahead of the sends
+        that booked theirs (``outreach.delivery.ratelimit``)."""
+        return self.rank == URGENT
 
 
 @dataclass
@@ -223,5 +237,11 @@ def _prepare_one(
         message.attempts + 1,
         decision.send_by,
         lease_ends,
-        urgent=responses.is_urgent_key(message.idempotency_key),
+        rank=_rank(message),
     )
+
+
+def _rank(message: Message) -> int:
+    if responses.is_urgent_key(message.idempotency_key):
+        return URGENT
+    return AUTOMATED if message.kind == MessageKind.AUTOMATED else REPLY

@@ -178,10 +178,11 @@ def _send_for_sender(
     so a call that ran late pushes the following slots later instead of crowding them: no
     1-second window ever holds more than the sender's rate. A slot further off is booked
     yielding, so that a crisis reply can take it (``outreach.delivery.ratelimit``); crisis
-    replies and alerts go first and take their slots one at a time, urgently.
+    replies and alerts go first and take their slots one at a time, urgently; then replies to
+    patients and staff answers, then automated messages (``prepare.URGENT`` ...).
     """
     outcomes: dict[int, str] = {}
-    pending = sorted(pending, key=lambda p: not p.urgent)
+    pending = sorted(pending, key=lambda p: p.rank)
     while pending:
         try:
             slots = _next_slots(services, sender, len(pending), deadline, urgent=pending[0].urgent)

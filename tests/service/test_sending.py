@@ -323,6 +323,31 @@ def test_a_crisis_reply_takes_the_slot_a_campaign_message_booked_ahead(
     assert max(campaign_slept) == pytest.approx(4 * interval, abs=0.1)
 
 
+def test_at_a_rate_limit_a_batch_sends_its_replies_before_its_campaign_messages(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """A send task whose batch holds a campaign's backlog and a nurse's answer (the newest row)
+    takes one slot a second: the answer must have the first, not whatever is left once the
+    backlog has had its turn (in id order it came last, and at a long code was handed back to
+    the schedule again and again)."""
+    provider = FakeProvider()
+    with session_factory.begin() as session:
+        backlog = [
+            make_message(session, make_contact(session), kind="automated", body=f"Campaign {n}.")
+            for n in range(3)
+        ]
+        answer = make_message(session, make_contact(session), kind="conversational", body="Bring a snack.")
+        ids = [m.id for m in [*backlog, answer]]
+        for message_id in ids:
+            transition(session, message_id, [MessageState.SCHEDULED], MessageState.QUEUED, now=STAMPED_AT)
+    limiter = DatabaseRateLimiter(session_factory, lambda _s: 1.0)
+    services = replace(_services(settings, session_factory, provider), limiter=limiter)
+
+    send.send_batch(services, ids)
+
+    assert [o.body for o in provider.sent] == ["Bring a snack.", "Campaign 0.", "Campaign 1.", "Campaign 2."]
+
+
 class _LimiterLostAfterBooking:
     """Redis answers the booking of a slot a second off, then is gone when the send wakes to
     spend its ticket."""
