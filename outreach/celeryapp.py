@@ -121,6 +121,23 @@ def _brisk_embedded_broker() -> None:
     sqlalchemy_transport.Transport.polling_interval = EMBEDDED_POLL_SECONDS
 
 
+def declare_queues(settings: Settings) -> None:
+    """Declare the send and control queues once, before several processes start at once.
+
+    kombu's SQLAlchemy transport (the embedded broker) creates a queue's row on its first use,
+    guarded by a lock within one process only: two processes starting together (a worker
+    declaring its queue, beat publishing to it) both insert it, one gets a UNIQUE violation on
+    the queue's name, and Celery, calling that unrecoverable, stops the worker (seen in `make
+    test`'s embedded run: no sends until it was restarted). Declared first by one process, the
+    rows and the broker's tables exist before anyone races for them. On Redis a declaration
+    is harmless."""
+    app = make_celery(settings)
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        for name in (settings.celery_queue, control_queue(settings)):
+            _own_queue(name)(channel).declare()  # type: ignore[no-untyped-call]
+
+
 def make_celery(settings: Settings) -> Celery:
     broker_fix.install()
     _brisk_embedded_broker()

@@ -17,6 +17,7 @@ import typer
 from pydantic import ValidationError
 
 from outreach import demo
+from outreach.celeryapp import declare_queues
 from outreach.cli.common import clock, console, handle_errors, now, session_factory, settings, transaction
 from outreach.clock import child_environment
 from outreach.config import (
@@ -119,6 +120,7 @@ def run() -> None:
     env = child_environment(wired, clock())
     with transaction() as session:
         held = demo.held_note(session, config, now())
+    declare_queues(config)  # before the workers and beat race to create them
     processes: dict[str, subprocess.Popen[bytes]] = {}
     for name, command in commands.items():
         queues = _WORKER_QUEUES.get(name)
