@@ -113,6 +113,7 @@ def transport_options(broker_url: str) -> dict[str, Any]:
 # second, a second at every hop from a patient's text to its reply (the webhook's task, then
 # the send task). A tenth costs each consuming process ten reads a second of a small SQLite table.
 EMBEDDED_POLL_SECONDS = 0.1
+EMBEDDED_BROKER_SCHEME = "sqla+"
 
 
 def _brisk_embedded_broker() -> None:
@@ -129,8 +130,11 @@ def declare_queues(settings: Settings) -> None:
     declaring its queue, beat publishing to it) both insert it, one gets a UNIQUE violation on
     the queue's name, and Celery, calling that unrecoverable, stops the worker (seen in `make
     test`'s embedded run: no sends until it was restarted). Declared first by one process, the
-    rows and the broker's tables exist before anyone races for them. On Redis a declaration
-    is harmless."""
+    rows and the broker's tables exist before anyone races for them. Redis needs no rows:
+    nothing is done there, so a Redis that is down at start is left to the children, which
+    retry, instead of holding the parent."""
+    if not settings.broker_url.startswith(EMBEDDED_BROKER_SCHEME):
+        return
     app = make_celery(settings)
     with app.connection_for_write() as connection:
         channel = connection.default_channel

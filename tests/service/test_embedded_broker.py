@@ -22,3 +22,9 @@ def test_both_queues_are_declared_by_one_process_first(tmp_path: Path) -> None:
     with sqlite3.connect(broker) as db:
         names = sorted(name for (name,) in db.execute("SELECT name FROM kombu_queue"))
     assert names == sorted([settings.celery_queue, control_queue(settings)])
+
+
+def test_nothing_is_declared_on_redis_before_the_processes_start() -> None:
+    """Redis keeps no queue rows to race for; a Redis that is down at start must not hold
+    `outreach run` itself (its children retry)."""
+    declare_queues(load_settings(broker_url="redis://127.0.0.1:1/0"))  # nothing listens there
