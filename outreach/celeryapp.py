@@ -94,8 +94,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _on_redis(broker_url: str) -> bool:
+    """Redis, the production broker; anything else here is the embedded one (kombu's
+    SQLAlchemy transport)."""
+    return broker_url.startswith(("redis://", "rediss://"))
+
+
 def transport_options(broker_url: str) -> dict[str, Any]:
-    if broker_url.startswith(("redis://", "rediss://")):
+    if _on_redis(broker_url):
         return {
             # Longer than any task can run, so Redis never re-delivers a task still in progress.
             "visibility_timeout": 3600,
@@ -113,7 +119,6 @@ def transport_options(broker_url: str) -> dict[str, Any]:
 # second, a second at every hop from a patient's text to its reply (the webhook's task, then
 # the send task). A tenth costs each consuming process ten reads a second of a small SQLite table.
 EMBEDDED_POLL_SECONDS = 0.1
-EMBEDDED_BROKER_SCHEME = "sqla+"
 
 
 def _brisk_embedded_broker() -> None:
@@ -133,7 +138,7 @@ def declare_queues(settings: Settings) -> None:
     rows and the broker's tables exist before anyone races for them. Redis needs no rows:
     nothing is done there, so a Redis that is down at start is left to the children, which
     retry, instead of holding the parent."""
-    if not settings.broker_url.startswith(EMBEDDED_BROKER_SCHEME):
+    if _on_redis(settings.broker_url):
         return
     app = make_celery(settings)
     with app.connection_for_write() as connection:

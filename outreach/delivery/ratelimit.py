@@ -381,11 +381,13 @@ def _take_many(
     """Slot instants from ``start``, stopping at the first beyond ``max_wait``: an urgent
     caller's first from the yielding slots, then (like everyone's) consecutive free ones."""
     taken: list[datetime] = []
+    steal = urgent and yielding is not None
     while len(taken) < count:
-        earliest = yielding.take_earliest(max_wait) if urgent and yielding is not None else None
+        earliest = yielding.take_earliest(max_wait) if steal and yielding is not None else None
         if earliest is not None:
             taken.append(earliest)
             continue
+        steal = False  # none left to take: no second look
         at = max(slot.next_free_at, start)
         if (at - start).total_seconds() > max_wait:
             return taken, at
