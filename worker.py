@@ -9,11 +9,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from celery.signals import setup_logging, worker_init, worker_process_init
+from celery.signals import celeryd_after_setup, setup_logging, worker_init, worker_process_init
 from pydantic import ValidationError
 
 from outreach import runtime
-from outreach.celeryapp import make_celery
+from outreach.celeryapp import make_celery, take_replies_lane
 from outreach.config import (
     InsecureConfiguration,
     describe_invalid_settings,
@@ -40,6 +40,13 @@ runtime.install(settings)
 def _configure_logging(loglevel: str | int | None = None, **_: Any) -> None:
     # Connected, so Celery installs none of its own handlers: ours keep patient data out.
     logs.configure(settings, loglevel)
+
+
+@celeryd_after_setup.connect
+def _replies_with_sends(instance: Any, **_: Any) -> None:
+    # A worker started with -Q <send queue> (docker compose, the README) takes the staff
+    # answers' lane as well, ahead of the send queue.
+    take_replies_lane(instance.app, settings)
 
 
 @worker_init.connect

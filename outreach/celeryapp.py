@@ -47,13 +47,40 @@ def control_queue(settings: Settings) -> str:
     return f"{settings.celery_queue}.control"
 
 
+def replies_queue(settings: Settings) -> str:
+    """The replies lane: send tasks of what is not automated (staff's answers, HELP, an
+    opt-out's confirmation, the acknowledgement of a patient's text). Send workers take it
+    before the send queue, so an answer never waits behind a campaign's backlog of send tasks."""
+    return f"{settings.celery_queue}.replies"
+
+
 def consumed_queues(settings: Settings) -> list[str]:
-    """The queues a worker with these settings takes tasks from."""
+    """The queues a worker with these settings takes tasks from, in the order it takes them."""
+    sends = [replies_queue(settings), settings.celery_queue]
     return {
-        "all": [control_queue(settings), settings.celery_queue],
-        "sends": [settings.celery_queue],
+        "all": [control_queue(settings), *sends],
+        "sends": sends,
         "control": [control_queue(settings)],
     }[settings.worker_queues]
+
+
+def with_replies_lane(settings: Settings, queues: Sequence[str]) -> list[str]:
+    """``queues`` (a worker's ``-Q``) with the replies lane just before the send queue, if the
+    send queue is among them: a worker started as ``-Q outreach`` (the README's and docker
+    compose's) takes the staff answers the dispatcher puts on their own lane too."""
+    lane = replies_queue(settings)
+    taken = [name for name in queues if name != lane]
+    if settings.celery_queue not in taken:
+        return list(queues)
+    at = taken.index(settings.celery_queue)
+    return [*taken[:at], lane, *taken[at:]]
+
+
+def take_replies_lane(app: Celery, settings: Settings) -> None:
+    """Make a worker whose queues were chosen by ``-Q`` take the replies lane with the send
+    queue (celery's ``celeryd_after_setup``, after ``-Q`` is applied; worker.py)."""
+    queues = app.amqp.queues
+    queues.select(with_replies_lane(settings, list(queues.consume_from)))
 
 
 def _own_queue(name: str) -> Queue:
@@ -128,7 +155,7 @@ def _brisk_embedded_broker() -> None:
 
 
 def declare_queues(settings: Settings) -> None:
-    """Declare the send and control queues once, before several processes start at once.
+    """Declare the send, replies and control queues once, before several processes start at once.
 
     kombu's SQLAlchemy transport (the embedded broker) creates a queue's row on its first use,
     guarded by a lock within one process only: two processes starting together (a worker
@@ -143,7 +170,7 @@ def declare_queues(settings: Settings) -> None:
     app = make_celery(settings)
     with app.connection_for_write() as connection:
         channel = connection.default_channel
-        for name in (settings.celery_queue, control_queue(settings)):
+        for name in (settings.celery_queue, replies_queue(settings), control_queue(settings)):
             _own_queue(name)(channel).declare()  # type: ignore[no-untyped-call]
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from celery import shared_task
 
 from outreach import runtime
-from outreach.celeryapp import control_queue
+from outreach.celeryapp import control_queue, replies_queue
 from outreach.config import Settings
 from outreach.delivery import claim, dispatch, reconcile, rollup, send, status
 from outreach.ops import metrics
@@ -19,18 +19,27 @@ SEND_TASK = "outreach.send_messages"
 log = logging.getLogger(__name__)
 
 
-def _enqueue(chunks: Sequence[Sequence[int]]) -> None:
+def _publish(chunks: Sequence[Sequence[int]], queue: str | None = None) -> None:
     # One pooled producer for the whole claim: acquiring one per task costs more than the
     # publish itself at hundreds of tasks a second.
+    lane = {"queue": queue} if queue else {}
     with send_messages.app.producer_or_acquire() as producer:
         for ids in chunks:
-            send_messages.apply_async((list(ids),), producer=producer)
+            send_messages.apply_async((list(ids),), producer=producer, **lane)
 
 
-def _waiting() -> int:
+def _enqueue(chunks: Sequence[Sequence[int]]) -> None:
+    _publish(chunks)
+
+
+def _enqueue_replies(chunks: Sequence[Sequence[int]]) -> None:
+    _publish(chunks, replies_queue(runtime.current().settings))
+
+
+def _waiting(queue: str | None = None) -> int:
     """Send tasks waiting in the broker (kombu's queue size: LLEN on Redis, a row count on
     the embedded broker)."""
-    queue = send_messages.app.conf.task_default_queue
+    queue = queue or send_messages.app.conf.task_default_queue
     with send_messages.app.pool.acquire(block=True) as connection:
         declared = connection.default_channel.queue_declare(queue=queue, passive=False)
     return int(declared.message_count)
@@ -38,7 +47,16 @@ def _waiting() -> int:
 
 @shared_task(name="outreach.dispatch_due", ignore_result=True)
 def dispatch_due(run_for: float = 0.9) -> int:
-    return dispatch.dispatch_due(runtime.current(), _enqueue, waiting=_waiting, run_for=run_for)
+    services = runtime.current()
+    replies = replies_queue(services.settings)
+    return dispatch.dispatch_due(
+        services,
+        _enqueue,
+        enqueue_replies=_enqueue_replies,
+        waiting=_waiting,
+        waiting_replies=lambda: _waiting(replies),
+        run_for=run_for,
+    )
 
 
 # acks_late + reject_on_worker_lost: a worker killed mid-task gets the ids redelivered; each

@@ -11,6 +11,7 @@ never claim the same row.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Select, Update, literal_column, select, update
@@ -23,36 +24,69 @@ from outreach.ops import metrics
 DEFAULT_CLAIM_LEASE = timedelta(minutes=5)
 
 
+@dataclass(frozen=True)
+class Claim:
+    """One claim's ids by lane: ``replies`` (what is not automated: staff's answers, HELP, an
+    opt-out's confirmation, the acknowledgement of a patient's text) and ``automated``."""
+
+    replies: list[int]
+    automated: list[int]
+
+    @property
+    def ids(self) -> list[int]:
+        return self.replies + self.automated
+
+
 def claim_due(
     session: Session, now: datetime, batch_size: int = 500, lease: timedelta = DEFAULT_CLAIM_LEASE
 ) -> list[int]:
     """Move up to ``batch_size`` due messages to ``queued`` and return their ids: first what is
-    not automated (staff's answers, the replies to a patient's own text), then the rest. The
-    ids keep that order (each part by id), so the dispatcher's first send task holds the
-    replies, and a send task sends them first (``outreach.delivery.send``).
+    not automated, then the rest, each part by id (``claim_lanes``, as one list)."""
+    return claim_lanes(session, now, batch_size, lease).ids
+
+
+def claim_lanes(
+    session: Session,
+    now: datetime,
+    batch_size: int = 500,
+    lease: timedelta = DEFAULT_CLAIM_LEASE,
+    *,
+    replies: bool = True,
+    automated: bool = True,
+) -> Claim:
+    """Move up to ``batch_size`` due messages to ``queued``: first what is not automated (if
+    ``replies``), then automated messages (if ``automated``) in the room left.
 
     A campaign's or a reminder wave's backlog, due earlier and sent at a sender's rate limit
     (one a second from a long code), would otherwise hold a nurse's answer or the "a team member
     will get back to you" for as long as the backlog lasts. Those rows are few and have a
     partial index of their own (``ix_messages_due_replies``), which a bulk enrollment's
-    automated rows never enter."""
-    first = _claim(session, _due(now, batch_size, replies=True), now, lease)
-    if len(first) == batch_size:
-        return first
-    return first + _claim(session, _due(now, batch_size - len(first)), now, lease)
+    automated rows never enter; the dispatcher gives them send tasks of their own, on a lane
+    of their own (``outreach.delivery.dispatch``)."""
+    first = _claim(session, _due(now, batch_size, replies=True), now, lease) if replies else []
+    rest: list[int] = []
+    if automated and len(first) < batch_size:
+        # Alone, only automated rows: the replies' lane is full, and they wait for it.
+        due = _due(now, batch_size - len(first), automated_only=not replies)
+        rest = _claim(session, due, now, lease)
+    return Claim(replies=first, automated=rest)
 
 
 def _claim(session: Session, due: Select[int], now: datetime, lease: timedelta) -> list[int]:
     return _queue(session, update(Message).where(_unlocked(session, due)), now, lease)
 
 
-def _due(now: datetime, limit: int, *, replies: bool = False) -> Select[int]:
-    """The first ``limit`` due rows in due order; with ``replies``, only those not automated."""
+def _due(now: datetime, limit: int, *, replies: bool = False, automated_only: bool = False) -> Select[int]:
+    """The first ``limit`` due rows in due order; with ``replies``, only those not automated;
+    with ``automated_only``, only those automated."""
     due = select(Message.id).where(Message.state == MessageState.SCHEDULED, Message.due_at <= now)
+    automated: ColumnElement[str] = literal_column(f"'{MessageKind.AUTOMATED}'")
     if replies:
         # Written out, not bound: the partial index's condition must be provable from the
         # statement itself, whatever plan PostgreSQL keeps for it.
-        due = due.where(Message.kind != literal_column(f"'{MessageKind.AUTOMATED}'"))
+        due = due.where(Message.kind != automated)
+    elif automated_only:
+        due = due.where(Message.kind == automated)
     return due.order_by(Message.due_at, Message.id).limit(limit)
 
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
-from outreach.delivery.claim import claim_due, next_due_at
+from outreach.delivery.claim import Claim, claim_lanes, next_due_at
 from outreach.delivery.send import Services
 from outreach.outbox.idsets import slices
 
@@ -46,36 +46,59 @@ def dispatch_due(
     services: Services,
     enqueue: Callable[[Sequence[Sequence[int]]], None],
     *,
+    enqueue_replies: Callable[[Sequence[Sequence[int]]], None] | None = None,
     waiting: Callable[[], int] = lambda: 0,
+    waiting_replies: Callable[[], int] = lambda: 0,
     batch_size: int = 500,
     run_for: float = 0.0,
 ) -> int:
     """Claim and enqueue until nothing is due (and ``run_for`` seconds have passed).
 
-    ``enqueue`` publishes one send task per chunk of ids; ``waiting`` says how many send tasks
-    sit in the broker unconsumed. While that is ``MAX_WAITING_TASKS`` or more, nothing is
-    claimed: claiming faster than workers send only moves rows from ``scheduled`` to a queue
-    whose leases may run out before a worker gets to them.
+    ``enqueue`` publishes one send task per chunk of automated ids, ``enqueue_replies`` one per
+    chunk of the rest (staff's answers, HELP, confirmations: the replies lane, which send
+    workers take first; ``enqueue`` too if not given). ``waiting`` and ``waiting_replies`` say
+    how many send tasks of each lane sit in the broker unconsumed. A lane with
+    ``MAX_WAITING_TASKS`` or more gets nothing new: claiming faster than workers send only moves
+    rows from ``scheduled`` to a queue whose leases may run out before a worker gets to them.
+    A full automated lane does not hold back the replies: while it is full, what is not
+    automated is still claimed, every ``IDLE_POLL`` seconds.
     """
+    to_replies = enqueue_replies or enqueue
     deadline = time.monotonic() + run_for
     lease = timedelta(seconds=services.settings.claim_lease_seconds)
     total = 0
+    next_replies_look = 0.0
     while True:
-        if waiting() >= MAX_WAITING_TASKS:
+        backlog_full = waiting() >= MAX_WAITING_TASKS
+        if backlog_full and time.monotonic() < next_replies_look:
             if time.monotonic() >= deadline:
                 return total
             time.sleep(BACKPRESSURE_POLL)
             continue
-        with services.session_factory() as session, session.begin():
-            ids = claim_due(session, services.clock(), batch_size, lease)
-        if ids:
-            enqueue(slices(ids, task_size(len(ids))))
-        total += len(ids)
-        if len(ids) == batch_size:
+        replies_room = waiting_replies() < MAX_WAITING_TASKS
+        if backlog_full:
+            next_replies_look = time.monotonic() + IDLE_POLL
+        claim = Claim([], [])
+        if replies_room or not backlog_full:
+            with services.session_factory() as session, session.begin():
+                now = services.clock()
+                claim = claim_lanes(
+                    session, now, batch_size, lease, replies=replies_room, automated=not backlog_full
+                )
+        if claim.replies:
+            to_replies(slices(claim.replies, task_size(len(claim.replies))))
+        if claim.automated:
+            enqueue(slices(claim.automated, task_size(len(claim.automated))))
+        claimed = len(claim.replies) + len(claim.automated)
+        total += claimed
+        if claimed == batch_size:
             continue  # more may be due right now
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return total
+        if backlog_full:
+            time.sleep(min(BACKPRESSURE_POLL, remaining))
+            continue
         with services.session_factory() as session:
             upcoming = next_due_at(session)
         wait = IDLE_POLL

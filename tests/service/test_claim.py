@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach.db import make_engine, make_session_factory
-from outreach.delivery.claim import claim_due, mark_stuck_sends_unknown, release_stale_claims
+from outreach.delivery.claim import claim_due, claim_lanes, mark_stuck_sends_unknown, release_stale_claims
 from outreach.models import Message, MessageState, utcnow
 from outreach.outbox import insert_messages, transition
 from tests.support.factories import STAMPED_AT, make_contact, make_message
@@ -73,6 +73,33 @@ def test_answers_to_patients_go_before_a_backlog_due_earlier(session_factory: se
         assert claim_due(session, now, batch_size=50) == wave[18:]
     with session_factory() as session:
         assert session.get(Message, later.id).state == MessageState.SCHEDULED  # type: ignore[union-attr]
+
+
+def test_a_claim_names_each_lane_and_can_take_one_alone(session_factory: sessionmaker[Session]) -> None:
+    """The dispatcher puts what is not automated on a lane of its own; while the send lane is
+    full it claims only that, and while the replies lane is full only the automated rows
+    (outreach.delivery.dispatch)."""
+    now = datetime(2026, 6, 10, 15, 2, tzinfo=UTC)
+    with session_factory.begin() as session:
+        contact = make_contact(session)
+        insert_messages(session, _automated(contact.id, "wave", [now - timedelta(minutes=1)] * 5), now=now)
+        answer = make_message(session, contact, kind="conversational", due_at=now - timedelta(seconds=5))
+        help_reply = make_message(session, contact, kind="system", due_at=now - timedelta(seconds=1))
+    with session_factory.begin() as session:
+        alone = claim_lanes(session, now, batch_size=10, automated=False)
+    assert alone.replies == [answer.id, help_reply.id]
+    assert alone.automated == []
+    with session_factory() as session:
+        waiting = session.scalars(select(Message.id).where(Message.state == MessageState.SCHEDULED)).all()
+    assert len(waiting) == 5, "the backlog stays scheduled"
+    with session_factory.begin() as session:
+        late_answer = make_message(session, contact, kind="conversational", due_at=now - timedelta(seconds=1))
+    with session_factory.begin() as session:
+        rest = claim_lanes(session, now, batch_size=10, replies=False)
+    assert rest.replies == []
+    assert sorted(rest.automated) == sorted(waiting), "a full replies lane: the answer is left"
+    with session_factory() as session:
+        assert session.get(Message, late_answer.id).state == MessageState.SCHEDULED  # type: ignore[union-attr]
 
 
 def test_two_dispatchers_never_claim_the_same_message(session_factory: sessionmaker[Session]) -> None:

@@ -16,7 +16,7 @@ from outreach.outbox import insert_messages
 from tests.support.factories import make_contact
 
 
-def _due(factory: sessionmaker[Session], count: int) -> None:
+def _due(factory: sessionmaker[Session], count: int, kind: str = "automated") -> None:
     now = utcnow()
     with factory.begin() as session:
         contact = make_contact(session)
@@ -24,11 +24,11 @@ def _due(factory: sessionmaker[Session], count: int) -> None:
             session,
             [
                 {
-                    "idempotency_key": f"relay:{n}",
+                    "idempotency_key": f"{kind}:{n}",
                     "contact_id": contact.id,
                     "channel": "sms",
                     "category": "care",
-                    "kind": "system",
+                    "kind": kind,
                     "body_override": "x",
                     "due_at": now - timedelta(seconds=1),
                 }
@@ -86,3 +86,51 @@ def test_a_full_broker_queue_leaves_due_rows_scheduled(
     almost_full = dispatch.MAX_WAITING_TASKS - 1
     assert dispatch.dispatch_due(services, published.extend, waiting=lambda: almost_full) == 30
     assert _states(session_factory) == {MessageState.QUEUED: 30}
+
+
+def test_what_is_not_automated_goes_on_the_replies_lane(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """Staff's answers, HELP and the acknowledgements get send tasks of their own, on the lane
+    send workers take first: never queued behind a campaign's send tasks."""
+    _due(session_factory, 40)
+    _due(session_factory, 3, kind="conversational")
+    sends: list[Sequence[int]] = []
+    replies: list[Sequence[int]] = []
+    total = dispatch.dispatch_due(
+        _services(settings, session_factory), sends.extend, enqueue_replies=replies.extend
+    )
+    assert total == 43
+    assert [len(chunk) for chunk in replies] == [2, 1]
+    assert [len(chunk) for chunk in sends] == [20, 20]
+    with session_factory() as session:
+        kinds = {row.id: row.kind for row in session.execute(select(Message.id, Message.kind))}
+    assert {kinds[i] for chunk in replies for i in chunk} == {"conversational"}
+    assert {kinds[i] for chunk in sends for i in chunk} == {"automated"}
+
+
+def test_a_full_send_lane_does_not_hold_back_the_replies(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """A backlog of send tasks stops the dispatcher claiming automated messages, not a nurse's
+    answer; a full replies lane stops the replies too."""
+    _due(session_factory, 30)
+    _due(session_factory, 2, kind="conversational")
+    services = _services(settings, session_factory)
+    sends: list[Sequence[int]] = []
+    replies: list[Sequence[int]] = []
+    full = dispatch.MAX_WAITING_TASKS
+
+    def dispatch_with(replies_waiting: int) -> int:
+        return dispatch.dispatch_due(
+            services, sends.extend, enqueue_replies=replies.extend,
+            waiting=lambda: full, waiting_replies=lambda: replies_waiting,
+        )
+
+    assert dispatch_with(replies_waiting=full) == 0
+    assert _states(session_factory) == {MessageState.SCHEDULED: 32}
+
+    assert dispatch_with(replies_waiting=0) == 2
+    assert sends == []
+    assert sum(len(chunk) for chunk in replies) == 2
+    assert _states(session_factory) == {MessageState.SCHEDULED: 30, MessageState.QUEUED: 2}
