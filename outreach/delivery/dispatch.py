@@ -96,7 +96,8 @@ def dispatch_due(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return total
-        if backlog_full:
+        if backlog_full or not replies_room:
+            # A lane is full: what is due stays due, so the wait below would be none.
             time.sleep(min(BACKPRESSURE_POLL, remaining))
             continue
         with services.session_factory() as session:

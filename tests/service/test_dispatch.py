@@ -134,3 +134,24 @@ def test_a_full_send_lane_does_not_hold_back_the_replies(
     assert sends == []
     assert sum(len(chunk) for chunk in replies) == 2
     assert _states(session_factory) == {MessageState.SCHEDULED: 30, MessageState.QUEUED: 2}
+
+
+def test_a_full_replies_lane_is_looked_at_again_after_a_pause(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """Replies due and their lane full, nothing else due: the dispatcher waits for the lane
+    between looks instead of spinning on the broker and the database for its whole run."""
+    _due(session_factory, 30, kind="system")
+    looks: list[int] = []
+
+    def replies_waiting() -> int:
+        looks.append(1)
+        return dispatch.MAX_WAITING_TASKS
+
+    published: list[Sequence[int]] = []
+    services = _services(settings, session_factory)
+    claimed = dispatch.dispatch_due(services, published.extend, waiting_replies=replies_waiting, run_for=0.3)
+    assert claimed == 0
+    assert published == []
+    # A look every BACKPRESSURE_POLL (50 ms) at most: 7 in 0.3 s, fewer on a busy machine.
+    assert 1 <= len(looks) <= 0.3 / dispatch.BACKPRESSURE_POLL + 2
