@@ -46,6 +46,7 @@ from sqlalchemy import ColumnElement, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench import cpu, naive_eta, ratelimit_bench
+from outreach.celeryapp import replies_queue
 from outreach.config import Settings
 from outreach.db import make_engine, make_session_factory
 from outreach.migrate import upgrade
@@ -354,9 +355,10 @@ def _drop_send_tasks(bench: Bench) -> None:
     broker = redis.Redis.from_url(bench.settings.broker_url)
     try:
         # kombu's Redis transport keeps a queue as a list under its name (plus one list per
-        # priority step, when priorities are used).
-        queue = bench.settings.celery_queue
-        broker.delete(queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9)))
+        # priority step, when priorities are used). The bench's rows are not automated, so
+        # their tasks are on the replies lane.
+        for queue in (bench.settings.celery_queue, replies_queue(bench.settings)):
+            broker.delete(queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9)))
     finally:
         broker.close()
 
