@@ -51,11 +51,10 @@ def claim_lanes(
     batch_size: int = 500,
     lease: timedelta = DEFAULT_CLAIM_LEASE,
     *,
-    replies: bool = True,
     automated: bool = True,
 ) -> Claim:
-    """Move up to ``batch_size`` due messages to ``queued``: first what is not automated (if
-    ``replies``), then automated messages (if ``automated``) in the room left.
+    """Move up to ``batch_size`` due messages to ``queued``: first what is not automated, then
+    (if ``automated``) automated messages in the room left.
 
     A campaign's or a reminder wave's backlog, due earlier and sent at a sender's rate limit
     (one a second from a long code), would otherwise hold a nurse's answer or the "a team member
@@ -63,12 +62,10 @@ def claim_lanes(
     partial index of their own (``ix_messages_due_replies``), which a bulk enrollment's
     automated rows never enter; the dispatcher gives them send tasks of their own, on a lane
     of their own (``outreach.delivery.dispatch``)."""
-    first = _claim(session, _due(now, batch_size, replies=True), now, lease) if replies else []
+    first = _claim(session, _due(now, batch_size, replies=True), now, lease)
     rest: list[int] = []
     if automated and len(first) < batch_size:
-        # Alone, only automated rows: the replies' lane is full, and they wait for it.
-        due = _due(now, batch_size - len(first), automated_only=not replies)
-        rest = _claim(session, due, now, lease)
+        rest = _claim(session, _due(now, batch_size - len(first)), now, lease)
     return Claim(replies=first, automated=rest)
 
 
@@ -76,17 +73,13 @@ def _claim(session: Session, due: Select[int], now: datetime, lease: timedelta) 
     return _queue(session, update(Message).where(_unlocked(session, due)), now, lease)
 
 
-def _due(now: datetime, limit: int, *, replies: bool = False, automated_only: bool = False) -> Select[int]:
-    """The first ``limit`` due rows in due order; with ``replies``, only those not automated;
-    with ``automated_only``, only those automated."""
+def _due(now: datetime, limit: int, *, replies: bool = False) -> Select[int]:
+    """The first ``limit`` due rows in due order; with ``replies``, only those not automated."""
     due = select(Message.id).where(Message.state == MessageState.SCHEDULED, Message.due_at <= now)
-    automated: ColumnElement[str] = literal_column(f"'{MessageKind.AUTOMATED}'")
     if replies:
         # Written out, not bound: the partial index's condition must be provable from the
         # statement itself, whatever plan PostgreSQL keeps for it.
-        due = due.where(Message.kind != automated)
-    elif automated_only:
-        due = due.where(Message.kind == automated)
+        due = due.where(Message.kind != literal_column(f"'{MessageKind.AUTOMATED}'"))
     return due.order_by(Message.due_at, Message.id).limit(limit)
 
 

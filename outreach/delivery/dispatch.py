@@ -60,8 +60,8 @@ def dispatch_due(
     how many send tasks of each lane sit in the broker unconsumed. A lane with
     ``MAX_WAITING_TASKS`` or more gets nothing new: claiming faster than workers send only moves
     rows from ``scheduled`` to a queue whose leases may run out before a worker gets to them.
-    A full automated lane does not hold back the replies: while it is full, what is not
-    automated is still claimed, every ``IDLE_POLL`` seconds.
+    A full send lane does not hold back the replies: while it is full, what is not automated
+    is still claimed, every ``IDLE_POLL`` seconds; a full replies lane holds back both.
     """
     to_replies = enqueue_replies or enqueue
     deadline = time.monotonic() + run_for
@@ -70,21 +70,16 @@ def dispatch_due(
     next_replies_look = 0.0
     while True:
         backlog_full = waiting() >= MAX_WAITING_TASKS
-        if backlog_full and time.monotonic() < next_replies_look:
-            if time.monotonic() >= deadline:
-                return total
-            time.sleep(BACKPRESSURE_POLL)
-            continue
-        replies_room = waiting_replies() < MAX_WAITING_TASKS
-        if backlog_full:
+        look = not backlog_full or time.monotonic() >= next_replies_look
+        if look and backlog_full:
             next_replies_look = time.monotonic() + IDLE_POLL
+        # Workers take the replies lane first: while it is full, automated rows claimed now
+        # would only wait, leased, behind it.
+        replies_full = look and waiting_replies() >= MAX_WAITING_TASKS
         claim = Claim([], [])
-        if replies_room or not backlog_full:
+        if look and not replies_full:
             with services.session_factory() as session, session.begin():
-                now = services.clock()
-                claim = claim_lanes(
-                    session, now, batch_size, lease, replies=replies_room, automated=not backlog_full
-                )
+                claim = claim_lanes(session, services.clock(), batch_size, lease, automated=not backlog_full)
         if claim.replies:
             to_replies(slices(claim.replies, task_size(len(claim.replies))))
         if claim.automated:
@@ -96,8 +91,8 @@ def dispatch_due(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return total
-        if backlog_full or not replies_room:
-            # A lane is full: what is due stays due, so the wait below would be none.
+        if backlog_full or replies_full:
+            # What is due stays due while a lane is full, so the wait below would be none.
             time.sleep(min(BACKPRESSURE_POLL, remaining))
             continue
         with services.session_factory() as session:

@@ -113,7 +113,8 @@ def test_a_full_send_lane_does_not_hold_back_the_replies(
     settings: Settings, session_factory: sessionmaker[Session]
 ) -> None:
     """A backlog of send tasks stops the dispatcher claiming automated messages, not a nurse's
-    answer; a full replies lane stops the replies too."""
+    answer; a full replies lane stops both (workers take it first: automated rows claimed then
+    would only wait behind it, leased)."""
     _due(session_factory, 30)
     _due(session_factory, 2, kind="conversational")
     services = _services(settings, session_factory)
@@ -121,16 +122,17 @@ def test_a_full_send_lane_does_not_hold_back_the_replies(
     replies: list[Sequence[int]] = []
     full = dispatch.MAX_WAITING_TASKS
 
-    def dispatch_with(replies_waiting: int) -> int:
+    def dispatch_with(sends_waiting: int, replies_waiting: int) -> int:
         return dispatch.dispatch_due(
             services, sends.extend, enqueue_replies=replies.extend,
-            waiting=lambda: full, waiting_replies=lambda: replies_waiting,
+            waiting=lambda: sends_waiting, waiting_replies=lambda: replies_waiting,
         )
 
-    assert dispatch_with(replies_waiting=full) == 0
+    assert dispatch_with(sends_waiting=full, replies_waiting=full) == 0
+    assert dispatch_with(sends_waiting=0, replies_waiting=full) == 0
     assert _states(session_factory) == {MessageState.SCHEDULED: 32}
 
-    assert dispatch_with(replies_waiting=0) == 2
+    assert dispatch_with(sends_waiting=full, replies_waiting=0) == 2
     assert sends == []
     assert sum(len(chunk) for chunk in replies) == 2
     assert _states(session_factory) == {MessageState.SCHEDULED: 30, MessageState.QUEUED: 2}
