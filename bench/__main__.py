@@ -36,16 +36,16 @@ Bench = Callable[[bool], Pairs]
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 BENCHES: list[tuple[str, Bench]] = [
-    ("contacts-import", lambda quick: import_bench.run(10_000, 200) if quick else import_bench.run()),
+    ("contacts-import", lambda quick: import_bench.run(5_000, 100) if quick else import_bench.run()),
     ("enroll", lambda quick: enroll_bench.pairs(10_000 if quick else 100_000)),
     (
         "delivery",
         lambda quick: (
             delivery_bench.pairs(
-                messages=1_000,
+                messages=500,
                 window=6.0,
-                lag_messages=50,
-                lag_spread=5.0,
+                lag_messages=30,
+                lag_spread=3.0,
                 phases=frozenset({"throughput", "lag"}),
             )
             if quick
@@ -54,22 +54,22 @@ BENCHES: list[tuple[str, Bench]] = [
     ),
     (
         "callbacks",
-        lambda quick: callbacks_bench.pairs(2_000, 10.0) if quick else callbacks_bench.pairs(),
+        lambda quick: callbacks_bench.pairs(500, 10.0) if quick else callbacks_bench.pairs(),
     ),
     ("ratelimit", lambda quick: [] if quick else delivery_bench.limiter_pairs()),
     (
         "crisis",
         lambda quick: (
             # One stack, not two: the quick run stays under two minutes on the slower machine.
-            crisis_bench.pairs(500, 2, mps=1.0)
+            crisis_bench.pairs(300, 1, mps=1.0)
             if quick
             else crisis_bench.pairs() + crisis_bench.pairs(2_000, 10, mps=1.0)
         ),
     ),
-    ("memory", lambda quick: memory_bench.pairs(50_000, 2, 2_000) if quick else memory_bench.pairs()),
+    ("memory", lambda quick: memory_bench.pairs(10_000, 2, 500) if quick else memory_bench.pairs()),
     ("web", lambda quick: web_bench.run(10_000, 5) if quick else web_bench.run()),
     ("api", lambda quick: api_bench.pairs(10_000, 300) if quick else api_bench.pairs()),
-    ("webhooks", lambda quick: webhook_bench.pairs(500, 500, (1,), 100) if quick else webhook_bench.pairs()),
+    ("webhooks", lambda quick: webhook_bench.pairs(200, 200, (1,), 0) if quick else webhook_bench.pairs()),
 ]
 
 # The goal beside each figure (docs/benchmarks.md); figures without one are context.
