@@ -4,7 +4,9 @@ Beat starts ``dispatch_due`` every second; each run keeps claiming for up to ``r
 seconds, sleeping exactly until the next scheduled message falls due, which keeps the lag
 between due and provider call in the tens of milliseconds without a separate daemon. With
 nothing due soon it looks again every ``IDLE_POLL`` seconds, for rows inserted already due
-(replies to patients also start a run of their own at once).
+(replies to patients also start a run of their own at once). What is not automated (staff's
+answers, HELP, confirmations) goes to send tasks of its own on the replies lane, which send
+workers take before the send queue, so it never waits behind a campaign's send tasks.
 Overlapping runs (two beats, a slow tick) are harmless: the claim is exclusive. If enqueueing
 fails after the claim committed, the rows sit in ``queued`` until their lease runs out and
 the rescue sweep returns them to the schedule: nothing is lost.
@@ -32,9 +34,10 @@ CHUNK = 100
 # while one hands what would wait too long back to the schedule (95-96% of the rate used with
 # one task of 100, 96.5% with two of 50: bench/delivery_bench.py).
 MIN_TASKS_PER_CLAIM = 2
-# Send tasks allowed to wait in the broker before the dispatcher stops claiming (backpressure):
-# enough to keep every worker busy for a while, few enough that a backlog stays ``scheduled``
-# (cancellable, re-checked, not leased) until workers are about to send it.
+# Send tasks allowed to wait in the broker, per lane, before the dispatcher stops claiming for
+# that lane (backpressure): enough to keep every worker busy for a while, few enough that a
+# backlog stays ``scheduled`` (cancellable, re-checked, not leased) until workers are about to
+# send it.
 MAX_WAITING_TASKS = 10
 # Seconds between looks at a full queue. A full queue holds MAX_WAITING_TASKS x CHUNK messages,
 # a second of sending at 1,000 a second, so a look every 50 ms never lets it run dry; each look
