@@ -13,10 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from outreach.celeryapp import make_celery, replies_queue
 from outreach.models import utcnow
 from outreach.outbox import insert_messages
-from tests.support.e2e import System, daytime_zone, running_system
+from tests.support.e2e import System, daytime_zone, environment, running_system, system_settings
 from tests.support.factories import make_contact
+from tests.support.processes import free_port, stack
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -81,3 +83,18 @@ def test_metrics_gather_every_process_and_logs_name_ids_only(pg_url: str, tmp_pa
         ]
         assert {"time", "level", "logger", "message"} <= set(structured[0])
         assert any(line["logger"].startswith("celery") for line in structured)
+
+
+def test_a_send_worker_started_with_dash_q_takes_the_replies_lane_first(pg_url: str, tmp_path: Path) -> None:
+    """docker compose and the README start send workers as `celery -A worker worker -Q outreach`:
+    the worker itself adds the replies lane, ahead of the send queue, or the staff answers the
+    dispatcher puts there would wait for a worker that never comes (worker.py)."""
+    # Aimed at this machine (nothing listens there: the worker only has to start).
+    local = f"http://127.0.0.1:{free_port()}"
+    settings = system_settings(pg_url, free_port(), twilio_api_base_url=local, smtp_host="127.0.0.1")
+    with stack(environment(settings), tmp_path) as processes:
+        processes.start_worker("sender", concurrency=1, dash_q=settings.celery_queue)
+        inspect = make_celery(settings).control.inspect(timeout=2)
+        answered = wait_for(inspect.active_queues, timeout=30, what="the worker to say which queues it takes")
+    taken = [queue["name"] for queue in next(iter(answered.values()))]
+    assert taken == [replies_queue(settings), settings.celery_queue]

@@ -143,7 +143,9 @@ class Stack:
         seen = self.log(name).count(marker)
         return lambda: self.log(name).count(marker) > seen
 
-    def _worker_command(self, name: str, queues: str, concurrency: int) -> tuple[list[str], dict[str, str]]:
+    def _worker_command(
+        self, name: str, queues: str, concurrency: int, dash_q: str | None = None
+    ) -> tuple[list[str], dict[str, str]]:
         args = [
             "-m",
             "celery",
@@ -159,15 +161,20 @@ class Stack:
             "--without-gossip",
             "--without-mingle",
         ]
+        if dash_q:  # the queues by -Q, as docker compose and the README start workers
+            return [*args, "-Q", dash_q], {}
         return args, {"OUTREACH_WORKER_QUEUES": queues}
 
-    def start_worker(self, name: str = "worker", concurrency: int = 2, queues: str | None = None) -> None:
+    def start_worker(
+        self, name: str = "worker", concurrency: int = 2, queues: str | None = None, dash_q: str | None = None
+    ) -> None:
         """A Celery worker taking tasks from ``queues`` (OUTREACH_WORKER_QUEUES): by default
-        those it took when last started under this name, else all."""
-        self.launch_worker(name, concurrency, queues)()
+        those it took when last started under this name, else all; or from ``dash_q``, the
+        queue names given to its ``-Q``."""
+        self.launch_worker(name, concurrency, queues, dash_q)()
 
     def launch_worker(
-        self, name: str = "worker", concurrency: int = 2, queues: str | None = None
+        self, name: str = "worker", concurrency: int = 2, queues: str | None = None, dash_q: str | None = None
     ) -> Callable[[], object]:
         """``start_worker`` without the wait: call what it returns to wait until it is ready
         (processes launched together start side by side, seconds sooner on a busy machine)."""
@@ -175,7 +182,7 @@ class Stack:
         with self._lock:
             self._workers[name] = (queues, concurrency)
             ready = self._started(name, " ready.")
-            self._spawn(name, *self._worker_command(name, queues, concurrency))
+            self._spawn(name, *self._worker_command(name, queues, concurrency, dash_q))
         return lambda: wait_for(ready, timeout=60, what=f"{name} to be ready")
 
     def start_beat(self, name: str = "beat") -> None:
