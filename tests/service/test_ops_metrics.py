@@ -3,8 +3,11 @@ instants on both databases."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import REGISTRY
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,13 +19,14 @@ from outreach.delivery import status
 from outreach.delivery.claim import claim_due
 from outreach.delivery.send import NoLimit, Services, send_message
 from outreach.models import InboxItem, InboxState, MessageState
-from outreach.ops.metrics import StateCollector
+from outreach.ops.metrics import StateCollector, exposition
 from outreach.outbox import transition
 from outreach.replies import inbox
 from tests.support.factories import make_contact, make_message
 from tests.support.fakes import FakeClock, FakeProvider
 
 NOW = datetime(2026, 3, 10, 18, 0, tzinfo=UTC)
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _scrape(collector: StateCollector) -> dict[str, float]:
@@ -216,3 +220,19 @@ def test_status_callbacks_not_yet_applied_show_how_long_they_have_waited(
     with session_factory.begin() as session:
         status.store(session, [(event, NOW - timedelta(minutes=4)), (event, NOW - timedelta(minutes=1))])
     assert _scrape(collector())["outreach_status_callbacks_waiting_seconds"] == 240
+
+
+def test_every_example_alert_reads_metrics_that_are_served(session_factory: sessionmaker[Session]) -> None:
+    """deploy/prometheus/alerts.yml names metrics by hand: an alert on a name /metrics does not
+    serve never fires, silently (a rename, a typo)."""
+    def family(name: str) -> str:
+        return re.sub(r"_(total|bucket|sum|count)$", "", name)
+
+    text = exposition(StateCollector(session_factory, lambda: NOW, lambda: {"outreach": 0})).decode()
+    served = {family(line.split()[2]) for line in text.splitlines() if line.startswith("# TYPE ")}
+    rules = yaml.safe_load((REPO / "deploy/prometheus/alerts.yml").read_text())["groups"][0]["rules"]
+    for rule in rules:
+        named = {family(name) for name in re.findall(r"outreach_\w+", rule["expr"])}
+        assert named, rule["alert"]
+        assert named <= served, f"{rule['alert']} reads {sorted(named - served)}: not on /metrics"
+    assert "RepliesLaneNotTaken" in {rule["alert"] for rule in rules}
