@@ -54,14 +54,19 @@ def replies_queue(settings: Settings) -> str:
     return f"{settings.celery_queue}.replies"
 
 
+def all_queues(settings: Settings) -> list[str]:
+    """Every queue of this deployment, in the order a worker taking them all takes them."""
+    return consumed_queues(settings.model_copy(update={"worker_queues": "all"}))
+
+
 def consumed_queues(settings: Settings) -> list[str]:
     """The queues a worker with these settings takes tasks from, in the order it takes them."""
-    sends = [replies_queue(settings), settings.celery_queue]
-    return {
-        "all": [control_queue(settings), *sends],
-        "sends": sends,
+    named = {
+        "all": [control_queue(settings), settings.celery_queue],
+        "sends": [settings.celery_queue],
         "control": [control_queue(settings)],
     }[settings.worker_queues]
+    return with_replies_lane(settings, named)
 
 
 def with_replies_lane(settings: Settings, queues: Sequence[str]) -> list[str]:
@@ -170,7 +175,7 @@ def declare_queues(settings: Settings) -> None:
     app = make_celery(settings)
     with app.connection_for_write() as connection:
         channel = connection.default_channel
-        for name in (settings.celery_queue, replies_queue(settings), control_queue(settings)):
+        for name in all_queues(settings):
             _own_queue(name)(channel).declare()  # type: ignore[no-untyped-call]
 
 

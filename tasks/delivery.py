@@ -22,10 +22,10 @@ log = logging.getLogger(__name__)
 def _publish(chunks: Sequence[Sequence[int]], queue: str | None = None) -> None:
     # One pooled producer for the whole claim: acquiring one per task costs more than the
     # publish itself at hundreds of tasks a second.
-    lane = {"queue": queue} if queue else {}
+    # No queue: the default (send) queue, as celery routes a task whose queue is None.
     with send_messages.app.producer_or_acquire() as producer:
         for ids in chunks:
-            send_messages.apply_async((list(ids),), producer=producer, **lane)
+            send_messages.apply_async((list(ids),), producer=producer, queue=queue)
 
 
 def _enqueue(chunks: Sequence[Sequence[int]]) -> None:

@@ -87,7 +87,7 @@ def dispatch_due(
             to_replies(slices(claim.replies, task_size(len(claim.replies))))
         if claim.automated:
             enqueue(slices(claim.automated, task_size(len(claim.automated))))
-        claimed = len(claim.replies) + len(claim.automated)
+        claimed = len(claim.ids)
         total += claimed
         if claimed == batch_size:
             continue  # more may be due right now

@@ -381,13 +381,13 @@ def _take_many(
     """Slot instants from ``start``, stopping at the first beyond ``max_wait``: an urgent
     caller's first from the yielding slots, then (like everyone's) consecutive free ones."""
     taken: list[datetime] = []
-    steal = urgent and yielding is not None
+    steal_from = yielding if urgent else None
     while len(taken) < count:
-        earliest = yielding.take_earliest(max_wait) if steal and yielding is not None else None
+        earliest = steal_from.take_earliest(max_wait) if steal_from is not None else None
         if earliest is not None:
             taken.append(earliest)
             continue
-        steal = False  # none left to take: no second look
+        steal_from = None  # none left to take: no second look
         at = max(slot.next_free_at, start)
         if (at - start).total_seconds() > max_wait:
             return taken, at

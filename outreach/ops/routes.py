@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from outreach.celeryapp import control_queue, replies_queue
+from outreach.celeryapp import all_queues
 from outreach.config import Settings
 from outreach.models import utcnow
 from outreach.ops import health, metrics
@@ -18,8 +18,8 @@ def router(settings: Settings, factory: sessionmaker[Session]) -> APIRouter:
     routes = APIRouter()
     checks = {"database": health.database_check(factory), "broker": health.broker_check(settings.broker_url)}
     providers = health.provider_checks(settings)
-    queues = [control_queue(settings), replies_queue(settings), settings.celery_queue]
-    state = metrics.StateCollector(factory, utcnow, metrics.broker_queue_depth(settings.broker_url, queues))
+    depth = metrics.broker_queue_depth(settings.broker_url, all_queues(settings))
+    state = metrics.StateCollector(factory, utcnow, depth)
 
     @routes.get("/healthz")
     async def healthz(providers_too: bool = False) -> JSONResponse:
