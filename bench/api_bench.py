@@ -4,6 +4,8 @@ Goals: `PUT /api/v1/appointments/{external_id}` sustains >= 300 upserts/s with p
 (each one books a new visit and materialises its reminders); a contacts list page
 (`GET /api/v1/contacts?limit=100&cursor=...` at random depths) <= 50 ms p95 with 100k contacts,
 measured with the same requests in flight as the upserts and, for what a page costs, one at a time.
+The same upsert bodies also go through the bench server's shell route (`bench/api_server.py`):
+what an authenticated, audited API write costs the web process before any booking.
 
 The server runs in its own process (so the client's threads do not share its interpreter) with
 the rate limit lifted; the client keeps a few requests in flight. Setup (contacts with SMS and
@@ -29,6 +31,7 @@ import httpx
 import psycopg
 
 from bench import cpu
+from bench.api_server import SHELL_PREFIX
 from bench.seed import grant_consent
 from bench.stats import percentile
 from outreach.config import load_settings
@@ -146,6 +149,13 @@ def run(
         seconds, put_latencies = _run_clients(puts, base, f"Bearer {secret}")
         put_cpu = cpu.spent(cpu_before, cpu.snapshot())
         put_cpu["client"] = time.process_time() - client_before
+        # The same bodies through the bench's shell route: what any API write costs before the booking.
+        shells = [
+            (method, path.replace("/api/v1/appointments", SHELL_PREFIX), body) for method, path, body in puts
+        ]
+        cpu_before = cpu.snapshot()
+        shell_seconds, _ = _run_clients(shells, base, f"Bearer {secret}")
+        shell_cpu = cpu.spent(cpu_before, cpu.snapshot())
         pages: list[tuple[str, str, dict[str, object] | None]] = [
             ("GET", f"/api/v1/contacts?limit=100&cursor={encode_cursor((n * 48271) % contacts)}", None)
             for n in range(400)
@@ -163,6 +173,9 @@ def run(
             "page_alone_p50_ms": 1000 * statistics.median(alone_latencies),
             "page_alone_p95_ms": 1000 * percentile(alone_latencies, 0.95),
             **{f"put_cpu_{part}_ms": 1000 * used / upserts for part, used in put_cpu.items()},
+            "shell_per_s": upserts / shell_seconds,
+            "shell_cpu_web_ms": 1000 * shell_cpu.get("web", 0.0) / upserts,
+            "shell_cpu_postgres_ms": 1000 * shell_cpu.get("postgres", 0.0) / upserts,
         }
     finally:
         if server is not None:
@@ -187,6 +200,12 @@ def pairs(contacts: int = 100_000, upserts: int = 2000) -> list[tuple[str, str]]
                 if f"put_cpu_{part}_ms" in figures
             )
             + " (300/s leaves the web process, one core, 3.3 ms for each)",
+        ),
+        (
+            "PUT without the booking",
+            f"{figures['shell_per_s']:.0f}/s, web {figures['shell_cpu_web_ms']:.2f} ms, "
+            f"postgres {figures['shell_cpu_postgres_ms']:.2f} ms of CPU each (the same bodies: body "
+            "checks, token, transaction, audit event, commit, answer; no booking)",
         ),
         (
             "contacts page p50/p95",

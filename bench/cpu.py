@@ -7,6 +7,8 @@ question every throughput change has to answer. Linux only; elsewhere the figure
 from __future__ import annotations
 
 import os
+import resource
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,3 +68,21 @@ def spent(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
         start = earlier[1] if earlier is not None and earlier[0] == group else 0.0
         totals[group] = totals.get(group, 0.0) + max(seconds - start, 0.0)
     return totals
+
+
+def own_seconds() -> float:
+    """CPU seconds of this process and of its children that have ended (an import's validation
+    workers): the client's side of a benchmark run in-process."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def busiest(before: CpuSnapshot, after: CpuSnapshot, group: str) -> float:
+    """CPU seconds of the group's busiest process between two snapshots: for PostgreSQL, the
+    backend of a one-transaction bulk write, which no second core can help."""
+    used = [
+        seconds - (before.seconds[pid][1] if pid in before.seconds else 0.0)
+        for pid, (name, seconds) in after.seconds.items()
+        if name == group
+    ]
+    return max(used, default=0.0)

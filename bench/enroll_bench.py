@@ -26,6 +26,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import func, select, text
 
+from bench import cpu
 from outreach.campaigns import sync
 from outreach.campaigns.enroll import enroll
 from outreach.config import load_settings
@@ -122,10 +123,13 @@ def run(contacts: int = 100_000, pg_admin_url: str = PG_ADMIN_URL) -> dict[str, 
 
             load = os.getloadavg()[0]
             checkpoints = _checkpoints(pg_admin_url, first=True)
+            server_before, client_before = cpu.snapshot(), cpu.own_seconds()
             started = time.perf_counter()
             with factory() as session, session.begin():
                 report = enroll(session, settings, "bench-series", ids, now=now)
             first = time.perf_counter() - started
+            server_after = cpu.snapshot()
+            client = cpu.own_seconds() - client_before
             checkpointed = _checkpoints(pg_admin_url) > checkpoints
 
             started = time.perf_counter()
@@ -146,6 +150,10 @@ def run(contacts: int = 100_000, pg_admin_url: str = PG_ADMIN_URL) -> dict[str, 
             "messages_per_second": rows / first if first else 0.0,
             "load": load,
             "checkpoint_during_enroll": float(checkpointed),
+            # One transaction is one backend: its CPU is the floor no second core can lower.
+            "server_cpu_seconds": cpu.spent(server_before, server_after).get("postgres", 0.0),
+            "backend_cpu_seconds": cpu.busiest(server_before, server_after, "postgres"),
+            "client_cpu_seconds": client,
         }
     finally:
         engine.dispose()
@@ -158,12 +166,21 @@ def _conditions(figures: dict[str, float]) -> str:
     return f"load {figures['load']:.2f} before; {checkpoint}"
 
 
+def _cpu(figures: dict[str, float]) -> str:
+    return (
+        f"PostgreSQL {figures['server_cpu_seconds']:.2f} s (its busiest process, the enroll's backend, "
+        f"{figures['backend_cpu_seconds']:.2f} s), the enroll {figures['client_cpu_seconds']:.2f} s; "
+        f"CPU seconds in the {figures['enroll_seconds']:.2f} s"
+    )
+
+
 def report_lines(figures: dict[str, float]) -> list[str]:
     verdict = "meets" if figures["enroll_seconds"] <= GOAL_SECONDS else "MISSES"
     return [
         f"enroll {int(figures['contacts']):,} contacts x 5 steps = {int(figures['messages']):,} messages "
         f"(PostgreSQL): {figures['enroll_seconds']:.2f} s ({figures['messages_per_second']:,.0f} msgs/s; "
         f"{verdict} the {GOAL_SECONDS:g} s goal; {_conditions(figures)})",
+        f"  CPU: {_cpu(figures)}",
         f"enroll the same contacts again (creates nothing): {figures['enroll_again_seconds']:.2f} s",
     ]
 
@@ -176,6 +193,7 @@ def pairs(contacts: int = 100_000) -> list[tuple[str, str]]:
             f"enroll {contacts // 1000}k x 5 steps",
             f"{figures['enroll_seconds']:.2f} s ({int(figures['messages']):,} msgs; {_conditions(figures)})",
         ),
+        ("  CPU", _cpu(figures)),
         ("enroll again (no-op)", f"{figures['enroll_again_seconds']:.2f} s"),
     ]
 

@@ -21,6 +21,7 @@ import psycopg
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bench import cpu
 from outreach.contacts import consent
 from outreach.contacts.csvformat import ContactRow, Header, validate_row
 from outreach.contacts.importer import ImportReport, import_contacts_csv
@@ -74,18 +75,29 @@ def write_sample_csv(path: Path, rows: int, seed: int = 7) -> None:
 class Timed:
     seconds: float
     report: ImportReport
+    # CPU seconds in the window: the database server's processes, its busiest one (the import's
+    # backend: one transaction is one process, so its share is a floor), and the import's own
+    # (this process and its validation workers).
+    server: float
+    backend: float
+    client: float
 
 
 def _import(url: str, path: Path) -> Timed:
     engine = make_engine(url)
     factory = make_session_factory(engine)
+    server_before, client_before = cpu.snapshot(), cpu.own_seconds()
     start = time.perf_counter()
     with factory() as session:
         report = import_contacts_csv(session, path, clinic_timezone=CLINIC_TZ, now=utcnow())
         session.commit()
     seconds = time.perf_counter() - start
+    server_after = cpu.snapshot()
+    server = cpu.spent(server_before, server_after).get("postgres", 0.0)
+    backend = cpu.busiest(server_before, server_after, "postgres")
+    client = cpu.own_seconds() - client_before
     engine.dispose()
-    return Timed(seconds, report)
+    return Timed(seconds, report, server, backend, client)
 
 
 def _naive(url: str, path: Path, limit: int) -> float:
@@ -165,6 +177,12 @@ def _describe(timed: Timed) -> str:
             f"consent events {r.consent_events})")
 
 
+def _cpu(timed: Timed) -> str:
+    return (f"PostgreSQL {timed.server:.2f} s (its busiest process, the import's backend, "
+            f"{timed.backend:.2f} s), the import {timed.client:.2f} s (parent and validation workers); "
+            f"CPU seconds in the {timed.seconds:.2f} s")
+
+
 def _seed_one_contact(url: str) -> None:
     """A database that is not empty: the import then takes its ordinary path (lookups, and
     foreign keys checked row by row) instead of the initial-load one."""
@@ -193,6 +211,8 @@ def run(rows: int = 100_000, baseline_rows: int = 3_000, pg_admin_url: str = PG_
                     continue
                 first = _import(url, path)
                 figures.append((f"{kind} empty db", _describe(first)))
+                if kind == "postgresql":
+                    figures.append((f"{kind} empty db, CPU", _cpu(first)))
                 figures.append((f"{kind} re-import", _describe(_import(url, path))))
                 busy_url = _fresh(kind, workdir, pg_admin_url, cleanup)
                 assert busy_url is not None
