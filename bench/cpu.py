@@ -63,11 +63,17 @@ def snapshot() -> CpuSnapshot:
 def spent(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
     """CPU seconds per group between two snapshots (processes started in between count whole)."""
     totals: dict[str, float] = {}
-    for pid, (group, seconds) in after.seconds.items():
-        earlier = before.seconds.get(pid)
-        start = earlier[1] if earlier is not None and earlier[0] == group else 0.0
-        totals[group] = totals.get(group, 0.0) + max(seconds - start, 0.0)
+    for pid, (group, _seconds) in after.seconds.items():
+        totals[group] = totals.get(group, 0.0) + _used(before, after, pid)
     return totals
+
+
+def _used(before: CpuSnapshot, after: CpuSnapshot, pid: int) -> float:
+    group, seconds = after.seconds[pid]
+    earlier = before.seconds.get(pid)
+    # A pid seen before in another group is a new process under a reused number: count it whole.
+    start = earlier[1] if earlier is not None and earlier[0] == group else 0.0
+    return max(seconds - start, 0.0)
 
 
 def own_seconds() -> float:
@@ -80,9 +86,5 @@ def own_seconds() -> float:
 def busiest(before: CpuSnapshot, after: CpuSnapshot, group: str) -> float:
     """CPU seconds of the group's busiest process between two snapshots: for PostgreSQL, the
     backend of a one-transaction bulk write, which no second core can help."""
-    used = [
-        seconds - (before.seconds[pid][1] if pid in before.seconds else 0.0)
-        for pid, (name, seconds) in after.seconds.items()
-        if name == group
-    ]
+    used = [_used(before, after, pid) for pid, (name, _seconds) in after.seconds.items() if name == group]
     return max(used, default=0.0)
