@@ -28,14 +28,6 @@ def _publish(chunks: Sequence[Sequence[int]], queue: str | None = None) -> None:
             send_messages.apply_async((list(ids),), producer=producer, queue=queue)
 
 
-def _enqueue(chunks: Sequence[Sequence[int]]) -> None:
-    _publish(chunks)
-
-
-def _enqueue_replies(chunks: Sequence[Sequence[int]]) -> None:
-    _publish(chunks, replies_queue(runtime.current().settings))
-
-
 def _waiting(queue: str | None = None) -> int:
     """Send tasks waiting in the broker (kombu's queue size: LLEN on Redis, a row count on
     the embedded broker)."""
@@ -51,8 +43,8 @@ def dispatch_due(run_for: float = 0.9) -> int:
     replies = replies_queue(services.settings)
     return dispatch.dispatch_due(
         services,
-        _enqueue,
-        enqueue_replies=_enqueue_replies,
+        _publish,
+        enqueue_replies=lambda chunks: _publish(chunks, replies),
         waiting=_waiting,
         waiting_replies=lambda: _waiting(replies),
         run_for=run_for,

@@ -72,9 +72,9 @@ def dispatch_due(
     total = 0
     next_replies_look = 0.0
     while True:
-        backlog_full = waiting() >= MAX_WAITING_TASKS
-        look = not backlog_full or time.monotonic() >= next_replies_look
-        if look and backlog_full:
+        sends_full = waiting() >= MAX_WAITING_TASKS
+        look = not sends_full or time.monotonic() >= next_replies_look
+        if look and sends_full:
             next_replies_look = time.monotonic() + IDLE_POLL
         # Workers take the replies lane first: while it is full, automated rows claimed now
         # would only wait, leased, behind it.
@@ -82,7 +82,7 @@ def dispatch_due(
         claim = Claim([], [])
         if look and not replies_full:
             with services.session_factory() as session, session.begin():
-                claim = claim_lanes(session, services.clock(), batch_size, lease, automated=not backlog_full)
+                claim = claim_lanes(session, services.clock(), batch_size, lease, automated=not sends_full)
         if claim.replies:
             to_replies(slices(claim.replies, task_size(len(claim.replies))))
         if claim.automated:
@@ -94,7 +94,7 @@ def dispatch_due(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return total
-        if backlog_full or replies_full:
+        if sends_full or replies_full:
             # What is due stays due while a lane is full, so the wait below would be none.
             time.sleep(min(BACKPRESSURE_POLL, remaining))
             continue
