@@ -38,11 +38,26 @@ def _group(cmdline: str) -> str | None:
     return None
 
 
+def _stat_seconds(stat: str) -> float:
+    """utime + stime from a /proc/<pid>/stat line."""
+    # Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_seconds(pid: int) -> float | None:
+    """CPU seconds so far of one process; None when /proc does not show it (a server on
+    another machine, or not Linux)."""
+    try:
+        return _stat_seconds((PROC / str(pid) / "stat").read_text())
+    except OSError:
+        return None
+
+
 def snapshot() -> CpuSnapshot:
     seconds: dict[int, tuple[str, float]] = {}
     if not PROC.is_dir():
         return CpuSnapshot(seconds)
-    ticks = os.sysconf("SC_CLK_TCK")
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
@@ -54,9 +69,7 @@ def snapshot() -> CpuSnapshot:
         group = _group(cmdline)
         if group is None:
             continue
-        # Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        seconds[int(entry.name)] = (group, (int(fields[11]) + int(fields[12])) / ticks)
+        seconds[int(entry.name)] = (group, _stat_seconds(stat))
     return CpuSnapshot(seconds)
 
 

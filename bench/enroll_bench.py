@@ -171,14 +171,13 @@ def _nan(value: float | None) -> float:
 
 
 def _floor(figures: dict[str, float]) -> str:
-    def s(key: str) -> str:
-        value = figures[key]
-        return floor.seconds(None if value != value else value)  # NaN: not readable here
-
+    rows, indexed, tables = (
+        floor.seconds(figures[f"floor_{part}_seconds"]) for part in ("rows", "indexed", "tables")
+    )
     return (
-        f"the rows alone {s('floor_rows_seconds')}, with their indexes {s('floor_indexed_seconds')}, "
-        f"into the tables themselves (indexes and key triggers) {s('floor_tables_seconds')}: the "
-        "backend's CPU to COPY this enroll's rows again, no reading, no planning"
+        f"the rows alone {rows}, with their indexes {indexed}, into the tables themselves (indexes "
+        f"and key triggers) {tables}: the backend's CPU to COPY this enroll's rows again, no "
+        "reading, no planning"
     )
 
 

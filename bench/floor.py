@@ -20,14 +20,14 @@ figures are None.
 
 from __future__ import annotations
 
-import os
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
 
-from bench.cpu import PROC
+from bench import cpu
 from tests.support.services import libpq
 
 IMPORT_TABLES = ("contacts", "consent_events", "consents", "contact_tags")
@@ -37,26 +37,25 @@ SEARCH_INDEX = "ix_contacts_search"
 _BLOCK = 1 << 20
 
 
-def backend_seconds(conn: psycopg.Connection) -> float | None:
-    """CPU seconds so far of the server process serving ``conn``."""
+def _backend_pid(conn: psycopg.Connection) -> int:
     row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    try:
-        stat = (PROC / str(row[0] if row else 0) / "stat").read_text()
-    except OSError:  # the server runs elsewhere (or this is not Linux)
-        return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(row[0]) if row else 0
+
+
+def backend_seconds(conn: psycopg.Connection) -> float | None:
+    """CPU seconds so far of the server process serving ``conn`` (None: not on this machine)."""
+    return cpu.process_seconds(_backend_pid(conn))
 
 
 class _Meter:
     """Backend CPU seconds between marks; None throughout when they cannot be read."""
 
     def __init__(self, conn: psycopg.Connection) -> None:
-        self._conn = conn
-        self._last = backend_seconds(conn)
+        self._pid = _backend_pid(conn)
+        self._last = cpu.process_seconds(self._pid)
 
     def lap(self) -> float | None:
-        now = backend_seconds(self._conn)
+        now = cpu.process_seconds(self._pid)
         spent = None if now is None or self._last is None else now - self._last
         self._last = now
         return spent
@@ -154,4 +153,5 @@ def enroll_floor(url: str) -> EnrollFloor:
 
 
 def seconds(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f} s"
+    """A floor figure as printed; None (or NaN, as a figures dict of floats keeps it): n/a."""
+    return "n/a" if value is None or math.isnan(value) else f"{value:.2f} s"

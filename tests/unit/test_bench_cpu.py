@@ -3,9 +3,12 @@ PostgreSQL backend of a bulk write, whose seconds the import and enroll benches 
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
-from bench.cpu import CpuSnapshot, busiest, spent
+from bench.cpu import CpuSnapshot, busiest, process_seconds, spent
 
 BEFORE = CpuSnapshot({1: ("postgres", 1.0), 2: ("postgres", 5.0), 3: ("web", 2.0), 6: ("web", 9.0)})
 AFTER = CpuSnapshot(
@@ -29,3 +32,14 @@ def test_the_busiest_process_of_a_group_is_the_one_that_did_the_work() -> None:
     assert busiest(BEFORE, AFTER, "postgres") == pytest.approx(2.5)
     assert busiest(BEFORE, AFTER, "web") == pytest.approx(0.5)
     assert busiest(BEFORE, AFTER, "redis") == 0.0
+
+
+def test_one_process_seconds_are_read_from_proc_or_none_when_it_is_not_there() -> None:
+    before = process_seconds(os.getpid())
+    assert before is not None
+    deadline = time.process_time() + 0.05
+    while time.process_time() < deadline:  # burn CPU the reading must see (clock ticks: 10 ms)
+        pass
+    after = process_seconds(os.getpid())
+    assert after is not None and after > before
+    assert process_seconds(2**22 + 7) is None  # above Linux's largest pid
